@@ -1,0 +1,307 @@
+"""Configuration: rebuilderd-sync.conf profiles plus this tool's own settings.
+
+One TOML file holds both. Profiles keep rebuilderd's format so an operator's
+existing ``rebuilderd-sync.conf`` works unchanged::
+
+    [profile."debian-main"]
+    distro = "debian"
+    releases = ["bookworm"]            # or [{name = "bookworm", source = "https://..."}]
+    components = ["main"]
+    architectures = ["amd64", "all"]
+    source = "https://mirror.example/debian"
+    maintainers = ["Jane Doe <jane@"]  # prefix match on Maintainer / Uploaders
+    pkgs = ["hello*"]                  # globs; empty means every package
+    excludes = ["*-dbg"]               # globs; excludes win
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    check_valid_until = true
+
+This tool's own settings live under ``[rebuilder]`` and backends under
+``[backend."<distro>"]`` as rebuilderd-worker has them. Unknown keys are
+errors, and every error names the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rebuilder.errors import ConfigError
+
+DEFAULT_CONFIG = "rebuilder.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A release (Debian suite, Arch repo set, Alpine branch, Tails channel) and its mirror."""
+
+    name: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One ``[profile."NAME"]`` table: what to sync and where from."""
+
+    name: str
+    distro: str
+    releases: tuple[Release, ...]
+    components: tuple[str, ...] = ()
+    architectures: tuple[str, ...] = ()
+    source: str = ""
+    maintainers: tuple[str, ...] = ()
+    pkgs: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    keyring: str | None = None
+    check_valid_until: bool = True
+    buildinfo_url: str | None = None  # base URL of the buildinfo service (Debian)
+    method: str | None = None  # build method (Debian: "debrebuild" or "suite-chroot")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retry of a BAD or FAIL: after ``backoff * 2**(n-1)`` seconds, at most ``max`` times."""
+
+    backoff: int
+    max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The ``[rebuilder]`` table. Paths are resolved against the config file's folder."""
+
+    state_dir: Path = Path("state")
+    site_dir: Path = Path("site")
+    cache_dir: Path = Path(".cache")
+    jobs: int = 0  # 0 = number of cores
+    build_timeout: int = 4 * 3600  # seconds
+    log_limit: int = 20 * 1024 * 1024  # bytes of build log kept; the rest is cut with a marker
+    diffoscope: bool = True
+    diffoscope_timeout: int = 30 * 60
+    diffoscope_limit: int = 10 * 1024 * 1024
+    signing_key: Path | None = None
+    retry_bad: RetryPolicy = RetryPolicy(backoff=7 * 86400, max=2)
+    retry_fail: RetryPolicy = RetryPolicy(backoff=6 * 3600, max=5)
+    site_url: str = ""  # public URL of the site, for feeds and absolute links
+
+    @property
+    def effective_jobs(self) -> int:
+        return self.jobs or os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    settings: Settings
+    profiles: dict[str, Profile]
+    backends: dict[str, Path] = field(default_factory=dict)
+
+    def select(self, names: list[str] | tuple[str, ...]) -> list[Profile]:
+        """The named profiles (all, in file order, when none is named)."""
+        if not names:
+            return list(self.profiles.values())
+        unknown = [n for n in names if n not in self.profiles]
+        if unknown:
+            known = ", ".join(self.profiles) or "none"
+            raise ConfigError(f"unknown profile {unknown[0]!r} (known: {known})")
+        return [self.profiles[n] for n in names]
+
+
+_PROFILE_KEYS = {
+    "distro", "suite", "releases", "components", "architecture", "architectures", "source",
+    "maintainers", "maintainer", "pkgs", "excludes", "keyring", "check_valid_until",
+    "buildinfo_url", "method",
+}  # fmt: skip
+_DISTROS = {"debian", "archlinux", "alpine", "tails"}
+
+
+def load(path: Path | str | None = None, *, sync_config: Path | str | None = None) -> Config:
+    """Read the tool's TOML (and, optionally, a separate rebuilderd-sync.conf for profiles)."""
+    cfg_path = Path(path) if path else Path(DEFAULT_CONFIG)
+    data: dict[str, Any] = {}
+    if cfg_path.exists() or path is not None:
+        data = _read_toml(cfg_path)
+    elif sync_config is None:
+        raise ConfigError(
+            f"{cfg_path}: no such file (give --config FILE, or --sync-config for a "
+            "rebuilderd-sync.conf)"
+        )
+    base = cfg_path.resolve().parent
+    where = str(cfg_path)
+    unknown = set(data) - {"rebuilder", "profile", "backend"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown table or key {sorted(unknown)[0]!r}")
+    settings = _settings(data.get("rebuilder", {}), where, base)
+    profiles = _profiles(data.get("profile", {}), where, base)
+    if sync_config is not None:
+        sc_path = Path(sync_config)
+        sc = _read_toml(sc_path)
+        extra = set(sc) - {"profile"}
+        if extra:
+            raise ConfigError(f"{sc_path}: unknown table or key {sorted(extra)[0]!r}")
+        profiles.update(_profiles(sc.get("profile", {}), str(sc_path), sc_path.resolve().parent))
+    backends = _backends(data.get("backend", {}), where, base)
+    return Config(cfg_path if cfg_path.exists() else None, settings, profiles, backends)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def _settings(table: Any, where: str, base: Path) -> Settings:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: [rebuilder] must be a table")
+    known = {f.name for f in fields(Settings)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{where}: [rebuilder] unknown key {key!r}")
+        kwargs[key] = _setting_value(key, value, where, base)
+    return Settings(**kwargs)
+
+
+def _setting_value(key: str, value: Any, where: str, base: Path) -> Any:
+    default = getattr(Settings(), key)
+    label = f"{where}: [rebuilder] {key}"
+    if key in ("state_dir", "site_dir", "cache_dir", "signing_key"):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{label}: expected a path string")
+        return base / os.path.expanduser(value)
+    if key in ("retry_bad", "retry_fail"):
+        if not isinstance(value, Mapping) or set(value) - {"backoff", "max"}:
+            raise ConfigError(f"{label}: expected {{backoff = SECONDS, max = N}}")
+        b, m = value.get("backoff", default.backoff), value.get("max", default.max)
+        if not _is_int(b) or not _is_int(m) or b < 0 or m < 0:
+            raise ConfigError(f"{label}: backoff and max must be non-negative integers")
+        return RetryPolicy(b, m)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label}: expected true or false")
+        return value
+    if isinstance(default, int):
+        if not _is_int(value) or value < 0:
+            raise ConfigError(f"{label}: expected a non-negative integer")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{label}: expected a string")
+    return value
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _profiles(table: Any, where: str, base: Path) -> dict[str, Profile]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f'{where}: profiles must be tables: [profile."NAME"]')
+    return {name: _profile(name, p, where, base) for name, p in table.items()}
+
+
+def _profile(name: str, p: Any, where: str, base: Path) -> Profile:
+    label = f'{where}: [profile."{name}"]'
+    if not isinstance(p, Mapping):
+        raise ConfigError(f"{label}: must be a table")
+    if not name or "/" in name or name.startswith(".") or len(name) > 100:
+        raise ConfigError(f"{label}: a profile name must be a plain word (no '/', not hidden)")
+    for key in p:
+        if key not in _PROFILE_KEYS:
+            raise ConfigError(f"{label}: unknown key {key!r}")
+    distro = p.get("distro")
+    if distro not in _DISTROS:
+        raise ConfigError(f"{label} distro: expected one of {', '.join(sorted(_DISTROS))}")
+    source = p.get("source", "")
+    if not isinstance(source, str):
+        raise ConfigError(f"{label} source: expected a URL or path string")
+    releases = _releases(p.get("releases", []), source, label)
+    # rebuilderd's older single-valued spellings, kept so old files load unchanged
+    components = _strings(p, "components", label) or _strings(p, "suite", label)
+    arches = _strings(p, "architectures", label) or _strings(p, "architecture", label)
+    keyring = p.get("keyring")
+    if keyring is not None and not isinstance(keyring, str):
+        raise ConfigError(f"{label} keyring: expected a path string")
+    cvu = p.get("check_valid_until", True)
+    if not isinstance(cvu, bool):
+        raise ConfigError(f"{label} check_valid_until: expected true or false")
+    for key in ("buildinfo_url", "method"):
+        if key in p and not isinstance(p[key], str):
+            raise ConfigError(f"{label} {key}: expected a string")
+    if not releases and distro != "archlinux":
+        raise ConfigError(f"{label} releases: at least one release is needed")
+    return Profile(
+        name=name,
+        distro=distro,
+        releases=releases,
+        components=components,
+        architectures=arches,
+        source=source,
+        maintainers=_strings(p, "maintainers", label) or _strings(p, "maintainer", label),
+        pkgs=_strings(p, "pkgs", label),
+        excludes=_strings(p, "excludes", label),
+        keyring=str(base / os.path.expanduser(keyring)) if keyring else None,
+        check_valid_until=cvu,
+        buildinfo_url=p.get("buildinfo_url"),
+        method=p.get("method"),
+    )
+
+
+def _strings(p: Mapping[str, Any], key: str, label: str) -> tuple[str, ...]:
+    v = p.get(key)
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        return (v,)
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{label} {key}: expected a string or a list of strings")
+    return tuple(v)
+
+
+def _releases(value: Any, source: str, label: str) -> tuple[Release, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{label} releases: expected a list of names or {{name, source}} tables")
+    out = []
+    for r in value:
+        if isinstance(r, str):
+            out.append(Release(r, source))
+        elif (
+            isinstance(r, Mapping)
+            and isinstance(r.get("name"), str)
+            and not set(r)
+            - {
+                "name",
+                "source",
+            }
+        ):
+            src = r.get("source", source)
+            if not isinstance(src, str):
+                raise ConfigError(f"{label} releases: source must be a string")
+            out.append(Release(r["name"], src))
+        else:
+            raise ConfigError(f"{label} releases: expected a name or {{name, source}}, got {r!r}")
+    for r in out:
+        if not r.source:
+            raise ConfigError(f"{label} source: no source (mirror URL) for release {r.name!r}")
+    return tuple(out)
+
+
+def _backends(table: Any, where: str, base: Path) -> dict[str, Path]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f'{where}: backends must be tables: [backend."DISTRO"]')
+    out = {}
+    for distro, b in table.items():
+        if not isinstance(b, Mapping) or set(b) - {"path"} or not isinstance(b.get("path"), str):
+            raise ConfigError(f'{where}: [backend."{distro}"] expects exactly: path = "..."')
+        out[distro] = base / os.path.expanduser(b["path"])
+    return out
