@@ -1,0 +1,84 @@
+import pytest
+
+from rebuilder import config
+from rebuilder.errors import ConfigError
+
+
+def write(tmp_path, text, name="rebuilder.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_rebuilderd_sync_conf_loads_unchanged(tmp_path):
+    sc = write(
+        tmp_path,
+        """
+[profile."debian-main"]
+distro = "debian"
+suite = "main"
+architecture = "amd64"
+releases = ["bookworm", {name = "trixie", source = "https://mirror.example/other"}]
+source = "https://mirror.example/debian"
+maintainers = ["Jane <jane@"]
+excludes = ["*-dbg"]
+""",
+        "rebuilderd-sync.conf",
+    )
+    cfg = config.load(None, sync_config=sc)
+    p = cfg.profiles["debian-main"]
+    assert p.components == ("main",) and p.architectures == ("amd64",)
+    assert [(r.name, r.source) for r in p.releases] == [
+        ("bookworm", "https://mirror.example/debian"),
+        ("trixie", "https://mirror.example/other"),
+    ]
+    assert p.maintainers == ("Jane <jane@",) and p.excludes == ("*-dbg",)
+
+
+def test_settings_and_backends_resolve_paths(tmp_path):
+    cfg = config.load(
+        write(
+            tmp_path,
+            """
+[rebuilder]
+state_dir = "st"
+jobs = 3
+retry_bad = {backoff = 60, max = 1}
+[backend."debian"]
+path = "backends/debian.sh"
+""",
+        )
+    )
+    assert cfg.settings.state_dir == tmp_path / "st"
+    assert cfg.settings.jobs == 3 and cfg.settings.retry_bad.max == 1
+    assert cfg.backends["debian"] == tmp_path / "backends/debian.sh"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[rebuilder]\njobz = 1\n", "[rebuilder] unknown key 'jobz'"),
+        ("[rebuilder]\njobs = -1\n", "[rebuilder] jobs: expected a non-negative integer"),
+        (
+            '[profile."x"]\ndistro = "debian"\nreleases = ["a"]\nsource = "s"\ncolour = 1\n',
+            "unknown key 'colour'",
+        ),
+        ('[profile."x"]\ndistro = "gentoo"\n', "distro: expected one of"),
+        ('[profile."x"]\ndistro = "debian"\nreleases = ["a"]\n', "no source (mirror URL)"),
+        ("not toml [", "not valid TOML"),
+        ('[backend."debian"]\npth = "x"\n', 'expects exactly: path = "..."'),
+    ],
+)
+def test_errors_name_file_key_and_problem(tmp_path, text, message):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        config.load(p)
+    assert str(p) in str(e.value) and message in str(e.value)
+
+
+def test_unknown_profile_selected(tmp_path):
+    cfg = config.load(
+        write(tmp_path, '[profile."a"]\ndistro = "debian"\nreleases=["x"]\nsource="s"\n')
+    )
+    with pytest.raises(ConfigError, match="unknown profile 'b'"):
+        cfg.select(["b"])
