@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ from typing import Any
 from rebuilder.errors import ConfigError
 
 DEFAULT_CONFIG = "rebuilder.toml"
+# a profile's `source` may say this to take the mirror from this host's own apt sources
+HOST_APT = "host-apt"
+APT_SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ class Settings:
     diffoscope: bool = True
     diffoscope_timeout: int = 30 * 60
     diffoscope_limit: int = 10 * 1024 * 1024
-    signing_key: Path | None = None
+    signing_key: Path = Path("rebuilder.key")  # created on first use, mode 0600
     retry_bad: RetryPolicy = RetryPolicy(backoff=7 * 86400, max=2)
     retry_fail: RetryPolicy = RetryPolicy(backoff=6 * 3600, max=5)
     site_url: str = ""  # public URL of the site, for feeds and absolute links
@@ -290,10 +293,57 @@ def _releases(value: Any, source: str, label: str) -> tuple[Release, ...]:
             out.append(Release(r["name"], src))
         else:
             raise ConfigError(f"{label} releases: expected a name or {{name, source}}, got {r!r}")
-    for r in out:
+    for i, r in enumerate(out):
         if not r.source:
             raise ConfigError(f"{label} source: no source (mirror URL) for release {r.name!r}")
+        if r.source == HOST_APT:
+            out[i] = Release(r.name, host_apt_mirror(r.name, label))
     return tuple(out)
+
+
+def host_apt_mirror(
+    suite: str, label: str = "host-apt", roots: tuple[Path, ...] = APT_SOURCES
+) -> str:
+    """The first http(s) mirror this host's apt sources use for ``suite``.
+
+    Reads deb822 ``*.sources`` files and one-line ``sources.list`` entries.
+    """
+    for uri, suites in _apt_entries(roots):
+        if suite in suites and uri.startswith(("http://", "https://")):
+            return uri.rstrip("/")
+    raise ConfigError(f"{label} source: no apt source of this host serves {suite!r}")
+
+
+def _apt_entries(roots: tuple[Path, ...]) -> Iterator[tuple[str, list[str]]]:
+    files: list[Path] = []
+    for root in roots:
+        files += (
+            sorted(root.glob("*.sources")) + sorted(root.glob("*.list"))
+            if root.is_dir()
+            else [root]
+        )
+    for f in files:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if f.suffix == ".sources":
+            for stanza in text.split("\n\n"):
+                fields = dict(
+                    line.split(":", 1) for line in stanza.splitlines()
+                    if ":" in line and not line.startswith(("#", " "))
+                )  # fmt: skip
+                if (
+                    "deb" in fields.get("Types", "").split()
+                    and fields.get("Enabled", "yes").strip() != "no"
+                ):
+                    for uri in fields.get("URIs", "").split():
+                        yield uri, fields.get("Suites", "").split()
+        else:
+            for line in text.splitlines():
+                words = [w for w in line.split("#", 1)[0].split() if not w.startswith("[")]
+                if len(words) >= 3 and words[0] == "deb":
+                    yield words[1], [words[2]]
 
 
 def _backends(table: Any, where: str, base: Path) -> dict[str, Path]:

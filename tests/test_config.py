@@ -82,3 +82,22 @@ def test_unknown_profile_selected(tmp_path):
     )
     with pytest.raises(ConfigError, match="unknown profile 'b'"):
         cfg.select(["b"])
+
+
+def test_host_apt_mirror_reads_deb822_and_one_line_sources(tmp_path):
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "a.sources").write_text(
+        "Types: deb-src\nURIs: https://src.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\n# comment\nURIs: https://mirror.example/debian\n"
+        "Suites: bookworm bookworm-updates\n"
+    )
+    lst = tmp_path / "sources.list"
+    lst.write_text("deb [arch=amd64] https://other.example/debian trixie main  # x\n")
+    roots = (d, lst)
+    assert (
+        config.host_apt_mirror("bookworm-updates", roots=roots) == "https://mirror.example/debian"
+    )
+    assert config.host_apt_mirror("trixie", roots=roots) == "https://other.example/debian"
+    with pytest.raises(ConfigError, match="no apt source of this host serves 'sid'"):
+        config.host_apt_mirror("sid", roots=roots)
