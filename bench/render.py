@@ -1,0 +1,198 @@
+"""Benchmark the site renderer on a Debian-sized state and print its figures.
+
+Synthesizes one profile with 45,000 build groups (~78,000 artifacts; GOOD,
+BAD, FAIL and UNKWN mixed; attempts with gzip'd logs, diffoscope reports and
+attestations in the results store), then times:
+
+1. a full render into an empty site directory;
+2. a second render of the same state (every page re-rendered, nothing written);
+3. a second render told that nothing changed (``changed=set()``);
+4. a render after changing 100 records, told which (``changed=<100 keys>``);
+5. the same change rendered without a change-set (full render).
+
+Targets (from the issue): full < 30 s, incremental after 100 changes < 3 s.
+
+    python bench/render.py [--groups 45000] [--dir /tmp/site-bench] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rebuilder.config import Profile, Release
+from rebuilder.model import (
+    Artifact,
+    ArtifactResult,
+    Attempt,
+    BuildGroup,
+    GroupRecord,
+    Status,
+)
+from rebuilder.site import ProfileView, RenderStats, render
+
+T0 = dt.datetime(2024, 1, 1)
+LOG = b"".join(b"I: step %d of the build, some output here\n" % i for i in range(200))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _store(site: Path, rel: str, data: bytes) -> None:
+    path = site / "builds" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+
+
+def synthesize(site: Path, n_groups: int, rng: random.Random) -> dict[str, GroupRecord]:
+    """One Debian-like profile: ~1.73 artifacts per group, a realistic mix of verdicts."""
+    records: dict[str, GroupRecord] = {}
+    build_id = 0
+    for i in range(n_groups):
+        name = f"pkg{i:05d}-{rng.choice(['lib', 'python3', 'golang', 'node', 'x'])}"
+        version = (
+            f"{rng.randint(0, 3)}:{rng.randint(1, 40)}.{rng.randint(0, 9)}-{rng.randint(1, 5)}"
+        )
+        component = rng.choices(["main", "contrib", "non-free"], [90, 5, 5])[0]
+        arch = rng.choices(["amd64", "all"], [70, 30])[0]
+        n_art = rng.choices([1, 2, 3, 4, 6], [55, 25, 10, 6, 4])[0]
+        arts = tuple(
+            Artifact(
+                f"{name}-{j}" if j else name,
+                version,
+                arch,
+                f"https://mirror.example/debian/pool/{component}/{name}_{version}_{j}.deb",
+                _sha(f"{name}{j}"),
+                1000 + j,
+            )
+            for j in range(n_art)
+        )
+        g = BuildGroup(
+            name, version, "debian", "trixie", component, arch,
+            f"https://mirror.example/buildinfo/{name}_{version}.buildinfo", arts,
+            maintainers=(f"Maintainer {i % 997} <m{i % 997}@example.org>",), method="debrebuild",
+        )  # fmt: skip
+        status = rng.choices(list(Status), [80, 8, 5, 7])[0]
+        attempts = []
+        if status is not Status.UNKWN:
+            for k in range(rng.choice([1, 1, 1, 2])):
+                build_id += 1
+                attempts.append(_attempt(site, g, build_id, status, k))
+        records[g.key] = GroupRecord(g, status, attempts, first_seen=T0, last_seen=T0)
+    return records
+
+
+def _attempt(site: Path, g: BuildGroup, build_id: int, status: Status, k: int) -> Attempt:
+    files = {"log": f"{build_id}/log.gz"}
+    _store(site, files["log"], LOG)
+    if status is Status.BAD:
+        files["diffoscope"] = f"{build_id}/diffoscope.txt.gz"
+        _store(site, files["diffoscope"], b"--- a\n+++ b\n" * 50)
+    if status is Status.GOOD:
+        files["attestation"] = f"{build_id}/attestation.json.gz"
+        _store(site, files["attestation"], b'{"_type": "https://in-toto.io/Statement/v1"}')
+    results = tuple(
+        ArtifactResult(a.name, a.filename, a.sha256, a.sha256 if status is Status.GOOD else None)
+        for a in g.artifacts
+    )
+    started = T0 + dt.timedelta(minutes=build_id)
+    return Attempt(
+        build_id, g.version, status, started, 120.0 + k, "debian", "new",
+        g.inputs_digest, results, files,
+    )  # fmt: skip
+
+
+def change(site: Path, records: dict[str, GroupRecord], n: int, rng: random.Random) -> set[str]:
+    """Give ``n`` records a new attempt (a fresh verdict), as one pass would."""
+    keys = rng.sample(sorted(records), n)
+    next_id = 1 + max((a.build_id for r in records.values() for a in r.attempts), default=0)
+    for i, key in enumerate(keys):
+        r = records[key]
+        status = rng.choice([Status.GOOD, Status.BAD, Status.FAIL])
+        attempt = _attempt(site, r.group, next_id + i, status, 0)
+        records[key] = GroupRecord(
+            r.group, status, [*r.attempts, attempt], first_seen=T0, last_seen=T0
+        )
+    return set(keys)
+
+
+def _timed(label: str, fn) -> RenderStats:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    stats = fn()
+    secs = time.perf_counter() - t
+    print(
+        f"{label:<44} {secs:7.2f} s   written {stats.written:>7}  unchanged {stats.unchanged:>7}"
+        f"  removed {stats.removed:>4}  skipped {stats.skipped:>6}",
+        flush=True,
+    )
+    return stats
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--groups", type=int, default=45_000)
+    ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    work = args.dir or Path(tempfile.mkdtemp(prefix="site-bench-"))
+    site = work / "site"
+    try:
+        t = time.perf_counter()
+        records = synthesize(site, args.groups, rng)
+        n_art = sum(len(r.group.artifacts) for r in records.values())
+        print(
+            f"synthesized {len(records)} groups, {n_art} artifacts, "
+            f"{sum(len(r.attempts) for r in records.values())} attempts "
+            f"in {time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
+        profile = Profile(
+            "debian-trixie", "debian", (Release("trixie", "https://mirror.example/d"),)
+        )
+        now = dt.datetime(2024, 6, 1)
+
+        def view() -> list[ProfileView]:
+            return [ProfileView(profile, records, queue_length=42, last_pass=now)]
+
+        _timed("full render (empty site)", lambda: render(site, view(), now=now))
+        _timed("second render, no change, no change-set", lambda: render(site, view(), now=now))
+        _timed("second render, changed=set()", lambda: render(site, view(), now=now, changed=set()))
+        keys = change(site, records, args.changes, rng)
+        _timed(
+            f"after {args.changes} changes, changed=<{args.changes} keys>",
+            lambda: render(site, view(), now=now, changed=keys),
+        )
+        change_full = change(site, records, args.changes, rng)
+        assert change_full
+        _timed(
+            f"after {args.changes} more changes, no change-set",
+            lambda: render(site, view(), now=now),
+        )
+        pages = sum(1 for _ in (site / "p").rglob("*"))
+        print(f"files and folders under p/: {pages}")
+        print(f"pkgs/list: {(site / 'debian/api/v0/pkgs/list').stat().st_size / 1e6:.1f} MB")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"peak RSS: {rss / 1024:.0f} MiB")
+    finally:
+        if not args.keep and args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

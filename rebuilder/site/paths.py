@@ -1,0 +1,206 @@
+"""Where every site file lives: a safe, injective mapping from names to paths.
+
+Package names, versions, releases and profile names come from repository
+indexes and state files, so they are hostile input. Every name that becomes a
+path component goes through :func:`segment`, which keeps ``[A-Za-z0-9._+-]``,
+percent-encodes every other byte of its UTF-8 form (``%`` itself included, so
+the mapping stays injective), encodes a leading ``.`` (no ``.``, ``..`` or
+hidden files) and shortens very long names with a hash. The result never holds
+``/``, NUL or ``..`` and is at most :data:`MAX_SEGMENT` bytes, so a path built
+from segments stays under the site directory.
+
+Layout (all paths relative to the site directory)::
+
+    index.html, index.json, static/       the overview
+    p/<profile>/<release>/<component>/<arch>/index.html      a suite's list
+    p/<profile>/<release>/<component>/<arch>/<status>.html   one status of it
+    p/<profile>/<release>/<component>/<arch>/pkg/<name>.html one build group
+    p/<profile>/<release>/<component>/<arch>/pkg/<name>.json its record
+    <distro>/api/v0/pkgs/list, <distro>/api/v0/dashboard      rebuilderd v0
+    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}
+    builds/                               the results store (never written here)
+
+Fixed file names live only in directories whose other entries are segments
+that cannot equal them (a segment never contains ``/``), so a hostile name can
+never overwrite a fixed file.
+
+>>> segment("hello")
+'hello'
+>>> segment("../../etc/passwd")
+'%2E.%2F..%2Fetc%2Fpasswd'
+>>> segment("<script>")
+'%3Cscript%3E'
+>>> segment("a\\x00b")
+'a%00b'
+>>> len(segment("x" * 5000)) <= MAX_SEGMENT
+True
+>>> group_page("debian", "bookworm/main/amd64/hello")
+'p/debian/bookworm/main/amd64/pkg/hello'
+>>> href("p/d/r/c/a/index.html", "p/d/r/c/a/pkg/1%3A2.html")
+'../../../../../p/d/r/c/a/pkg/1%253A2.html'
+>>> href("p/d/r/c/a/pkg/x.html", "p/d/r/c/a/pkg/x.json")
+'x.json'
+
+Paths are plain ``str`` (POSIX, relative to the site directory): a render
+handles a few hundred thousand of them, and ``pathlib`` would dominate its time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+from urllib.parse import quote
+
+from rebuilder.errors import RebuilderError
+
+MAX_SEGMENT = 120  # bytes; far below NAME_MAX (255) even with a ".html" suffix
+_KEEP = re.compile(r"[A-Za-z0-9._+-]+")
+_URL_SAFE = re.compile(r"[A-Za-z0-9._+/~-]*")
+_HASH_CHARS = 16
+
+PAGES = "p"  # all per-profile pages live under this directory
+STATIC = "static"
+STORE = "builds"  # the results store, owned by the build runner
+RESERVED_TOP = frozenset({PAGES, STATIC, STORE, "index.html", "index.json"})
+STATUS_PAGES = ("good", "bad", "fail", "unkwn")  # <status>.html beside a suite's index.html
+API_KINDS = ("log", "diffoscope", "attestation")  # what rebuilderd's v0 serves per build
+
+
+class SiteError(RebuilderError):
+    """The site cannot be rendered (bad layout input, unwritable directory...)."""
+
+
+def segment(name: str) -> str:
+    """One safe, reversible-in-spirit path component for any string (see the module doc)."""
+    if not name:
+        return "~"  # '~' is never produced otherwise except before a hash
+    if _KEEP.fullmatch(name) and not name.startswith(".") and len(name) <= MAX_SEGMENT:
+        return name  # the common case, kept fast
+    raw = name.encode("utf-8", "surrogatepass")
+    out = []
+    for i, b in enumerate(raw):
+        c = chr(b)
+        if b < 128 and _KEEP.fullmatch(c) and not (i == 0 and c == "."):
+            out.append(c)
+        else:
+            out.append(f"%{b:02X}")
+    enc = "".join(out)
+    if len(enc) <= MAX_SEGMENT:
+        return enc
+    digest = hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
+    head = enc[: MAX_SEGMENT - _HASH_CHARS - 1]
+    head = re.sub(r"%[0-9A-F]?$", "", head)  # never cut an escape in half
+    return f"{head}~{digest}"
+
+
+def profile_dir(profile: str) -> str:
+    """Everything of one profile's pages lives below this directory."""
+    return f"{PAGES}/{segment(profile)}"
+
+
+@functools.lru_cache(maxsize=4096)  # a few suites, asked for once per group
+def suite_dir(profile: str, release: str, component: str, architecture: str) -> str:
+    """The directory of one suite's list pages."""
+    parts = (profile, release, component, architecture)
+    return "/".join([PAGES, *(segment(p) for p in parts)])
+
+
+def group_page(profile: str, key: str) -> str:
+    """A build group's page path, without suffix (``.html`` and ``.json`` go beside it).
+
+    ``key`` is ``BuildGroup.key`` (``release/component/arch/name``); a name
+    holding ``/`` stays in the last part, so the mapping is injective.
+    """
+    parts = key.split("/", 3)
+    if len(parts) != 4:
+        raise SiteError(
+            f"malformed build group key {key[:200]!r} (expected release/component/arch/name)"
+        )
+    release, component, arch, name = parts
+    return f"{suite_dir(profile, release, component, arch)}/pkg/{segment(name)}"
+
+
+def api_base(distro: str) -> str:
+    """rebuilderd's v0 API root for one distribution."""
+    seg = segment(distro)
+    if seg in RESERVED_TOP:
+        raise SiteError(f"distribution name {distro!r} clashes with the site's own {seg!r}")
+    return f"{seg}/api/v0"
+
+
+def api_build_file(distro: str, build_id: int, kind: str) -> str:
+    """``<distro>/api/v0/builds/<id>/<kind>``, as rebuilderd serves it."""
+    if kind not in API_KINDS:
+        raise ValueError(f"not a v0 build file kind: {kind!r}")
+    return f"{api_base(distro)}/builds/{int(build_id)}/{kind}"
+
+
+def store_rel(rel: str) -> str | None:
+    """The site path of a results store file (``rel`` is relative to ``builds/``), if safe.
+
+    Paths come from the state file, so they are checked like any input: not
+    empty, relative, no NUL, no ``..`` and no ``.`` components.
+
+    >>> store_rel("12/log.gz")
+    'builds/12/log.gz'
+    >>> store_rel("../x") is None, store_rel("/etc/passwd") is None, store_rel("a\\x00") is None
+    (True, True, True)
+    """
+    if not rel or "\x00" in rel or rel.startswith("/") or len(rel) > 1024:
+        return None
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return f"{STORE}/{rel}"
+
+
+def store_file(site_dir: Path | str, rel: str) -> tuple[str, os.stat_result] | None:
+    """The results store file ``rel`` names, and its ``lstat``, if it is safe to read.
+
+    Safe: ``rel`` passes :func:`store_rel`, and no component below
+    ``builds/`` is a symlink (``builds/`` itself may be one, e.g. to another
+    disk), and the file is a regular file. That keeps a hostile state from
+    publishing any file outside the store.
+    """
+    if store_rel(rel) is None:
+        return None
+    path = f"{site_dir}/{STORE}"
+    st = None
+    for part in rel.split("/"):
+        path = f"{path}/{part}"
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            return None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None
+    return path, st
+
+
+def root_prefix(page: str) -> str:
+    """The relative prefix from ``page`` back to the site root (``""`` at the root)."""
+    return "../" * page.count("/")
+
+
+def href(page: str, target: str) -> str:
+    """A relative, URL-quoted link from ``page`` (a file) to ``target`` (both site-relative).
+
+    Through the root unless both are in one folder: always right, never slow.
+    """
+    folder, _, name = target.rpartition("/")
+    if folder == page.rpartition("/")[0]:
+        return url(name)
+    return root_prefix(page) + url(target)
+
+
+def url(target: str) -> str:
+    """A site-relative path, URL-quoted (``%`` in a file name becomes ``%25``)."""
+    if _URL_SAFE.fullmatch(target):
+        return target  # the common case: nothing to quote, and quote() is slow
+    return quote(target, safe="/+")
