@@ -15,7 +15,6 @@ b'x'
 from __future__ import annotations
 
 import bz2
-import gzip
 import hashlib
 import logging
 import lzma
@@ -122,16 +121,22 @@ def download(
                 except OSError as e:
                     raise FetchError(f"{url}: cannot read: {e.strerror}") from None
             else:
-                cap = max_size if max_size is not None else (size + 1 if size is not None else None)
-                _get(url, out, timeout=timeout, retries=retries, max_size=cap)
+                # more bytes than the index promised is a checksum failure, found early
+                promised = size if max_size is None else None
+                _get(url, out, timeout=timeout, retries=retries, max_size=max_size,
+                     promised_size=promised)  # fmt: skip
             out.flush()
             got_size = out.tell()
             out.seek(0)
             digest = sha256_file(out)
         if size is not None and got_size != size:
-            raise ChecksumError(f"{url}: size {got_size}, the index says {size}")
+            raise ChecksumError(
+                f"{url}: checksum mismatch: {got_size} bytes, the index says {size}"
+            )
         if sha256 is not None and digest != sha256.lower():
-            raise ChecksumError(f"{url}: SHA256 {digest}, the index says {sha256.lower()}")
+            raise ChecksumError(
+                f"{url}: checksum mismatch: SHA256 {digest}, the index says {sha256.lower()}"
+            )
         tmp.replace(dest)
         return digest
     finally:
@@ -158,6 +163,7 @@ def _get(
     retries: int,
     max_size: int | None,
     missing_ok: bool = False,
+    promised_size: int | None = None,
 ) -> bool:
     """Stream ``url`` into ``out``, retrying transient failures. False for an accepted 404."""
     attempt = 0
@@ -178,6 +184,11 @@ def _get(
                     total += len(chunk)
                     if max_size is not None and total > max_size:
                         raise FetchError(f"{url}: larger than {max_size} bytes")
+                    if promised_size is not None and total > promised_size:
+                        raise ChecksumError(
+                            f"{url}: checksum mismatch: more than the {promised_size} bytes "
+                            "the index says"
+                        )
                     out.write(chunk)
                 return True
         except (_Transient, requests.ConnectionError, requests.Timeout,
@@ -210,9 +221,21 @@ def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
+def _gunzip(data: bytes) -> bytes:
+    # zlib directly: about twice as fast as gzip.decompress on a 70 MB index.
+    parts = []
+    while data:
+        z = zlib.decompressobj(wbits=31)
+        parts.append(z.decompress(data))
+        if not z.eof:
+            raise EOFError("compressed data ended before the end-of-stream marker")
+        data = z.unused_data.lstrip(b"\0")  # further members; zero padding is allowed
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
 _FORMATS = (
     (b"\xfd7zXZ\x00", "xz", lzma.decompress),
-    (b"\x1f\x8b", "gzip", gzip.decompress),
+    (b"\x1f\x8b", "gzip", _gunzip),
     (b"BZh", "bzip2", bz2.decompress),
     (b"\x28\xb5\x2f\xfd", "zstd", _zstd),
 )
@@ -226,8 +249,22 @@ def compression_of(data: bytes) -> str | None:
     return None
 
 
-def decompress(data: bytes, *, what: str = "data") -> bytes:
-    """Decompress by magic (xz, gzip, bzip2, zstd); plain data is returned as is."""
+def decompress(data: bytes, *, what: str = "data", size_hint: int | None = None) -> bytes:
+    """Decompress by magic (xz, gzip, bzip2, zstd); plain data is returned as is.
+
+    ``size_hint`` is the expected decompressed size when known (a Debian
+    Release lists it): gzip data then inflates straight into a buffer of that
+    size, without the transient second copy of the output (70 MB less at the
+    peak for an index of Debian unstable).
+    """
+    if size_hint and data.startswith(b"\x1f\x8b") and size_hint <= 64 * len(data) + (1 << 20):
+        try:
+            out = zlib.decompress(data, 31, size_hint)
+        except zlib.error as e:
+            raise FetchError(f"{what}: corrupt gzip data ({e})") from None
+        if len(out) == size_hint:
+            return out
+        del out  # several gzip members, or not the size announced: the general path decides
     for magic, name, fn in _FORMATS:
         if data.startswith(magic):
             try:

@@ -70,6 +70,7 @@ class ProfileState:
     last_pass: dt.datetime | None = None
     passes: list[dict[str, Any]] = field(default_factory=list)
     dirty: bool = False
+    changed: set[str] = field(default_factory=set)  # keys changed in memory (incremental render)
 
     def apply_snapshot(self, snap: Snapshot, now: dt.datetime) -> SnapshotChanges:
         """Fold a sync's snapshot in: new groups, new versions, groups that left or came back."""
@@ -85,26 +86,32 @@ class ProfileState:
             rec = self.records.get(key)
             if rec is None:
                 self.records[key] = GroupRecord(group, first_seen=now, last_seen=now)
+                self.changed.add(key)
                 new += 1
                 continue
             if not rec.seen:
                 rec.seen = True
+                self.changed.add(key)
                 back += 1
             rec.last_seen = now
             if rec.group != group:
                 changed_inputs = rec.group.inputs_digest != group.inputs_digest
                 rec.group = group
+                self.changed.add(key)
                 if changed_inputs:
                     _reset_for_new_inputs(rec)
                     updated += 1
         for key, rec in self.records.items():
             if rec.seen and key not in present:
                 rec.seen = False
+                self.changed.add(key)
                 gone += 1
         return SnapshotChanges(new, updated, gone, back)
 
     def record(self, rec: GroupRecord) -> None:
+        """A record changed by a build (already updated in place, or new)."""
         self.records[rec.group.key] = rec
+        self.changed.add(rec.group.key)
         self.dirty = True
 
     def counts(self) -> dict[str, int]:
@@ -215,6 +222,7 @@ def _replay_journal(st: ProfileState, path: Path) -> int:
             log.warning("%s: skipping a torn journal line", path)
             continue
         st.records[rec.group.key] = rec
+        st.changed.add(rec.group.key)
         n += 1
     return n
 
@@ -343,6 +351,31 @@ def reserve_build_ids(state_dir: Path, count: int) -> int:
         meta["next_build_id"] = first + count
         atomic_write(path, (json.dumps(meta, sort_keys=True, indent=1) + "\n").encode())
     return first
+
+
+LAST_RUN_NAME = ".last-run.json"  # untracked: a pass that changed nothing makes no commit
+
+
+def mark_run(state_dir: Path, profile: str, when: dt.datetime) -> None:
+    """Note when a pass last ran for ``profile`` (outside the git-tracked state)."""
+    runs = last_runs(state_dir)
+    runs[profile] = format_time(when) or ""
+    atomic_write(state_dir / LAST_RUN_NAME, (json.dumps(runs, sort_keys=True) + "\n").encode())
+
+
+def last_runs(state_dir: Path) -> dict[str, str]:
+    try:
+        data = json.loads((state_dir / LAST_RUN_NAME).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def last_run(state_dir: Path, profile: str) -> dt.datetime | None:
+    try:
+        return parse_time(last_runs(state_dir).get(profile))
+    except ValueError:
+        return None
 
 
 def profiles_in(state_dir: Path) -> list[str]:

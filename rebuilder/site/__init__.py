@@ -71,6 +71,7 @@ def render(
     now: _dt.datetime | None = None,
     changed: set[str] | None = None,
     templates: Path | None = None,
+    public_keys: Sequence[str] = (),
 ) -> RenderStats:
     """Render the site for ``views`` into ``site_dir``.
 
@@ -82,6 +83,7 @@ def render(
     records may differ from the last render: other group pages and their v0
     build files are left as they are (a template change needs a full render).
     ``templates`` is a directory whose files shadow the default templates.
+    ``public_keys`` (PEM) are published as rebuilderd's ``api/v0/public-keys``.
     """
     started = time.monotonic()
     site_dir = Path(site_dir)
@@ -104,6 +106,7 @@ def render(
         out.write(f"{base}/pkgs/list", api_v0.pkgs_list(rows))
         board = api_v0.dashboard(rows, queues[distro], when)
         out.write(f"{base}/dashboard", api_v0.dumps(board))
+        out.write(f"{base}/public-keys", api_v0.dumps(api_v0.public_keys(public_keys)))
     out.write("index.html", _page(env, "index.html", html.index_context(profiles_html)))
     out.write("index.json", api_v0.dumps(api_v0.index(profiles_json), indent=1))
     _copy_static(out, templates)

@@ -189,3 +189,8 @@ def index(profiles: list[dict[str, Any]]) -> dict[str, Any]:
 def group(record: GroupRecord) -> bytes:
     """A group's JSON beside its page: the record as the state keeps it."""
     return dumps(record.to_json())
+
+
+def public_keys(pems: Sequence[str]) -> dict[str, list[str]]:
+    """rebuilderd's ``PublicKeys``: the PEM of each current signing key."""
+    return {"current": list(pems)}

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Benchmark: sync Debian unstable's main (amd64 + all) with the real rebuilder.sync.debian.
+
+The first run downloads the suite's real ``InRelease`` and the ``Sources`` and
+``Packages`` indexes the sync will choose, once, from the mirror named in the
+host's apt sources, into a cache outside the repository (``--cache``, default
+``~/.cache/rebuilder-bench``). Every run then serves that copy on 127.0.0.1
+(a separate ``http.server`` process, so serving costs this process nothing)
+and times :func:`rebuilder.sync.debian.sync` against it:
+
+1. ``cold``: an empty index cache (indexes travel over local HTTP, as after
+   a mirror update), 2. ``warm``: ``force`` with the index cache filled
+   (parse + group only), 3. ``unchanged``: with the fingerprints of run 1,
+   as every pass after the first on a quiet mirror.
+
+Valid-Until is not checked: the cached InRelease ages by design.
+
+Usage: python bench/sync_debian.py [--cache DIR] [--suite sid] [--refresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rebuilder import fetch
+from rebuilder.config import Profile, Release
+from rebuilder.model import Snapshot
+from rebuilder.sync import SyncContext
+from rebuilder.sync import debian as deb
+from rebuilder.sync._release import DEFAULT_KEYRING, parse_release, verify_clearsigned
+
+PLACEHOLDER_BUILDINFO = "https://buildinfo.example"  # only a URL prefix: nothing is fetched
+
+
+def apt_mirror() -> str:
+    """The host's Debian mirror: the first non-security ``deb`` URI of its apt sources."""
+    uris: list[str] = []
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        for stanza in Path(path).read_text().split("\n\n"):
+            fields = dict(re.findall(r"^([\w-]+):\s*(.*)$", stanza, re.M))
+            if "deb" in fields.get("Types", "").split():
+                uris += [u for u in fields.get("URIs", "").split() if "security" not in u]
+    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+        if os.path.exists(path):
+            for line in Path(path).read_text().splitlines():
+                m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", line)
+                if m and "security" not in m.group(1):
+                    uris.append(m.group(1))
+    if not uris:
+        sys.exit("no Debian mirror in the host's apt sources; give --mirror URL")
+    return uris[0].rstrip("/")
+
+
+def prepare(cache: Path, mirror: str, suite: str, comp: str, arch: str, refresh: bool) -> Path:
+    """Download InRelease and the chosen indexes into ``cache/mirror`` unless already there."""
+    root = cache / "mirror"
+    dists = root / "dists" / suite
+    inrelease = dists / "InRelease"
+    if refresh or not inrelease.exists():
+        print(f"downloading {mirror}/dists/{suite}/InRelease", file=sys.stderr)
+        fetch.download(f"{mirror}/dists/{suite}/InRelease", inrelease)
+    data = inrelease.read_bytes()
+    release = parse_release(
+        verify_clearsigned(data, Path(DEFAULT_KEYRING), what=str(inrelease)), what=str(inrelease)
+    )
+    for path in (f"{comp}/source/Sources", f"{comp}/binary-{arch}/Packages"):
+        entry = deb.choose_index(release, path)
+        dest = dists / entry.path
+        if dest.exists() and dest.stat().st_size == entry.size:
+            continue
+        print(f"downloading {mirror}/dists/{suite}/{entry.path}", file=sys.stderr)
+        fetch.download(f"{mirror}/dists/{suite}/{entry.path}", dest, sha256=entry.sha256,
+                       size=entry.size)  # fmt: skip
+    return root
+
+
+def serve(root: Path) -> tuple[str, Callable[[], None]]:
+    """Serve ``root`` on 127.0.0.1 from a child process; return its URL and a stop function."""
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+         str(root), "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"port (\d+)", line)
+    if not m:
+        proc.kill()
+        sys.exit(f"http.server did not start: {line!r}")
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    return f"http://127.0.0.1:{m.group(1)}", stop
+
+
+def profile(url: str, suite: str, comp: str, arch: str) -> Profile:
+    return Profile(
+        name="bench",
+        distro="debian",
+        releases=(Release(suite, url),),
+        components=(comp,),
+        architectures=(arch, "all"),
+        check_valid_until=False,
+        buildinfo_url=PLACEHOLDER_BUILDINFO,
+    )
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=Path("~/.cache/rebuilder-bench").expanduser())
+    ap.add_argument("--mirror", help="Debian mirror URL (default: from the host's apt sources)")
+    ap.add_argument("--suite", default="sid")
+    ap.add_argument("--component", default="main")
+    ap.add_argument("--arch", default="amd64")
+    ap.add_argument("--refresh", action="store_true", help="download the indexes again")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    mirror = args.mirror or apt_mirror()
+    root = prepare(args.cache, mirror, args.suite, args.component, args.arch, args.refresh)
+    url, stop = serve(root)
+    work = Path(tempfile.mkdtemp(prefix="rebuilder-bench-"))
+    try:
+        prof = profile(url, args.suite, args.component, args.arch)
+        ctx = SyncContext(cache_dir=work)
+        cold, snap = timed(lambda: deb.sync(prof, ctx))
+        rss = peak_rss_mb()
+        warm, snap2 = timed(lambda: deb.sync(prof, SyncContext(work, force=True)))
+        again, snap3 = timed(lambda: deb.sync(prof, SyncContext(work, snap.fingerprints)))
+    finally:
+        stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report(snap, cold, warm, again, rss, snap2, snap3)
+
+
+def report(snap: Snapshot, cold: float, warm: float, again: float, rss: float,
+           snap2: Snapshot, snap3: Snapshot) -> None:  # fmt: skip
+    artifacts = sum(len(g.artifacts) for g in snap.groups)
+    assert len(snap2.groups) == len(snap.groups) and snap3.unchanged
+    print(f"sync (cold index cache): {cold:6.2f} s")
+    print(f"sync (warm, force):      {warm:6.2f} s")
+    print(f"sync (unchanged):        {again:6.3f} s")
+    print(f"groups:                  {len(snap.groups):6d}")
+    print(f"artifacts:               {artifacts:6d}")
+    print(f"peak RSS after sync:     {rss:6.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

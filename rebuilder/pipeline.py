@@ -1,0 +1,440 @@
+"""One pass: sync → plan → build → record → render → commit.
+
+This is the only module that knows every stage; each stage is a function
+from the previous one's value to the next, and meets the others only in
+:mod:`rebuilder.model` types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gzip
+import logging
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from rebuilder import attest, audit, fetch, plan, site, state, sync
+from rebuilder.build import BuildContext, BuildPool, run_build
+from rebuilder.build.backends import check_backend, shipped_backend
+from rebuilder.config import Config, Profile, Settings
+from rebuilder.errors import RebuilderError
+from rebuilder.model import (
+    Artifact,
+    Attempt,
+    BuildGroup,
+    Job,
+    Snapshot,
+    Status,
+    format_time,
+    utcnow,
+)
+from rebuilder.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# default build method per distribution; another method selects backend "<distro>-<method>"
+DEFAULT_METHOD = {"debian": "debrebuild"}
+
+
+@dataclass(frozen=True, slots=True)
+class PassOptions:
+    profiles: Sequence[str] = ()
+    jobs: int = 0  # 0: the config's (or the number of cores)
+    max_builds: int | None = None  # None: no limit; 0: sync, plan, save and render only
+    max_time: float | None = None  # seconds from the start of the pass
+    commit: bool = True
+    render: bool = True
+    force_sync: bool = False
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one pass did; the CLI prints its summary line."""
+
+    built: Counter[str] = field(default_factory=Counter)
+    abandoned: int = 0
+    queued: int = 0
+    errors: list[str] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)
+    changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
+    commit: str | None = None
+    site_index: Path | None = None
+
+    def summary(self) -> str:
+        built = sum(self.built.values())
+        counts = ", ".join(f"{self.built[s.value]} {s.value}" for s in Status if s != Status.UNKWN)
+        parts = [f"{built} built ({counts})", f"{self.queued} still queued"]
+        if self.abandoned:
+            parts.append(f"{self.abandoned} abandoned at the time limit")
+        if self.errors:
+            parts.append(f"{len(self.errors)} profile(s) failed to sync")
+        return "pass done: " + ", ".join(parts)
+
+
+def policies(settings: Settings) -> plan.Policies:
+    return plan.Policies(settings.retry_bad, settings.retry_fail)
+
+
+# ------------------------------------------------------------------ stages on their own
+
+
+def sync_only(config: Config, names: Sequence[str], *, force: bool = False) -> list[Snapshot]:
+    """Sync the named profiles and fold the snapshots into the state (no builds)."""
+    profiles = config.select(names)
+    sd = config.settings.state_dir
+    snaps = []
+    with state.locked(sd):
+        for p in profiles:
+            st = state.load(sd, p.name, p.distro)
+            snap = _sync(config.settings, p, st, force)
+            changes = st.apply_snapshot(snap, utcnow())
+            _log_changes(p.name, changes, snap)
+            state.save(sd, st)
+            snaps.append(snap)
+    return snaps
+
+
+def snapshot(config: Config, names: Sequence[str]) -> list[Snapshot]:
+    """Sync without touching the state (``sync --print-json``): always a full read."""
+    return [
+        sync.sync_profile(p, sync.SyncContext(_cache(config.settings, p), {}, force=True))
+        for p in config.select(names)
+    ]
+
+
+def queue(config: Config, names: Sequence[str]) -> list[Job]:
+    """What the next pass would build, in order, from the state as it is."""
+    profiles = config.select(names)
+    sd = config.settings.state_dir
+    records = {p.name: state.load(sd, p.name, p.distro).records for p in profiles}
+    return plan.plan(records, utcnow(), policies(config.settings))
+
+
+def render(
+    config: Config,
+    *,
+    states: dict[str, state.ProfileState] | None = None,
+    queue_length: dict[str, int] | None = None,
+    incremental: bool = False,
+) -> Path:
+    """Render the site from the state of every configured profile; the index path.
+
+    ``incremental`` re-renders only the group pages whose records ``states``
+    changed in memory (the pass's own changes); everything else is full.
+    """
+    s = config.settings
+    states = dict(states or {})
+    views = []
+    for p in config.profiles.values():
+        st = states.get(p.name) or state.load(s.state_dir, p.name, p.distro)
+        states[p.name] = st
+        n = (queue_length or {}).get(p.name)
+        if n is None:
+            n = len(plan.plan({p.name: st.records}, utcnow(), policies(s)))
+        views.append(site.ProfileView(p, st.records, n, state.last_run(s.state_dir, p.name)))
+    changed = set().union(*(st.changed for st in states.values())) if incremental else None
+    site.render(s.site_dir, views, changed=changed, public_keys=_public_keys(s))
+    return s.site_dir / "index.html"
+
+
+def _public_keys(s: Settings) -> list[str]:
+    """The published signing key, when there is one (created by the first build)."""
+    if not s.signing_key.exists():
+        return []
+    return [attest.public_key_pem(attest.load_signing_key(s.signing_key))]
+
+
+def local_pkgs(config: Config) -> list[dict[str, object]]:
+    """rebuilderd's v0 package list of every configured profile, from the local state."""
+    out: list[dict[str, object]] = []
+    for p in config.profiles.values():
+        st = state.load(config.settings.state_dir, p.name, p.distro)
+        for key in sorted(st.records):
+            if st.records[key].seen:
+                out.extend(site.api_v0.pkg_releases(st.records[key]))
+    return out
+
+
+def status(config: Config, names: Sequence[str]) -> list[dict[str, object]]:
+    """Counts per profile and status, queue length and last pass, from the state."""
+    rows = []
+    for p in config.select(names):
+        st = state.load(config.settings.state_dir, p.name, p.distro)
+        queued = plan.plan({p.name: st.records}, utcnow(), policies(config.settings))
+        rows.append(
+            {
+                "profile": p.name,
+                "distro": p.distro,
+                "counts": st.counts(),
+                "queue": len(queued),
+                "last_pass": format_time(state.last_run(config.settings.state_dir, p.name)),
+            }
+        )
+    return rows
+
+
+def requeue(
+    config: Config,
+    names: Sequence[str],
+    *,
+    status: Sequence[Status] | None = None,
+    name: str | None = None,
+    reset: bool = False,
+) -> int:
+    """Mark matching groups to be built first in the next pass (``rebuild pkgs requeue``)."""
+    sd = config.settings.state_dir
+    n = 0
+    with state.locked(sd):
+        for p in config.select(names):
+            st = state.load(sd, p.name, p.distro)
+            k = plan.requeue(st.records.values(), status=status or (), name=name, reset=reset)
+            if k:
+                st.dirty = True
+                state.save(sd, st)
+            n += k
+    return n
+
+
+def build_one(
+    config: Config | None,
+    distro: str,
+    artifact_url: str,
+    *,
+    input_url: str | None = None,
+    backends: dict[str, Path] | None = None,
+    diffoscope: bool = False,
+) -> tuple[Attempt, str]:
+    """Rebuild one package outside any state (``rebuild build``); the attempt and its log."""
+    s = config.settings if config else Settings()
+    given = (backends or {}).get(distro) or (config.backends.get(distro) if config else None)
+    backend = check_backend(given) if given else shipped_backend(distro)
+    with tempfile.TemporaryDirectory(prefix="rebuild-one-") as tmp:
+        tmpdir = Path(tmp)
+        local = tmpdir / "published" / Path(urlsplit(artifact_url).path).name
+        digest = fetch.download(artifact_url, local)
+        artifact = artifact_from_file(distro, artifact_url, local, digest)
+        group = BuildGroup(
+            name=artifact.name, version=artifact.version, distro=distro, release="direct",
+            component="direct", architecture=artifact.architecture,
+            input_url=input_url or artifact_url, artifacts=(artifact,),
+        )  # fmt: skip
+        ctx = BuildContext(
+            backend=backend, results_dir=tmpdir / "results", work_dir=tmpdir,
+            timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=diffoscope,
+            diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
+        )  # fmt: skip
+        attempt = run_build(Job("direct", group, "direct", build_id=1), ctx)
+        texts = [_read_result(ctx.results_dir, attempt, k) for k in ("log", "diffoscope")]
+    return attempt, "".join(texts)
+
+
+def artifact_from_file(distro: str, url: str, path: Path, sha256: str) -> Artifact:
+    """An artifact described by its file name (``name_version_arch.deb`` for Debian,
+    ``name-version-rel-arch.pkg.tar.*`` for Arch, else the bare file name)."""
+    base = path.name
+    name, version, arch = base, "", ""
+    if base.endswith((".deb", ".udeb")) and base.count("_") == 2:
+        name, version, arch = base.rsplit(".", 1)[0].split("_")
+        version = unquote(version)
+    elif ".pkg.tar" in base and base.count("-") >= 3:
+        name, ver, rel, arch = base.split(".pkg.tar")[0].rsplit("-", 3)
+        version = f"{ver}-{rel}"
+    return Artifact(name, version, arch, str(path), sha256, path.stat().st_size)
+
+
+def _read_result(results_dir: Path, attempt: Attempt, kind: str) -> str:
+    rel = attempt.files.get(kind)
+    if not rel:
+        return ""
+    data = (results_dir / rel).read_bytes()
+    return (gzip.decompress(data) if rel.endswith(".gz") else data).decode(errors="replace")
+
+
+# ------------------------------------------------------------------ the pass
+
+
+def run_pass(config: Config, opts: PassOptions) -> PassReport:
+    start = time.monotonic()
+    deadline = start + opts.max_time if opts.max_time else None
+    s = config.settings
+    profiles = config.select(opts.profiles)
+    report = PassReport()
+    now = utcnow()
+    with state.locked(s.state_dir):
+        states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
+        synced = []
+        for p in profiles:
+            st = states[p.name]
+            try:
+                snap = _sync(s, p, st, opts.force_sync)
+            except RebuilderError as e:
+                report.errors.append(f"{p.name}: {e}")
+                log.error("%s: %s", p.name, e)
+                continue
+            report.changes[p.name] = st.apply_snapshot(snap, now)
+            _log_changes(p.name, report.changes[p.name], snap)
+            synced.append(p)
+            state.save(s.state_dir, st)  # the sync is safe on disk before any build starts
+
+        pol = policies(s)
+        todo = plan.plan({p.name: states[p.name].records for p in synced}, now, pol)
+        limit = len(todo) if opts.max_builds is None else min(opts.max_builds, len(todo))
+        if limit:
+            _build(config, states, todo[:limit], opts, deadline, report)
+
+        queue_length: dict[str, int] = {}
+        for p in profiles:
+            st = states[p.name]
+            queue_length[p.name] = len(plan.plan({p.name: st.records}, utcnow(), pol))
+            if p in synced:
+                state.mark_run(s.state_dir, p.name, now)
+                if st.changed:  # a pass that changed nothing leaves the tracked state as it was
+                    st.last_pass = now
+                    state.add_pass(st, _pass_summary(now, st))
+            state.save(s.state_dir, st)
+        report.queued = sum(queue_length.values())
+
+    if opts.render:
+        report.site_index = render(
+            config, states=states, queue_length=queue_length, incremental=True
+        )
+    if opts.commit:
+        files = [state.state_path(s.state_dir, p.name) for p in profiles]
+        files.append(s.state_dir / state.META_NAME)
+        report.commit = audit.commit(s.state_dir, files, _commit_message(report))
+    return report
+
+
+def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
+    return sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+
+
+def _cache(s: Settings, p: Profile) -> Path:
+    return s.cache_dir / "sync" / p.name
+
+
+def _log_changes(name: str, ch: state.SnapshotChanges, snap: Snapshot) -> None:
+    if snap.unchanged:
+        log.info("%s: indexes unchanged since the last sync", name)
+    else:
+        log.info(
+            "%s: %d groups; %d new, %d updated, %d gone, %d back",
+            name, len(snap.groups), ch.new, ch.updated, ch.gone, ch.back,
+        )  # fmt: skip
+
+
+def _build(
+    config: Config,
+    states: dict[str, state.ProfileState],
+    todo: list[Job],
+    opts: PassOptions,
+    deadline: float | None,
+    report: PassReport,
+) -> None:
+    s = config.settings
+    first = state.reserve_build_ids(s.state_dir, len(todo))
+    jobs = [j.with_build_id(first + i) for i, j in enumerate(todo)]
+    journals = {name: state.Journal(s.state_dir, name) for name in states}
+    pol = policies(s)
+    progress = Progress(len(jobs), "build")
+
+    def on_result(job: Job, attempt: Attempt) -> None:
+        st = states[job.profile]
+        rec = st.records[job.group.key]
+        before = rec.status
+        plan.after_attempt(rec, attempt, pol)
+        journals[job.profile].append(rec)
+        st.record(rec)
+        report.built[attempt.status.value] += 1
+        if before == Status.GOOD and attempt.status in (Status.BAD, Status.FAIL):
+            report.regressions.append(
+                f"{job.profile} {job.group.key} {job.group.version}: GOOD -> {attempt.status}"
+            )
+        what = f"{job.group.name} {job.group.version} {job.group.architecture}"
+        progress.item(what, attempt.status.value, attempt.duration)
+
+    with _work_dir(s) as work:
+        base = BuildContext(
+            backend=Path(), results_dir=s.site_dir / "builds", work_dir=work,
+            timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=s.diffoscope,
+            diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
+            env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
+            sign=_signer(attest.ensure_key(s.signing_key)),
+        )  # fmt: skip
+        # resolved before any build starts, so a missing backend fails the pass at once
+        contexts = {
+            name: replace(base, backend=_backend(config, name))
+            for name in {backend_name(j) for j in jobs}
+        }
+
+        def build(job: Job, cancel: threading.Event) -> Attempt:
+            return run_build(job, contexts[backend_name(job)], cancel)
+
+        try:
+            summary = BuildPool(opts.jobs or s.effective_jobs).run(
+                jobs, build, on_result, deadline=deadline
+            )
+        finally:
+            progress.close()
+            for j in journals.values():
+                j.close()
+    report.abandoned = summary.abandoned
+
+
+def _signer(key: attest.SigningKey) -> Callable[[Job, Path, Path], bytes]:
+    """The attestation hook: an in-toto link for each GOOD artifact, signed with our key."""
+
+    def sign(job: Job, input_path: Path, artifact_path: Path) -> bytes:
+        return attest.make_link(artifact_path.name, input_path.name, input_path, artifact_path, key)
+
+    return sign
+
+
+def backend_name(job: Job) -> str:
+    """The backend a job needs: the distro's, or ``<distro>-<method>`` for another method."""
+    g = job.group
+    if g.method and g.method != DEFAULT_METHOD.get(g.distro, g.method):
+        return f"{g.distro}-{g.method}"
+    return g.distro
+
+
+def _backend(config: Config, name: str) -> Path:
+    given = config.backends.get(name)
+    return check_backend(given) if given else shipped_backend(name)
+
+
+@contextlib.contextmanager
+def _work_dir(s: Settings) -> Iterator[Path]:
+    base = s.cache_dir / "work"
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=base, prefix="pass-") as d:
+        yield Path(d)
+
+
+def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]:
+    """One point of the profile's history (the site draws its charts from these)."""
+    return {"at": format_time(now), "counts": st.counts()}
+
+
+def _commit_message(report: PassReport) -> str:
+    built = sum(report.built.values())
+    new = ", ".join(f"{report.built[s]} {s}" for s in ("GOOD", "BAD", "FAIL") if report.built[s])
+    head = f"rebuilder pass: {built} built" + (f" ({new})" if new else "")
+    lines = [head, ""]
+    for name, ch in report.changes.items():
+        if ch:
+            lines.append(
+                f"{name}: {ch.new} new, {ch.updated} updated, {ch.gone} gone, {ch.back} back"
+            )
+    if report.regressions:
+        lines += ["", "Regressions:", *(f"  {r}" for r in report.regressions)]
+    if report.abandoned:
+        lines.append(f"{report.abandoned} builds abandoned at the time limit")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,239 @@
+"""End to end: one real pass over a real, signed Debian fixture archive served on 127.0.0.1.
+
+The fixture packages are built with dpkg-buildpackage; the test backend
+really rebuilds them from source. Every pass runs the real CLI in a
+subprocess, as cron would.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .debian_archive import (
+    Archive,
+    build_archive,
+    copy_archive,
+    resign_with_other_key,
+    serve,
+    stop_agent,
+    tamper_packages,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+BACKEND = REPO / "tests" / "backends" / "debian-from-source.sh"
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
+    gnupg = Path(tempfile.mkdtemp(prefix="rb-gpg-"))  # short: gpg-agent's socket lives there
+    a = build_archive(tmp_path_factory.mktemp("archive"), gnupg)
+    yield a
+    stop_agent(gnupg)
+
+
+@pytest.fixture
+def mirror(archive: Archive, tmp_path: Path) -> Iterator[tuple[Archive, str]]:
+    a = copy_archive(archive, tmp_path / "mirror")  # each test may corrupt its own copy
+    url, stop = serve(a.root)
+    yield a, url
+    stop()
+
+
+def operator_dir(tmp_path: Path, a: Archive, url: str, backend: Path = BACKEND) -> Path:
+    work = tmp_path / "op"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "rebuilder.toml").write_text(f"""
+[rebuilder]
+jobs = 2
+build_timeout = 300
+diffoscope_timeout = 120
+
+[profile."fixture"]
+distro = "debian"
+releases = ["{a.suite}"]
+components = ["main"]
+architectures = ["{a.arch}", "all"]
+source = "{url}"
+keyring = "{a.keyring}"
+buildinfo_url = "{url}"
+
+[backend."debian"]
+path = "{backend}"
+""")
+    return work
+
+
+def rebuild(work: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, str(REPO / "rebuild.py"), *args],
+        cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def statuses(work: Path) -> dict[str, str]:
+    data = json.loads((work / "state" / "fixture.json").read_text())
+    return {k.split("/", 2)[2]: v["status"] for k, v in data["groups"].items()}
+
+
+def git_log(work: Path) -> list[str]:
+    out = subprocess.run(["git", "-C", str(work), "log", "--format=%B%x00"],
+                         capture_output=True, text=True, check=False).stdout  # fmt: skip
+    return [m.strip() for m in out.split("\0") if m.strip()]
+
+
+def test_full_pass_good_bad_fail_site_and_audit_log(mirror: tuple[Archive, str], tmp_path: Path):
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    r = rebuild(work, "run")
+    assert r.returncode == 0, r.stderr
+    assert "pass done: 4 built (2 GOOD, 1 BAD, 1 FAIL)" in r.stderr
+    arch = a.arch
+    assert statuses(work) == {
+        f"{arch}/repro": "GOOD",
+        "all/repro": "GOOD",
+        f"{arch}/timestamped": "BAD",
+        f"{arch}/broken": "FAIL",
+    }
+
+    # the state file: one group per line, keys sorted, attempts with both digests
+    raw = (work / "state" / "fixture.json").read_text()
+    assert len([ln for ln in raw.splitlines() if ln.startswith(f'"{a.suite}/main/')]) == 4
+    state = json.loads(raw)
+    bad = state["groups"][f"{a.suite}/main/{arch}/timestamped"]["attempts"][0]
+    (art,) = bad["artifacts"]
+    assert art["built_sha256"] and art["built_sha256"] != art["expected_sha256"]
+
+    # diffoscope names the file that differs
+    report = gzip.decompress((work / "site" / "builds" / bad["files"]["diffoscope"]).read_bytes())
+    assert b"usr/share/timestamped/built-at" in report
+
+    # the FAIL keeps its log with the backend's reason
+    fail = state["groups"][f"{a.suite}/main/{arch}/broken"]["attempts"][0]
+    log = gzip.decompress((work / "site" / "builds" / fail["files"]["log"]).read_bytes())
+    assert b"broken only builds for the original upload" in log
+
+    # rebuilderd-compatible API: FAIL shown as BAD, logs as plain text
+    pkgs = json.loads((work / "site" / "debian" / "api" / "v0" / "pkgs" / "list").read_text())
+    by_name = {p["name"]: p for p in pkgs}
+    assert by_name["repro"]["status"] == "GOOD" and by_name["repro-doc"]["status"] == "GOOD"
+    assert by_name["timestamped"]["status"] == "BAD" and by_name["timestamped"]["has_diffoscope"]
+    assert by_name["broken"]["status"] == "BAD"
+    assert by_name["repro"]["has_attestation"]
+    bid = by_name["broken"]["build_id"]
+    v0_log = work / "site" / "debian" / "api" / "v0" / "builds" / str(bid) / "log"
+    assert b"broken only builds" in v0_log.read_bytes()
+    assert (work / "site" / "index.html").is_file()
+
+    # the attestation verifies with the published key, against the published artifact
+    att = work / "site" / "debian" / "api" / "v0" / "builds" / str(by_name["repro"]["build_id"])
+    keys = json.loads((work / "site" / "debian" / "api" / "v0" / "public-keys").read_text())
+    (work / "pub.pem").write_text(keys["current"][0])
+    v = rebuild(work, "attestation", "verify", str(att / "attestation"), "--key", "pub.pem")
+    assert v.returncode == 0 and "OK" in v.stdout, v.stderr
+
+    # the audit log: one commit naming the pass
+    (msg,) = git_log(work)
+    assert msg.startswith("rebuilder pass: 4 built (2 GOOD, 1 BAD, 1 FAIL)")
+
+    # a second pass over unchanged indexes builds nothing and commits nothing
+    r2 = rebuild(work, "run")
+    assert r2.returncode == 0, r2.stderr
+    assert "pass done: 0 built" in r2.stderr
+    assert len(git_log(work)) == 1
+    assert (work / "state" / "fixture.json").read_text() == raw
+
+    st = rebuild(work, "status", "--json")
+    (row,) = json.loads(st.stdout)
+    assert row["counts"] == {"GOOD": 2, "BAD": 1, "FAIL": 1, "UNKWN": 0}
+
+
+def test_bad_signature_and_checksum_mismatch_stop_the_profile(
+    mirror: tuple[Archive, str], tmp_path: Path
+):
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    assert rebuild(work, "run", "--max-builds", "0").returncode == 0
+    before = (work / "state" / "fixture.json").read_bytes()
+
+    tamper_packages(a)
+    shutil.rmtree(work / ".cache")  # a cached index that matches the Release is reused, rightly
+    r = rebuild(work, "run", "--force-sync", "--max-builds", "0")
+    assert r.returncode == 1
+    err = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert err and "checksum mismatch" in err[0] and "Traceback" not in r.stderr
+    assert (work / "state" / "fixture.json").read_bytes() == before
+
+    resign_with_other_key(a)
+    r = rebuild(work, "run", "--force-sync", "--max-builds", "0")
+    assert r.returncode == 1
+    assert "signature" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert (work / "state" / "fixture.json").read_bytes() == before
+
+
+def test_killed_pass_resumes_without_rebuilding_finished_work(
+    mirror: tuple[Archive, str], tmp_path: Path
+):
+    a, url = mirror
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    slow = tmp_path / "slow-backend.sh"
+    # the timestamped build hangs until killed; the others rebuild normally
+    slow.write_text(f"""#!/bin/sh
+case "$1" in *timestamped*) echo $$ > {pids}/$$; sleep 300; exit 1;; esac
+exec {BACKEND} "$@"
+""")
+    slow.chmod(0o755)
+    work = operator_dir(tmp_path, a, url, backend=slow)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, str(REPO / "rebuild.py"), "run", "--jobs", "1"],
+                         cwd=work, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    journal = work / "state" / "fixture.journal"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        done = journal.read_text().count("\n") if journal.exists() else 0
+        if done >= 3 and list(pids.iterdir()):
+            break
+        time.sleep(0.2)
+    else:
+        p.kill()
+        pytest.fail("the pass never reached the hanging build")
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    (pidfile,) = pids.iterdir()
+    hung = int(pidfile.read_text())
+    for _ in range(50):  # the backend must die with its pass
+        try:
+            os.kill(hung, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(hung, signal.SIGKILL)
+        pytest.fail("the backend outlived its killed pass")
+
+    # resume with the real backend: only the unfinished build runs again
+    (work / "rebuilder.toml").write_text(
+        (work / "rebuilder.toml").read_text().replace(str(slow), str(BACKEND))
+    )
+    r = rebuild(work, "run", "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    assert "pass done: 1 built (0 GOOD, 1 BAD, 0 FAIL)" in r.stderr
+    data = json.loads((work / "state" / "fixture.json").read_text())
+    attempts = {k.split("/", 2)[2]: len(v["attempts"]) for k, v in data["groups"].items()}
+    assert set(attempts.values()) == {1}, attempts
+    assert not journal.exists()
+    assert len(git_log(work)) == 1  # the killed pass committed nothing; the resumed one did
