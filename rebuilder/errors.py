@@ -21,6 +21,10 @@ class FetchError(RebuilderError):
     """A URL or file could not be fetched, or its content is not what was promised."""
 
 
+class NotFoundError(FetchError):
+    """The URL or file does not exist (HTTP 404/410, no such file)."""
+
+
 class ChecksumError(FetchError):
     """Downloaded bytes do not match the checksum the index gave."""
 

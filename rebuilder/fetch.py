@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from rebuilder.errors import ChecksumError, FetchError
+from rebuilder.errors import ChecksumError, FetchError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def fetch_bytes(
         except FileNotFoundError:
             if missing_ok:
                 return None
-            raise FetchError(f"{url}: no such file") from None
+            raise NotFoundError(f"{url}: no such file") from None
         except OSError as e:
             raise FetchError(f"{url}: cannot read: {e.strerror}") from None
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:  # type: ignore[var-annotated]
@@ -118,6 +118,8 @@ def download(
                 try:
                     with local_path(url).open("rb") as src:
                         shutil.copyfileobj(src, out, _CHUNK)
+                except FileNotFoundError:
+                    raise NotFoundError(f"{url}: no such file") from None
                 except OSError as e:
                     raise FetchError(f"{url}: cannot read: {e.strerror}") from None
             else:
@@ -177,6 +179,8 @@ def _get(
                     return False
                 if r.status_code in _TRANSIENT_STATUS and attempt <= retries:
                     raise _Transient(f"HTTP {r.status_code}")
+                if r.status_code in (404, 410):
+                    raise NotFoundError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
                 if r.status_code >= 400:
                     raise FetchError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
                 total = 0

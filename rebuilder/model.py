@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 SCHEMA_VERSION = 1
+# the FAIL reason of a build whose source is gone from the mirror: retried only for new inputs
+SOURCE_UNAVAILABLE = "source unavailable"
 
 
 class Status(StrEnum):

@@ -22,9 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rebuilder.config import RetryPolicy
-from rebuilder.model import Attempt, GroupRecord, Job, Status
-
-SOURCE_UNAVAILABLE = "source unavailable"
+from rebuilder.model import SOURCE_UNAVAILABLE, Attempt, GroupRecord, Job, Status
 
 # order of reasons in the queue, after requeued jobs
 _REASON_ORDER = {"requeued": 0, "new": 1, "new version": 2, "inputs changed": 3, "retry due": 4}

@@ -51,7 +51,9 @@ def mirror(archive: Archive, tmp_path: Path) -> Iterator[tuple[Archive, str]]:
     stop()
 
 
-def operator_dir(tmp_path: Path, a: Archive, url: str, backend: Path = BACKEND) -> Path:
+def operator_dir(
+    tmp_path: Path, a: Archive, url: str, backend: Path = BACKEND, method: str = "debrebuild"
+) -> Path:
     work = tmp_path / "op"
     work.mkdir()
     subprocess.run(["git", "init", "-q", str(work)], check=True)
@@ -69,8 +71,9 @@ architectures = ["{a.arch}", "all"]
 source = "{url}"
 keyring = "{a.keyring}"
 buildinfo_url = "{url}"
+method = "{method}"
 
-[backend."debian"]
+[backend."{"debian" if method == "debrebuild" else "debian-" + method}"]
 path = "{backend}"
 """)
     return work
@@ -237,3 +240,31 @@ exec {BACKEND} "$@"
     assert set(attempts.values()) == {1}, attempts
     assert not journal.exists()
     assert len(git_log(work)) == 1  # the killed pass committed nothing; the resumed one did
+
+
+def test_suite_chroot_method_builds_from_the_dsc_and_a_missing_source_is_not_retried(
+    mirror: tuple[Archive, str], tmp_path: Path
+):
+    """The suite-chroot path (input: the .dsc and every file it lists, checked against
+    Sources) with the fixture backend standing in for the chroot, which needs a real suite."""
+    a, url = mirror
+    pool = a.root / a.package("repro").pool_dir
+    (tarball,) = [f for f in pool.iterdir() if ".tar." in f.name]
+    tarball.unlink()  # as when a mirror has lost a source file (a 404)
+    work = operator_dir(tmp_path, a, url, method="suite-chroot")
+    r = rebuild(work, "run")
+    assert r.returncode == 0, r.stderr
+    arch = a.arch
+    assert statuses(work) == {
+        f"{arch}/repro": "FAIL",
+        "all/repro": "FAIL",
+        f"{arch}/timestamped": "BAD",
+        f"{arch}/broken": "FAIL",
+    }
+    data = json.loads((work / "state" / "fixture.json").read_text())
+    repro = data["groups"][f"{a.suite}/main/{arch}/repro"]
+    assert repro["group"]["method"] == "suite-chroot"
+    assert repro["group"]["input_url"].endswith(".dsc")
+    assert repro["attempts"][0]["reason"].startswith("source unavailable: " + tarball.name)
+    assert repro["next_retry"] is None  # waits for new inputs, however long
+    assert data["groups"][f"{a.suite}/main/{arch}/broken"]["next_retry"] is not None

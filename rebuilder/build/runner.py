@@ -47,8 +47,17 @@ from urllib.parse import unquote, urlsplit
 from rebuilder import fetch
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
-from rebuilder.errors import ChecksumError, RebuilderError
-from rebuilder.model import Artifact, ArtifactResult, Attempt, BuildGroup, Job, Status, utcnow
+from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
+from rebuilder.model import (
+    SOURCE_UNAVAILABLE,
+    Artifact,
+    ArtifactResult,
+    Attempt,
+    BuildGroup,
+    Job,
+    Status,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +242,10 @@ class _Build:
                     raise _Fail(f"two different files named {name} in the build group")
                 continue
             self._check_cancel()
-            self._download(a.url, self.dir / name, name, sha256=a.sha256, size=a.size)
+            is_source = a in g.sources
+            self._download(
+                a.url, self.dir / name, name, sha256=a.sha256, size=a.size, source=is_source
+            )
             have[name] = a
         self.head.append(f"downloaded {len(have)} file(s)")
         name = _safe_name(_url_name(g.input_url), g.input_url)
@@ -242,14 +254,27 @@ class _Build:
                 raise _Fail(f"checksum mismatch: {name}")
             return self.dir / name  # e.g. Arch: the input is the first package file
         dest = self.dir / (".rebuilder-input" if name in have else ".") / name
-        self._download(g.input_url, dest, name, sha256=g.input_sha256)
+        self._download(g.input_url, dest, name, sha256=g.input_sha256, source=bool(g.sources))
         return dest
 
     def _download(
-        self, url: str, dest: Path, name: str, *, sha256: str | None, size: int | None = None
+        self,
+        url: str,
+        dest: Path,
+        name: str,
+        *,
+        sha256: str | None,
+        size: int | None = None,
+        source: bool = False,
     ) -> None:
+        """Download one input; ``source``: a file of the source package, whose absence
+        from the mirror is the distinct, not-retried FAIL "source unavailable"."""
         try:
             fetch.download(url, dest, sha256=sha256, size=size)
+        except NotFoundError as e:
+            if source:
+                raise _Fail(f"{SOURCE_UNAVAILABLE}: {name} ({e})") from None
+            raise _Fail(f"download failed: {e}") from None
         except ChecksumError as e:
             self.head.append(f"{e}")
             raise _Fail(f"checksum mismatch: {name}") from None
