@@ -21,7 +21,6 @@ Usage: python bench/sync_debian.py [--cache DIR] [--suite sid] [--refresh]
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import os
 import re
@@ -38,32 +37,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rebuilder import fetch
-from rebuilder.config import Profile, Release
+from rebuilder.config import Profile, Release, host_apt_mirror
 from rebuilder.model import Snapshot
 from rebuilder.sync import SyncContext
 from rebuilder.sync import debian as deb
 from rebuilder.sync._release import DEFAULT_KEYRING, parse_release, verify_clearsigned
 
+REPO = Path(__file__).resolve().parent.parent
 PLACEHOLDER_BUILDINFO = "https://buildinfo.example"  # only a URL prefix: nothing is fetched
-
-
-def apt_mirror() -> str:
-    """The host's Debian mirror: the first non-security ``deb`` URI of its apt sources."""
-    uris: list[str] = []
-    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-        for stanza in Path(path).read_text().split("\n\n"):
-            fields = dict(re.findall(r"^([\w-]+):\s*(.*)$", stanza, re.M))
-            if "deb" in fields.get("Types", "").split():
-                uris += [u for u in fields.get("URIs", "").split() if "security" not in u]
-    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
-        if os.path.exists(path):
-            for line in Path(path).read_text().splitlines():
-                m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", line)
-                if m and "security" not in m.group(1):
-                    uris.append(m.group(1))
-    if not uris:
-        sys.exit("no Debian mirror in the host's apt sources; give --mirror URL")
-    return uris[0].rstrip("/")
 
 
 def prepare(cache: Path, mirror: str, suite: str, comp: str, arch: str, refresh: bool) -> Path:
@@ -143,7 +124,7 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    mirror = args.mirror or apt_mirror()
+    mirror = args.mirror or host_apt_mirror(None)
     root = prepare(args.cache, mirror, args.suite, args.component, args.arch, args.refresh)
     url, stop = serve(root)
     work = Path(tempfile.mkdtemp(prefix="rebuilder-bench-"))
@@ -154,10 +135,47 @@ def main() -> None:
         rss = peak_rss_mb()
         warm, snap2 = timed(lambda: deb.sync(prof, SyncContext(work, force=True)))
         again, snap3 = timed(lambda: deb.sync(prof, SyncContext(work, snap.fingerprints)))
+        report(snap, cold, warm, again, rss, snap2, snap3)
+        bench_pass(work / "op", url, args.suite, args.component, args.arch)
     finally:
         stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(snap, cold, warm, again, rss, snap2, snap3)
+
+
+def bench_pass(work: Path, url: str, suite: str, comp: str, arch: str) -> None:
+    """The issue's figure: a pass that syncs, plans and saves the state, through the real
+    CLI (``rebuild run --max-builds 0 --no-render --no-commit``: the render of a
+    Debian-sized site is measured on its own by bench/render.py)."""
+    work.mkdir(parents=True)
+    (work / "rebuilder.toml").write_text(f"""
+[profile."bench"]
+distro = "debian"
+releases = ["{suite}"]
+components = ["{comp}"]
+architectures = ["{arch}", "all"]
+source = "{url}"
+check_valid_until = false
+buildinfo_url = "{PLACEHOLDER_BUILDINFO}"
+""")
+    for label in ("first pass (sync + plan + save)", "second pass, unchanged indexes"):
+        wall, rss = run_cli(work, ["run", "--max-builds", "0", "--no-render", "--no-commit"])
+        print(f"{label + ':':<40} {wall:6.2f} s wall, peak RSS {rss:4.0f} MB")
+    size = (work / "state" / "bench.json").stat().st_size
+    print(f"{'state file:':<40} {size / 1e6:6.1f} MB")
+
+
+def run_cli(work: Path, args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one ``rebuild`` command in a child process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "rebuild.py"), *args, "-q"],
+        cwd=work, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"rebuild {' '.join(args)} failed")
+    return seconds, usage.ru_maxrss / 1024
 
 
 def report(snap: Snapshot, cold: float, warm: float, again: float, rss: float,

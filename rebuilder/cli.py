@@ -78,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_builds=args.max_builds,
         max_time=args.max_time,
         commit=not args.no_commit,
+        render=not args.no_render,
         force_sync=args.force_sync,
     )
     report = pipeline.run_pass(cfg, opts)
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", type=parse_duration, metavar="DURATION",
                    help="stop starting builds after this long, e.g. 5h30m")  # fmt: skip
     p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
+    p.add_argument("--no-render", action="store_true", help="do not render the site")
     p.add_argument("--force-sync", action="store_true", help="re-read indexes even if unchanged")
 
     p = add("sync", cmd_sync, "update the state from the repositories, without building")

@@ -302,16 +302,20 @@ def _releases(value: Any, source: str, label: str) -> tuple[Release, ...]:
 
 
 def host_apt_mirror(
-    suite: str, label: str = "host-apt", roots: tuple[Path, ...] = APT_SOURCES
+    suite: str | None, label: str = "host-apt", roots: tuple[Path, ...] = APT_SOURCES
 ) -> str:
-    """The first http(s) mirror this host's apt sources use for ``suite``.
+    """The first http(s) mirror this host's apt sources use for ``suite``
+    (``None``: for any suite but a security one, i.e. the main archive).
 
     Reads deb822 ``*.sources`` files and one-line ``sources.list`` entries.
     """
     for uri, suites in _apt_entries(roots):
-        if suite in suites and uri.startswith(("http://", "https://")):
+        if not uri.startswith(("http://", "https://")):
+            continue
+        if suite in suites or (suite is None and not all(s.endswith("-security") for s in suites)):
             return uri.rstrip("/")
-    raise ConfigError(f"{label} source: no apt source of this host serves {suite!r}")
+    what = repr(suite) if suite else "Debian's main archive"
+    raise ConfigError(f"{label} source: no apt source of this host serves {what}")
 
 
 def _apt_entries(roots: tuple[Path, ...]) -> Iterator[tuple[str, list[str]]]:

@@ -96,7 +96,8 @@ def sync_only(config: Config, names: Sequence[str], *, force: bool = False) -> l
             snap = _sync(config.settings, p, st, force)
             changes = st.apply_snapshot(snap, utcnow())
             _log_changes(p.name, changes, snap)
-            state.save(sd, st)
+            if st.dirty:
+                state.save(sd, st)
             snaps.append(snap)
     return snaps
 
@@ -281,7 +282,8 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
             report.changes[p.name] = st.apply_snapshot(snap, now)
             _log_changes(p.name, report.changes[p.name], snap)
             synced.append(p)
-            state.save(s.state_dir, st)  # the sync is safe on disk before any build starts
+            if st.dirty:  # the sync is safe on disk before any build starts
+                state.save(s.state_dir, st)
 
         pol = policies(s)
         todo = plan.plan({p.name: states[p.name].records for p in synced}, now, pol)
@@ -298,7 +300,8 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
                 if st.changed:  # a pass that changed nothing leaves the tracked state as it was
                     st.last_pass = now
                     state.add_pass(st, _pass_summary(now, st))
-            state.save(s.state_dir, st)
+            if st.dirty:
+                state.save(s.state_dir, st)
         report.queued = sum(queue_length.values())
 
     if opts.render:

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -68,16 +69,20 @@ class ProfileState:
     records: dict[str, GroupRecord] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
     last_pass: dt.datetime | None = None
+    synced_at: dt.datetime | None = None  # the last sync that found the indexes changed
     passes: list[dict[str, Any]] = field(default_factory=list)
     dirty: bool = False
     changed: set[str] = field(default_factory=set)  # keys changed in memory (incremental render)
 
     def apply_snapshot(self, snap: Snapshot, now: dt.datetime) -> SnapshotChanges:
         """Fold a sync's snapshot in: new groups, new versions, groups that left or came back."""
-        self.fingerprints = dict(snap.fingerprints)
-        self.dirty = True
+        if self.fingerprints != snap.fingerprints:
+            self.fingerprints = dict(snap.fingerprints)
+            self.dirty = True
         if snap.unchanged:
             return SnapshotChanges()
+        self.dirty = True
+        previous_sync, self.synced_at = self.synced_at, now
         new = updated = gone = back = 0
         present: set[str] = set()
         for group in snap.groups:
@@ -85,7 +90,7 @@ class ProfileState:
             present.add(key)
             rec = self.records.get(key)
             if rec is None:
-                self.records[key] = GroupRecord(group, first_seen=now, last_seen=now)
+                self.records[key] = GroupRecord(group, first_seen=now)
                 self.changed.add(key)
                 new += 1
                 continue
@@ -93,7 +98,6 @@ class ProfileState:
                 rec.seen = True
                 self.changed.add(key)
                 back += 1
-            rec.last_seen = now
             if rec.group != group:
                 changed_inputs = rec.group.inputs_digest != group.inputs_digest
                 rec.group = group
@@ -104,6 +108,8 @@ class ProfileState:
         for key, rec in self.records.items():
             if rec.seen and key not in present:
                 rec.seen = False
+                # the last sync that saw it; per-group times on every sync would touch every line
+                rec.last_seen = previous_sync or now
                 self.changed.add(key)
                 gone += 1
         return SnapshotChanges(new, updated, gone, back)
@@ -204,6 +210,7 @@ def _fill(st: ProfileState, data: dict[str, Any]) -> None:
         raise StateError(f"state of {st.profile}: malformed group record ({e!r})") from None
     st.fingerprints = dict(data.get("fingerprints", {}))
     st.last_pass = parse_time(data.get("last_pass"))
+    st.synced_at = parse_time(data.get("synced_at"))
     st.passes = list(data.get("passes", []))
 
 
@@ -263,41 +270,77 @@ def _cannot_write(path: Path, e: OSError) -> StateError:
     return StateError(f"{path}: cannot write: {e.strerror}{hint}; the state is left as it was")
 
 
-def dumps(st: ProfileState) -> bytes:
-    """The state file's bytes: sorted keys, one build group per line."""
+def _chunks(st: ProfileState) -> Iterator[bytes]:
+    """The state file, piece by piece: sorted keys, one build group per line.
+
+    Streamed, so saving a Debian-sized state never holds a second copy of it in memory.
+    """
 
     def one(v: Any) -> str:
         return json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
-    groups = ",\n".join(f"{one(k)}:{one(st.records[k].to_json())}" for k in sorted(st.records))
-    passes = ",\n".join(one(p) for p in st.passes)
-    parts = [
-        f'"distro":{one(st.distro)}',
-        f'"fingerprints":{one(dict(sorted(st.fingerprints.items())))}',
-        '"groups":{\n' + groups + ("\n}" if groups else "}"),
-        f'"last_pass":{one(format_time(st.last_pass))}',
-        '"passes":[\n' + passes + ("\n]" if passes else "]"),
-        f'"profile":{one(st.profile)}',
-        f'"schema":{SCHEMA_VERSION}',
-    ]
-    return ("{\n" + ",\n".join(parts) + "\n}\n").encode()
+    yield f'{{\n"distro":{one(st.distro)},\n'.encode()
+    yield f'"fingerprints":{one(dict(sorted(st.fingerprints.items())))},\n"groups":{{'.encode()
+    sep = "\n"
+    for k in sorted(st.records):
+        yield f"{sep}{one(k)}:{one(st.records[k].to_json())}".encode()
+        sep = ",\n"
+    yield ("\n}" if st.records else "}").encode()
+    yield f',\n"last_pass":{one(format_time(st.last_pass))},\n"passes":['.encode()
+    yield (",".join(f"\n{one(p)}" for p in st.passes) + ("\n]" if st.passes else "]")).encode()
+    yield f',\n"profile":{one(st.profile)},\n"schema":{SCHEMA_VERSION},\n'.encode()
+    yield f'"synced_at":{one(format_time(st.synced_at))}\n}}\n'.encode()
+
+
+def dumps(st: ProfileState) -> bytes:
+    """The state file's bytes (deterministic: the same records give the same bytes)."""
+    return b"".join(_chunks(st))
 
 
 def save(state_dir: Path, st: ProfileState) -> bool:
-    """Write the profile's state atomically and drop its journal. False when nothing changed."""
+    """Write the profile's state atomically and drop its journal. False when nothing changed
+    (the file is then left untouched, so its mtime and git stay quiet)."""
     path = state_path(state_dir, st.profile)
-    data = dumps(st)
+    _ensure_dir(state_dir)
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        if path.read_bytes() == data:
-            journal_path(state_dir, st.profile).unlink(missing_ok=True)
-            st.dirty = False
-            return False
-    except FileNotFoundError:
-        pass
-    atomic_write(path, data)
+        digest = hashlib.sha256()
+        with tmp.open("wb") as f:
+            for chunk in _chunks(st):
+                digest.update(chunk)
+                f.write(chunk)
+            changed = _file_sha256(path) != digest.digest()
+            if changed:
+                _write_or_fail(f, b"", path)  # flush + fsync before the rename
+        if changed:
+            tmp.replace(path)
+            _fsync_dir(path.parent)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     journal_path(state_dir, st.profile).unlink(missing_ok=True)
     st.dirty = False
-    return True
+    return changed
+
+
+def _file_sha256(path: Path) -> bytes | None:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:
+        return None
+    return h.digest()
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def add_pass(st: ProfileState, summary: dict[str, Any]) -> None:
@@ -313,11 +356,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         with tmp.open("wb") as f:
             _write_or_fail(f, data, path)
         tmp.replace(path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync_dir(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise _cannot_write(path, e) from None

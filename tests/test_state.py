@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 import os
 import subprocess
@@ -21,10 +22,11 @@ def test_apply_snapshot_new_updated_gone_back():
     st = state.ProfileState("p", "debian")
     ch = st.apply_snapshot(snap(group("a"), group("b")), T0)
     assert (ch.new, ch.updated, ch.gone) == (2, 0, 0)
-    ch = st.apply_snapshot(snap(group("a", "2.0-1")), T0)
+    t1 = T0 + dt.timedelta(days=1)
+    ch = st.apply_snapshot(snap(group("a", "2.0-1")), t1)
     assert (ch.new, ch.updated, ch.gone) == (0, 1, 1)
     b = st.records["bookworm/main/amd64/b"]
-    assert not b.seen and b.last_seen == T0  # kept, marked unseen, not deleted
+    assert not b.seen and b.last_seen == T0  # kept, marked unseen with the last sync that saw it
     ch = st.apply_snapshot(snap(group("a", "2.0-1"), group("b")), T0)
     assert ch.back == 1 and b.seen
 
@@ -136,3 +138,17 @@ def test_write_failure_leaves_old_state(tmp_path, monkeypatch):
         state.save(tmp_path, st)
     assert (tmp_path / "p.json").read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_new_upload_changes_only_its_own_line(tmp_path):
+    st = state.ProfileState("p", "debian")
+    st.apply_snapshot(snap(group("a"), group("b"), group("c")), T0)
+    state.save(tmp_path, st)
+    before = (tmp_path / "p.json").read_text().splitlines()
+    st.apply_snapshot(snap(group("a"), group("b", "2.0-1"), group("c")), T0 + dt.timedelta(days=1))
+    state.save(tmp_path, st)
+    after = (tmp_path / "p.json").read_text().splitlines()
+    changed = [ln for ln in after if ln not in before]
+    assert len(changed) == 2  # the group that changed, and the sync time
+    assert '"b"' in changed[0] or "2.0-1" in changed[0]
+    assert changed[1].startswith('"synced_at"')
