@@ -221,9 +221,12 @@ def build_one(
         local = tmpdir / "published" / Path(urlsplit(artifact_url).path).name
         digest = fetch.download(artifact_url, local)
         artifact = artifact_from_file(distro, artifact_url, local, digest)
+        # a Debian pool URL names its component (backends may need it: pool/<component>/...)
+        pool = urlsplit(artifact_url).path.partition("/pool/")[2]
+        component = pool.split("/", 1)[0] if "/" in pool else "direct"
         group = BuildGroup(
             name=artifact.name, version=artifact.version, distro=distro, release="direct",
-            component="direct", architecture=artifact.architecture,
+            component=component, architecture=artifact.architecture,
             input_url=input_url or artifact_url, artifacts=(artifact,),
         )  # fmt: skip
         ctx = BuildContext(
@@ -247,7 +250,7 @@ def artifact_from_file(distro: str, url: str, path: Path, sha256: str) -> Artifa
     elif ".pkg.tar" in base and base.count("-") >= 3:
         name, ver, rel, arch = base.split(".pkg.tar")[0].rsplit("-", 3)
         version = f"{ver}-{rel}"
-    return Artifact(name, version, arch, str(path), sha256, path.stat().st_size)
+    return Artifact(name, version, arch, url, sha256, path.stat().st_size)
 
 
 def _read_result(results_dir: Path, attempt: Attempt, kind: str) -> str:

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from rebuilder.model import Artifact, Attempt, BuildGroup, Status
+
+from .debian_archive import Archive
+
+REPO = Path(__file__).resolve().parent.parent
+BACKEND = REPO / "tests" / "backends" / "debian-from-source.sh"
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -21,3 +30,39 @@ def group(
 def attempt(g: BuildGroup, status: Status, build_id: int = 1, at: dt.datetime = T0,
             reason: str = "") -> Attempt:  # fmt: skip
     return Attempt(build_id, g.version, status, at, 10.0, "test.sh", reason, g.inputs_digest)
+
+
+def operator_dir(
+    tmp_path: Path, a: Archive, url: str, backend: Path = BACKEND, method: str = "debrebuild"
+) -> Path:
+    work = tmp_path / "op"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "rebuilder.toml").write_text(f"""
+[rebuilder]
+jobs = 2
+build_timeout = 300
+diffoscope_timeout = 120
+
+[profile."fixture"]
+distro = "debian"
+releases = ["{a.suite}"]
+components = ["main"]
+architectures = ["{a.arch}", "all"]
+source = "{url}"
+keyring = "{a.keyring}"
+buildinfo_url = "{url}"
+method = "{method}"
+
+[backend."{"debian" if method == "debrebuild" else "debian-" + method}"]
+path = "{backend}"
+""")
+    return work
+
+
+def rebuild(work: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, str(REPO / "rebuild.py"), *args],
+        cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip

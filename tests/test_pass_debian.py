@@ -14,77 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .debian_archive import (
-    Archive,
-    build_archive,
-    copy_archive,
-    resign_with_other_key,
-    serve,
-    stop_agent,
-    tamper_packages,
-)
-
-REPO = Path(__file__).resolve().parent.parent
-BACKEND = REPO / "tests" / "backends" / "debian-from-source.sh"
-
-
-@pytest.fixture(scope="session")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    gnupg = Path(tempfile.mkdtemp(prefix="rb-gpg-"))  # short: gpg-agent's socket lives there
-    a = build_archive(tmp_path_factory.mktemp("archive"), gnupg)
-    yield a
-    stop_agent(gnupg)
-
-
-@pytest.fixture
-def mirror(archive: Archive, tmp_path: Path) -> Iterator[tuple[Archive, str]]:
-    a = copy_archive(archive, tmp_path / "mirror")  # each test may corrupt its own copy
-    url, stop = serve(a.root)
-    yield a, url
-    stop()
-
-
-def operator_dir(
-    tmp_path: Path, a: Archive, url: str, backend: Path = BACKEND, method: str = "debrebuild"
-) -> Path:
-    work = tmp_path / "op"
-    work.mkdir()
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    (work / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 300
-diffoscope_timeout = 120
-
-[profile."fixture"]
-distro = "debian"
-releases = ["{a.suite}"]
-components = ["main"]
-architectures = ["{a.arch}", "all"]
-source = "{url}"
-keyring = "{a.keyring}"
-buildinfo_url = "{url}"
-method = "{method}"
-
-[backend."{"debian" if method == "debrebuild" else "debian-" + method}"]
-path = "{backend}"
-""")
-    return work
-
-
-def rebuild(work: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, str(REPO / "rebuild.py"), *args],
-        cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+from .debian_archive import Archive, resign_with_other_key, tamper_packages
+from .helpers import BACKEND, REPO, operator_dir, rebuild
 
 
 def statuses(work: Path) -> dict[str, str]:

@@ -1,0 +1,27 @@
+"""Shared fixtures: the real, signed Debian fixture archive and an operator's working dir."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .debian_archive import Archive, build_archive, copy_archive, serve, stop_agent
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
+    gnupg = Path(tempfile.mkdtemp(prefix="rb-gpg-"))  # short: gpg-agent's socket lives there
+    a = build_archive(tmp_path_factory.mktemp("archive"), gnupg)
+    yield a
+    stop_agent(gnupg)
+
+
+@pytest.fixture
+def mirror(archive: Archive, tmp_path: Path) -> Iterator[tuple[Archive, str]]:
+    a = copy_archive(archive, tmp_path / "mirror")  # each test may corrupt its own copy
+    url, stop = serve(a.root)
+    yield a, url
+    stop()
