@@ -262,7 +262,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.check_files:
         keys = {h: client.fetch_public_keys(h) for h in hosts}
         fetcher = client.attestation_fetcher({h: h for h in hosts})
-        report = client.check_files(report, client.DEFAULT_CACHE_DIRS, fetcher, keys)
+        caches = [Path(d) for d in args.package_cache] or list(client.DEFAULT_CACHE_DIRS)
+        report = client.check_files(report, caches, fetcher, keys)
     if args.json:
         _print_json(report.to_json())
     else:
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pacman-db", metavar="DIR", help="pacman's local database instead")
     p.add_argument("--check-files", action="store_true",
                    help="check attestations against the local package files")  # fmt: skip
+    p.add_argument("--package-cache", action="append", default=[], metavar="DIR",
+                   help="where package files are (default: apt's and pacman's caches)")  # fmt: skip
 
     p = add("build", cmd_build, "rebuild one package directly, outside any state")
     p.add_argument("distro")
