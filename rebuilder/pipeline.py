@@ -273,40 +273,75 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
     now = utcnow()
     with state.locked(s.state_dir):
         states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
-        synced = []
-        for p in profiles:
-            st = states[p.name]
-            try:
-                snap = _sync(s, p, st, opts.force_sync)
-            except RebuilderError as e:
-                report.errors.append(f"{p.name}: {e}")
-                log.error("%s: %s", p.name, e)
-                continue
-            report.changes[p.name] = st.apply_snapshot(snap, now)
-            _log_changes(p.name, report.changes[p.name], snap)
-            synced.append(p)
-            if st.dirty:  # the sync is safe on disk before any build starts
-                state.save(s.state_dir, st)
-
-        pol = policies(s)
-        todo = plan.plan({p.name: states[p.name].records for p in synced}, now, pol)
+        synced = _sync_all(s, profiles, states, opts.force_sync, report, now)
+        todo = plan.plan({p.name: states[p.name].records for p in synced}, now, policies(s))
         limit = len(todo) if opts.max_builds is None else min(opts.max_builds, len(todo))
         if limit:
             _build(config, states, todo[:limit], opts, deadline, report)
+        queue_length = _finish(s, profiles, states, synced, now)
+    report.queued = sum(queue_length.values())
+    _publish(config, profiles, states, queue_length, opts, report)
+    return report
 
-        queue_length: dict[str, int] = {}
-        for p in profiles:
-            st = states[p.name]
-            queue_length[p.name] = len(plan.plan({p.name: st.records}, utcnow(), pol))
-            if p in synced:
-                state.mark_run(s.state_dir, p.name, now)
-                if st.changed:  # a pass that changed nothing leaves the tracked state as it was
-                    st.last_pass = now
-                    state.add_pass(st, _pass_summary(now, st))
-            if st.dirty:
-                state.save(s.state_dir, st)
-        report.queued = sum(queue_length.values())
 
+def _sync_all(
+    s: Settings,
+    profiles: Sequence[Profile],
+    states: dict[str, state.ProfileState],
+    force: bool,
+    report: PassReport,
+    now: dt.datetime,
+) -> list[Profile]:
+    """Sync every profile into its state; the ones that synced (a failure stops only its own)."""
+    synced = []
+    for p in profiles:
+        st = states[p.name]
+        try:
+            snap = _sync(s, p, st, force)
+        except RebuilderError as e:
+            report.errors.append(f"{p.name}: {e}")
+            log.error("%s: %s", p.name, e)
+            continue
+        report.changes[p.name] = st.apply_snapshot(snap, now)
+        _log_changes(p.name, report.changes[p.name], snap)
+        synced.append(p)
+        if st.dirty:  # the sync is safe on disk before any build starts
+            state.save(s.state_dir, st)
+    return synced
+
+
+def _finish(
+    s: Settings,
+    profiles: Sequence[Profile],
+    states: dict[str, state.ProfileState],
+    synced: Sequence[Profile],
+    now: dt.datetime,
+) -> dict[str, int]:
+    """Close the pass in the state: history point, last run, save. The queue lengths."""
+    queue_length: dict[str, int] = {}
+    for p in profiles:
+        st = states[p.name]
+        queue_length[p.name] = len(plan.plan({p.name: st.records}, utcnow(), policies(s)))
+        if p in synced:
+            state.mark_run(s.state_dir, p.name, now)
+            if st.changed:  # a pass that changed nothing leaves the tracked state as it was
+                st.last_pass = now
+                state.add_pass(st, _pass_summary(now, st))
+        if st.dirty:
+            state.save(s.state_dir, st)
+    return queue_length
+
+
+def _publish(
+    config: Config,
+    profiles: Sequence[Profile],
+    states: dict[str, state.ProfileState],
+    queue_length: dict[str, int],
+    opts: PassOptions,
+    report: PassReport,
+) -> None:
+    """Render the site and commit the state: the end of a pass and of a merge."""
+    s = config.settings
     if opts.render:
         report.site_index = render(
             config, states=states, queue_length=queue_length, incremental=True
@@ -315,7 +350,6 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
         files = [state.state_path(s.state_dir, p.name) for p in profiles]
         files.append(s.state_dir / state.META_NAME)
         report.commit = audit.commit(s.state_dir, files, _commit_message(report))
-    return report
 
 
 def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
