@@ -106,6 +106,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.shards is not None:
+        if not args.out:
+            raise ConfigError("--shards needs --out DIR")
+        report = pipeline.plan_shards(
+            _load_config(args), args.profiles, args.shards, Path(args.out)
+        )
+        for err in report.errors:
+            print(f"rebuild: error: {err}", file=sys.stderr)
+        return 1 if report.errors else 0
     jobs = pipeline.queue(_load_config(args), args.profiles)
     if args.json:
         _print_json([j.to_json() for j in jobs])
@@ -146,6 +155,15 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.plan:
+        if not args.results:
+            raise ConfigError("--plan needs --results DIR")
+        opts = pipeline.PassOptions(jobs=args.jobs or 0, max_time=args.max_time)
+        report = pipeline.build_shard(_load_config(args), Path(args.plan), Path(args.results), opts)
+        log.info("%s", report.summary())
+        return 0
+    if not args.distro or not args.artifact_url:
+        raise ConfigError("give DISTRO and ARTIFACT_URL (or --plan FILE --results DIR)")
     backends = {}
     for spec in args.backend or []:
         distro, sep, path = spec.partition("=")
@@ -166,6 +184,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"{a.filename}: expected {a.expected_sha256} built {a.built_sha256 or 'missing'}")
     print(f"{attempt.status.value}" + (f": {attempt.reason}" if attempt.reason else ""))
     return 0 if attempt.status == Status.GOOD else 1
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    opts = pipeline.PassOptions(commit=not args.no_commit, render=not args.no_render)
+    report = pipeline.merge(_load_config(args), [Path(r) for r in args.results], opts)
+    for r in report.regressions:
+        log.warning("regression: %s", r)
+    if report.commit:
+        log.info("state committed: %s", report.commit[:12])
+    log.info("merge done: %s", report.summary().removeprefix("pass done: "))
+    return 0
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -323,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plan", cmd_plan, "what the next pass would build, in order, and why")
     p.add_argument("profiles", nargs="*", metavar="PROFILE")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="sync, then write the queue as N job files")  # fmt: skip
+    p.add_argument("--out", metavar="DIR", help="where --shards writes shard-<i>.json")
+
+    p = add("merge", cmd_merge, "fold shard results into the state, render, commit once")
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="results dirs of build --plan")
+    p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
+    p.add_argument("--no-render", action="store_true", help="do not render the site")
 
     add("render", cmd_render, "render the static site from the state")
 
@@ -384,9 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--package-cache", action="append", default=[], metavar="DIR",
                    help="where package files are (default: apt's and pacman's caches)")  # fmt: skip
 
-    p = add("build", cmd_build, "rebuild one package directly, outside any state")
-    p.add_argument("distro")
-    p.add_argument("artifact_url", metavar="ARTIFACT_URL")
+    p = add("build", cmd_build, "rebuild one package, or one shard, outside any state")
+    p.add_argument("distro", nargs="?")
+    p.add_argument("artifact_url", nargs="?", metavar="ARTIFACT_URL")
+    p.add_argument("--plan", metavar="FILE", help="build the jobs of a shard file")
+    p.add_argument("--results", metavar="DIR", help="with --plan: where results go")
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (with --plan)")
+    p.add_argument("--max-time", type=parse_duration, metavar="DURATION",
+                   help="with --plan: stop starting builds after this long")  # fmt: skip
     p.add_argument("--input-url", metavar="URL", help="build input (default: the artifact)")
     p.add_argument("--backend", action="append", metavar="DISTRO=PATH", help="backend script")
     p.add_argument("--diffoscope", action="store_true", help="run diffoscope on a mismatch")

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import gzip
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, audit, fetch, plan, site, state, sync
+from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
 from rebuilder.build import BuildContext, BuildPool, run_build
 from rebuilder.build.backends import check_backend, shipped_backend
 from rebuilder.config import Config, Profile, Settings
@@ -29,6 +30,7 @@ from rebuilder.model import (
     Artifact,
     Attempt,
     BuildGroup,
+    GroupRecord,
     Job,
     Snapshot,
     Status,
@@ -383,26 +385,50 @@ def _build(
     jobs = [j.with_build_id(first + i) for i, j in enumerate(todo)]
     journals = {name: state.Journal(s.state_dir, name) for name in states}
     pol = policies(s)
-    progress = Progress(len(jobs), "build")
 
-    def on_result(job: Job, attempt: Attempt) -> None:
+    def record(job: Job, attempt: Attempt) -> None:
         st = states[job.profile]
         rec = st.records[job.group.key]
-        before = rec.status
+        _count(report, job, rec.status, attempt)
         plan.after_attempt(rec, attempt, pol)
         journals[job.profile].append(rec)
         st.record(rec)
-        report.built[attempt.status.value] += 1
-        if before == Status.GOOD and attempt.status in (Status.BAD, Status.FAIL):
-            report.regressions.append(
-                f"{job.profile} {job.group.key} {job.group.version}: GOOD -> {attempt.status}"
-            )
+
+    try:
+        report.abandoned = _run_jobs(config, jobs, s.site_dir / "builds", record, opts, deadline)
+    finally:
+        for j in journals.values():
+            j.close()
+
+
+def _count(report: PassReport, job: Job, before: Status, attempt: Attempt) -> None:
+    report.built[attempt.status.value] += 1
+    if before == Status.GOOD and attempt.status in (Status.BAD, Status.FAIL):
+        report.regressions.append(
+            f"{job.profile} {job.group.key} {job.group.version}: GOOD -> {attempt.status}"
+        )
+
+
+def _run_jobs(
+    config: Config,
+    jobs: Sequence[Job],
+    results_dir: Path,
+    record: Callable[[Job, Attempt], None],
+    opts: PassOptions,
+    deadline: float | None,
+) -> int:
+    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned."""
+    s = config.settings
+    progress = Progress(len(jobs), "build")
+
+    def on_result(job: Job, attempt: Attempt) -> None:
+        record(job, attempt)
         what = f"{job.group.name} {job.group.version} {job.group.architecture}"
         progress.item(what, attempt.status.value, attempt.duration)
 
     with _work_dir(s) as work:
         base = BuildContext(
-            backend=Path(), results_dir=s.site_dir / "builds", work_dir=work,
+            backend=Path(), results_dir=results_dir, work_dir=work,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=s.diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
             env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
@@ -423,9 +449,107 @@ def _build(
             )
         finally:
             progress.close()
-            for j in journals.values():
-                j.close()
-    report.abandoned = summary.abandoned
+    return summary.abandoned
+
+
+# ------------------------------------------------------------------ shards
+
+
+def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> PassReport:
+    """Sync, plan and cut the queue into ``n`` job files in ``out`` (``plan --shards``).
+
+    Build ids are reserved here, so shards built anywhere never collide.
+    """
+    s = config.settings
+    profiles = config.select(names)
+    report = PassReport()
+    now = utcnow()
+    with state.locked(s.state_dir):
+        states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
+        synced = _sync_all(s, profiles, states, False, report, now)
+        records = {p.name: states[p.name].records for p in synced}
+        todo = plan.plan(records, now, policies(s))
+        first = state.reserve_build_ids(s.state_dir, len(todo))
+        jobs = [j.with_build_id(first + i) for i, j in enumerate(todo)]
+        durations = {
+            key: rec.attempts[-1].duration
+            for recs in records.values()
+            for key, rec in recs.items()
+            if rec.attempts
+        }
+        paths = shards.write_shards(out, shards.split(jobs, n, durations))
+    report.queued = len(jobs)
+    log.info("%d jobs in %d shards under %s", len(jobs), len(paths), out)
+    return report
+
+
+def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptions) -> PassReport:
+    """Build one shard without touching the state (``build --plan``); resumable."""
+    deadline = time.monotonic() + opts.max_time if opts.max_time else None
+    number, jobs = shards.read_shard(shard_file)
+    done = {a.build_id for _, a in shards.read_results(results)} if results.is_dir() else set()
+    todo = [j for j in jobs if j.build_id not in done]
+    report = PassReport()
+    writer = shards.ResultWriter(results, number)
+
+    def record(job: Job, attempt: Attempt) -> None:
+        writer.append(job, attempt)
+        report.built[attempt.status.value] += 1
+
+    try:
+        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline)
+    finally:
+        writer.close()
+    report.queued = report.abandoned
+    return report
+
+
+def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> PassReport:
+    """Fold shard results into the state, render and commit once (``rebuild merge``).
+
+    Idempotent and order-independent: a result already recorded is ignored.
+    A shard that is missing or partial leaves its jobs queued.
+    """
+    s = config.settings
+    pol = policies(s)
+    report = PassReport()
+    now = utcnow()
+    with state.locked(s.state_dir):
+        states: dict[str, state.ProfileState] = {}
+        for d in results_dirs:
+            for job, attempt in shards.read_results(d):
+                p = config.profiles.get(job.profile)
+                if p is None:
+                    log.warning("%s: result for unknown profile %r ignored", d, job.profile)
+                    continue
+                if p.name not in states:
+                    states[p.name] = state.load(s.state_dir, p.name, p.distro)
+                st = states[p.name]
+                rec = st.records.setdefault(job.group.key, GroupRecord(job.group, first_seen=now))
+                before = rec.status
+                _copy_results(d / "builds", s.site_dir / "builds", attempt)
+                if plan.after_attempt(rec, attempt, pol):
+                    _count(report, job, before, attempt)
+                    st.record(rec)
+        profiles = [config.profiles[name] for name in states]
+        queue_length = _finish(s, profiles, states, profiles, now)
+    report.queued = sum(queue_length.values())
+    _publish(config, profiles, states, queue_length, opts, report)
+    return report
+
+
+def _copy_results(src: Path, dst: Path, attempt: Attempt) -> None:
+    """Bring an attempt's files into the results store (never outside it; never overwrite)."""
+    for rel in attempt.files.values():
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts or "\0" in rel:
+            log.warning("build %d: unsafe result path %r ignored", attempt.build_id, rel)
+            continue
+        target = dst / rel
+        if target.exists() or not (src / rel).is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, target)
 
 
 def _signer(key: attest.SigningKey) -> Callable[[Job, Path, Path], bytes]:

@@ -16,6 +16,7 @@ counter that could disagree with its own history.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import fnmatch
 from collections.abc import Iterable, Mapping
@@ -117,10 +118,21 @@ def requeue(
     return n
 
 
-def after_attempt(rec: GroupRecord, attempt: Attempt, policies: Policies) -> None:
-    """Fold a finished attempt into its record: verdict, history, retry schedule."""
-    rec.attempts.append(attempt)
-    if attempt.inputs_digest == rec.group.inputs_digest:
-        rec.status = attempt.status
-        rec.requeued = 0
+def after_attempt(rec: GroupRecord, attempt: Attempt, policies: Policies) -> bool:
+    """Fold a finished attempt into its record: verdict, history, retry schedule.
+
+    Idempotent and order-independent, so that shard results can be merged in
+    any order and twice: an attempt already recorded (same build id) is
+    ignored, history is kept in build-id order and the verdict is that of the
+    newest attempt for the current inputs. False when the attempt was known.
+    """
+    if any(a.build_id == attempt.build_id for a in rec.attempts):
+        return False
+    bisect.insort(rec.attempts, attempt, key=lambda a: a.build_id)
+    current = rec.current_attempt()
+    if current is not None:
+        rec.status = current.status
+        if current is attempt:
+            rec.requeued = 0
     rec.retries, rec.next_retry = retry_state(rec, policies)
+    return True
