@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import fnmatch
 import json
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from rebuilder import __version__, attest, client, config, pipeline
 from rebuilder.errors import ConfigError, RebuilderError
-from rebuilder.model import Status
+from rebuilder.model import Job, Status, utcnow
 
 log = logging.getLogger("rebuilder")
 
@@ -135,6 +136,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.host:
+        board = client.fetch_dashboard(args.host, cache_dir=client.default_cache_dir())
+        if args.json:
+            _print_json(board.to_json())
+        else:
+            print("\n".join(client.format_dashboard(board)))
+        return 0
     rows = pipeline.status(_load_config(args), args.profiles)
     if args.json:
         _print_json(rows)
@@ -238,7 +246,7 @@ def _read_text(path: Path, what: str) -> str:
 
 def _pkg_entries(args: argparse.Namespace) -> list[client.PkgEntry]:
     if args.host:
-        entries = client.fetch_pkgs(args.host)
+        entries = client.fetch_pkgs(args.host, cache_dir=client.default_cache_dir())
     else:
         entries = [client.PkgEntry.from_json(d) for d in pipeline.local_pkgs(_load_config(args))]
     return [
@@ -260,6 +268,30 @@ def cmd_pkgs_ls(args: argparse.Namespace) -> int:
         for e in entries:
             print(client.format_pkg_line(e))
     return 0
+
+
+def cmd_queue_ls(args: argparse.Namespace) -> int:
+    limit = 25 if args.head else None
+    if args.host:
+        entries = client.fetch_queue(args.host, cache_dir=client.default_cache_dir(), limit=limit)
+    else:
+        jobs = pipeline.queue(_load_config(args), args.profiles)[:limit]
+        entries = [_queue_entry(i, j, utcnow()) for i, j in enumerate(jobs, 1)]
+    if args.json:
+        _print_json([e.to_json() for e in entries])
+    else:
+        for e in entries:
+            print(client.format_queue_line(e))
+    return 0
+
+
+def _queue_entry(position: int, job: Job, now: dt.datetime) -> client.QueueEntry:
+    g = job.group
+    return client.QueueEntry(
+        position, g.name, g.version, g.distro, g.component, g.architecture, now, now,
+        release=g.release, input_url=g.input_url,
+        artifacts=tuple((a.name, a.version, a.url) for a in g.artifacts),
+    )  # fmt: skip
 
 
 def cmd_pkgs_file(args: argparse.Namespace) -> int:
@@ -365,6 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("status", cmd_status, "counts per profile and status, queue length, last pass")
     p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
+    p.add_argument("--json", action="store_true")
+
+    queue = sub.add_parser("queue", help="the build queue")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
+    p = queue_sub.add_parser("ls", parents=[common], help="list the queue, next build first")
+    p.set_defaults(handler=cmd_queue_ls)
+    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
+    p.add_argument("--head", action="store_true", help="only the next 25")
     p.add_argument("--json", action="store_true")
 
     pkgs = sub.add_parser("pkgs", help="package queries and queue control")

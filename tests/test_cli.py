@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from .debian_archive import Archive
+from .debian_archive import Archive, serve
 from .helpers import BACKEND, operator_dir, rebuild
 
 
@@ -95,3 +95,23 @@ def test_state_outside_git_is_a_warning_not_an_error(mirror: tuple[Archive, str]
     r = rebuild(work, "run", "--max-builds", "0")
     assert r.returncode == 0, r.stderr
     assert "not in a git work tree" in r.stderr
+
+
+def test_queue_ls_and_remote_status(mirror: tuple[Archive, str], tmp_path: Path):
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    assert rebuild(work, "sync").returncode == 0
+    q = rebuild(work, "queue", "ls")
+    assert q.returncode == 0 and len(q.stdout.splitlines()) == 4
+    assert '"debian" "main"' in q.stdout.splitlines()[0]
+    j = json.loads(rebuild(work, "queue", "ls", "--json").stdout)
+    assert [e["pkgbase"]["name"] for e in j] == ["broken", "repro", "repro", "timestamped"]
+
+    assert rebuild(work, "run", "--no-commit").returncode == 0
+    site_url, stop = serve(work / "site")
+    try:
+        st = rebuild(tmp_path, "status", "-H", f"{site_url}/debian")
+        assert st.returncode == 0, st.stderr
+        assert "main" in st.stdout and "GOOD" in st.stdout.upper()
+    finally:
+        stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import os
@@ -10,10 +11,12 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -614,3 +617,563 @@ def test_oversized_answer_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     handler = _quiet_handler(lambda h: _send(h, 200, body, "application/json"))
     with _serve(handler) as url, pytest.raises(ClientError, match="answer larger than"):
         client.fetch_pkgs(url)
+
+
+# --- live rebuilderd: v0 and v1 --------------------------------------------------------------
+#
+# The documents below copy rebuilderd's serde shapes field for field (snake_case, no renames;
+# times are chrono NaiveDateTime, naive UTC with up to nanoseconds):
+#   v0: common/src/api/v0/mod.rs (QueueList, QueueItem, PkgGroup, PkgArtifact,
+#       DashboardResponse, SuiteStats); daemon/src/api/v0/mod.rs (`queue/list` is #[post] only,
+#       body ListQueue {"limit"}; no GET route, so actix answers a GET with 404).
+#   v1: common/src/api/v1/models/mod.rs (ResultPage {total, records}, Page {limit, before,
+#       after, sort, direction}); models/package.rs (BinaryPackage); models/queue.rs (QueuedJob);
+#       models/dashboard.rs (DashboardState); models/build.rs (RebuildArtifact; ArtifactStatus
+#       GOOD/BAD/UNKWN); models/meta.rs (PublicKey); routes from daemon/src/lib.rs and
+#       daemon/src/api/v1/*.rs; keyset paging by id from daemon/src/api/v1/util/pagination.rs.
+
+Route = Callable[[dict[str, list[str]], Any], tuple[int, Any]]
+
+
+@dataclass
+class FakeRebuilderd:
+    """rebuilderd's read API at its paths: a route per (method, path); anything else is a 404."""
+
+    routes: dict[tuple[str, str], Route]
+    seen: list[str] = field(default_factory=list)
+    bodies: list[Any] = field(default_factory=list)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.answer(self, "GET")
+
+            def do_POST(self) -> None:
+                fake.answer(self, "POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        with _serve(H) as url:
+            yield url
+
+    def answer(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        self.seen.append(f"{method} {h.path}")
+        body = None
+        if method == "POST":
+            raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+            body = json.loads(raw) if raw else None
+            self.bodies.append(body)
+        url = urlsplit(h.path)
+        route = self.routes.get((method, url.path))
+        if route is None:
+            _send(h, 404, b"Not found\n", "text/plain")
+            return
+        code, doc = route(parse_qs(url.query), body)
+        data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        _send(h, code, data, "application/json")
+
+
+def _fixed(doc: Any) -> Route:
+    return lambda query, body: (200, doc)
+
+
+def _v1_paged(records: list[dict[str, Any]]) -> Route:
+    """A v1 listing: ``?limit`` (default 1000) records with an id above ``?after``, by id."""
+
+    def route(query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        after = int(query.get("after", ["-1"])[0])
+        limit = int(query.get("limit", ["1000"])[0])
+        page = [r for r in sorted(records, key=lambda r: r["id"]) if r["id"] > after][:limit]
+        return 200, {"total": len(records), "records": page}
+
+    return route
+
+
+def _v0_item(qid: int, name: str, version: str, started_at: str | None = None) -> dict[str, Any]:
+    return {
+        "id": qid,
+        "pkgbase": {
+            "name": name,
+            "version": version,
+            "distro": "debian",
+            "suite": "main",
+            "architecture": "amd64",
+            "input_url": f"https://mirror.example/buildinfo/{name}_{version}_amd64.buildinfo",
+            "artifacts": [
+                {
+                    "name": name,
+                    "version": version,
+                    "url": f"https://mirror.example/pool/{name}_{version}_amd64.deb",
+                }
+            ],
+        },
+        "version": version,
+        "queued_at": "2024-05-01T09:00:00.123456789",
+        "worker_id": 4 if started_at else None,
+        "started_at": started_at,
+        "last_ping": started_at,
+    }
+
+
+V0_QUEUE = {
+    "now": "2024-05-01T10:01:02.5",
+    "queue": [
+        _v0_item(41, "hello", "2.10-3", started_at="2024-05-01T10:00:00"),
+        _v0_item(42, "libfoo", "1:1.0-1"),
+        _v0_item(43, "zlib", "1.3-1"),
+    ],
+}
+
+V0_DASHBOARD = {
+    "suites": {
+        "main": {"good": 120, "unknown": 7, "bad": 3},
+        "contrib": {"good": 1, "unknown": 1, "bad": 0},
+    },
+    "active_builds": [V0_QUEUE["queue"][0]],
+    "queue_length": 1,
+    "now": "2024-05-01T10:01:02",
+}
+
+
+@pytest.fixture
+def v0_rebuilderd() -> Iterator[tuple[str, FakeRebuilderd]]:
+    def queue(query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        limit = body.get("limit") if isinstance(body, dict) else None
+        return 200, {**V0_QUEUE, "queue": V0_QUEUE["queue"][:limit]}
+
+    fake = FakeRebuilderd(
+        {
+            ("POST", "/api/v0/queue/list"): queue,
+            ("GET", "/api/v0/dashboard"): _fixed(V0_DASHBOARD),
+            ("GET", "/api/v0/pkgs/list"): _fixed([_entry("hello", "2.10-3", "GOOD", build_id=7)]),
+        }
+    )
+    with fake.serve() as url:
+        yield url, fake
+
+
+def _v1_binary(
+    bid: int, name: str, status: str | None, build_id: int | None = None, **kw: Any
+) -> dict[str, Any]:
+    d = {
+        "id": bid,
+        "name": name,
+        "version": "2.10-3",
+        "distribution": "debian",
+        "release": "trixie",
+        "component": "main",
+        "architecture": "amd64",
+        "url": f"https://mirror.example/pool/{name}_2.10-3_amd64.deb",
+        "status": status,
+        "build_id": build_id,
+        "artifact_id": None,
+        "diffoscope_log_id": None,
+        "attestation_log_id": None,
+        "last_seen": "2024-05-01T08:00:00.5",
+        "seen_in_last_sync": True,
+    }
+    d.update(kw)
+    return d
+
+
+V1_BINARIES = [
+    _v1_binary(11, "hello", "GOOD", 7, artifact_id=70, attestation_log_id=3),
+    _v1_binary(12, "hello-doc", "GOOD", 7, artifact_id=71, attestation_log_id=4),
+    _v1_binary(15, "libfoo", "BAD", 8, artifact_id=80, diffoscope_log_id=5),
+    _v1_binary(20, "broken", None, 9),  # the latest build failed: no artifact result
+    _v1_binary(31, "newpkg", None),  # never built
+]
+
+V1_QUEUE = [
+    {
+        "id": 5 + i,
+        "name": name,
+        "version": "1.0-1",
+        "distribution": "debian",
+        "release": "trixie",
+        "component": "main",
+        "architecture": "amd64",
+        "backend": "debian",
+        "url": f"https://mirror.example/buildinfo/{name}_1.0-1_amd64.buildinfo",
+        "next_retry": None,
+        "priority": 1,
+        "queued_at": "2024-05-01T09:00:00",
+        "started_at": "2024-05-01T09:30:00.25" if i == 0 else None,
+    }
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "epsilon"])
+]
+
+V1_DASHBOARD = {
+    "rebuilds": {"good": 10, "bad": 2, "fail": 1, "unknown": 5},
+    "jobs": {"running": 1, "available": 4, "pending": 2},
+}
+
+
+@pytest.fixture
+def v1_rebuilderd(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A rebuilderd with v1 only: every api/v0 path is a 404."""
+    key = attest.ensure_key(tmp_path / "v1.pem")
+    arts = tmp_path / "artifacts"
+    arts.mkdir()
+    links = {}
+    for aid, name in ((70, "hello"), (71, "hello-doc")):
+        deb = arts / f"{name}_2.10-3_amd64.deb"
+        deb.write_bytes(f"the bytes of {name}\n".encode() * 50)
+        links[aid] = attest.make_link(deb.name, "hello_2.10-3.buildinfo", deb, deb, key)
+    artifacts = [
+        {"id": 71, "name": "hello-doc", "has_diffoscope": False, "has_attestation": True},
+        {"id": 70, "name": "hello", "has_diffoscope": False, "has_attestation": True},
+    ]
+    routes: dict[tuple[str, str], Route] = {
+        ("GET", "/api/v1/packages/binary"): _v1_paged(V1_BINARIES),
+        ("GET", "/api/v1/queue"): _v1_paged(V1_QUEUE),
+        ("GET", "/api/v1/dashboard"): _fixed(V1_DASHBOARD),
+        ("GET", "/api/v1/meta/public-keys"): _fixed(attest.public_keys_json([key])),
+        ("GET", "/api/v1/builds/7/log"): _fixed(b"build 7 log\n"),
+        ("GET", "/api/v1/builds/7/artifacts"): _fixed(artifacts),
+    }
+    for aid, link in links.items():
+        routes["GET", f"/api/v1/builds/7/artifacts/{aid}/attestation"] = _fixed(link)
+    fake = FakeRebuilderd(routes)
+    with fake.serve() as url:
+        yield {"url": url, "fake": fake, "artifacts": arts, "links": links, "tmp": tmp_path}
+
+
+def test_pkgs_of_a_v1_only_rebuilderd_are_paged(
+    v1_rebuilderd: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client, "_V1_PAGE", 2)
+    fake: FakeRebuilderd = v1_rebuilderd["fake"]
+    entries = client.fetch_pkgs(v1_rebuilderd["url"])
+    assert fake.seen == [
+        "GET /api/v0/pkgs/list",
+        "GET /api/v1/packages/binary?limit=2",
+        "GET /api/v1/packages/binary?limit=2&after=12",
+        "GET /api/v1/packages/binary?limit=2&after=20",
+    ]
+    by_name = {e.name: e for e in entries}
+    assert list(by_name) == ["hello", "hello-doc", "libfoo", "broken", "newpkg"]
+    assert by_name["hello"] == PkgEntry(
+        "hello",
+        "2.10-3",
+        Status.GOOD,
+        "debian",
+        "main",
+        "amd64",
+        "https://mirror.example/pool/hello_2.10-3_amd64.deb",
+        build_id=7,
+        has_attestation=True,
+        artifact_id=70,
+    )
+    assert by_name["libfoo"].has_diffoscope and not by_name["libfoo"].has_attestation
+    assert by_name["broken"].status is Status.FAIL and by_name["broken"].build_id == 9
+    assert by_name["newpkg"].status is Status.UNKWN and by_name["newpkg"].build_id is None
+    assert client.format_pkg_line(by_name["broken"]).startswith("[BAD  ] broken 2.10-3 ")
+    assert "artifact_id" not in by_name["hello"].to_json()  # pkgs ls --json stays v0's shape
+
+
+def test_old_v1_listing_without_log_ids(tmp_path: Path) -> None:
+    # Earlier v1 BinaryPackage had no diffoscope/attestation log ids (nor last_seen).
+    old = {
+        k: v
+        for k, v in _v1_binary(1, "hello", "GOOD", 7, artifact_id=70).items()
+        if k not in ("diffoscope_log_id", "attestation_log_id", "last_seen", "seen_in_last_sync")
+    }
+    fake = FakeRebuilderd({("GET", "/api/v1/packages/binary"): _v1_paged([old])})
+    with fake.serve() as url:
+        (entry,) = client.fetch_pkgs(url)
+    assert entry.has_attestation and entry.artifact_id == 70
+
+
+def test_verify_and_check_files_against_a_v1_only_rebuilderd(
+    v1_rebuilderd: dict[str, Any],
+) -> None:
+    url, fake = v1_rebuilderd["url"], v1_rebuilderd["fake"]
+    cache = v1_rebuilderd["tmp"] / "archives"
+    cache.mkdir()
+    deb = "hello-doc_2.10-3_amd64.deb"
+    (cache / deb).write_bytes((v1_rebuilderd["artifacts"] / deb).read_bytes())
+    installed = [Installed("hello-doc", "2.10-3", "amd64")]
+    report = client.verify_installed(installed, {"v1": client.fetch_pkgs(url)}, 1)
+    keys = {"v1": client.fetch_public_keys(url)}
+    fake.seen.clear()
+    checked = client.check_files(report, [cache], client.attestation_fetcher({"v1": url}), keys)
+    (verdict,) = checked.verdicts
+    assert (verdict.checks or {})["v1"].outcome == "ok" and verdict.reproduced
+    # the artifact id from the listing names hello-doc's own attestation, not the build's first
+    assert fake.seen == ["GET /api/v1/builds/7/artifacts/71/attestation"]
+
+
+def test_build_files_of_a_v1_only_rebuilderd(v1_rebuilderd: dict[str, Any]) -> None:
+    url, fake = v1_rebuilderd["url"], v1_rebuilderd["fake"]
+    assert client.fetch_build_file(url, 7, "log") == b"build 7 log\n"
+    fake.seen.clear()
+    # no artifact id: v0's path, then the build's first artifact with an attestation
+    assert client.fetch_build_file(url, 7, "attestation") == v1_rebuilderd["links"][70]
+    assert fake.seen == [
+        "GET /api/v0/builds/7/attestation",
+        "GET /api/v1/builds/7/artifacts",
+        "GET /api/v1/builds/7/artifacts/70/attestation",
+    ]
+    with pytest.raises(ClientError, match="no artifact of build 7 has a diffoscope"):
+        client.fetch_build_file(url, 7, "diffoscope")
+    with pytest.raises(ClientError, match=r"HTTP 404.*nor its api/v1 counterpart"):
+        client.fetch_build_file(url, 8, "log")
+    with pytest.raises(ClientError, match="artifact id must be a non-negative integer"):
+        client.fetch_build_file(url, 7, "attestation", artifact_id=-1)
+
+
+def test_queue_of_a_v0_rebuilderd_is_a_post(v0_rebuilderd: tuple[str, FakeRebuilderd]) -> None:
+    url, fake = v0_rebuilderd
+    entries = client.fetch_queue(url)
+    assert fake.seen == ["POST /api/v0/queue/list"] and fake.bodies == [{"limit": None}]
+    assert [e.id for e in entries] == [41, 42, 43]
+    hello = entries[0]
+    assert hello.now == datetime.datetime(2024, 5, 1, 10, 1, 2, 500000)
+    assert hello.started_at == datetime.datetime(2024, 5, 1, 10, 0)
+    assert hello.queued_at == datetime.datetime(2024, 5, 1, 9, 0, 0, 123456)
+    assert hello.worker_id == 4 and hello.input_url is not None
+    assert hello.artifacts == (
+        ("hello", "2.10-3", "https://mirror.example/pool/hello_2.10-3_amd64.deb"),
+    )
+    assert client.format_queue_line(hello) == (
+        "2024-05-01 09:00:00 "
+        + "hello 2.10-3".ljust(60)
+        + " "
+        + "1m 2s".rjust(11)
+        + " 2024-05-01 10:00:00 "
+        + '"debian" "main" "amd64"'
+    )
+    assert client.format_queue_line(entries[1]) == (
+        "2024-05-01 09:00:00 "
+        + "libfoo 1:1.0-1".ljust(60)
+        + " "
+        + " " * 11
+        + " "
+        + " " * 19
+        + ' "debian" "main" "amd64"'
+    )
+    head = client.fetch_queue(url, limit=2)
+    assert fake.bodies[-1] == {"limit": 2} and [e.name for e in head] == ["hello", "libfoo"]
+    with pytest.raises(ClientError, match="limit must be a positive integer"):
+        client.fetch_queue(url, limit=0)
+
+
+def test_queue_published_by_a_static_site(tmp_path: Path) -> None:
+    t = datetime.datetime(2024, 5, 1, 9, 0)
+    groups = [
+        client.QueuedGroup(
+            "hello",
+            "2.10-3",
+            "debian",
+            "main",
+            "amd64",
+            "https://mirror.example/buildinfo/hello_2.10-3_amd64.buildinfo",
+            [("hello", "2.10-3", "https://mirror.example/pool/hello_2.10-3_amd64.deb")],
+            t,
+        ),
+        # plain tuples in the same order work as well
+        ("zlib", "1.3-1", "debian", "main", "amd64", None, [], t + datetime.timedelta(minutes=1)),
+    ]
+    doc = client.queue_list_json(groups, t + datetime.timedelta(hours=1))
+    # exactly rebuilderd's QueueList/QueueItem/PkgGroup keys
+    assert set(doc) == {"now", "queue"}
+    assert set(doc["queue"][0]) == {
+        "id",
+        "pkgbase",
+        "version",
+        "queued_at",
+        "worker_id",
+        "started_at",
+        "last_ping",
+    }
+    assert set(doc["queue"][0]["pkgbase"]) == {
+        "name",
+        "version",
+        "distro",
+        "suite",
+        "architecture",
+        "input_url",
+        "artifacts",
+    }
+    listing = tmp_path / "api" / "v0" / "queue" / "list"
+    listing.parent.mkdir(parents=True)
+    listing.write_text(json.dumps(doc))
+    codes: list[int] = []
+    cache = tmp_path / "cache"
+    with serve_dir(tmp_path, codes) as url:
+        entries = client.fetch_queue(url, cache_dir=cache)
+        again = client.fetch_queue(url, cache_dir=cache)
+    assert codes == [501, 200, 501, 304] and entries == again  # POST refused, then the file
+    assert [e.to_json() for e in entries] == doc["queue"]
+    assert client.fetch_queue(str(tmp_path)) == entries
+    assert client.fetch_queue(str(tmp_path), limit=1) == entries[:1]
+    assert client.format_queue_line(entries[1]).startswith("2024-05-01 09:01:00 zlib 1.3-1 ")
+
+
+def test_queue_of_a_v1_only_rebuilderd(
+    v1_rebuilderd: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client, "_V1_PAGE", 2)
+    url, fake = v1_rebuilderd["url"], v1_rebuilderd["fake"]
+    entries = client.fetch_queue(url, limit=3)
+    assert fake.seen == [
+        "POST /api/v0/queue/list",
+        "GET /api/v1/queue?limit=2",
+        "GET /api/v1/queue?limit=2&after=6",
+    ]
+    assert [e.name for e in entries] == ["alpha", "beta", "gamma"]
+    alpha = entries[0]
+    assert (alpha.distro, alpha.release, alpha.suite) == ("debian", "trixie", "main")
+    assert alpha.started_at == datetime.datetime(2024, 5, 1, 9, 30, 0, 250000)
+    assert alpha.input_url == "https://mirror.example/buildinfo/alpha_1.0-1_amd64.buildinfo"
+    assert alpha.now >= datetime.datetime(2024, 5, 1)  # v1 has no server clock: ours
+    assert client.format_queue_line(entries[1]) == (
+        "2024-05-01 09:00:00 " + "beta 1.0-1".ljust(60) + " " * 33 + '"debian" "main" "amd64"'
+    )
+    assert len(client.fetch_queue(url)) == 5
+
+
+def test_dashboards(
+    v0_rebuilderd: tuple[str, FakeRebuilderd], v1_rebuilderd: dict[str, Any]
+) -> None:
+    v0 = client.fetch_dashboard(v0_rebuilderd[0])
+    assert v0.suites["main"] == {Status.GOOD: 120, Status.BAD: 3, Status.UNKWN: 7}
+    assert (v0.queue_length, v0.building, v0.waiting) == (1, 1, None)
+    assert client.format_dashboard(v0) == [
+        "contrib          GOOD 1  BAD 0  UNKWN 1  (50.00% of 2 reproduced)",
+        "main             GOOD 120  BAD 3  UNKWN 7  (92.31% of 130 reproduced)",
+        "queue: 1 job, 1 building",
+        "  building hello 2.10-3 (debian, main, amd64) for 1m 2s",
+        "as of 2024-05-01 10:01:02 UTC",
+    ]
+    v1 = client.fetch_dashboard(v1_rebuilderd["url"])
+    assert v1_rebuilderd["fake"].seen == ["GET /api/v0/dashboard", "GET /api/v1/dashboard"]
+    assert client.format_dashboard(v1) == [
+        "all suites       GOOD 10  BAD 2  FAIL 1  UNKWN 5  (55.56% of 18 reproduced)",
+        "queue: 7 jobs, 1 building, 2 waiting to be retried",
+    ]
+    assert json.loads(json.dumps(v1.to_json()))["suites"] == {
+        "": {"GOOD": 10, "BAD": 2, "FAIL": 1, "UNKWN": 5}
+    }
+
+
+def test_a_server_that_has_neither_api() -> None:
+    fake = FakeRebuilderd({})
+    with fake.serve() as url:
+        for fetch in (client.fetch_pkgs, client.fetch_queue, client.fetch_dashboard):
+            with pytest.raises(ClientError, match=r"HTTP 404\), nor its api/v1 counterpart"):
+                fetch(url)
+        with pytest.raises(ClientError, match="nor its api/v1 counterpart: no public keys"):
+            client.fetch_public_keys(url)
+
+
+def test_v1_pages_that_do_not_advance_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "_V1_PAGE", 2)
+    stuck = {"total": 10, "records": V1_BINARIES[:2]}  # ignores ?after
+    fake = FakeRebuilderd({("GET", "/api/v1/packages/binary"): _fixed(stuck)})
+    with fake.serve() as url, pytest.raises(ClientError, match="do not advance"):
+        client.fetch_pkgs(url)
+    assert len(fake.seen) == 3  # v0, the first page, the page that did not move
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "doc", "fetch", "why"),
+    [
+        ("GET", "/api/v1/packages/binary", {"items": []}, client.fetch_pkgs, "'records' list"),
+        (
+            "GET",
+            "/api/v1/packages/binary",
+            {"total": 1, "records": [_v1_binary(1, "x", "MAYBE")]},
+            client.fetch_pkgs,
+            "item 0: unknown status 'MAYBE'",
+        ),
+        (
+            "GET",
+            "/api/v1/packages/binary",
+            {"total": 1, "records": [{**_v1_binary(1, "x", None), "distribution": None}]},
+            client.fetch_pkgs,
+            "item 0: no 'distribution'",
+        ),
+        ("POST", "/api/v0/queue/list", [], client.fetch_queue, "'queue' list was expected"),
+        (
+            "POST",
+            "/api/v0/queue/list",
+            {"now": "2024-05-01T10:00:00", "queue": [{"id": 1, "version": "1"}]},
+            client.fetch_queue,
+            "item 0: no 'pkgbase' object",
+        ),
+        (
+            "POST",
+            "/api/v0/queue/list",
+            {**V0_QUEUE, "queue": [{**V0_QUEUE["queue"][1], "queued_at": "yesterday"}]},
+            client.fetch_queue,
+            "'queued_at' is not a date and time",
+        ),
+        ("POST", "/api/v0/queue/list", {"queue": []}, client.fetch_queue, "no 'now'"),
+        (
+            "GET",
+            "/api/v1/queue",
+            {"total": 1, "records": [{**V1_QUEUE[0], "id": "5"}]},
+            client.fetch_queue,
+            "item 0: 'id' is not an integer",
+        ),
+        ("GET", "/api/v0/dashboard", {"good": 1}, client.fetch_dashboard, "neither 'suites'"),
+        (
+            "GET",
+            "/api/v0/dashboard",
+            {**V0_DASHBOARD, "suites": {"main": {"good": "many", "bad": 0, "unknown": 0}}},
+            client.fetch_dashboard,
+            "'good' is not a count",
+        ),
+        (
+            "GET",
+            "/api/v1/dashboard",
+            {"rebuilds": V1_DASHBOARD["rebuilds"], "jobs": []},
+            client.fetch_dashboard,
+            "not an object",
+        ),
+    ],
+)
+def test_unknown_shapes_are_clear_errors(
+    method: str, path: str, doc: Any, fetch: Callable[[str], Any], why: str
+) -> None:
+    fake = FakeRebuilderd({(method, path): _fixed(doc)})
+    with fake.serve() as url, pytest.raises(ClientError, match=why) as e:
+        fetch(url)
+    assert "\n" not in str(e.value) and "not a rebuilder" in str(e.value)
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert client.default_cache_dir() == tmp_path / "xdg" / "rebuilder" / "client"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as the XDG spec says
+    assert client.default_cache_dir() == tmp_path / "home" / ".cache" / "rebuilder" / "client"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert client.default_cache_dir() == tmp_path / "home" / ".cache" / "rebuilder" / "client"
+
+
+def test_our_sites_dashboard_reads_back(tmp_path: Path) -> None:
+    from rebuilder.site import api_v0  # the site's writer of the same v0 shape
+
+    now = datetime.datetime(2024, 5, 1, 12, 0)
+    # the dashboard reads only each package line's suite and v0 status
+    rows = [
+        SimpleNamespace(suite="main", status="GOOD"),
+        SimpleNamespace(suite="main", status="BAD"),
+        SimpleNamespace(suite="contrib", status="UNKWN"),
+    ]
+    path = tmp_path / "api" / "v0" / "dashboard"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(api_v0.dumps(api_v0.dashboard(rows, 4, now)))
+    board = client.fetch_dashboard(str(tmp_path))
+    assert board.suites == {
+        "main": {Status.GOOD: 1, Status.BAD: 1, Status.UNKWN: 0},
+        "contrib": {Status.GOOD: 0, Status.BAD: 0, Status.UNKWN: 1},
+    }
+    assert (board.queue_length, board.building, board.now) == (4, 0, now)
