@@ -195,6 +195,8 @@ class _Build:
         self.diff: diffoscope.DiffoscopeReport | None = None
         self.attestation: bytes | None = None
         self.meta_data: dict[str, bytes] = {}
+        # artifacts whose index publishes no SHA256 (sha256 ""): the digest of what was downloaded
+        self.unpublished: dict[str, str] = {}
 
     # --- the build ----------------------------------------------------------------------------
 
@@ -244,8 +246,10 @@ class _Build:
             self._check_cancel()
             is_source = a in g.sources
             self._download(
-                a.url, self.dir / name, name, sha256=a.sha256, size=a.size, source=is_source
+                a.url, self.dir / name, name, sha256=a.sha256 or None, size=a.size, source=is_source
             )
+            if not a.sha256:
+                self.unpublished[name] = fetch.sha256_path(self.dir / name)
             have[name] = a
         self.head.append(f"downloaded {len(have)} file(s)")
         name = _safe_name(_url_name(g.input_url), g.input_url)
@@ -317,7 +321,7 @@ class _Build:
             built = _sha256_regular(rebuilt)
             if built is None and rebuilt.is_symlink():
                 self.tail.append(f"{a.filename}: a symlink in the output, not a rebuilt file")
-            expected = a.sha256.lower()
+            expected = (a.sha256 or self.unpublished.get(a.filename, "")).lower()
             results.append(ArtifactResult(a.name, a.filename, expected, built))
             verdict = (
                 "missing" if built is None else "identical" if built == expected else "DIFFERS"

@@ -109,8 +109,11 @@ def sync_profile(profile: Profile, ctx: SyncContext) -> Snapshot:
 
 
 # Imported last: the distribution modules import SyncContext and selected from here.
-from rebuilder.sync import debian  # noqa: E402
+from rebuilder.sync import alpine, archlinux, debian, tails  # noqa: E402
 
 SYNCERS: dict[str, Callable[[Profile, SyncContext], Snapshot]] = {
+    "alpine": alpine.sync,
+    "archlinux": archlinux.sync,
     "debian": debian.sync,
+    "tails": tails.sync,
 }
