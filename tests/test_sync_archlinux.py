@@ -30,7 +30,7 @@ from rebuilder.errors import (
     SignatureError,
 )
 from rebuilder.model import BuildGroup, Snapshot
-from rebuilder.sync import SYNCERS, SyncContext, sync_profile
+from rebuilder.sync import SYNCERS, SyncContext, Warnings, sync_profile
 from rebuilder.sync import archlinux as arch
 from tests import arch_repo as ar
 from tests.debian_archive import serve
@@ -288,7 +288,7 @@ def test_hostile_entries_are_skipped_with_warnings(
         snap = run(local_profile(tmp_path / "m"), tmp_path / "cache")
     assert "more entries skipped" in caplog.text  # past five of a kind: counted, not listed
     caplog.clear()
-    monkeypatch.setattr(arch, "_MAX_WARNINGS", 100)
+    monkeypatch.setattr(Warnings, "MAX", 100)
     with caplog.at_level(logging.WARNING, logger="rebuilder.sync.archlinux"):
         assert run(local_profile(tmp_path / "m"), tmp_path / "cache").groups == snap.groups
     assert [(g.name, [a.sha256 for a in g.artifacts]) for g in snap.groups] == [("good", [sha(1)])]

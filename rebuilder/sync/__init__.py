@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from pathlib import Path
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError
 from rebuilder.model import Snapshot
+
+log = logging.getLogger(__name__)
 
 Filter = Callable[[str, Iterable[str]], bool]
 
@@ -93,6 +96,28 @@ def _globs(patterns: tuple[str, ...]) -> Callable[[str], object] | None:
     if not patterns:
         return None
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
+
+
+class Warnings:
+    """Problems with single index entries: the first few of each kind are logged, the rest
+    counted in one summary line, so a hostile index cannot flood the log."""
+
+    MAX = 5
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, kind: str, message: str) -> None:
+        n = self.counts[kind] = self.counts.get(kind, 0) + 1
+        if n <= self.MAX:
+            log.warning("%s", message)
+
+    def summary(self) -> None:
+        extra = {k: n - self.MAX for k, n in self.counts.items() if n > self.MAX}
+        if extra:
+            more = ", ".join(f"{n} {k}" for k, n in sorted(extra.items()))
+            log.warning("%s: %s more entries skipped (not shown)", self.where, more)
 
 
 def sync_profile(profile: Profile, ctx: SyncContext) -> Snapshot:

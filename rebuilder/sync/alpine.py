@@ -50,7 +50,7 @@ from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, compile_filter, has_filter
+from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter
 from rebuilder.sync._vercmp_apk import is_valid as version_is_valid
 from rebuilder.sync._vercmp_apk import sort_key as version_key
 
@@ -64,7 +64,6 @@ INDEX_NAME = "APKINDEX.tar.gz"
 MAX_INDEX_BYTES = 64 << 20  # compressed; edge/community/x86_64 is ~1.5 MB
 MAX_INDEX_TEXT = 512 << 20  # decompressed, against gzip bombs; the same index is ~7 MB
 _MAX_SIGNATURE = 64 << 10
-_MAX_WARNINGS = 5
 # What apk accepts in a package name (its PKGNAME class), not starting with '.' or '-'.
 _NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_+.-]{0,254}")
 _ARCH = re.compile(r"[A-Za-z0-9_]{1,32}")
@@ -538,22 +537,3 @@ def _group(
         maintainers=maintainers,
         method=METHOD,
     )
-
-
-class Warnings:
-    """Logs the first few problems of each kind, then counts; one summary line at the end."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, kind: str, message: str) -> None:
-        n = self.counts[kind] = self.counts.get(kind, 0) + 1
-        if n <= _MAX_WARNINGS:
-            log.warning("%s", message)
-
-    def summary(self) -> None:
-        extra = {k: n - _MAX_WARNINGS for k, n in self.counts.items() if n > _MAX_WARNINGS}
-        if extra:
-            log.warning("%s: %s more entries skipped (not shown)", self.where,
-                        ", ".join(f"{n} {k}" for k, n in sorted(extra.items())))  # fmt: skip

@@ -40,7 +40,7 @@ from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import Filter, SyncContext, compile_filter, has_filter
+from rebuilder.sync import Filter, SyncContext, Warnings, compile_filter, has_filter
 from rebuilder.sync._release import verify_detached
 from rebuilder.sync._vercmp_pacman import vercmp
 
@@ -55,7 +55,6 @@ MAX_DB_SIZE = 512 << 20  # compressed; the biggest official database is ~10 MB
 MAX_SIG_SIZE = 64 << 10
 MAX_DESC_SIZE = 1 << 20  # a real desc is 1-3 kB; a bigger one is skipped unread
 _MAX_FIELD = 1024  # characters of any single field we use
-_MAX_WARNINGS = 5  # per kind of problem; the rest is counted in one summary line
 
 _WANTED = frozenset(
     b"%" + k + b"%"
@@ -443,25 +442,3 @@ def _build_group(release: str, comp: str, arch: str, base: str, version: str,
         input_sha256=first.sha256,
         maintainers=tuple(g.packagers),
     )
-
-
-# --- warnings ------------------------------------------------------------------------
-
-
-class Warnings:
-    """Logs the first few problems of each kind, then counts; one summary line at the end."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, kind: str, message: str) -> None:
-        n = self.counts[kind] = self.counts.get(kind, 0) + 1
-        if n <= _MAX_WARNINGS:
-            log.warning("%s", message)
-
-    def summary(self) -> None:
-        extra = {k: n - _MAX_WARNINGS for k, n in self.counts.items() if n > _MAX_WARNINGS}
-        if extra:
-            log.warning("%s: %s more entries skipped (not shown)", self.where,
-                        ", ".join(f"{n} {k}" for k, n in sorted(extra.items())))  # fmt: skip

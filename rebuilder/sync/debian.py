@@ -35,7 +35,7 @@ from rebuilder import fetch
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, compile_filter, has_filter
+from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter
 from rebuilder.sync._release import IndexEntry, ReleaseFile, fetch_release
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ SYNC_RULES_VERSION = "1"
 # (135 MB) in ~0.5 s where xz needs ~1.7 s; the .gz download is ~37 % larger, but it
 # happens once per index change and the cache keeps it. Plain last but one: 4-5x the bytes.
 COMPRESSION_PREFERENCE = (".gz", ".xz", ".zst", "", ".bz2")
-_MAX_WARNINGS = 5  # per kind of problem; the rest is counted in one summary line
 
 
 def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
@@ -696,25 +695,3 @@ def _version_compare(a: str, b: str) -> int:
     from debian.debian_support import version_compare  # only for the rare two-version case
 
     return version_compare(a, b)
-
-
-# --- warnings ------------------------------------------------------------------------
-
-
-class Warnings:
-    """Logs the first few problems of each kind, then counts; one summary line at the end."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, kind: str, message: str) -> None:
-        n = self.counts[kind] = self.counts.get(kind, 0) + 1
-        if n <= _MAX_WARNINGS:
-            log.warning("%s", message)
-
-    def summary(self) -> None:
-        extra = {k: n - _MAX_WARNINGS for k, n in self.counts.items() if n > _MAX_WARNINGS}
-        if extra:
-            log.warning("%s: %s more entries skipped (not shown)", self.where,
-                        ", ".join(f"{n} {k}" for k, n in sorted(extra.items())))  # fmt: skip
