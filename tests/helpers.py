@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from rebuilder.model import Artifact, Attempt, BuildGroup, Status
@@ -35,15 +36,9 @@ def attempt(g: BuildGroup, status: Status, build_id: int = 1, at: dt.datetime = 
 def operator_dir(
     tmp_path: Path, a: Archive, url: str, backend: Path = BACKEND, method: str = "debrebuild"
 ) -> Path:
-    work = tmp_path / "op"
-    work.mkdir()
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    (work / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 300
-diffoscope_timeout = 120
-
+    return operator_workdir(
+        tmp_path,
+        f"""
 [profile."fixture"]
 distro = "debian"
 releases = ["{a.suite}"]
@@ -56,12 +51,25 @@ method = "{method}"
 
 [backend."{"debian" if method == "debrebuild" else "debian-" + method}"]
 path = "{backend}"
-""")
+""",
+    )
+
+
+def operator_workdir(tmp_path: Path, profiles: str, settings: str = "") -> Path:
+    """An operator's working directory: a git work tree with a rebuilder.toml."""
+    work = tmp_path / "op"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    rebuilder = "[rebuilder]\njobs = 2\nbuild_timeout = 300\ndiffoscope_timeout = 120\n"
+    (work / "rebuilder.toml").write_text(rebuilder + settings + profiles)
     return work
 
 
-def rebuild(work: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def rebuild(
+    work: Path, *args: str, timeout: float = 600, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``rebuild`` command in ``work``, as cron would (``env``: extra variables)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.run(
         [sys.executable, str(REPO / "rebuild.py"), *args],
         cwd=work, env=env, capture_output=True, text=True, timeout=timeout,

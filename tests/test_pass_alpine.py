@@ -18,7 +18,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,8 @@ import pytest
 from rebuilder.sync import alpine as apk
 
 from .debian_archive import serve
+from .helpers import operator_workdir
+from .helpers import rebuild as run_rebuild
 from .test_sync_alpine import ARCH, BRANCH, BUILDDATE, REPO, AlpineRepo, build_repo, copy_repo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,15 +50,9 @@ def served(built: AlpineRepo, tmp_path: Path) -> Iterator[tuple[AlpineRepo, str]
 
 
 def operator_dir(tmp_path: Path, repo: AlpineRepo, url: str) -> Path:
-    work = tmp_path / "op"
-    work.mkdir()
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    (work / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 120
-diffoscope_timeout = 60
-
+    return operator_workdir(
+        tmp_path,
+        f"""
 [profile."alpine-fixture"]
 distro = "alpine"
 releases = ["{BRANCH}"]
@@ -68,14 +63,12 @@ keyring = "{repo.keys}"
 
 [backend."alpine"]
 path = "{BACKEND}"
-""")
-    return work
+""",
+    )
 
 
 def rebuild(work: Path, repo: AlpineRepo, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), REBUILDER_TEST_APORTS=str(repo.aports))
-    return subprocess.run([sys.executable, str(REPO_ROOT / "rebuild.py"), *args], cwd=work,
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    return run_rebuild(work, *args, env={"REBUILDER_TEST_APORTS": str(repo.aports)})
 
 
 def state(work: Path) -> dict:

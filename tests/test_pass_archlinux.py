@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ import pytest
 
 from tests import arch_repo as ar
 from tests.debian_archive import serve
+from tests.helpers import operator_workdir
+from tests.helpers import rebuild as run_rebuild
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "tests" / "backends" / "archlinux-makepkg.sh"
@@ -39,32 +39,22 @@ def mirror(tmp_path: Path) -> Iterator[tuple[ar.ArchRepo, str]]:
 
 
 def operator_dir(tmp_path: Path, repo: ar.ArchRepo, url: str, backend: Path | None) -> Path:
-    work = tmp_path / "op"
-    work.mkdir()
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
     table = f'\n[backend."archlinux"]\npath = "{backend}"\n' if backend else ""
-    (work / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 300
-diffoscope_timeout = 120
-
+    return operator_workdir(
+        tmp_path,
+        f"""
 [profile."arch"]
 distro = "archlinux"
 components = ["core", "extra"]
 architectures = ["{repo.arch}"]
 source = "{url}/$repo/os/$arch"
 keyring = "{repo.keyring}"
-{table}""")
-    return work
+{table}""",
+    )
 
 
 def rebuild(work: Path, repo: ar.ArchRepo, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), **repo.backend_env())
-    return subprocess.run(
-        [sys.executable, str(REPO / "rebuild.py"), *args],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    return run_rebuild(work, *args, env=repo.backend_env())
 
 
 def state(work: Path) -> dict[str, Any]:

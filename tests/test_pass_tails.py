@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from .debian_archive import gpg, serve, stop_agent
+from .helpers import operator_workdir
+from .helpers import rebuild as run_rebuild
 from .test_sync_tails import (
     OTHER_UID,
     RAKE,
@@ -61,22 +62,16 @@ def served(built: TailsMirror, tmp_path: Path) -> Iterator[tuple[TailsMirror, st
 
 
 def operator_dir(tmp_path: Path, url: str, channels: str = '"stable", "alpha"') -> Path:
-    work = tmp_path / "op"
-    work.mkdir()
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    (work / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 120
-diffoscope_timeout = 60
-
+    return operator_workdir(
+        tmp_path,
+        f"""
 [profile."tails"]
 distro = "tails"
 releases = [{channels}]
 architectures = ["amd64"]
 source = "{url}"
-""")
-    return work
+""",
+    )
 
 
 def rebuild(work: Path, fx: TailsMirror, *args: str) -> subprocess.CompletedProcess[str]:
@@ -84,12 +79,12 @@ def rebuild(work: Path, fx: TailsMirror, *args: str) -> subprocess.CompletedProc
     bin_dir.mkdir(exist_ok=True)
     if not (bin_dir / "rake").exists():
         (bin_dir / "rake").symlink_to(RAKE)
-    env = dict(
-        os.environ, PYTHONPATH=str(REPO_ROOT), PATH=f"{bin_dir}:{os.environ['PATH']}",
-        REBUILDER_TAILS_GIT=str(fx.git), REBUILDER_TAILS_KEYRING=str(fx.keyring),
-    )  # fmt: skip
-    return subprocess.run([sys.executable, str(REPO_ROOT / "rebuild.py"), *args], cwd=work,
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "REBUILDER_TAILS_GIT": str(fx.git),
+        "REBUILDER_TAILS_KEYRING": str(fx.keyring),
+    }
+    return run_rebuild(work, *args, env=env)
 
 
 def groups(work: Path) -> dict:
