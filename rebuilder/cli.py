@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         commit=not args.no_commit,
         render=not args.no_render,
         force_sync=args.force_sync,
+        executor=args.executor,
     )
     report = pipeline.run_pass(cfg, opts)
     for err in report.errors:
@@ -374,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop starting builds after this long, e.g. 5h30m")  # fmt: skip
     p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
     p.add_argument("--no-render", action="store_true", help="do not render the site")
+    p.add_argument("--executor", metavar="URL", default="",
+                   help="local (default), dask://HOST:PORT or tls://HOST:PORT?ca=..")  # fmt: skip
     p.add_argument("--force-sync", action="store_true", help="re-read indexes even if unchanged")
 
     p = add("sync", cmd_sync, "update the state from the repositories, without building")

@@ -89,6 +89,7 @@ class Settings:
     retry_bad: RetryPolicy = RetryPolicy(backoff=7 * 86400, max=2)
     retry_fail: RetryPolicy = RetryPolicy(backoff=6 * 3600, max=5)
     site_url: str = ""  # public URL of the site, for feeds and absolute links
+    executor: str = ""  # where builds run: "" or "local" (this host), dask://HOST:PORT, tls://...
 
     @property
     def effective_jobs(self) -> int:

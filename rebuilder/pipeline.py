@@ -54,6 +54,7 @@ class PassOptions:
     commit: bool = True
     render: bool = True
     force_sync: bool = False
+    executor: str = ""  # "" : the config's; "local" or dask://HOST:PORT, tls://HOST:PORT?...
 
 
 @dataclass(slots=True)
@@ -426,13 +427,14 @@ def _run_jobs(
         what = f"{job.group.name} {job.group.version} {job.group.architecture}"
         progress.item(what, attempt.status.value, attempt.duration)
 
-    with _work_dir(s) as work:
+    key = attest.ensure_key(s.signing_key)
+    with _work_dir(s) as work, contextlib.ExitStack() as stack:
         base = BuildContext(
             backend=Path(), results_dir=results_dir, work_dir=work,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=s.diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
             env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
-            sign=_signer(attest.ensure_key(s.signing_key)),
+            sign=_signer(key),
         )  # fmt: skip
         # resolved before any build starts, so a missing backend fails the pass at once
         contexts = {
@@ -443,10 +445,16 @@ def _run_jobs(
         def build(job: Job, cancel: threading.Event) -> Attempt:
             return run_build(job, contexts[backend_name(job)], cancel)
 
+        slots = opts.jobs or s.effective_jobs
+        engine = opts.executor or s.executor
+        if engine and engine != "local":
+            from rebuilder.build import dask as remote  # an optional dependency
+
+            ex = stack.enter_context(remote.make_executor(engine))
+            build = remote.remote_builder(ex, lambda j: contexts[backend_name(j)], signing_key=key)
+            slots = opts.jobs or 2 * max(1, remote.cluster_slots(ex))
         try:
-            summary = BuildPool(opts.jobs or s.effective_jobs).run(
-                jobs, build, on_result, deadline=deadline
-            )
+            summary = BuildPool(slots).run(jobs, build, on_result, deadline=deadline)
         finally:
             progress.close()
     return summary.abandoned
