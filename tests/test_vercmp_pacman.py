@@ -7,6 +7,7 @@ both ways, so that an answer that ignores its arguments' order fails.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -121,3 +122,16 @@ def test_parse_evr() -> None:
 
 def test_backend_is_named() -> None:
     assert vc.BACKEND in ("pyalpm", "python")
+
+
+def test_pyalpm_and_our_implementation_agree() -> None:
+    """Both paths of vercmp(): libalpm through pyalpm (where installed) and our port."""
+    try:
+        import pyalpm  # type: ignore[import-not-found]
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("pyalpm is not installed: CI must test the libalpm path (scripts/setup)")
+        pytest.skip("pyalpm is not installed (pip install pyalpm, needs libalpm-dev)")
+    assert vc.BACKEND == "pyalpm"
+    for a, b, want in PAIRS:
+        assert int(pyalpm.vercmp(a, b)) == vc.py_vercmp(a, b) == want, (a, b)
