@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import io
 import logging
 import lzma
 import os
@@ -23,8 +24,9 @@ import shutil
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -218,29 +220,47 @@ def _describe(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-# (magic, name, decompress) — checked in order; the magic, never the file name, decides.
-def _zstd(data: bytes) -> bytes:
+# A decompressed index larger than this is refused: a small hostile file must not be able
+# to inflate into all the memory of the machine (Debian's largest index is ~100 MB).
+MAX_DECOMPRESSED = 2 << 30
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _inflate(new: Callable[[], Any], data: bytes, limit: int) -> bytes:
+    """Every concatenated stream of ``data`` (gzip members, xz/bzip2 streams), at most ``limit``
+    bytes of output; a stream cut short is an error."""
+    out, total = [], 0
+    while data:
+        d = new()
+        chunk = d.decompress(data, limit + 1 - total)
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge
+        out.append(chunk)
+        if not d.eof:
+            raise EOFError("compressed data ended before the end-of-stream marker")
+        data = d.unused_data.lstrip(b"\0")  # zero padding between streams is allowed
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
     import zstandard
 
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as r:
+        out = r.read(limit + 1)
+    if len(out) > limit:
+        raise _TooLarge
+    return out
 
 
-def _gunzip(data: bytes) -> bytes:
-    # zlib directly: about twice as fast as gzip.decompress on a 70 MB index.
-    parts = []
-    while data:
-        z = zlib.decompressobj(wbits=31)
-        parts.append(z.decompress(data))
-        if not z.eof:
-            raise EOFError("compressed data ended before the end-of-stream marker")
-        data = z.unused_data.lstrip(b"\0")  # further members; zero padding is allowed
-    return b"".join(parts) if len(parts) != 1 else parts[0]
-
-
-_FORMATS = (
-    (b"\xfd7zXZ\x00", "xz", lzma.decompress),
-    (b"\x1f\x8b", "gzip", _gunzip),
-    (b"BZh", "bzip2", bz2.decompress),
+# (magic, name, decompress) — checked in order; the magic, never the file name, decides.
+_FORMATS: tuple[tuple[bytes, str, Callable[[bytes, int], bytes]], ...] = (
+    (b"\xfd7zXZ\x00", "xz", lambda d, n: _inflate(lzma.LZMADecompressor, d, n)),
+    (b"\x1f\x8b", "gzip", lambda d, n: _inflate(lambda: zlib.decompressobj(wbits=31), d, n)),
+    (b"BZh", "bzip2", lambda d, n: _inflate(bz2.BZ2Decompressor, d, n)),
     (b"\x28\xb5\x2f\xfd", "zstd", _zstd),
 )
 
@@ -253,15 +273,33 @@ def compression_of(data: bytes) -> str | None:
     return None
 
 
-def decompress(data: bytes, *, what: str = "data", size_hint: int | None = None) -> bytes:
+def decompress(
+    data: bytes,
+    *,
+    what: str = "data",
+    size_hint: int | None = None,
+    limit: int = MAX_DECOMPRESSED,
+) -> bytes:
     """Decompress by magic (xz, gzip, bzip2, zstd); plain data is returned as is.
 
     ``size_hint`` is the expected decompressed size when known (a Debian
     Release lists it): gzip data then inflates straight into a buffer of that
     size, without the transient second copy of the output (70 MB less at the
-    peak for an index of Debian unstable).
+    peak for an index of Debian unstable). More than ``limit`` bytes of output
+    is an error (a decompression bomb).
+
+    >>> import zlib
+    >>> decompress(zlib.compress(bytes(10_000), wbits=31), limit=100)
+    Traceback (most recent call last):
+    ...
+    rebuilder.errors.FetchError: data: gzip data decompresses to more than 100 bytes
     """
-    if size_hint and data.startswith(b"\x1f\x8b") and size_hint <= 64 * len(data) + (1 << 20):
+    if (
+        size_hint
+        and size_hint <= limit
+        and data.startswith(b"\x1f\x8b")
+        and size_hint <= 64 * len(data) + (1 << 20)
+    ):
         try:
             out = zlib.decompress(data, 31, size_hint)
         except zlib.error as e:
@@ -272,7 +310,10 @@ def decompress(data: bytes, *, what: str = "data", size_hint: int | None = None)
     for magic, name, fn in _FORMATS:
         if data.startswith(magic):
             try:
-                return fn(data)
+                return fn(data, limit)
+            except _TooLarge:
+                msg = f"{what}: {name} data decompresses to more than {limit} bytes"
+                raise FetchError(msg) from None
             except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as e:
                 raise FetchError(f"{what}: corrupt {name} data ({e})") from None
             except Exception as e:  # zstandard.ZstdError and friends
