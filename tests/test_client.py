@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -1159,21 +1158,23 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_our_sites_dashboard_reads_back(tmp_path: Path) -> None:
-    from rebuilder.site import api_v0  # the site's writer of the same v0 shape
+    """The dashboard our renderer writes is the one the client reads (one v0 shape)."""
+    from rebuilder import site
+    from rebuilder.config import Profile, Release
+    from rebuilder.model import GroupRecord
+
+    from .helpers import attempt, group
 
     now = datetime.datetime(2024, 5, 1, 12, 0)
-    # the dashboard reads only each package line's suite and v0 status
-    rows = [
-        SimpleNamespace(suite="main", status="GOOD"),
-        SimpleNamespace(suite="main", status="BAD"),
-        SimpleNamespace(suite="contrib", status="UNKWN"),
-    ]
-    path = tmp_path / "api" / "v0" / "dashboard"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(api_v0.dumps(api_v0.dashboard(rows, 4, now)))
-    board = client.fetch_dashboard(str(tmp_path))
-    assert board.suites == {
-        "main": {Status.GOOD: 1, Status.BAD: 1, Status.UNKWN: 0},
-        "contrib": {Status.GOOD: 0, Status.BAD: 0, Status.UNKWN: 1},
+    good, bad = group("good"), group("bad")
+    records = {
+        g.key: GroupRecord(g, s, [attempt(g, s, i)])
+        for i, (g, s) in enumerate(((good, Status.GOOD), (bad, Status.BAD)), 1)
     }
+    new = group("new")
+    records[new.key] = GroupRecord(new)
+    profile = Profile("p", "debian", (Release("bookworm", "https://mirror.example/debian"),))
+    site.render(tmp_path, [site.ProfileView(profile, records, 4, now)], now=now)
+    board = client.fetch_dashboard(str(tmp_path / "debian"))
+    assert board.suites == {"main": {Status.GOOD: 1, Status.BAD: 1, Status.UNKWN: 1}}
     assert (board.queue_length, board.building, board.now) == (4, 0, now)
