@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,43 @@ def test_pkgs_ls_and_log_against_a_served_site(rebuilders, tmp_path: Path):
     bad = rebuild(tmp_path, "pkgs", "ls", "-H", "http://127.0.0.1:9/")
     assert bad.returncode == 2
     assert bad.stderr.splitlines()[-1].startswith("rebuild: error: http://127.0.0.1:9/")
+
+
+def test_attestation_verify_refuses_tampered_truncated_and_foreign(rebuilders, tmp_path: Path):
+    a, (one, _, _) = rebuilders
+    keys_doc = json.loads(rebuild(tmp_path, "pkgs", "ls", "-H", one, "--json").stdout)
+    entry = next(e for e in keys_doc if e["name"] == "repro" and e["has_attestation"])
+    link = rebuild(tmp_path, "pkgs", "attestation", "-H", one, "--name", "repro",
+                   "--architecture", entry["architecture"])  # fmt: skip
+    assert link.returncode == 0, link.stderr
+    (tmp_path / "link").write_text(link.stdout)
+    pub = rebuild(tmp_path, "pubkey", "--key", str(tmp_path / "nokey"))
+    assert pub.returncode == 2 and "rebuild: error:" in pub.stderr  # no such key: one line
+
+    with urllib.request.urlopen(f"{one}/api/v0/public-keys") as r:
+        (tmp_path / "pub.pem").write_text(json.loads(r.read())["current"][0])
+    ok = rebuild(tmp_path, "attestation", "verify", "link", "--key", "pub.pem")
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: 'rebuild repro_1.0_"), ok.stderr
+
+    doc = json.loads((tmp_path / "link").read_text())
+    product = next(iter(doc["signed"]["products"].values()))
+    product["sha256"] = "0" * 64
+    (tmp_path / "tampered").write_text(json.dumps(doc))
+    (tmp_path / "truncated").write_text((tmp_path / "link").read_text()[:100])
+    attest.generate_key(tmp_path / "foreign.key")
+    (tmp_path / "other.pem").write_text(
+        attest.public_key_pem(attest.load_signing_key(tmp_path / "foreign.key"))
+    )
+    for name, key in (("tampered", "pub.pem"), ("truncated", "pub.pem"), ("link", "other.pem")):
+        r = rebuild(tmp_path, "attestation", "verify", name, "--key", key)
+        assert r.returncode == 1, (name, r.stdout)
+        assert r.stderr.startswith("rebuild: attestation NOT verified:"), r.stderr
+        assert "Traceback" not in r.stderr
+    deb = a.root / a.package("repro").pool_dir / f"repro_1.0_{a.arch}.deb"
+    (tmp_path / "other.deb").write_bytes(deb.read_bytes() + b"x")
+    r = rebuild(tmp_path, "attestation", "verify", "link", "--key", "pub.pem",
+                "--artifact", str(tmp_path / "other.deb"))  # fmt: skip
+    assert r.returncode == 1 and "NOT verified" in r.stderr
+    r = rebuild(tmp_path, "attestation", "verify", "link", "--key", "pub.pem",
+                "--artifact", str(deb))  # fmt: skip
+    assert r.returncode == 0 and "matches" in r.stdout
