@@ -142,9 +142,12 @@ def render(
         n = (queue_length or {}).get(p.name)
         if n is None:
             n = len(plan.plan({p.name: st.records}, utcnow(), policies(s)))
-        views.append(site.ProfileView(p, st.records, n, state.last_run(s.state_dir, p.name)))
+        last_run = state.last_run(s.state_dir, p.name)
+        views.append(site.ProfileView(p, st.records, n, last_run, st.passes))
     changed = set().union(*(st.changed for st in states.values())) if incremental else None
-    site.render(s.site_dir, views, changed=changed, public_keys=_public_keys(s))
+    site.render(
+        s.site_dir, views, changed=changed, public_keys=_public_keys(s), site_url=s.site_url
+    )
     return s.site_dir / "index.html"
 
 
@@ -592,7 +595,7 @@ def _work_dir(s: Settings) -> Iterator[Path]:
 
 def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]:
     """One point of the profile's history (the site draws its charts from these)."""
-    return {"at": format_time(now), "counts": st.counts()}
+    return site.history_point(now, st.records.values())
 
 
 def _commit_message(report: PassReport) -> str:

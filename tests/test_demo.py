@@ -63,6 +63,10 @@ def test_demo_pass_reproduces_real_bookworm_packages(tmp_path: Path) -> None:
         text = (work / "site" / "builds" / files[buildinfo]).read_text()
         assert f"Source: {g['group']['name']}" in text and "Installed-Build-Depends:" in text
 
+        # ... and linked from its page on the site, which names the build method
+        page = next((work / "site" / "p").rglob(f"pkg/{g['group']['name']}.html")).read_text()
+        assert "suite-chroot" in page and "installed-packages.txt" in page
+
     index = (work / "site" / "index.html").read_text()
     assert "debian-bookworm-demo" in index
     pkgs = json.loads((work / "site" / "debian" / "api" / "v0" / "pkgs" / "list").read_text())

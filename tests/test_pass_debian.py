@@ -80,6 +80,8 @@ def test_full_pass_good_bad_fail_site_and_audit_log(mirror: tuple[Archive, str],
     # the attestation verifies with the published key, against the published artifact
     att = work / "site" / "debian" / "api" / "v0" / "builds" / str(by_name["repro"]["build_id"])
     keys = json.loads((work / "site" / "debian" / "api" / "v0" / "public-keys").read_text())
+    index = json.loads((work / "site" / "index.json").read_text())
+    assert index["public_keys"] == keys["current"] and len(keys["current"]) == 1
     (work / "pub.pem").write_text(keys["current"][0])
     v = rebuild(work, "attestation", "verify", str(att / "attestation"), "--key", "pub.pem")
     assert v.returncode == 0 and "OK" in v.stdout, v.stderr

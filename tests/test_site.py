@@ -8,7 +8,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,6 +21,7 @@ import pytest
 from rebuilder.config import Profile, Release
 from rebuilder.model import Artifact, ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
 from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, paths, render
+from rebuilder.site import history_point as site_history_point
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9)
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0)
@@ -225,20 +229,50 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
     assert (api / "3/log").read_text() == "plain failure log\n"
     # only build ids pkgs/list references: not the unseen group's, not the outdated one's
     assert sorted(int(p.name) for p in api.iterdir()) == [1, 2, 3, 7]
-    assert sorted(p.name for p in (api / "7").iterdir()) == ["log"]
+    assert sorted(p.name for p in (api / "7").iterdir()) == ["log", "log.html"]
+    assert sorted(p.name for p in (api / "2").iterdir()) == [
+        "diffoscope", "diffoscope-report.html", "diffoscope.html", "log", "log.html",
+    ]  # fmt: skip
+
+
+def test_readable_views_escape_everything_and_the_report_has_a_strict_csp(rendered) -> None:
+    site, _, _ = rendered
+    api = site / "debian/api/v0/builds"
+    view = (api / "7/log.html").read_text()  # build 7's log is hostile markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in view and XSS not in view
+    assert 'href="log"' in view  # the plain text beside it
+    assert "timestamps differ" in (api / "2/diffoscope.html").read_text()
+    report = (api / "2/diffoscope-report.html").read_text()
+    assert report.startswith('<!DOCTYPE html>\n<meta http-equiv="Content-Security-Policy"')
+    assert "default-src 'none'" in report.split("\n")[1] and "<html>diff</html>" in report
+
+
+CSP = "default-src 'self'; script-src 'self'; style-src 'self'"
+SCRIPT_TAG = '<script src="static/search.js" defer></script>'
+
+
+def _pages(site: Path) -> list[Path]:
+    """Our HTML pages (not the results store, not diffoscope's own report)."""
+    return [
+        p
+        for p in site.rglob("*.html")
+        if p.relative_to(site).parts[0] != "builds" and p.name != "diffoscope-report.html"
+    ]
 
 
 def test_no_hostile_markup_and_csp_everywhere(rendered) -> None:
     site, _, _ = rendered
-    pages = list(site.rglob("*.html"))
-    pages = [p for p in pages if "builds" not in p.relative_to(site).parts]
+    pages = _pages(site)
     assert len(pages) > 20
     for p in pages:
         text = p.read_text()
-        assert "<script" not in text.lower(), p
-        assert 'href="javascript' not in text
-        assert "default-src 'self'; script-src 'self'; style-src 'self'" in text
-        assert "style=" not in text and "<style" not in text
+        # the only script: the dashboard's external search script, no inline code
+        assert text.lower().count("<script") == (1 if p == site / "index.html" else 0), p
+        if p == site / "index.html":
+            assert SCRIPT_TAG in text
+        assert "javascript:" not in text and XSS not in text
+        assert CSP in text
+        assert "style=" not in text and "<style" not in text and " on" not in text.lower()
     # the page exists under an encoded name and shows the names escaped
     page = site / _file(paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"), ".html")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.read_text()
@@ -268,6 +302,7 @@ def test_every_relative_link_resolves(rendered) -> None:
         parser = _Links()
         parser.feed(page.read_text())
         for link in parser.links:
+            link = link.partition("#")[0] or page.name
             if urlsplit(link).scheme:
                 assert urlsplit(link).scheme in ("http", "https"), link
                 continue
@@ -288,7 +323,9 @@ def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:
         rel = p.relative_to(site)
         assert ".." not in rel.parts and "\x00" not in str(rel)
         assert all(len(part.encode()) <= paths.MAX_SEGMENT + 10 for part in rel.parts), rel
-        assert not p.is_symlink()
+        if p.is_symlink():  # only the per-architecture v0 trees' link to the builds folder
+            assert rel.parts[2:] == ("api", "v0", "builds"), rel
+            assert p.resolve() == (site / "debian/api/v0/builds").resolve()
 
 
 def test_second_render_writes_nothing_and_builds_is_untouched(tmp_path: Path) -> None:
@@ -317,9 +354,20 @@ def test_incremental_render_equals_full_render(tmp_path: Path) -> None:
     recs[key] = _built(g, Status.GOOD, 8, {"log": "8/log.gz"})
     gone_key = "bookworm/main/amd64/hello"
     del recs[gone_key]
+    # the hostile group changes maintainers: the old ones' pages must go
+    evil_key = f"bookworm/{XSS}/amd64/{XSS}"
+    evil = recs[evil_key]
+    recs[evil_key] = replace(evil, group=replace(evil.group, maintainers=("Carol <c@x.org>",)))
+    assert (site / paths.maintainer_page(XSS)).is_file()
+    # "bumped" leaves the repository: its badge goes, its page stays
+    bumped_key = "bookworm/main/amd64/bumped"
+    recs[bumped_key] = replace(recs[bumped_key], seen=False)
     views2 = [ProfileView(views[0].profile, recs, 0, NOW), views[1]]
-    stats = render(site, views2, now=NOW, changed={key, gone_key})
-    assert stats.skipped == len(recs) - 1 + len(views[1].records) - 1
+    stats = render(site, views2, now=NOW, changed={key, gone_key, evil_key, bumped_key})
+    assert stats.skipped == len(recs) - 3 + len(views[1].records) - 1
+    assert not (site / paths.maintainer_page(XSS)).exists()
+    assert (site / "m/c%40x.org.html").is_file()
+    assert not (site / paths.badge_file("debian-main", bumped_key, ".svg")).exists()
     assert stats.removed >= 2  # hello's page and JSON (its build 1 is still in profile 2)
     assert (site / "debian/api/v0/builds/8/log").read_text() == "fresh log\n"
     page = site / _file(paths.group_page("debian-main", key), ".html")
@@ -409,3 +457,359 @@ def test_pkg_releases_alone_agrees_with_the_rendered_list(rendered) -> None:
     site, views, _ = rendered
     rows = [p for v in views for r in v.records.values() if r.seen for p in api_v0.pkg_releases(r)]
     assert api_v0.unique_pkgs(rows) == _pkgs(site)
+
+
+# -- the full site: lists, search, maintainers, dashboard, feeds, badges, per-arch v0 ----
+
+
+def _lookup(site: Path, query: str) -> list[tuple[str, Path]]:
+    """What static/search.js answers for ``query``: (name, page file) of each entry.
+
+    The same walk as the script: the longest prefix of the query in the manifest,
+    then its shard (all entries of a leaf; the head of an inner node only when the
+    query is that prefix).
+    """
+    manifest = json.loads((site / "search/index.json").read_text())
+    q = query.strip().lower()
+    for i in range(len(q), -1, -1):
+        node = manifest["nodes"].get(q[:i])
+        if node is None:
+            continue
+        shard, _count, leaf = node
+        entries = json.loads((site / f"search/{shard}.json").read_text())["e"]
+        if leaf:
+            entries = [e for e in entries if e[0].lower().startswith(q)]
+        elif q[:i] != q:
+            entries = []
+        out = []
+        for name, _version, _status, suite, page, source in entries:
+            base = manifest["suites"][suite][2]
+            url = page[1:] if page.startswith("/") else f"{base}pkg/{page or source or name}.html"
+            out.append((name, site / unquote(url)))
+        return out
+    return []
+
+
+def test_search_index_finds_every_name_by_its_prefixes(tmp_path: Path, monkeypatch) -> None:
+    from rebuilder.site import search
+
+    monkeypatch.setattr(search, "LEAF", 3)  # force inner nodes on a small site
+    site = tmp_path / "site"
+    views = _views(site)
+    render(site, views, now=NOW)
+    names = {
+        (a.name if a.name != r.group.name else r.group.name)
+        for v in views
+        for r in v.records.values()
+        if r.seen
+        for a in (*r.group.artifacts, r.group)
+    }
+    assert {"hello", "hello-doc", XSS, "a\x00b", "é/ü"} <= names
+    for name in names:
+        found = _lookup(site, name)
+        hits = [page for n, page in found if n == name]
+        assert hits, name
+        assert all(p.is_file() for p in hits), (name, hits)
+    # a short prefix answers too, only with names that start with it
+    found = _lookup(site, "h")
+    assert found and all(n.lower().startswith("h") for n, _ in found)
+    assert _lookup(site, "zzz-nothing") == []
+    # no shard holds more than a leaf's worth (inner ones hold a head of HEAD entries)
+    for shard in (site / "search").glob("[0-9]*.json"):
+        assert len(json.loads(shard.read_text())["e"]) <= max(3, search.HEAD)
+    # the script never turns data into markup
+    script = (site / "static/search.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script
+
+
+def _suite_site(tmp_path: Path, n: int) -> tuple[Path, dict[str, GroupRecord]]:
+    site = tmp_path / "site"
+    recs = {}
+    for i in range(n):
+        g = _group(f"pkg{i}", maintainers=("Jane <jane@example.org>",))
+        status = [Status.GOOD, Status.BAD, Status.FAIL][i % 3]
+        recs[g.key] = _built(g, status, 100 + (i * 7) % n, {})
+    recs.update({r.group.key: r for r in [GroupRecord(_group("zz-unbuilt"))]})
+    return site, recs
+
+
+def test_list_pages_are_paged_and_sorted_by_name_and_date(tmp_path: Path, monkeypatch) -> None:
+    from rebuilder.site import html
+
+    monkeypatch.setattr(html, "PAGE_SIZE", 2)
+    site, recs = _suite_site(tmp_path, 5)
+    render(site, [ProfileView(_profile(), recs)], now=NOW)
+    suite = site / "p/debian-main/bookworm/main/amd64"
+
+    def names(page: str) -> list[str]:
+        return re.findall(r'<tr><td><a href="pkg/[^"]+">([^<]+)</a>', (suite / page).read_text())
+
+    by_name = names("index.html") + names("all-2.html") + names("all-3.html")
+    assert by_name == sorted(r.group.name for r in recs.values())
+    assert not (suite / "all-4.html").exists()
+    by_date = names("all-date.html") + names("all-date-2.html") + names("all-date-3.html")
+    built = {r.group.name: r.last_attempt.started_at for r in recs.values() if r.attempts}
+    assert by_date[:-1] == sorted(built, key=lambda n: built[n], reverse=True)
+    assert by_date[-1] == "zz-unbuilt"  # never built: last
+    assert names("good.html") == ["pkg0", "pkg3"] and names("bad.html") == ["pkg1", "pkg4"]
+    assert names("unkwn.html") == ["zz-unbuilt"]
+    page2 = (suite / "all-2.html").read_text()
+    assert 'href="index.html">1</a>' in page2 and 'href="all-3.html">3</a>' in page2
+    assert 'href="all-date.html">date</a>' in page2  # the other sort, first page
+
+
+def test_maintainer_pages_list_packages_needing_attention_first(rendered) -> None:
+    site, _, _ = rendered
+    jane = site / "m/jane%40example.org.html"
+    assert "hello" in jane.read_text()
+    index = (site / "maintainers.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    # hostile maintainer names: safe file names inside m/, listed and linked
+    evil = site / paths.maintainer_page(XSS)
+    assert evil.parent == site / "m" and evil.is_file()
+    assert paths.url(paths.maintainer_page("../x")).startswith("m/%252E.%252Fx")
+    group_page = site / _file(
+        paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"), ".html"
+    )
+    assert "../../../../../../m/%253Cscript" in group_page.read_text()
+
+
+def test_maintainer_page_puts_bad_and_fail_first(tmp_path: Path) -> None:
+    site, recs = _suite_site(tmp_path, 6)
+    render(site, [ProfileView(_profile(), recs)], now=NOW)
+    text = (site / "m/jane%40example.org.html").read_text()
+    statuses = re.findall(r'<td class="s-(\w+)">', text)
+    assert statuses == ["BAD", "FAIL", "BAD", "FAIL", "GOOD", "GOOD"]
+
+
+def _history_records() -> dict[str, GroupRecord]:
+    def at(g: BuildGroup, i: int, status: Status) -> Attempt:
+        return replace(_attempt(g, i, status, {}), started_at=T0 + dt.timedelta(days=i))
+
+    reg, fixed, first = _group("regressed"), _group("fixed"), _group("first")
+    recs = [
+        GroupRecord(reg, Status.BAD, [at(reg, 1, Status.GOOD), at(reg, 4, Status.BAD)]),
+        GroupRecord(fixed, Status.GOOD, [at(fixed, 2, Status.FAIL), at(fixed, 5, Status.GOOD)]),
+        GroupRecord(first, Status.GOOD, [at(first, 3, Status.GOOD)]),
+    ]
+    return {r.group.key: r for r in recs}
+
+
+def test_dashboard_lists_regressions_then_newly_reproduced(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    render(site, [ProfileView(_profile(), _history_records(), 7, NOW)], now=NOW)
+    text = (site / "index.html").read_text()
+    regressions, _, rest = text.partition("<h3>Newly reproduced</h3>")
+    regressions = regressions.partition("<h3>Regressions</h3>")[2]
+    assert ">regressed</a>" in regressions and ">fixed</a>" not in regressions
+    assert rest.index(">fixed</a>") < rest.index(">first</a>")  # newest first
+    assert "queue: 7" in text and "last pass: 2024-05-06 07:08 UTC" in text
+
+
+def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    recs = _history_records()
+    history = [
+        {"at": "2024-05-01T00:00:00", "counts": {"GOOD": 1, "BAD": 1, "FAIL": 1, "UNKWN": 0}},
+        {"at": "garbage", "counts": {}},  # a hand-edited state must not break the render
+        {"at": "2024-05-02T00:00:00", "counts": "nope"},
+        site_history_point(dt.datetime(2024, 5, 3), recs.values()),
+        {
+            "at": "2024-05-04T00:00:00",
+            "counts": {"GOOD": 2, "BAD": 1},
+            "suites": {"bookworm/main/amd64": {"GOOD": 2, "BAD": 1}, XSS: {"GOOD": 1}},
+        },
+    ]
+    render(site, [ProfileView(_profile(), recs, history=history)], now=NOW)
+    text = (site / "index.html").read_text()
+    chart = text[text.index('<svg class="chart"') : text.index("</svg>", text.index("chart"))]
+    assert chart.count("<polygon") == 4  # GOOD, BAD, FAIL, UNKWN bands over 3 points
+    assert chart.count("<polyline") == 2  # one line per suite of the last point
+    assert "&lt;script&gt;" in chart and XSS not in text
+    point = site_history_point(NOW, recs.values())
+    assert point["counts"] == {"GOOD": 2, "BAD": 1, "FAIL": 0, "UNKWN": 0}
+    assert point["suites"] == {"bookworm/main/amd64": {"GOOD": 2, "BAD": 1, "FAIL": 0, "UNKWN": 0}}
+
+
+def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    recs = _history_records()
+    nasty = _group(f"n\x00\x1b{XSS}&")
+    recs[nasty.key] = _built(nasty, Status.BAD, 9, {})
+    render(site, [ProfileView(_profile(), recs)], now=NOW)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    atom = ET.fromstring((site / "feed.atom").read_bytes())  # parses: no raw control chars
+    entries = atom.findall("a:entry", ns)
+    assert len(entries) == 6  # first builds and changes: 2 + 2 + 1 + 1
+    titles = [e.findtext("a:title", namespaces=ns) for e in entries]
+    assert "regressed 1.0-1 (bookworm/main/amd64): GOOD → BAD" in titles
+    assert any(XSS in t for t in titles)  # as text, escaped in the XML
+    assert b"<script" not in (site / "feed.atom").read_bytes()
+    for e in entries:  # no site_url: links relative to the feed, resolving to pages
+        assert e.findtext("a:id", namespaces=ns).startswith("urn:uuid:")
+        href = e.find("a:link", ns).get("href")
+        assert (site / unquote(href)).is_file(), href
+    doc = json.loads((site / "feed.json").read_text())
+    assert doc["version"] == "https://jsonfeed.org/version/1.1" and len(doc["items"]) == 6
+    assert "url" not in doc["items"][0] and "feed_url" not in doc
+    assert (site / "feeds/debian-main.atom").is_file()
+    render(site, [ProfileView(_profile(), recs)], now=NOW, site_url="https://rebuilder.example/x/")
+    doc = json.loads((site / "feed.json").read_text())
+    assert doc["feed_url"] == "https://rebuilder.example/x/feed.json"
+    assert all(i["url"].startswith("https://rebuilder.example/x/p/") for i in doc["items"])
+    atom = ET.fromstring((site / "feed.atom").read_bytes())
+    self_link = [x.get("href") for x in atom.findall("a:link", ns) if x.get("rel") == "self"]
+    assert self_link == ["https://rebuilder.example/x/feed.atom"]
+
+
+def test_badges_per_profile_and_per_package(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    recs = _history_records()
+    view = ProfileView(_profile(f"p{XSS}"), recs)
+    render(site, [view], now=NOW)
+    svg = site / paths.profile_badge(f"p{XSS}", ".svg")
+    ET.fromstring(svg.read_bytes())  # well-formed SVG
+    assert "66.7%" in svg.read_text()
+    shields = json.loads((site / paths.profile_badge(f"p{XSS}", ".json")).read_text())
+    assert shields == {"schemaVersion": 1, "label": "reproducible", "message": "66.7%",
+                       "color": "yellow"}  # fmt: skip
+    key = "bookworm/main/amd64/regressed"
+    pkg = site / paths.badge_file(f"p{XSS}", key, ".svg")
+    assert os.path.samefile(pkg, site / "badges/_/BAD.svg")  # a hard link, not a copy
+    endpoint = json.loads((site / paths.badge_file(f"p{XSS}", key, ".json")).read_text())
+    assert endpoint["message"] == "BAD" and endpoint["color"] == "red"
+    # an incremental render moves the badge with the verdict
+    g = recs[key].group
+    recs[key] = GroupRecord(g, Status.GOOD, [*recs[key].attempts, _attempt(g, 20, Status.GOOD, {})])
+    render(site, [view], now=NOW, changed={key})
+    assert os.path.samefile(pkg, site / "badges/_/GOOD.svg")
+
+
+def test_per_architecture_v0_trees(rendered, tmp_path: Path, caplog) -> None:
+    site, _, _ = rendered
+    amd64 = json.loads((site / "debian/amd64/api/v0/pkgs/list").read_text())
+    assert amd64 and {p["architecture"] for p in amd64} == {"amd64"}
+    arm64 = json.loads((site / "debian/arm64/api/v0/pkgs/list").read_text())
+    assert [p["name"] for p in arm64] == ["fail"]
+    # the builds folder is shared: clients read logs under the per-arch base too
+    assert (site / "debian/amd64/api/v0/builds/1/log").read_text() == LOG_GOOD
+    assert (site / "debian/arm64/api/v0/builds/3/log").read_text() == "plain failure log\n"
+    board = json.loads((site / "debian/arm64/api/v0/dashboard").read_text())
+    assert board["suites"] == {"main": {"good": 0, "unknown": 0, "bad": 1}}
+    # an architecture named "api" would shadow the distro's own tree: it gets none
+    other = tmp_path / "other"
+    g = _group("odd", arch="api")
+    with caplog.at_level(logging.WARNING, logger="rebuilder.site"):
+        render(other, [ProfileView(_profile(), {g.key: GroupRecord(g)})], now=NOW)
+    assert "architecture named 'api'" in caplog.text
+    assert json.loads((other / "debian/api/v0/pkgs/list").read_text())[0]["name"] == "odd"
+
+
+def test_our_json_index_suite_shards_and_group_documents(rendered) -> None:
+    site, _, _ = rendered
+    index = json.loads((site / "index.json").read_text())
+    assert index["schema"] == 2 and (site / index["search"]).is_file()
+    main = index["profiles"][0]
+    assert main["counts"]["GOOD"] == 1 and (site / main["feeds"]["atom"]).is_file()
+    assert (site / main["badge"]["svg"]).is_file() and main["arch_api"]["amd64"]
+    for suite in main["suites"]:
+        shard = json.loads((site / unquote(suite["json"])).read_text())
+        assert shard["fields"] == ["name", "version", "status", "built_at", "build_id", "url"]
+        assert len(shard["groups"]) == suite["total"]
+        for row in shard["groups"]:
+            assert (site / unquote(row[5])).is_file()
+    page = paths.group_page("debian-main", "bookworm/main/amd64/bad")
+    doc = json.loads((site / f"{page}.json").read_text())
+    assert doc["schema"] == 1 and doc["record"]["attempts"][0]["build_id"] == 2
+    assert doc["changes"] == [
+        {"at": "2024-05-01T14:01:23", "before": None, "after": "BAD", "build_id": 2}
+    ]
+    files = doc["files"]["2"]
+    assert files["log"] == "debian/api/v0/builds/2/log"
+    assert files["diffoscope_html"] == "debian/api/v0/builds/2/diffoscope-report.html"
+    assert all((site / f).exists() for f in files.values())
+
+
+def test_link_to_the_distributions_own_page(tmp_path: Path) -> None:
+    from rebuilder.site import links
+
+    assert links.PACKAGE_PAGES["debian"].startswith("https://")  # one table, one place
+    site = tmp_path / "site"
+    g = _group(XSS)
+    pages = {"debian": "https://tracker.example/pkg/{name}"}
+    render(site, [ProfileView(_profile(), {g.key: GroupRecord(g)})], package_pages=pages)
+    text = (site / _file(paths.group_page("debian-main", g.key), ".html")).read_text()
+    assert 'href="https://tracker.example/pkg/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' in text
+    render(site, [ProfileView(_profile(), {g.key: GroupRecord(g)})], package_pages={})
+    text = (site / _file(paths.group_page("debian-main", g.key), ".html")).read_text()
+    assert "tracker.example" not in text
+
+
+def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> None:
+    import rebuilder.site as site_module
+
+    serial = tmp_path / "serial"
+    views = _views(serial)
+    render(serial, views, now=NOW)
+    forked = tmp_path / "forked"
+    shutil.copytree(serial / "builds", forked / "builds")
+    monkeypatch.setattr(site_module, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(site_module, "MAX_WORKERS", 2)
+    monkeypatch.setattr(site_module.os, "sched_getaffinity", lambda pid: {0, 1})
+    stats = render(forked, views, now=NOW)
+    assert stats.written > 100 and stats.removed == 0
+    assert {k: v[2] for k, v in _tree(forked).items()} == {
+        k: v[2] for k, v in _tree(serial).items()
+    }
+    assert render(forked, views, now=NOW).written == 0  # the workers' files were all expected
+
+
+def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
+    _, views, _ = rendered
+    encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+    odd = _group('q"uo\\te\x7f\x01é\u2028', url='https://mirror.example/"x\\y".deb')
+    records = [*views[0].records.values(), _built(odd, Status.GOOD, 30, {"log": "x"})]
+    for r in records:
+        a = api_v0.v0_attempt(r)
+        has = {"log": True, "attestation": False, "diffoscope": a is not None}
+        fast = [p.line for p in api_v0.pkg_lines(r, a, {k for k, v in has.items() if v})]
+        assert fast == [encode(d) for d in api_v0.pkg_releases(r, a, has)]
+
+
+def test_search_index_stays_shallow_for_names_sharing_long_prefixes() -> None:
+    from rebuilder.site import search
+
+    long = "x" * 3000
+    entries = [search.Entry(f"{long}{i}", "1", "GOOD", 0, "p", "") for i in range(50)]
+    files = search.build(entries, [["p", "r/c/a", "p/"]], leaf=10)
+    nodes = json.loads(files["index.json"])["nodes"]
+    assert max(len(p) for p in nodes) == search.MAX_PREFIX
+    deepest = max(nodes, key=len)
+    shard, count, leaf = nodes[deepest]
+    assert (count, leaf) == (50, 1)  # one leaf: a query of any length filters it
+    assert len(json.loads(files[f"{shard}.json"])["e"]) == 50
+
+
+def test_recorded_environment_is_linked_and_unpublished_digests_show_the_compared_one(
+    tmp_path: Path,
+) -> None:
+    """A suite-chroot build's installed packages and .buildinfo sit beside its log; an index
+    that publishes no SHA256 (Alpine, Tails) shows the digest the build compared with."""
+    site = tmp_path / "site"
+    g = _group("tails")
+    g = replace(g, artifacts=tuple(replace(a, sha256="") for a in g.artifacts))
+    digest = "c" * 64
+    files = {"log": "7/log.gz", "meta/installed-packages.txt": "7/meta/installed-packages.txt"}
+    for rel in files.values():
+        _write_store(site, rel, "dpkg 1.21\n")
+    results = tuple(ArtifactResult(a.name, a.filename, digest, digest) for a in g.artifacts)
+    att = Attempt(7, g.version, Status.GOOD, T0, 1.0, "tails.sh", "", g.inputs_digest, results,
+                  files)  # fmt: skip
+    rec = GroupRecord(g, Status.GOOD, [att])
+    render(site, [ProfileView(_profile(), {g.key: rec}, 0, T0)], now=T0)
+    page = next(site.rglob("pkg/tails.html")).read_text()
+    assert "installed-packages.txt" in page
+    href = re.search(r'href="([^"]*installed-packages\.txt)"', page)
+    assert href and (next(site.rglob("pkg/tails.html")).parent / unquote(href.group(1))).is_file()
+    assert page.count(digest) >= 2  # published (as compared) and rebuilt, side by side

@@ -11,13 +11,22 @@ from segments stays under the site directory.
 
 Layout (all paths relative to the site directory)::
 
-    index.html, index.json, static/       the overview
-    p/<profile>/<release>/<component>/<arch>/index.html      a suite's list
-    p/<profile>/<release>/<component>/<arch>/<status>.html   one status of it
-    p/<profile>/<release>/<component>/<arch>/pkg/<name>.html one build group
-    p/<profile>/<release>/<component>/<arch>/pkg/<name>.json its record
-    <distro>/api/v0/pkgs/list, <distro>/api/v0/dashboard      rebuilderd v0
-    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}
+    index.html, index.json, static/       the dashboard and our top-level JSON
+    feed.atom, feed.json                  status changes of every profile
+    maintainers.html, m/<maintainer>.html per-maintainer views
+    search/index.json, search/<n>.json    the search index (a manifest and its shards)
+    feeds/<profile>.{atom,json}           one profile's status changes
+    badges/<profile>.{svg,json}           badges (SVG and shields.io endpoint JSON)
+    badges/_/<STATUS>.{svg,json}          the per-package badges link to these
+    p/<profile>/<release>/<component>/<arch>/index.html       a suite's list (paged)
+    p/<profile>/<release>/<component>/<arch>/index.json       the suite as JSON
+    p/<profile>/<release>/<component>/<arch>/<list>.html      other pages, sorts, statuses
+    p/<profile>/<release>/<component>/<arch>/pkg/<name>.html  one build group
+    p/<profile>/<release>/<component>/<arch>/pkg/<name>.json  its record, full history
+    p/<profile>/<release>/<component>/<arch>/badge/<name>.{svg,json}  its badges
+    <distro>/api/v0/{pkgs/list,dashboard,public-keys}         rebuilderd v0
+    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}  (+ readable .html views)
+    <distro>/<arch>/api/v0/...            the same, for one architecture
     builds/                               the results store (never written here)
 
 Fixed file names live only in directories whose other entries are segments
@@ -40,6 +49,8 @@ True
 '../../../../../p/d/r/c/a/pkg/1%253A2.html'
 >>> href("p/d/r/c/a/pkg/x.html", "p/d/r/c/a/pkg/x.json")
 'x.json'
+>>> list_page(None, "name", 1), list_page("good", "date", 3)
+('index.html', 'good-date-3.html')
 
 Paths are plain ``str`` (POSIX, relative to the site directory): a render
 handles a few hundred thousand of them, and ``pathlib`` would dominate its time.
@@ -65,9 +76,19 @@ _HASH_CHARS = 16
 PAGES = "p"  # all per-profile pages live under this directory
 STATIC = "static"
 STORE = "builds"  # the results store, owned by the build runner
-RESERVED_TOP = frozenset({PAGES, STATIC, STORE, "index.html", "index.json"})
-STATUS_PAGES = ("good", "bad", "fail", "unkwn")  # <status>.html beside a suite's index.html
+MAINTAINERS = "m"
+SEARCH = "search"
+FEEDS = "feeds"
+BADGES = "badges"
+STATUS_BADGES = f"{BADGES}/_"  # '_' + '/' can't be a profile's "<segment>.svg"
+RESERVED_TOP = frozenset(
+    {PAGES, STATIC, STORE, MAINTAINERS, SEARCH, FEEDS, BADGES, "index.html", "index.json"}
+    | {"feed.atom", "feed.json", "maintainers.html"}
+)
+STATUS_PAGES = ("good", "bad", "fail", "unkwn")  # list pages of one status
+SORTS = ("name", "date")
 API_KINDS = ("log", "diffoscope", "attestation")  # what rebuilderd's v0 serves per build
+API = "api"  # <distro>/api/v0 and <distro>/<arch>/api/v0: an arch named "api" gets no tree
 
 
 class SiteError(RebuilderError):
@@ -124,19 +145,63 @@ def group_page(profile: str, key: str) -> str:
     return f"{suite_dir(profile, release, component, arch)}/pkg/{segment(name)}"
 
 
+@functools.lru_cache(maxsize=64)
 def api_base(distro: str) -> str:
     """rebuilderd's v0 API root for one distribution."""
     seg = segment(distro)
     if seg in RESERVED_TOP:
         raise SiteError(f"distribution name {distro!r} clashes with the site's own {seg!r}")
-    return f"{seg}/api/v0"
+    return f"{seg}/{API}/v0"
 
 
-def api_build_file(distro: str, build_id: int, kind: str) -> str:
-    """``<distro>/api/v0/builds/<id>/<kind>``, as rebuilderd serves it."""
-    if kind not in API_KINDS:
-        raise ValueError(f"not a v0 build file kind: {kind!r}")
-    return f"{api_base(distro)}/builds/{int(build_id)}/{kind}"
+def list_page(status: str | None, sort: str, page: int) -> str:
+    """The file name of one page of a suite's list (``status`` None: every status).
+
+    Page 1 of the name sort keeps the short names (``index.html``, ``good.html``).
+    """
+    if sort not in SORTS or page < 1 or (status is not None and status not in STATUS_PAGES):
+        raise ValueError(f"no such list page: {status!r} {sort!r} {page!r}")
+    stem = status or "all"
+    parts = [stem] + ([sort] if sort != "name" else []) + ([str(page)] if page > 1 else [])
+    if parts == ["all"]:
+        return "index.html"
+    return "-".join(parts) + ".html"
+
+
+def badge_file(profile: str, key: str, suffix: str) -> str:
+    """A build group's badge (``suffix`` ``.svg`` or ``.json``), beside its suite's ``pkg/``."""
+    page = group_page(profile, key)
+    head, _, name = page.rpartition("/pkg/")
+    return f"{head}/badge/{name}{suffix}"
+
+
+def maintainer_page(key: str) -> str:
+    return f"{MAINTAINERS}/{segment(key)}.html"
+
+
+def profile_badge(profile: str, suffix: str) -> str:
+    return f"{BADGES}/{segment(profile)}{suffix}"
+
+
+def profile_feed(profile: str, suffix: str) -> str:
+    return f"{FEEDS}/{segment(profile)}{suffix}"
+
+
+def arch_api_base(distro: str, architecture: str) -> str | None:
+    """``<distro>/<arch>/api/v0``: one architecture's v0 tree (None for an arch named ``api``)."""
+    seg = segment(architecture)
+    if seg == API:
+        return None
+    return f"{segment(distro)}/{seg}/api/v0"
+
+
+def api_build_dir(distro: str, build_id: int) -> str:
+    """``<distro>/api/v0/builds/<id>``: where rebuilderd serves a build's ``API_KINDS``."""
+    return f"{api_base(distro)}/builds/{int(build_id)}"
+
+
+VIEWS = {"log": "log.html", "diffoscope": "diffoscope.html"}  # readable views of v0 files
+REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the v0 files
 
 
 def store_rel(rel: str) -> str | None:

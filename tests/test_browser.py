@@ -1,0 +1,137 @@
+"""The rendered site in a real headless Chromium: dashboard, search as you type, a
+package page, its log; no console errors (CSP violations count), screenshots saved.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and Python's ``selenium``;
+skips with the reason when one is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rebuilder.site import ProfileView, render
+from tests import browser_helpers as browser
+from tests.test_site import NOW, XSS, _built, _group, _views, _write_store
+
+pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PREFIX = "mirror/rebuilder"  # served below a path prefix: every link must be relative
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    www = tmp_path_factory.mktemp("www")
+    root = www / PREFIX
+    views = _views(root)
+    recs = dict(views[0].records)
+    from rebuilder.model import Status
+
+    for i in range(60):  # enough names for a few shards
+        g = _group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
+        _write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")
+        recs[g.key] = _built(g, Status.GOOD, 100 + i, {"log": f"{100 + i}/log.gz"})
+    views[0] = ProfileView(views[0].profile, recs, 3, NOW)
+    render(root, views, now=NOW)
+    # plain text files make the browser ask the host for /favicon.ico: the host's, not ours
+    (www / "favicon.ico").write_bytes(b"")
+    # a probe page with an inline script: the error check must see its CSP violation
+    (www / "csp-probe.html").write_text(
+        '<!doctype html><meta http-equiv="Content-Security-Policy" content="script-src \'self\'">'
+        "<script>document.title = 'ran'</script>"
+    )
+    return www
+
+
+@pytest.fixture(scope="module")
+def driver(site: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with browser.chromium(tmp_path_factory.mktemp("chromium-profile")) as d:
+        yield d
+
+
+def _shot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def test_the_error_check_sees_a_csp_violation(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        driver.get(f"{base}/csp-probe.html")
+        assert driver.title != "ran"
+        assert any("Content Security Policy" in m for m in browser.errors(driver))
+
+
+def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        driver.get(f"{base}/{PREFIX}/index.html")
+        assert driver.title.startswith("Reproducible builds")
+        assert driver.find_element(By.CSS_SELECTOR, "svg.chart")  # drawn without script
+        times = browser.type_query(driver, "hel")
+        assert max(times) < 1000, times  # every answer well under a second
+        rows = driver.find_elements(By.CSS_SELECTOR, "#search-body tr")
+        names = [r.find_element(By.TAG_NAME, "a").text for r in rows]
+        assert "hello" in names and all(n.lower().startswith("hel") for n in names)
+        assert len(names) == 64  # hello and hello-doc in two profiles, help00..help59
+        assert driver.find_element(By.ID, "search-status").text == "64 packages"
+        browser.type_query(driver, "lo")  # "hello": a shard answers the longer query
+        names = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#search-body a")]
+        assert set(names) == {"hello", "hello-doc"}
+        _shot(driver, "dashboard-search")
+        link = next(
+            a for a in driver.find_elements(By.CSS_SELECTOR, "#search-body a")
+            if a.text == "hello" and "debian-main/" in a.get_attribute("href")
+        )  # fmt: skip
+        link.click()
+        assert driver.find_element(By.TAG_NAME, "h1").text.startswith("hello 1.0-1")
+        assert f"/{PREFIX}/p/debian-main/bookworm/main/amd64/pkg/hello.html" in driver.current_url
+        _shot(driver, "package")
+        driver.find_element(By.LINK_TEXT, "log").click()
+        assert "build log of hello" in driver.find_element(By.CSS_SELECTOR, "pre.text").text
+        driver.find_element(By.LINK_TEXT, "plain text").click()
+        assert driver.find_element(By.TAG_NAME, "body").text.startswith("build log of hello")
+        assert browser.errors(driver) == []
+
+
+def test_hostile_pages_run_no_script(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    from rebuilder.site import paths
+
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        page = paths.url(paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"))
+        driver.get(f"{base}/{PREFIX}/{page}.html")
+        assert XSS in driver.find_element(By.TAG_NAME, "h1").text  # shown as text
+        driver.get(f"{base}/{PREFIX}/debian/api/v0/builds/7/log.html")
+        assert XSS in driver.find_element(By.CSS_SELECTOR, "pre.text").text
+        driver.get(f"{base}/{PREFIX}/index.html")
+        browser.type_query(driver, "<scr")
+        assert driver.find_element(By.CSS_SELECTOR, "#search-body a").text == XSS
+        with pytest.raises(NoAlertPresentException):
+            driver.switch_to.alert.text  # noqa: B018
+        _shot(driver, "hostile-search")
+        assert browser.errors(driver) == []
+
+
+def test_list_pages_and_maintainers_without_javascript(site: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base, browser.chromium(tmp_path / "profile") as d:
+        d.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+        d.get(f"{base}/{PREFIX}/index.html")
+        d.find_element(By.LINK_TEXT, "bookworm").click()
+        d.find_element(By.LINK_TEXT, "date").click()
+        assert os.path.basename(d.current_url) == "all-date.html"
+        assert d.find_elements(By.CSS_SELECTOR, "table.list tbody tr")
+        d.get(f"{base}/{PREFIX}/maintainers.html")
+        d.find_element(By.PARTIAL_LINK_TEXT, "Jane").click()
+        assert "hello" in d.find_element(By.TAG_NAME, "main").text
+        assert browser.errors(d) == []
