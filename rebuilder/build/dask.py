@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from rebuilder.build.backends import HERE as SHIPPED_DIR
-from rebuilder.build.runner import Abandoned, BuildContext, run_build
+from rebuilder.build.runner import Abandoned, BuildContext, run_build, write_atomic
 from rebuilder.errors import ConfigError
 from rebuilder.model import Attempt, Job, Status, utcnow
 
@@ -682,7 +682,7 @@ def write_files(
             if dest.parent.resolve() != root.joinpath(*path.parts[:-1]):
                 log.warning("build %s: refused %r: a symlink on the way", build_id, rel)
                 continue
-            _write_atomic(dest, data)
+            write_atomic(dest, data)
             kept.add(rel)
         except OSError as e:
             log.error("build %s: cannot store %s: %s", build_id, rel, e)
@@ -753,15 +753,3 @@ def _append_log(gz: bytes, line: str) -> bytes:
         return _gzip(gzip.decompress(gz) + f"[rebuilder] {line}\n".encode())
     except (OSError, EOFError):
         return gz
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

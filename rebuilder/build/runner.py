@@ -413,13 +413,13 @@ class _Build:
         try:
             out.mkdir(parents=True, exist_ok=True)
             for kind, rel, data in items:
-                _write_atomic(out / rel, data)
+                write_atomic(out / rel, data)
                 files[kind] = f"{bid}/{rel}"
         except OSError as e:
             log.error("build %s: cannot store its files in %s: %s", bid, out, e)
             self.tail.append(f"cannot store the attempt's files: {e}")
         try:
-            _write_atomic(out / "log.gz", _gzip(self.log_bytes()))
+            write_atomic(out / "log.gz", _gzip(self.log_bytes()))
             files["log"] = f"{bid}/log.gz"
         except OSError as e:
             log.error("build %s: cannot store its log in %s: %s", bid, out, e)
@@ -487,7 +487,8 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a results file whole or not at all (a temp file renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:

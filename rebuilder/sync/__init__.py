@@ -32,7 +32,7 @@ from pathlib import Path
 
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError
-from rebuilder.model import Snapshot
+from rebuilder.model import BuildGroup, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,16 @@ class Warnings:
         if extra:
             more = ", ".join(f"{n} {k}" for k, n in sorted(extra.items()))
             log.warning("%s: %s more entries skipped (not shown)", self.where, more)
+
+
+def snapshot(
+    profile: Profile, distro: str, groups: list[BuildGroup], fingerprints: Mapping[str, str]
+) -> Snapshot:
+    """A syncer's result: its groups in a stable order, logged in one line."""
+    groups.sort(key=lambda g: (g.release, g.component, g.architecture, g.name))
+    artifacts = sum(len(g.artifacts) for g in groups)
+    log.info("%s: %d build groups, %d artifacts", profile.name, len(groups), artifacts)
+    return Snapshot(profile.name, distro, tuple(groups), dict(fingerprints))
 
 
 def sync_profile(profile: Profile, ctx: SyncContext) -> Snapshot:

@@ -50,7 +50,7 @@ from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter
+from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter, snapshot
 from rebuilder.sync._vercmp_apk import is_valid as version_is_valid
 from rebuilder.sync._vercmp_apk import sort_key as version_key
 
@@ -100,10 +100,7 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
         packages = parse_apkindex(ix.text, what=ix.url, warn=warn)
         groups += group_packages(packages, ix, opts.keep, warn)
         warn.summary()
-    groups.sort(key=lambda g: (g.release, g.component, g.architecture, g.name))
-    log.info("%s: %d build groups, %d artifacts", profile.name, len(groups),
-             sum(len(g.artifacts) for g in groups))  # fmt: skip
-    return Snapshot(profile.name, DISTRO, tuple(groups), fingerprints)
+    return snapshot(profile, DISTRO, groups, fingerprints)
 
 
 # --- the profile, as this module needs it ------------------------------------------------

@@ -40,7 +40,7 @@ from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import Filter, SyncContext, Warnings, compile_filter, has_filter
+from rebuilder.sync import Filter, SyncContext, Warnings, compile_filter, has_filter, snapshot
 from rebuilder.sync._release import verify_detached
 from rebuilder.sync._vercmp_pacman import vercmp
 
@@ -90,10 +90,7 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
         grouper.add(db.ref, iter_database(db.data, what=db.ref.url, warn=warn))
     groups = grouper.groups()
     warn.summary()
-    groups.sort(key=lambda g: (g.release, g.component, g.architecture, g.name))
-    log.info("%s: %d build groups, %d artifacts", profile.name, len(groups),
-             sum(len(g.artifacts) for g in groups))  # fmt: skip
-    return Snapshot(profile.name, DISTRO, tuple(groups), fingerprints)
+    return snapshot(profile, DISTRO, groups, fingerprints)
 
 
 # --- the profile, as this module needs it -----------------------------------

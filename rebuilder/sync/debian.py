@@ -35,7 +35,7 @@ from rebuilder import fetch
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter
+from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter, snapshot
 from rebuilder.sync._release import IndexEntry, ReleaseFile, fetch_release
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
     for rel, release in releases:
         groups += sync_release(rel, release, opts, cache)
     cache.prune()
-    groups.sort(key=lambda g: (g.release, g.component, g.architecture, g.name))
-    log.info("%s: %d build groups, %d artifacts", profile.name, len(groups),
-             sum(len(g.artifacts) for g in groups))  # fmt: skip
-    return Snapshot(profile.name, DISTRO, tuple(groups), fingerprints)
+    return snapshot(profile, DISTRO, groups, fingerprints)
 
 
 # --- the profile, as this module needs it -----------------------------------
