@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from .debian_archive import Archive, build_archive, copy_archive, serve, stop_agent
+from .test_sync_alpine import AlpineRepo, build_repo, copy_repo
 
 
 @pytest.fixture(scope="session")
@@ -24,4 +25,19 @@ def mirror(archive: Archive, tmp_path: Path) -> Iterator[tuple[Archive, str]]:
     a = copy_archive(archive, tmp_path / "mirror")  # each test may corrupt its own copy
     url, stop = serve(a.root)
     yield a, url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def alpine_repo(tmp_path_factory: pytest.TempPathFactory) -> AlpineRepo:
+    """The Alpine fixture repository (aports, packages, signed APKINDEX), built once."""
+    return build_repo(tmp_path_factory.mktemp("alpine"))
+
+
+@pytest.fixture
+def alpine_served(alpine_repo: AlpineRepo, tmp_path: Path) -> Iterator[tuple[AlpineRepo, str]]:
+    """A copy of the Alpine repository, served: tests may change it."""
+    repo = copy_repo(alpine_repo, tmp_path)
+    url, stop = serve(repo.mirror)
+    yield repo, url
     stop()

@@ -1,4 +1,4 @@
-"""End to end: a real pass over the signed Alpine fixture repository served on 127.0.0.1.
+"""End to end: a real pass over the signed Alpine fixture repository alpine_served on 127.0.0.1.
 
 The test backend (tests/backends/alpine-from-aports.sh) really rebuilds each
 origin from the fixture's aports git repository at the commit and build time
@@ -19,34 +19,17 @@ import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from rebuilder.sync import alpine as apk
 
-from .debian_archive import serve
 from .helpers import operator_workdir
 from .helpers import rebuild as run_rebuild
-from .test_sync_alpine import ARCH, BRANCH, BUILDDATE, REPO, AlpineRepo, build_repo, copy_repo
+from .test_sync_alpine import ARCH, BRANCH, BUILDDATE, REPO, AlpineRepo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKEND = REPO_ROOT / "tests" / "backends" / "alpine-from-aports.sh"
 SHIPPED = REPO_ROOT / "rebuilder" / "build" / "backends" / "alpine.sh"
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> AlpineRepo:
-    return build_repo(tmp_path_factory.mktemp("alpine-pass"))
-
-
-@pytest.fixture
-def served(built: AlpineRepo, tmp_path: Path) -> Iterator[tuple[AlpineRepo, str]]:
-    repo = copy_repo(built, tmp_path)
-    url, stop = serve(repo.mirror)
-    yield repo, url
-    stop()
 
 
 def operator_dir(tmp_path: Path, repo: AlpineRepo, url: str) -> Path:
@@ -75,8 +58,8 @@ def state(work: Path) -> dict:
     return json.loads((work / "state" / "alpine-fixture.json").read_text())
 
 
-def test_full_pass_good_bad_fail(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_full_pass_good_bad_fail(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     work = operator_dir(tmp_path, repo, url)
     r = rebuild(work, repo, "run")
     assert r.returncode == 0, r.stderr
@@ -122,9 +105,9 @@ def test_full_pass_good_bad_fail(served: tuple[AlpineRepo, str], tmp_path: Path)
 
 
 def test_a_file_that_is_not_the_indexed_size_fails_the_build(
-    served: tuple[AlpineRepo, str], tmp_path: Path
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path
 ):
-    repo, url = served
+    repo, url = alpine_served
     work = operator_dir(tmp_path, repo, url)
     doc = repo.pkgdir / "hello-doc-1.0-r0.apk"
     doc.write_bytes(doc.read_bytes() + b"\0" * 512)  # a mirror serving another file
@@ -135,9 +118,9 @@ def test_a_file_that_is_not_the_indexed_size_fails_the_build(
     assert hello["attempts"][0]["reason"] == "checksum mismatch: hello-doc-1.0-r0.apk"
 
 
-def test_graft_signature(built: AlpineRepo, tmp_path: Path):
+def test_graft_signature(alpine_repo: AlpineRepo, tmp_path: Path):
     """The published signature stream, then the rebuilt streams: the published file again."""
-    published = built.pkgdir / "hello-1.0-r0.apk"
+    published = alpine_repo.pkgdir / "hello-1.0-r0.apk"
     data = published.read_bytes()
     members = apk.gzip_members(data, what="t")
     unsigned = tmp_path / "unsigned.apk"
@@ -155,7 +138,7 @@ def test_graft_signature(built: AlpineRepo, tmp_path: Path):
     assert r.returncode != 0 and "not a signed package" in r.stderr
 
 
-def test_shipped_alpine_sh_up_to_its_container(built: AlpineRepo, tmp_path: Path):
+def test_shipped_alpine_sh_up_to_its_container(alpine_repo: AlpineRepo, tmp_path: Path):
     """alpine.sh with a stand-in container runtime: what it would run, and with what."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -167,7 +150,7 @@ exit 3
 """)
     (bin_dir / "podman").chmod(0o755)
     record.mkdir()
-    published = built.pkgdir / "hello-1.0-r0.apk"
+    published = alpine_repo.pkgdir / "hello-1.0-r0.apk"
     cwd = tmp_path / "attempt"
     cwd.mkdir()
     (cwd / published.name).write_bytes(published.read_bytes())
@@ -175,7 +158,7 @@ exit 3
     out.mkdir()
     env = dict(
         os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", REBUILDERD_OUTDIR=str(out),
-        REBUILDER_APORTS_URL=str(built.aports), REBUILDER_RELEASE=BRANCH,
+        REBUILDER_APORTS_URL=str(alpine_repo.aports), REBUILDER_RELEASE=BRANCH,
         REBUILDER_COMPONENT=REPO, REBUILDER_ARCH=ARCH, REBUILDER_CONTAINER="podman",
         REBUILDER_MIRROR=f"https://mirror.example/alpine/{BRANCH}/{REPO}/{ARCH}",
         REBUILDER_ARTIFACTS=published.name, REBUILDER_CACHE_DIR=str(tmp_path / "cache"),
@@ -184,7 +167,7 @@ exit 3
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and "the build in alpine:3.99 failed" in r.stderr, r.stderr
     args = (record / "args").read_text().splitlines()
-    new = built.commits[1]
+    new = alpine_repo.commits[1]
     assert args[:5] == ["run", "--rm", "-i", "--platform", "linux/amd64"]
     assert f"SOURCE_DATE_EPOCH={BUILDDATE}" in args and f"ABUILD_LAST_COMMIT={new}" in args
     assert f"REPOSITORIES=https://mirror.example/alpine/{BRANCH}/main" in args

@@ -1,4 +1,4 @@
-"""Alpine sync against a real, signed fixture repository served on 127.0.0.1.
+"""Alpine sync against a real, signed fixture repository alpine_served on 127.0.0.1.
 
 The fixture (built here, once per session; :func:`build_repo`) is what an
 Alpine build server makes: an aports git repository, packages built from it
@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,8 +34,6 @@ from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError, Sign
 from rebuilder.model import Snapshot
 from rebuilder.sync import SyncContext, sync_profile
 from rebuilder.sync import alpine as apk
-
-from .debian_archive import serve
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MINI_ABUILD = REPO_ROOT / "tests" / "backends" / "mini-abuild.py"
@@ -296,20 +293,6 @@ def copy_repo(repo: AlpineRepo, dest: Path) -> AlpineRepo:
 # --- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def alpine_repo(tmp_path_factory: pytest.TempPathFactory) -> AlpineRepo:
-    return build_repo(tmp_path_factory.mktemp("alpine"))
-
-
-@pytest.fixture
-def served(alpine_repo: AlpineRepo, tmp_path: Path) -> Iterator[tuple[AlpineRepo, str]]:
-    """A copy of the repository, served: tests may change it."""
-    repo = copy_repo(alpine_repo, tmp_path)
-    url, stop = serve(repo.mirror)
-    yield repo, url
-    stop()
-
-
 def run(profile: Profile, cache: Path, **ctx: object) -> Snapshot:
     return sync_profile(profile, SyncContext(cache, **ctx))  # type: ignore[arg-type]
 
@@ -317,8 +300,10 @@ def run(profile: Profile, cache: Path, **ctx: object) -> Snapshot:
 # --- a good repository -------------------------------------------------------------------
 
 
-def test_sync_groups_by_origin_newest_version(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_sync_groups_by_origin_newest_version(
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path
+):
+    repo, url = alpine_served
     snap = run(repo.profile(url), tmp_path / "cache")
     groups = {g.name: g for g in snap.groups}
     assert sorted(groups) == ["broken", "hello", "stamp"]
@@ -362,9 +347,9 @@ def test_the_fixture_index_is_what_apk_would_check(alpine_repo: AlpineRepo):
 
 
 def test_second_sync_of_an_unchanged_mirror_is_unchanged(
-    served: tuple[AlpineRepo, str], tmp_path: Path
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path
 ):
-    repo, url = served
+    repo, url = alpine_served
     first = run(repo.profile(url), tmp_path / "c")
     again = run(repo.profile(url), tmp_path / "c", previous=first.fingerprints)
     assert again.unchanged and again.groups == ()
@@ -374,8 +359,8 @@ def test_second_sync_of_an_unchanged_mirror_is_unchanged(
     assert not changed.unchanged and [g.name for g in changed.groups] == ["hello"]
 
 
-def test_filters_and_placeholders(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_filters_and_placeholders(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     template = f"{url}/$release/${{repo}}/$arch/"
     snap = run(repo.profile(url, releases=(Release(BRANCH, template),),
                             excludes=("*-doc",), maintainers=("Alice",)), tmp_path)  # fmt: skip
@@ -405,8 +390,8 @@ def test_bad_profiles_are_config_errors(alpine_repo: AlpineRepo, tmp_path: Path)
 # --- signatures --------------------------------------------------------------------------
 
 
-def test_altered_index_is_a_bad_signature(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_altered_index_is_a_bad_signature(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     path = repo.pkgdir / "APKINDEX.tar.gz"
     raw = path.read_bytes()
     members = apk.gzip_members(raw, what="t")
@@ -418,9 +403,9 @@ def test_altered_index_is_a_bad_signature(served: tuple[AlpineRepo, str], tmp_pa
 
 
 def test_unknown_key_unsigned_and_no_keyring(
-    served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    repo, url = served
+    repo, url = alpine_served
     text = (repo.pkgdir / "APKINDEX.tar.gz").read_bytes()
     plain = apk._index_file(apk.gzip_members(text, what="t")[1][1], what="t")
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -438,8 +423,10 @@ def test_unknown_key_unsigned_and_no_keyring(
     assert "NOT verified" in caplog.text
 
 
-def test_rsa256_signature_and_a_single_key_file(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_rsa256_signature_and_a_single_key_file(
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path
+):
+    repo, url = alpine_served
     text = (repo.pkgdir / "APKINDEX.tar.gz").read_bytes()
     plain = apk._index_file(apk.gzip_members(text, what="t")[1][1], what="t")
     (repo.pkgdir / "APKINDEX.tar.gz").write_bytes(make_index(plain, repo.key, kind="RSA256"))
@@ -487,10 +474,10 @@ def _good(
     ],
 )
 def test_a_bad_record_is_skipped_with_a_warning(
-    served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture,
     record: str, warning: str,
 ):  # fmt: skip
-    repo, url = served
+    repo, url = alpine_served
     with caplog.at_level(logging.WARNING):
         snap = _sync_text(repo, url, _good() + "\n" + record, tmp_path)
     assert [g.name for g in snap.groups] == ["good"]
@@ -499,9 +486,9 @@ def test_a_bad_record_is_skipped_with_a_warning(
 
 
 def test_duplicates_missing_origin_and_huge_fields(
-    served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    repo, url = served
+    repo, url = alpine_served
     huge = "T:" + "d" * (4 << 20) + "\n"  # a 4 MiB description is odd, not wrong: kept
     text = "\n".join([
         _good(extra=huge), _good(extra="I:1\n"),  # the same file twice: the first is kept
@@ -520,9 +507,9 @@ def test_duplicates_missing_origin_and_huge_fields(
 
 
 def test_many_bad_records_are_counted_not_each_logged(
-    served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    repo, url = served
+    repo, url = alpine_served
     text = _good() + "".join(f"\nP:bad{i}\nV:nope\nA:x86_64\nS:1\n" for i in range(50))
     with caplog.at_level(logging.WARNING):
         _sync_text(repo, url, text, tmp_path)
@@ -543,25 +530,25 @@ def test_many_bad_records_are_counted_not_each_logged(
     ],
 )
 def test_a_broken_archive_is_one_clear_error(
-    served: tuple[AlpineRepo, str], tmp_path: Path, mangle, error, message: str
+    alpine_served: tuple[AlpineRepo, str], tmp_path: Path, mangle, error, message: str
 ):  # fmt: skip
-    repo, url = served
+    repo, url = alpine_served
     path = repo.pkgdir / "APKINDEX.tar.gz"
     path.write_bytes(mangle(path.read_bytes()))
     with pytest.raises(error, match=message):
         run(repo.profile(url), tmp_path)
 
 
-def test_binary_or_crlf_text_is_an_error(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_binary_or_crlf_text_is_an_error(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     with pytest.raises(RepositoryIndexError, match="CRLF line ends"):
         _sync_text(repo, url, _good().replace("\n", "\r\n"), tmp_path)
     with pytest.raises(RepositoryIndexError, match="not text"):
         _sync_text(repo, url, _good() + "\0", tmp_path)
 
 
-def test_hostile_tar_members(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_hostile_tar_members(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     path = repo.pkgdir / "APKINDEX.tar.gz"
     sneaky = [("../APKINDEX", _good().encode()), ("/etc/APKINDEX", b"x")]
     path.write_bytes(make_index(b"", repo.key, members=sneaky))
@@ -596,8 +583,8 @@ def test_decompression_is_capped():
         apk.gzip_members(bomb, what="bomb", limit=1 << 20)
 
 
-def test_a_missing_index_is_a_fetch_error(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_a_missing_index_is_a_fetch_error(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     (repo.pkgdir / "APKINDEX.tar.gz").unlink()
     with pytest.raises(FetchError, match="HTTP 404"):
         run(repo.profile(url), tmp_path)
@@ -606,8 +593,8 @@ def test_a_missing_index_is_a_fetch_error(served: tuple[AlpineRepo, str], tmp_pa
 # --- the CLI -----------------------------------------------------------------------------
 
 
-def test_rebuild_sync_print_json(served: tuple[AlpineRepo, str], tmp_path: Path):
-    repo, url = served
+def test_rebuild_sync_print_json(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
+    repo, url = alpine_served
     (tmp_path / "rebuilder.toml").write_text(f"""
 [rebuilder]
 state_dir = "state"
