@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,15 +414,3 @@ def last_run(state_dir: Path, profile: str) -> dt.datetime | None:
         return parse_time(last_runs(state_dir).get(profile))
     except ValueError:
         return None
-
-
-def profiles_in(state_dir: Path) -> list[str]:
-    """Profiles that have a state file (for render and status without a config)."""
-    if not state_dir.is_dir():
-        return []
-    return sorted(
-        p.stem for p in state_dir.glob("*.json") if p.name != META_NAME and _PLAIN.match(p.stem)
-    )
-
-
-_PLAIN = re.compile(r"^[^./][^/]*$")

@@ -31,6 +31,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from rebuilder.config import host_apt_mirror
+from rebuilder.errors import ConfigError
+
 SCRIPT = (
     Path(__file__).resolve().parent.parent
     / "rebuilder"
@@ -277,25 +280,10 @@ def host_mirror() -> str | None:
     """The main archive's URL from this host's apt sources (never hard-coded here)."""
     if url := os.environ.get("REBUILDER_TEST_MIRROR"):
         return url.rstrip("/")
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        for stanza in path.read_text().split("\n\n"):
-            fields = dict(
-                line.split(":", 1)
-                for line in stanza.splitlines()
-                if re.match(r"^[A-Za-z-]+:", line)
-            )
-            suites = fields.get("Suites", "").split()
-            if "deb" in fields.get("Types", "").split() and not any(
-                s.endswith("-security") for s in suites
-            ):
-                return fields["URIs"].split()[0].rstrip("/")
-    sources_list = Path("/etc/apt/sources.list")
-    if sources_list.exists():
-        for line in sources_list.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb" and not parts[-2].endswith("-security"):
-                return next(p for p in parts[1:] if "://" in p).rstrip("/")
-    return None
+    try:
+        return host_apt_mirror(None)
+    except ConfigError:
+        return None
 
 
 @dataclass(frozen=True)
