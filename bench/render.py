@@ -208,7 +208,7 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _timed(label: str, fn) -> RenderStats:  # type: ignore[no-untyped-def]
+def _timed(label: str, fn) -> RenderStats:
     t, cpu = time.perf_counter(), _cpu()
     stats = fn()
     secs, cpu = time.perf_counter() - t, _cpu() - cpu

@@ -114,7 +114,7 @@ def serve(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
     return f"http://127.0.0.1:{port}", server
 
 
-def timed(fn):  # type: ignore[no-untyped-def]
+def timed(fn):
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0

@@ -292,12 +292,12 @@ def _private_key_from_der(der: bytes, path: Path) -> Ed25519PrivateKey:
             raise SigningKeyError(f"{path}: corrupt key (public part does not match private)")
         return key
     try:
-        key = serialization.load_der_private_key(der, password=None)
+        loaded = serialization.load_der_private_key(der, password=None)
     except (ValueError, TypeError) as e:
         raise SigningKeyError(f"{path}: not a readable unencrypted PKCS#8 key ({e})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{path}: not an Ed25519 key ({type(key).__name__})")
-    return key
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise SigningKeyError(f"{path}: not an Ed25519 key ({type(loaded).__name__})")
+    return loaded
 
 
 def public_key_pem(key: SigningKey | Ed25519PublicKey, *, rfc8410: bool = False) -> str:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from rebuilder import __version__, attest, client, config, pipeline
 from rebuilder.errors import ConfigError, RebuilderError
@@ -51,7 +52,7 @@ def parse_duration(text: str) -> float:
 def _load_config(args: argparse.Namespace) -> config.Config:
     cfg = config.load(args.config, sync_config=args.sync_config)
     s = cfg.settings
-    changes = {}
+    changes: dict[str, Any] = {}
     if args.state_dir:
         changes["state_dir"] = Path(args.state_dir)
     if args.site_dir:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ class Config:
     profiles: dict[str, Profile]
     backends: dict[str, Path] = field(default_factory=dict)
 
-    def select(self, names: list[str] | tuple[str, ...]) -> list[Profile]:
+    def select(self, names: Sequence[str]) -> list[Profile]:
         """The named profiles (all, in file order, when none is named)."""
         if not names:
             return list(self.profiles.values())

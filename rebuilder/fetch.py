@@ -26,7 +26,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -87,7 +87,7 @@ def fetch_bytes(
             raise NotFoundError(f"{url}: no such file") from None
         except OSError as e:
             raise FetchError(f"{url}: cannot read: {e.strerror}") from None
-    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:  # type: ignore[var-annotated]
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
         ok = _get(
             url, buf, timeout=timeout, retries=retries, max_size=max_size, missing_ok=missing_ok
         )
@@ -161,7 +161,7 @@ def sha256_path(path: Path) -> str:
 
 def _get(
     url: str,
-    out: BinaryIO,
+    out: IO[bytes],
     *,
     timeout: float,
     retries: int,

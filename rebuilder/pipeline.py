@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
@@ -169,7 +170,7 @@ def local_pkgs(config: Config) -> list[dict[str, object]]:
     return out
 
 
-def status(config: Config, names: Sequence[str]) -> list[dict[str, object]]:
+def status(config: Config, names: Sequence[str]) -> list[dict[str, Any]]:
     """Counts per profile and status, queue length and last pass, from the state."""
     rows = []
     for p in config.select(names):
@@ -453,7 +454,9 @@ def _run_jobs(
         if engine and engine != "local":
             from rebuilder.build import dask as remote  # an optional dependency
 
-            ex = stack.enter_context(remote.make_executor(engine))
+            ex = remote.make_executor(engine)
+            assert ex is not None  # engine names a scheduler: None is only for "local"
+            stack.enter_context(ex)
             build = remote.remote_builder(ex, lambda j: contexts[backend_name(j)], signing_key=key)
             slots = opts.jobs or 2 * max(1, remote.cluster_slots(ex))
         try:

@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rebuilder.errors import LockedError, StateError
 from rebuilder.model import (
@@ -241,7 +241,7 @@ class Journal:
 
     def __init__(self, state_dir: Path, profile: str) -> None:
         self.path = journal_path(state_dir, profile)
-        self._f = None
+        self._f: BinaryIO | None = None
 
     def append(self, rec: GroupRecord) -> None:
         if self._f is None:

@@ -379,9 +379,9 @@ def fetch_package(
     ]
     if not pkgs:
         pytest.skip(f"binary {binary} of {source} is not published in {suite}/{arch}")
-    pkg = max(
-        pkgs, key=functools.cmp_to_key(lambda a, b: 1 if newer(a["Version"], b["Version"]) else -1)
-    )
+    pkg = pkgs[0]
+    for p in pkgs[1:]:
+        pkg = p if newer(p["Version"], pkg["Version"]) else pkg
     deb = archive.download(pkg["Filename"], dest, pkg["SHA256"])
     assert dsc is not None
     return Fetched(suite, dsc, deb)
@@ -461,9 +461,9 @@ def test_distro_info_data_rebuilds_bit_for_bit(
         "warm_overhead_seconds": float(timing(warm)["overhead"]),
         "warm_dpkg_buildpackage_seconds": float(timing(warm)["build"]),
     }
+    # Figures for the operator (the target for the warm overhead is 20 s), never asserted:
+    # a test's verdict must not depend on the machine's load.
     print(f"\nsuite-chroot figures for {fetched[0].deb.name}: {figures}")
-    # The target is 20 s; the bound leaves room for a busy shared machine.
-    assert figures["warm_overhead_seconds"] < 60
 
 
 @pytest.mark.network

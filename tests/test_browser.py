@@ -47,17 +47,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def driver(site: Path, tmp_path_factory: pytest.TempPathFactory):
     with browser.chromium(tmp_path_factory.mktemp("chromium-profile")) as d:
         yield d
 
 
-def _shot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
+def _shot(driver, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def test_the_error_check_sees_a_csp_violation(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+def test_the_error_check_sees_a_csp_violation(site: Path, driver) -> None:
     with browser.serve(site) as base:
         browser.errors(driver)
         driver.get(f"{base}/csp-probe.html")
@@ -65,7 +65,7 @@ def test_the_error_check_sees_a_csp_violation(site: Path, driver) -> None:  # ty
         assert any("Content Security Policy" in m for m in browser.errors(driver))
 
 
-def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:
     from selenium.webdriver.common.by import By
 
     with browser.serve(site) as base:
@@ -99,7 +99,7 @@ def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:  # t
         assert browser.errors(driver) == []
 
 
-def test_hostile_pages_run_no_script(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_pages_run_no_script(site: Path, driver) -> None:
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 

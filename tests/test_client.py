@@ -718,7 +718,7 @@ def _v0_item(qid: int, name: str, version: str, started_at: str | None = None) -
     }
 
 
-V0_QUEUE = {
+V0_QUEUE: dict[str, Any] = {
     "now": "2024-05-01T10:01:02.5",
     "queue": [
         _v0_item(41, "hello", "2.10-3", started_at="2024-05-01T10:00:00"),
@@ -964,7 +964,7 @@ def test_queue_of_a_v0_rebuilderd_is_a_post(v0_rebuilderd: tuple[str, FakeRebuil
 
 def test_queue_published_by_a_static_site(tmp_path: Path) -> None:
     t = datetime.datetime(2024, 5, 1, 9, 0)
-    groups = [
+    groups: list[Any] = [  # QueuedGroups and plain tuples
         client.QueuedGroup(
             "hello",
             "2.10-3",

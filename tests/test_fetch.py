@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +18,7 @@ from rebuilder import fetch
 from rebuilder.errors import ChecksumError, FetchError, NotFoundError
 
 PLAIN = b"Package: hello\nVersion: 2.10-3\n\n" * 1000
-COMPRESSORS = {
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "xz": lzma.compress,
     "gzip": gzip.compress,
     "bzip2": bz2.compress,
@@ -67,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server() -> str:
+def server() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     _Handler.hits = {}
     t = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -496,9 +496,12 @@ def test_cancel_abandons_and_kills_the_backend(tmp_path: Path, served: tuple[Pat
     )
     ctx = context(tmp_path, script)
     cancel = threading.Event()
-    threading.Thread(
-        target=lambda: (wait_file(Path(f"{pids}.main")), cancel.set()), daemon=True
-    ).start()
+
+    def cancel_when_started() -> None:
+        wait_file(Path(f"{pids}.main"))
+        cancel.set()
+
+    threading.Thread(target=cancel_when_started, daemon=True).start()
     t0 = time.monotonic()
     with pytest.raises(Abandoned):
         run_build(job, ctx, cancel)

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -498,11 +499,11 @@ def test_search_index_finds_every_name_by_its_prefixes(tmp_path: Path, monkeypat
     views = _views(site)
     render(site, views, now=NOW)
     names = {
-        (a.name if a.name != r.group.name else r.group.name)
+        name
         for v in views
         for r in v.records.values()
         if r.seen
-        for a in (*r.group.artifacts, r.group)
+        for name in (r.group.name, *(a.name for a in r.group.artifacts))
     }
     assert {"hello", "hello-doc", XSS, "a\x00b", "é/ü"} <= names
     for name in names:
@@ -549,7 +550,7 @@ def test_list_pages_are_paged_and_sorted_by_name_and_date(tmp_path: Path, monkey
     assert by_name == sorted(r.group.name for r in recs.values())
     assert not (suite / "all-4.html").exists()
     by_date = names("all-date.html") + names("all-date-2.html") + names("all-date-3.html")
-    built = {r.group.name: r.last_attempt.started_at for r in recs.values() if r.attempts}
+    built = {r.group.name: r.attempts[-1].started_at for r in recs.values() if r.attempts}
     assert by_date[:-1] == sorted(built, key=lambda n: built[n], reverse=True)
     assert by_date[-1] == "zz-unbuilt"  # never built: last
     assert names("good.html") == ["pkg0", "pkg3"] and names("bad.html") == ["pkg1", "pkg4"]
@@ -610,7 +611,7 @@ def test_dashboard_lists_regressions_then_newly_reproduced(tmp_path: Path) -> No
 def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
     site = tmp_path / "site"
     recs = _history_records()
-    history = [
+    history: list[dict[str, Any]] = [
         {"at": "2024-05-01T00:00:00", "counts": {"GOOD": 1, "BAD": 1, "FAIL": 1, "UNKWN": 0}},
         {"at": "garbage", "counts": {}},  # a hand-edited state must not break the render
         {"at": "2024-05-02T00:00:00", "counts": "nope"},
@@ -644,11 +645,13 @@ def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:
     assert len(entries) == 6  # first builds and changes: 2 + 2 + 1 + 1
     titles = [e.findtext("a:title", namespaces=ns) for e in entries]
     assert "regressed 1.0-1 (bookworm/main/amd64): GOOD → BAD" in titles
-    assert any(XSS in t for t in titles)  # as text, escaped in the XML
+    assert any(XSS in (t or "") for t in titles)  # as text, escaped in the XML
     assert b"<script" not in (site / "feed.atom").read_bytes()
     for e in entries:  # no site_url: links relative to the feed, resolving to pages
-        assert e.findtext("a:id", namespaces=ns).startswith("urn:uuid:")
-        href = e.find("a:link", ns).get("href")
+        assert (e.findtext("a:id", namespaces=ns) or "").startswith("urn:uuid:")
+        link = e.find("a:link", ns)
+        assert link is not None
+        href = link.get("href", "")
         assert (site / unquote(href)).is_file(), href
     doc = json.loads((site / "feed.json").read_text())
     assert doc["version"] == "https://jsonfeed.org/version/1.1" and len(doc["items"]) == 6

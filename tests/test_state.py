@@ -107,7 +107,7 @@ def test_lock_refuses_second_holder(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
     try:
-        assert p.stdout.readline().strip() == b"held"
+        assert p.stdout is not None and p.stdout.readline().strip() == b"held"
         with pytest.raises(LockedError, match="another pass is running"), state.locked(tmp_path):
             pass
     finally:

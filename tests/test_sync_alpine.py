@@ -372,13 +372,14 @@ def test_filters_and_placeholders(alpine_served: tuple[AlpineRepo, str], tmp_pat
 
 def test_bad_profiles_are_config_errors(alpine_repo: AlpineRepo, tmp_path: Path):
     url = "http://127.0.0.1:9"
-    for kw, msg in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"components": ()}, "components"),
         ({"architectures": ()}, "architectures"),
         ({"components": ("../etc",)}, "not a branch, repository"),
         ({"method": "debrebuild"}, "method"),
         ({"keyring": str(tmp_path / "nokeys")}, "no such file or directory"),
-    ]:
+    ]
+    for kw, msg in cases:
         with pytest.raises(ConfigError, match=msg):
             run(alpine_repo.profile(url, **kw), tmp_path)
     (tmp_path / "empty").mkdir()

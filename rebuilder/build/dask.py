@@ -258,7 +258,7 @@ class DaskExecutor(cf.Executor):
         self._executor: ClientExecutor = client.get_executor(pure=False)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        return self._executor.submit(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        return self._executor.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Cancel what is still running on the cluster (unless ``wait``) and disconnect."""

@@ -567,16 +567,18 @@ def _render_suite(out: Output, cfg: _Settings, profile: str, suite: _Suite) -> N
             lists[sort, status] = []
         for it, h in rows:
             lists[sort, it.record.status].append(h)
-    for name, sort, status, n, pages in _list_pages(suite):
-        chunk = lists[sort, status][(n - 1) * html.PAGE_SIZE : n * html.PAGE_SIZE]
-        ctx = html.list_context(profile, s, f"{s.dir}/{name}", chunk, status, sort, n, pages)
+    for name, sort, only, n, pages in _list_pages(suite):
+        chunk = lists[sort, only][(n - 1) * html.PAGE_SIZE : n * html.PAGE_SIZE]
+        ctx = html.list_context(profile, s, f"{s.dir}/{name}", chunk, only, sort, n, pages)
         out.write(f"{s.dir}/{name}", _page(cfg.env, "suite.html", ctx))
-    rows = []
+    shard_rows = []
     for it in items:
         a, r = it.attempt, it.row
-        built = api_v0.built_at(a).isoformat() if a else None
-        rows.append(api_v0.suite_row(r.name, r.version, r.status, built, a and a.build_id, it.page))
-    shard = api_v0.suite_shard(profile, s.release, s.component, s.architecture, s.counts, rows)
+        built, build_id = (api_v0.built_at(a).isoformat(), a.build_id) if a else (None, None)
+        shard_rows.append(api_v0.suite_row(r.name, r.version, r.status, built, build_id, it.page))
+    shard = api_v0.suite_shard(
+        profile, s.release, s.component, s.architecture, s.counts, shard_rows
+    )
     out.write(f"{s.dir}/index.json", shard)
 
 

@@ -270,7 +270,7 @@ def profile_entry(
     }
 
 
-def index(profiles: list[dict[str, Any]], links: Mapping[str, str]) -> dict[str, Any]:
+def index(profiles: list[dict[str, Any]], links: Mapping[str, object]) -> dict[str, Any]:
     """``index.json``: every profile with its suites, counts and URLs (relative to the site)."""
     return {"schema": INDEX_SCHEMA, "profiles": profiles, **links}
 

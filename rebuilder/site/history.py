@@ -217,7 +217,7 @@ def chart_svg(history: Sequence[Mapping[str, Any]], title: str) -> Markup:
             coords = [
                 (x, _y(_share(p.suites[suite], "GOOD"), plot_h))
                 for x, p in zip(xs, pts, strict=True)
-                if suite in p.suites and sum(p.suites[suite].values())
+                if suite in p.suites and any(p.suites[suite].values())
             ]
             if coords:
                 d = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)

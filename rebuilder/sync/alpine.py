@@ -255,7 +255,7 @@ class Signature:
 
 def signature_entries(first: bytes, *, what: str) -> list[Signature]:
     """The ``.SIGN.*`` entries of the first tar stream; empty when it is not a signature."""
-    out = []
+    out: list[Signature] = []
     for info, data in _tar_entries(first, what=what):
         if not info.name.startswith(".SIGN."):
             if out:

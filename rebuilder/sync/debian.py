@@ -474,10 +474,10 @@ def iter_packages(
             warn("stanza", f"{what}: {label}: {why}; skipped")
             continue
         if pkg.path == "":
-            why = unsafe_path(pkg.filename)
-            if why:
+            unsafe = unsafe_path(pkg.filename)
+            if unsafe:
                 warn("path", f"{what}: {pkg.name} {pkg.version}: Filename {pkg.filename!r} "
-                             f"{why}; skipped")  # fmt: skip
+                             f"{unsafe}; skipped")  # fmt: skip
                 continue
             pkg.path = quote(pkg.filename, safe="/+~")
         ident = (pkg.name, pkg.version, pkg.architecture)
