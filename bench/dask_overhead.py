@@ -100,10 +100,20 @@ def local_cluster(root: Path, workers: int, slots: int) -> Iterator[str]:
             time.sleep(0.05)
         for i in range(workers):
             start(
-                "worker", "--scheduler-file", str(info), "--host", "127.0.0.1",
-                "--nthreads", str(slots), "--resources", f"arch-amd64={slots}",
-                "--name", f"bench-{i}", "--local-directory", str(root / f"w{i}"),
-            )  # fmt: skip
+                "worker",
+                "--scheduler-file",
+                str(info),
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                str(slots),
+                "--resources",
+                f"arch-amd64={slots}",
+                "--name",
+                f"bench-{i}",
+                "--local-directory",
+                str(root / f"w{i}"),
+            )
         yield json.loads(info.read_text())["address"]
     finally:
         for p in reversed(procs):

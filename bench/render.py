@@ -87,10 +87,17 @@ def synthesize(site: Path, n_groups: int, rng: random.Random) -> dict[str, Group
             for j in range(n_art)
         )
         g = BuildGroup(
-            name, version, "debian", "trixie", component, arch,
-            f"https://mirror.example/buildinfo/{name}_{version}.buildinfo", arts,
-            maintainers=(f"Maintainer {i % 997} <m{i % 997}@example.org>",), method="debrebuild",
-        )  # fmt: skip
+            name,
+            version,
+            "debian",
+            "trixie",
+            component,
+            arch,
+            f"https://mirror.example/buildinfo/{name}_{version}.buildinfo",
+            arts,
+            maintainers=(f"Maintainer {i % 997} <m{i % 997}@example.org>",),
+            method="debrebuild",
+        )
         status = rng.choices(list(Status), [80, 8, 5, 7])[0]
         attempts = []
         if status is not Status.UNKWN:
@@ -116,9 +123,17 @@ def _attempt(site: Path, g: BuildGroup, build_id: int, status: Status, k: int) -
     )
     started = T0 + dt.timedelta(minutes=build_id)
     return Attempt(
-        build_id, g.version, status, started, 120.0 + k, "debian", "new",
-        g.inputs_digest, results, files,
-    )  # fmt: skip
+        build_id,
+        g.version,
+        status,
+        started,
+        120.0 + k,
+        "debian",
+        "new",
+        g.inputs_digest,
+        results,
+        files,
+    )
 
 
 def change(site: Path, records: dict[str, GroupRecord], n: int, rng: random.Random) -> set[str]:

@@ -46,16 +46,31 @@ def synthetic_state(n: int) -> state.ProfileState:
             )
             for k in range(1 + i % 3)
         )
-        g = BuildGroup(name, "1.0-1", "debian", "sid", "main", "amd64",
-                       f"https://buildinfo.example/{name}_1.0-1_amd64.buildinfo", arts)  # fmt: skip
+        g = BuildGroup(
+            name,
+            "1.0-1",
+            "debian",
+            "sid",
+            "main",
+            "amd64",
+            f"https://buildinfo.example/{name}_1.0-1_amd64.buildinfo",
+            arts,
+        )
         st.records[g.key] = GroupRecord(g)
     return st
 
 
 def attempt_for(job_index: int, job: Job) -> Attempt:
-    return Attempt(job.build_id, job.group.version, STATUSES[job_index % len(STATUSES)],
-                   BUILT_AT, 60.0 + job_index % 600, "debian.sh", "",
-                   job.group.inputs_digest)  # fmt: skip
+    return Attempt(
+        job.build_id,
+        job.group.version,
+        STATUSES[job_index % len(STATUSES)],
+        BUILT_AT,
+        60.0 + job_index % 600,
+        "debian.sh",
+        "",
+        job.group.inputs_digest,
+    )
 
 
 def records_json(st: state.ProfileState) -> str:

@@ -41,8 +41,28 @@ from rebuilder.sync import SyncContext
 from rebuilder.sync import archlinux as arch
 from tests import arch_repo as ar
 
-WORDS = ("lib", "python", "perl", "gtk", "qt", "font", "x", "kde", "gnome", "rust", "go", "tool",
-         "data", "doc", "util", "core", "net", "media", "audio", "video")  # fmt: skip
+WORDS = (
+    "lib",
+    "python",
+    "perl",
+    "gtk",
+    "qt",
+    "font",
+    "x",
+    "kde",
+    "gnome",
+    "rust",
+    "go",
+    "tool",
+    "data",
+    "doc",
+    "util",
+    "core",
+    "net",
+    "media",
+    "audio",
+    "video",
+)
 
 
 def generate(n: int, rng: random.Random) -> list[list[tuple[str, list[str]]]]:
@@ -102,9 +122,19 @@ def serve(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
-         str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -144,17 +174,32 @@ def main() -> None:
             key = _generate_key(gnupghome, "Bench <bench@example.org>")
             keyring = gnupghome / "keyring.gpg"
             keyring.write_bytes(gpg(gnupghome, "--export", key))
-            gpg(gnupghome, "--local-user", key, "--detach-sign", "--output",
-                str(db_dir / "extra.db.sig"), str(db_dir / "extra.db"))  # fmt: skip
+            gpg(
+                gnupghome,
+                "--local-user",
+                key,
+                "--detach-sign",
+                "--output",
+                str(db_dir / "extra.db.sig"),
+                str(db_dir / "extra.db"),
+            )
             stop_agent(gnupghome)
-        print(f"generated {len(entries)} packages in {t_gen + t_tar:.2f} s: tar "
-              f"{len(tar) / 1e6:.1f} MB, {args.compression} {len(data) / 1e6:.1f} MB "
-              f"({t_zip:.2f} s to compress)")  # fmt: skip
+        print(
+            f"generated {len(entries)} packages in {t_gen + t_tar:.2f} s: tar "
+            f"{len(tar) / 1e6:.1f} MB, {args.compression} {len(data) / 1e6:.1f} MB "
+            f"({t_zip:.2f} s to compress)"
+        )
 
         url, server = serve(tmp / "mirror")
-        profile = Profile("bench", "archlinux", (), components=("extra",),
-                          architectures=("x86_64",), source=f"{url}/$repo/os/$arch",
-                          keyring=str(keyring) if keyring else None)  # fmt: skip
+        profile = Profile(
+            "bench",
+            "archlinux",
+            (),
+            components=("extra",),
+            architectures=("x86_64",),
+            source=f"{url}/$repo/os/$arch",
+            keyring=str(keyring) if keyring else None,
+        )
         cache = tmp / "cache"
         snap, cold = timed(lambda: arch.sync(profile, SyncContext(cache)))
         again, unchanged = timed(lambda: arch.sync(profile, SyncContext(cache, snap.fingerprints)))
@@ -163,8 +208,10 @@ def main() -> None:
         assert len(parsed) == len(entries)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         artifacts = sum(len(g.artifacts) for g in snap.groups)
-        print(f"sync (cold: fetch, {'verify, ' if args.sign else ''}parse, group): {cold:6.2f} s"
-              f"   target < 3 s: {'OK' if cold < 3 else 'MISSED'}")  # fmt: skip
+        print(
+            f"sync (cold: fetch, {'verify, ' if args.sign else ''}parse, group): {cold:6.2f} s"
+            f"   target < 3 s: {'OK' if cold < 3 else 'MISSED'}"
+        )
         print(f"sync (unchanged):                  {unchanged:6.3f} s")
         print(f"parse only (decompress + tar + desc): {parse:5.2f} s")
         print(f"groups:                            {len(snap.groups):6d}")

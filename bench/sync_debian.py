@@ -65,18 +65,30 @@ def prepare(cache: Path, mirror: str, suite: str, comp: str, arch: str, refresh:
         if dest.exists() and dest.stat().st_size == entry.size:
             continue
         print(f"downloading {mirror}/dists/{suite}/{entry.path}", file=sys.stderr)
-        fetch.download(f"{mirror}/dists/{suite}/{entry.path}", dest, sha256=entry.sha256,
-                       size=entry.size)  # fmt: skip
+        fetch.download(
+            f"{mirror}/dists/{suite}/{entry.path}", dest, sha256=entry.sha256, size=entry.size
+        )
     return root
 
 
 def serve(root: Path) -> tuple[str, Callable[[], None]]:
     """Serve ``root`` on 127.0.0.1 from a child process; return its URL and a stop function."""
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-         str(root), "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(root),
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     m = re.search(r"port (\d+)", line)
@@ -169,8 +181,9 @@ def run_cli(work: Path, args: list[str]) -> tuple[float, float]:
     t = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "rebuild.py"), *args, "-q"],
-        cwd=work, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
@@ -178,8 +191,15 @@ def run_cli(work: Path, args: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def report(snap: Snapshot, cold: float, warm: float, again: float, rss: float,
-           snap2: Snapshot, snap3: Snapshot) -> None:  # fmt: skip
+def report(
+    snap: Snapshot,
+    cold: float,
+    warm: float,
+    again: float,
+    rss: float,
+    snap2: Snapshot,
+    snap3: Snapshot,
+) -> None:
     artifacts = sum(len(g.artifacts) for g in snap.groups)
     assert len(snap2.groups) == len(snap.groups) and snap3.unchanged
     print(f"sync (cold index cache): {cold:6.2f} s")

@@ -96,14 +96,18 @@ def main() -> int:
 
     counts = Counter({s.value: n for s, n in summary.counts.items()})
     expected = Status.GOOD if args.backend == "copy" else Status.BAD
-    print(f"builds:            {summary.built} ({dict(counts)}), jobs={args.jobs}, "
-          f"backend={args.backend}, artifacts/build={args.artifacts} x {args.size} B")  # fmt: skip
+    print(
+        f"builds:            {summary.built} ({dict(counts)}), jobs={args.jobs}, "
+        f"backend={args.backend}, artifacts/build={args.artifacts} x {args.size} B"
+    )
     print(f"elapsed:           {summary.elapsed:.2f} s")
     print(
         f"throughput:        {summary.per_minute:,.0f} builds/minute (target >= 1,000 on 2 cores)"
     )
-    print(f"per build (wall):  mean {statistics.mean(durations) * 1000:.1f} ms, "
-          f"p95 {sorted(durations)[int(len(durations) * 0.95) - 1] * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"per build (wall):  mean {statistics.mean(durations) * 1000:.1f} ms, "
+        f"p95 {sorted(durations)[int(len(durations) * 0.95) - 1] * 1000:.1f} ms"
+    )
     print(f"slot time/build:   {summary.elapsed * args.jobs / max(1, summary.built) * 1000:.1f} ms")
     print(f"attempt dirs left: {len(leftovers)}")
     ok = summary.counts.get(expected, 0) == args.builds and not leftovers

@@ -84,8 +84,12 @@ def write_shards(out: Path, shards: Sequence[Sequence[Job]]) -> list[Path]:
         old.unlink()
     paths = []
     for i, jobs in enumerate(shards):
-        doc = {"schema": SCHEMA_VERSION, "shard": i, "shards": len(shards),
-               "jobs": [j.to_json() for j in jobs]}  # fmt: skip
+        doc = {
+            "schema": SCHEMA_VERSION,
+            "shard": i,
+            "shards": len(shards),
+            "jobs": [j.to_json() for j in jobs],
+        }
         path = shard_path(out, i)
         path.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
         paths.append(path)

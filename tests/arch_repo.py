@@ -80,13 +80,25 @@ class FixturePkgbase:
 
 
 PKGBASES = (
-    FixturePkgbase("repro", "core", (("repro", "native"), ("repro-doc", "any")),
-                   "Alice Example <alice@fixture.invalid>", "GOOD"),
-    FixturePkgbase("broken", "core", (("broken", "native"),),
-                   "Carol Example <carol@fixture.invalid>", "FAIL"),
-    FixturePkgbase("timestamped", "extra", (("timestamped", "native"),),
-                   "Bob Example <bob@fixture.invalid>", "BAD", epoch="2"),
-)  # fmt: skip
+    FixturePkgbase(
+        "repro",
+        "core",
+        (("repro", "native"), ("repro-doc", "any")),
+        "Alice Example <alice@fixture.invalid>",
+        "GOOD",
+    ),
+    FixturePkgbase(
+        "broken", "core", (("broken", "native"),), "Carol Example <carol@fixture.invalid>", "FAIL"
+    ),
+    FixturePkgbase(
+        "timestamped",
+        "extra",
+        (("timestamped", "native"),),
+        "Bob Example <bob@fixture.invalid>",
+        "BAD",
+        epoch="2",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +150,12 @@ def missing_tools() -> list[str]:
 
 def makepkg_carch() -> str:
     """The architecture makepkg builds for (CARCH of /etc/makepkg.conf)."""
-    out = subprocess.run(["bash", "-c", '. /etc/makepkg.conf && printf %s "$CARCH"'],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        ["bash", "-c", '. /etc/makepkg.conf && printf %s "$CARCH"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -188,8 +204,11 @@ def build_repo(root: Path, work: Path, gnupghome: Path) -> ArchRepo:
         shutil.rmtree(buildroot / p.base)  # the rebuild recreates it
     for name in REPOS:
         pkgs = sorted(f.name for f in repo.repo_dir(name).glob(f"*{PKGEXT}"))
-        _run(["repo-add", "--quiet", "--sign", "--key", key, f"{name}.db.tar.zst", *pkgs],
-             cwd=repo.repo_dir(name), env={**os.environ, "GNUPGHOME": str(gnupghome)})  # fmt: skip
+        _run(
+            ["repo-add", "--quiet", "--sign", "--key", key, f"{name}.db.tar.zst", *pkgs],
+            cwd=repo.repo_dir(name),
+            env={**os.environ, "GNUPGHOME": str(gnupghome)},
+        )
     stop_agent(gnupghome)
     return repo
 
@@ -258,8 +277,13 @@ def _build(repo: ArchRepo, p: FixturePkgbase) -> list[Path]:
         "PACKAGER": p.packager,
         "REBUILDER_FIXTURE_ORIGINAL": "1",
     }
-    cmd = ["sh", "-c", 'umask 022 && cd "$1" && exec makepkg --nodeps --noconfirm --nocolor',
-           "sh", str(startdir)]  # fmt: skip
+    cmd = [
+        "sh",
+        "-c",
+        'umask 022 && cd "$1" && exec makepkg --nodeps --noconfirm --nocolor',
+        "sh",
+        str(startdir),
+    ]
     _run(_as_builder(cmd), env=env)
     files = sorted(startdir.glob(f"*{PKGEXT}"))
     want = sorted(p.filename(n, repo.arch) for n, _ in p.packages)
@@ -291,8 +315,15 @@ def _as_builder(cmd: list[str]) -> list[str]:
 
 
 def _run(cmd: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
-    p = subprocess.run(list(cmd), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, check=False)  # fmt: skip
+    p = subprocess.run(
+        list(cmd),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
 
@@ -401,8 +432,9 @@ def tar_members(data: bytes) -> list[tuple[str, bytes | None]]:
     return out
 
 
-def write_db(repo: ArchRepo, name: str, data: bytes, *, compression: str = "zst",
-             sign: bool = True) -> None:  # fmt: skip
+def write_db(
+    repo: ArchRepo, name: str, data: bytes, *, compression: str = "zst", sign: bool = True
+) -> None:
     """Replace database ``name`` with ``data`` (compressed as asked), signed again or unsigned."""
     db = repo.db(name)
     sig = db.with_name(db.name + ".sig")
@@ -413,15 +445,15 @@ def write_db(repo: ArchRepo, name: str, data: bytes, *, compression: str = "zst"
         sign_file(repo, db)
 
 
-def sign_file(repo: ArchRepo, path: Path, *, gnupghome: Path | None = None,
-              key: str | None = None) -> None:  # fmt: skip
+def sign_file(
+    repo: ArchRepo, path: Path, *, gnupghome: Path | None = None, key: str | None = None
+) -> None:
     """A detached binary signature ``<path>.sig`` (by another key if ``gnupghome``/``key``)."""
     sig = path.with_name(path.name + ".sig")
     sig.unlink(missing_ok=True)
     home = gnupghome or repo.gnupghome
     try:
-        gpg(home, "--local-user", key or repo.key, "--detach-sign", "--output", str(sig),
-            str(path))  # fmt: skip
+        gpg(home, "--local-user", key or repo.key, "--detach-sign", "--output", str(sig), str(path))
     finally:
         stop_agent(home)
 

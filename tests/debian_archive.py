@@ -79,18 +79,30 @@ class FixturePackage:
 
 PACKAGES = (
     FixturePackage(
-        "repro", "1.0", (("repro", "any"), ("repro-doc", "all")),
-        "Alice Example <alice@fixture.invalid>", ("Bob Example <bob@fixture.invalid>",), "GOOD",
+        "repro",
+        "1.0",
+        (("repro", "any"), ("repro-doc", "all")),
+        "Alice Example <alice@fixture.invalid>",
+        ("Bob Example <bob@fixture.invalid>",),
+        "GOOD",
     ),
     FixturePackage(
-        "timestamped", "1.0", (("timestamped", "any"),),
-        "Bob Example <bob@fixture.invalid>", (), "BAD",
+        "timestamped",
+        "1.0",
+        (("timestamped", "any"),),
+        "Bob Example <bob@fixture.invalid>",
+        (),
+        "BAD",
     ),
     FixturePackage(
-        "broken", "1.0", (("broken", "any"),),
-        "Carol Example <carol@fixture.invalid>", (), "FAIL",
+        "broken",
+        "1.0",
+        (("broken", "any"),),
+        "Carol Example <carol@fixture.invalid>",
+        (),
+        "FAIL",
     ),
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +150,9 @@ def build_archive(root: Path, gnupghome: Path, *, suite: str = SUITE) -> Archive
     key = _generate_key(gnupghome, KEY_UID)
     keyring = gnupghome / "archive-keyring.gpg"
     keyring.write_bytes(gpg(gnupghome, "--export", key))
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     archive = Archive(root, suite, keyring, gnupghome, key, arch, PACKAGES)
     with tempfile.TemporaryDirectory(prefix="rebuilder-fixture-") as tmp:
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -179,11 +192,16 @@ def _build(pkg: FixturePackage, work: Path) -> Path:
     for step in steps:
         p = subprocess.run(
             ["dpkg-buildpackage", "-us", "-uc", "-d", step],
-            cwd=tree, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )  # fmt: skip
+            cwd=tree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         if p.returncode != 0:
-            raise RuntimeError(f"dpkg-buildpackage {step} of {pkg.source} failed:\n{p.stdout}"
-                               f"{p.stderr}")  # fmt: skip
+            raise RuntimeError(
+                f"dpkg-buildpackage {step} of {pkg.source} failed:\n{p.stdout}{p.stderr}"
+            )
     return work
 
 
@@ -288,8 +306,9 @@ def write_indexes(archive: Archive) -> None:
         write_index(archive, f"{comp}/binary-{arch}/Packages", packages)
 
 
-def write_index(archive: Archive, path: str, content: bytes,
-                variants: Iterable[str] = ("", ".gz", ".xz")) -> None:  # fmt: skip
+def write_index(
+    archive: Archive, path: str, content: bytes, variants: Iterable[str] = ("", ".gz", ".xz")
+) -> None:
     """Write index ``path`` under ``dists/<suite>`` in the given compressions, and only those.
 
     Does not touch the Release: call :func:`write_release` to vouch for it.
@@ -365,10 +384,16 @@ def write_release(
         (archive.dists / out).unlink(missing_ok=True)
     try:
         sign = ["--local-user", signer, "--digest-algo", "SHA256"]
-        gpg(home, *sign, "--clearsign", "--output", str(archive.dists / "InRelease"),
-             str(release))  # fmt: skip
-        gpg(home, *sign, "--armor", "--detach-sign", "--output",
-             str(archive.dists / "Release.gpg"), str(release))  # fmt: skip
+        gpg(home, *sign, "--clearsign", "--output", str(archive.dists / "InRelease"), str(release))
+        gpg(
+            home,
+            *sign,
+            "--armor",
+            "--detach-sign",
+            "--output",
+            str(archive.dists / "Release.gpg"),
+            str(release),
+        )
     finally:
         stop_agent(home)
 
@@ -424,10 +449,22 @@ def expire(archive: Archive, days: int = 1) -> None:
 
 def gpg(home: Path, *args: str) -> bytes:
     p = subprocess.run(
-        ["gpg", "--batch", "--quiet", "--homedir", str(home), "--pinentry-mode", "loopback",
-         "--passphrase", "", *args],
-        stdin=subprocess.DEVNULL, capture_output=True, check=False,
-    )  # fmt: skip
+        [
+            "gpg",
+            "--batch",
+            "--quiet",
+            "--homedir",
+            str(home),
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"gpg {' '.join(args)} failed: {p.stderr.decode()}")
     return p.stdout
@@ -444,8 +481,9 @@ def _generate_key(home: Path, uid: str) -> str:
 
 def stop_agent(home: Path) -> None:
     """Stop the gpg-agent gpg started for ``home``: tests leave no process behind."""
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                   capture_output=True, check=False)  # fmt: skip
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
+    )
 
 
 # --- serving ---------------------------------------------------------------------
@@ -462,9 +500,11 @@ def serve(root: Path) -> tuple[str, Callable[[], None]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fixture-http",
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="fixture-http",
         daemon=True,
-    )  # fmt: skip
+    )
     thread.start()
 
     def stop() -> None:
@@ -481,11 +521,13 @@ def main() -> None:  # pragma: no cover - a manual tool
     root = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="fixture-"))
     archive = build_archive(root / "archive", root / "gnupg")
     url, stop = serve(archive.root)
-    print(textwrap.dedent(f"""\
+    print(
+        textwrap.dedent(f"""\
         archive: {archive.root}
         url:     {url}
         keyring: {archive.keyring}
-        suite:   {archive.suite}  (Ctrl-C stops)"""))  # fmt: skip
+        suite:   {archive.suite}  (Ctrl-C stops)""")
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

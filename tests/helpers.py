@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rebuilder.model import Artifact, Attempt, BuildGroup, Status
 
@@ -20,16 +21,18 @@ T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 
 
 def group(
-    name: str = "hello", version: str = "1.0-1", arch: str = "amd64", **kw: object
+    name: str = "hello", version: str = "1.0-1", arch: str = "amd64", **kw: Any
 ) -> BuildGroup:
-    art = Artifact(name, version, arch, f"https://mirror.example/pool/{name}_{version}_{arch}.deb",
-                   kw.pop("sha256", "a" * 64), 100)  # type: ignore[arg-type]  # fmt: skip
-    return BuildGroup(name, version, "debian", "bookworm", "main", arch,
-                      f"https://mirror.example/{name}.buildinfo", (art,), **kw)  # type: ignore[arg-type]  # fmt: skip
+    """A Debian group of one artifact; ``kw``: ``sha256`` of the artifact, other group fields."""
+    url = f"https://mirror.example/pool/{name}_{version}_{arch}.deb"
+    art = Artifact(name, version, arch, url, kw.pop("sha256", "a" * 64), 100)
+    input_url = f"https://mirror.example/{name}.buildinfo"
+    return BuildGroup(name, version, "debian", "bookworm", "main", arch, input_url, (art,), **kw)
 
 
-def attempt(g: BuildGroup, status: Status, build_id: int = 1, at: dt.datetime = T0,
-            reason: str = "") -> Attempt:  # fmt: skip
+def attempt(
+    g: BuildGroup, status: Status, build_id: int = 1, at: dt.datetime = T0, reason: str = ""
+) -> Attempt:
     return Attempt(build_id, g.version, status, at, 10.0, "test.sh", reason, g.inputs_digest)
 
 
@@ -72,5 +75,9 @@ def rebuild(
     env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.run(
         [sys.executable, str(REPO / "rebuild.py"), *args],
-        cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

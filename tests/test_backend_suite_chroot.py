@@ -413,11 +413,15 @@ def test_distro_info_data_rebuilds_bit_for_bit(
     """Cold (two builds side by side create one base chroot), then warm; both identical."""
     fetched = [
         fetch_package(
-            archive, "distro-info-data", "distro-info-data", "all", tmp_path / f"job{i}" / "work",
+            archive,
+            "distro-info-data",
+            "distro-info-data",
+            "all",
+            tmp_path / f"job{i}" / "work",
             ("bookworm", "bookworm-updates"),
         )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     envs = [
         backend_env(archive, tmp_path / f"job{i}", chroot_cache, f, "all")
         for i, f in enumerate(fetched)

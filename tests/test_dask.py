@@ -104,10 +104,17 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         info = base / "scheduler.json"
         self.scheduler = self._start(
-            "scheduler", "--host", "127.0.0.1", "--port", "0", *self._tls_args("scheduler"),
-            "--scheduler-file", str(info), name="scheduler",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self._tls_args("scheduler"),
+            "--scheduler-file",
+            str(info),
+            name="scheduler",
             env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
-        )  # fmt: skip
+        )
         end = time.monotonic() + 60
         while not (info.exists() and info.stat().st_size):
             assert self.scheduler.poll() is None, (base / "scheduler.log").read_text()
@@ -134,12 +141,28 @@ class Cluster:
     def worker(self, name: str, resource: str, *, nanny: bool = False) -> subprocess.Popen[bytes]:
         """Start a worker offering one unit of ``resource``; returns once the scheduler has it."""
         proc = self._start(
-            "worker", "--scheduler-file", str(self.info), "--host", "127.0.0.1",
-            "--nworkers", "1", "--nthreads", "1", "--name", name,
-            "--resources", f"{resource}=1", "--local-directory", str(self.base / name / "local"),
-            "--nanny" if nanny else "--no-nanny", "--death-timeout", "60",
-            *self._tls_args("worker"), name=name, env={"WORKER_MARK": name},
-        )  # fmt: skip
+            "worker",
+            "--scheduler-file",
+            str(self.info),
+            "--host",
+            "127.0.0.1",
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "1",
+            "--name",
+            name,
+            "--resources",
+            f"{resource}=1",
+            "--local-directory",
+            str(self.base / name / "local"),
+            "--nanny" if nanny else "--no-nanny",
+            "--death-timeout",
+            "60",
+            *self._tls_args("worker"),
+            name=name,
+            env={"WORKER_MARK": name},
+        )
         end = time.monotonic() + 60
         while name not in self.names():
             assert proc.poll() is None, (self.base / f"{name}.log").read_text()[-3000:]
@@ -161,8 +184,11 @@ class Cluster:
         tls = [str(self.tls[k]) for k in ("ca", "client.crt", "client.key")] if self.tls else []
         out = subprocess.run(
             [sys.executable, "-c", code, self.address, *tls],
-            capture_output=True, text=True, cwd=self.base, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            cwd=self.base,
+            timeout=60,
+        )
         return set(json.loads(out.stdout)) if out.returncode == 0 else set()
 
     def close(self) -> None:
@@ -222,11 +248,17 @@ def context(tmp_path: Path, **kw: object) -> BuildContext:
     pids = tmp_path / "pids"
     pids.mkdir(exist_ok=True)
     settings: dict[str, object] = dict(
-        backend=script, results_dir=tmp_path / "results", work_dir=tmp_path / "work",
-        timeout=120.0, log_limit=1 << 20, diffoscope=True, diffoscope_timeout=60.0,
-        diffoscope_limit=1 << 20, grace=1.0,
+        backend=script,
+        results_dir=tmp_path / "results",
+        work_dir=tmp_path / "work",
+        timeout=120.0,
+        log_limit=1 << 20,
+        diffoscope=True,
+        diffoscope_timeout=60.0,
+        diffoscope_limit=1 << 20,
+        grace=1.0,
         env={"PIDS": str(pids), "REBUILDER_CACHE_DIR": "/nonexistent/pass/side/path"},
-    )  # fmt: skip
+    )
     settings.update(kw)
     return BuildContext(**settings)  # type: ignore[arg-type]
 
@@ -282,8 +314,15 @@ def test_spec_parsing_and_errors() -> None:
     assert parse_spec("dask://127.0.0.1:8786").address == "tcp://127.0.0.1:8786"
     assert parse_spec("tls://[::1]:8786").address == "tls://[::1]:8786"
     assert make_executor("local") is None and make_executor("") is None
-    for bad in ("tcp://h:1", "dask://h", "dask://h:x", "dask://:1", "dask://h:1/x",
-                "dask://h:1?ca=/x", "tls://h:1?bogus=1"):  # fmt: skip
+    for bad in (
+        "tcp://h:1",
+        "dask://h",
+        "dask://h:x",
+        "dask://:1",
+        "dask://h:1/x",
+        "dask://h:1?ca=/x",
+        "tls://h:1?bogus=1",
+    ):
         with pytest.raises(ConfigError):
             parse_spec(bad)
 
@@ -308,13 +347,23 @@ def test_only_safe_paths_of_the_build_are_written(
     results.mkdir()
     (results / "9").symlink_to(tmp_path / "elsewhere")
     files = {
-        "7/log.gz": b"ok", "7/meta/a.txt": b"ok", "/etc/x": b"no", "7/../8/log.gz": b"no",
-        "8/log.gz": b"no", "7/./x": b"no", "..": b"no", "7": b"no",
-    }  # fmt: skip
+        "7/log.gz": b"ok",
+        "7/meta/a.txt": b"ok",
+        "/etc/x": b"no",
+        "7/../8/log.gz": b"no",
+        "8/log.gz": b"no",
+        "7/./x": b"no",
+        "..": b"no",
+        "7": b"no",
+    }
     assert write_files(results, 7, files) == {"7/log.gz", "7/meta/a.txt"}
     assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*")) == [
-        "7", "7/log.gz", "7/meta", "7/meta/a.txt", "9",
-    ]  # fmt: skip
+        "7",
+        "7/log.gz",
+        "7/meta",
+        "7/meta/a.txt",
+        "9",
+    ]
     assert write_files(results, 9, {"9/log.gz": b"no"}) == set()  # through a symlink
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert safe_relative("7/meta/x", 7) is not None and safe_relative("7\\..\\x", 7) is None
@@ -363,9 +412,15 @@ def test_builds_are_routed_by_architecture_and_their_files_come_back(
 
     jobs = make_jobs(
         tmp_path,
-        [("x", "amd64"), ("x", "arm64"), ("x", "all"), ("x", "amd64"), ("x", "arm64"),
-         ("differs", "amd64")],
-    )  # fmt: skip
+        [
+            ("x", "amd64"),
+            ("x", "arm64"),
+            ("x", "all"),
+            ("x", "amd64"),
+            ("x", "arm64"),
+            ("differs", "amd64"),
+        ],
+    )
     ctx = context(tmp_path)
     attest.generate_key(tmp_path / "key")
     key = attest.load_signing_key(tmp_path / "key")
@@ -457,9 +512,11 @@ def test_a_killed_pass_leaves_no_backend_running_on_the_workers(
     args.write_bytes(pickle.dumps((spec, jobs, context(tmp_path))))
     the_pass = subprocess.Popen(
         [sys.executable, "-c", PASS, str(args)],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         wait_for(tmp_path / "pids", "amd64-w-*.pid")
         pidfiles = [
@@ -550,8 +607,13 @@ def _certificates(d: Path) -> dict[str, Path]:
     d.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
 
-    def cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-             signer: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:  # fmt: skip
+    def cert(
+        subject: x509.Name,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
         b = (
             x509.CertificateBuilder()
             .subject_name(subject)

@@ -45,8 +45,12 @@ def test_demo_pass_reproduces_real_bookworm_packages(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     r = subprocess.run(
         [sys.executable, str(REPO / "rebuild.py"), "run", "--config", str(DEMO)],
-        cwd=work, env=env, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "pass done: 3 built (3 GOOD, 0 BAD, 0 FAIL)" in r.stderr, r.stderr[-3000:]
 
@@ -71,6 +75,7 @@ def test_demo_pass_reproduces_real_bookworm_packages(tmp_path: Path) -> None:
     assert "debian-bookworm-demo" in index
     pkgs = json.loads((work / "site" / "debian" / "api" / "v0" / "pkgs" / "list").read_text())
     assert {p["name"]: p["status"] for p in pkgs} == dict.fromkeys(EXPECTED, "GOOD")
-    log = subprocess.run(["git", "-C", str(work), "log", "--format=%s"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    log = subprocess.run(
+        ["git", "-C", str(work), "log", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout
     assert log.startswith("rebuilder pass: 3 built (3 GOOD)")

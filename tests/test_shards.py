@@ -17,10 +17,12 @@ def normalised(work: Path) -> dict[str, tuple]:
     for key, rec in data["groups"].items():
         atts = rec["attempts"]
         out[key] = (
-            rec["status"], rec["group"], len(atts),
+            rec["status"],
+            rec["group"],
+            len(atts),
             [(a["status"], a.get("reason", "")) for a in atts],
             [[x["expected_sha256"] for x in a["artifacts"]] for a in atts],
-        )  # fmt: skip
+        )
     return out
 
 

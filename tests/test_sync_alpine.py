@@ -127,9 +127,13 @@ class AlpineRepo:
 
     def profile(self, url: str, **overrides: object) -> Profile:
         p = Profile(
-            name="alpine-fixture", distro="alpine", releases=(Release(BRANCH, url),),
-            components=(REPO,), architectures=(ARCH,), keyring=str(self.keys),
-        )  # fmt: skip
+            name="alpine-fixture",
+            distro="alpine",
+            releases=(Release(BRANCH, url),),
+            components=(REPO,),
+            architectures=(ARCH,),
+            keyring=str(self.keys),
+        )
         return replace(p, **overrides)  # type: ignore[arg-type]
 
 
@@ -147,9 +151,10 @@ def build_repo(root: Path) -> AlpineRepo:
         )
     )
     pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
-    )  # fmt: skip
+    )
     git(root, "init", "-q", str(aports))
     write_apkbuild(aports, "hello", version="0.9")
     old = commit(aports, "hello: 0.9")
@@ -172,16 +177,20 @@ def write_apkbuild(aports: Path, origin: str, *, version: str) -> None:
 
 
 GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Fixture", "GIT_AUTHOR_EMAIL": "f@fixture.invalid",
-    "GIT_COMMITTER_NAME": "Fixture", "GIT_COMMITTER_EMAIL": "f@fixture.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}  # fmt: skip
+    "GIT_AUTHOR_NAME": "Fixture",
+    "GIT_AUTHOR_EMAIL": "f@fixture.invalid",
+    "GIT_COMMITTER_NAME": "Fixture",
+    "GIT_COMMITTER_EMAIL": "f@fixture.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
 
 
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, **GIT_IDENTITY}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def commit(aports: Path, message: str) -> str:
@@ -194,14 +203,26 @@ def build_origin(repo: AlpineRepo, rev: str, origin: str) -> None:
     """Build ``origin`` at aports commit ``rev`` as the build server does, and sign it."""
     work = repo.root / "work" / f"{origin}-{rev[:8]}"
     work.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(repo.aports), "archive", rev, f"{REPO}/{origin}"],
-                             check=True, capture_output=True).stdout  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", str(repo.aports), "archive", rev, f"{REPO}/{origin}"],
+        check=True,
+        capture_output=True,
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(work / "src", filter="data")
-    env = dict(os.environ, SOURCE_DATE_EPOCH=str(BUILDDATE), ABUILD_LAST_COMMIT=rev, CARCH=ARCH,
-               REBUILDER_FIXTURE_ORIGINAL="1")  # fmt: skip
-    subprocess.run([sys.executable, str(MINI_ABUILD), str(work / "src" / REPO / origin),
-                    str(work / "out")], env=env, check=True, capture_output=True)  # fmt: skip
+    env = dict(
+        os.environ,
+        SOURCE_DATE_EPOCH=str(BUILDDATE),
+        ABUILD_LAST_COMMIT=rev,
+        CARCH=ARCH,
+        REBUILDER_FIXTURE_ORIGINAL="1",
+    )
+    subprocess.run(
+        [sys.executable, str(MINI_ABUILD), str(work / "src" / REPO / origin), str(work / "out")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     repo.pkgdir.mkdir(parents=True, exist_ok=True)
     for f in sorted((work / "out").iterdir()):
         (repo.pkgdir / f.name).write_bytes(sign_apk(f.read_bytes(), repo.key))
@@ -214,8 +235,9 @@ def cut_tar(name: str, content: bytes, *, mtime: int = BUILDDATE) -> bytes:
     return info.tobuf(format=tarfile.USTAR_FORMAT) + content + b"\0" * (-len(content) % 512)
 
 
-def signature_stream(signed: bytes, key: rsa.RSAPrivateKey, *, kind: str = "RSA",
-                     key_name: str = KEY_NAME) -> bytes:  # fmt: skip
+def signature_stream(
+    signed: bytes, key: rsa.RSAPrivateKey, *, kind: str = "RSA", key_name: str = KEY_NAME
+) -> bytes:
     algorithm = {"RSA": hashes.SHA1, "RSA256": hashes.SHA256}[kind]()
     sig = key.sign(signed, padding.PKCS1v15(), algorithm)
     return gzip.compress(cut_tar(f".SIGN.{kind}.{key_name}", sig), 9, mtime=0)
@@ -247,12 +269,20 @@ def index_record(path: Path) -> str:
     data = path.read_bytes()
     info = pkginfo(data)
     fields = [
-        ("C", apk.apk_identity(data)), ("P", info["pkgname"]), ("V", info["pkgver"]),
-        ("A", info["arch"]), ("S", str(len(data))), ("I", info["size"]),
-        ("T", info["pkgdesc"]), ("U", info["url"]), ("L", info["license"]),
-        ("o", info["origin"]), ("m", info.get("maintainer", "")), ("t", info["builddate"]),
+        ("C", apk.apk_identity(data)),
+        ("P", info["pkgname"]),
+        ("V", info["pkgver"]),
+        ("A", info["arch"]),
+        ("S", str(len(data))),
+        ("I", info["size"]),
+        ("T", info["pkgdesc"]),
+        ("U", info["url"]),
+        ("L", info["license"]),
+        ("o", info["origin"]),
+        ("m", info.get("maintainer", "")),
+        ("t", info["builddate"]),
         ("c", info["commit"]),
-    ]  # fmt: skip
+    ]
     return "".join(f"{k}:{v}\n" for k, v in fields if v)
 
 
@@ -274,8 +304,10 @@ def make_index(
     """An APKINDEX.tar.gz holding ``text`` (or ``members``), signed unless ``key`` is None."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, content in members or [("DESCRIPTION", b"fixture " + BRANCH.encode()),
-                                         ("APKINDEX", text)]:  # fmt: skip
+        for name, content in members or [
+            ("DESCRIPTION", b"fixture " + BRANCH.encode()),
+            ("APKINDEX", text),
+        ]:
             info = tarfile.TarInfo(name)
             info.size, info.mtime = len(content), BUILDDATE
             tar.addfile(info, io.BytesIO(content))
@@ -316,8 +348,9 @@ def test_sync_groups_by_origin_newest_version(
         "abuild",
     )
     assert [(a.name, a.architecture) for a in hello.artifacts] == [
-        ("hello", ARCH), ("hello-doc", "noarch")
-    ]  # fmt: skip
+        ("hello", ARCH),
+        ("hello-doc", "noarch"),
+    ]
     base = f"{url}/{BRANCH}/{REPO}/{ARCH}"
     assert hello.input_url == f"{base}/hello-1.0-r0.apk"
     for a in hello.artifacts:
@@ -362,8 +395,12 @@ def test_second_sync_of_an_unchanged_mirror_is_unchanged(
 def test_filters_and_placeholders(alpine_served: tuple[AlpineRepo, str], tmp_path: Path):
     repo, url = alpine_served
     template = f"{url}/$release/${{repo}}/$arch/"
-    snap = run(repo.profile(url, releases=(Release(BRANCH, template),),
-                            excludes=("*-doc",), maintainers=("Alice",)), tmp_path)  # fmt: skip
+    snap = run(
+        repo.profile(
+            url, releases=(Release(BRANCH, template),), excludes=("*-doc",), maintainers=("Alice",)
+        ),
+        tmp_path,
+    )
     (hello,) = snap.groups
     assert [a.name for a in hello.artifacts] == ["hello"]
     with pytest.raises(ConfigError, match=r"unknown variable '\$branch'"):
@@ -475,9 +512,12 @@ def _good(
     ],
 )
 def test_a_bad_record_is_skipped_with_a_warning(
-    alpine_served: tuple[AlpineRepo, str], tmp_path: Path, caplog: pytest.LogCaptureFixture,
-    record: str, warning: str,
-):  # fmt: skip
+    alpine_served: tuple[AlpineRepo, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    record: str,
+    warning: str,
+):
     repo, url = alpine_served
     with caplog.at_level(logging.WARNING):
         snap = _sync_text(repo, url, _good() + "\n" + record, tmp_path)
@@ -491,11 +531,15 @@ def test_duplicates_missing_origin_and_huge_fields(
 ):
     repo, url = alpine_served
     huge = "T:" + "d" * (4 << 20) + "\n"  # a 4 MiB description is odd, not wrong: kept
-    text = "\n".join([
-        _good(extra=huge), _good(extra="I:1\n"),  # the same file twice: the first is kept
-        "P:orphan\nV:2.0-r3\nA:noarch\nS:5\n",  # no origin: its own
-        _good("good-doc"), _good("good", "0.9-r0"),  # an older version: left out
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            _good(extra=huge),
+            _good(extra="I:1\n"),  # the same file twice: the first is kept
+            "P:orphan\nV:2.0-r3\nA:noarch\nS:5\n",  # no origin: its own
+            _good("good-doc"),
+            _good("good", "0.9-r0"),  # an older version: left out
+        ]
+    )
     with caplog.at_level(logging.INFO):
         snap = _sync_text(repo, url, text, tmp_path)
     groups = {g.name: g for g in snap.groups}
@@ -532,7 +576,7 @@ def test_many_bad_records_are_counted_not_each_logged(
 )
 def test_a_broken_archive_is_one_clear_error(
     alpine_served: tuple[AlpineRepo, str], tmp_path: Path, mangle, error, message: str
-):  # fmt: skip
+):
     repo, url = alpine_served
     path = repo.pkgdir / "APKINDEX.tar.gz"
     path.write_bytes(mangle(path.read_bytes()))
@@ -615,8 +659,10 @@ keyring = "{repo.keys}"
     (snap,) = json.loads(r.stdout)
     assert snap["distro"] == "alpine"
     assert {g["name"]: g["version"] for g in snap["groups"]} == {
-        "broken": "0.1-r0", "hello": "1.0-r0", "stamp": "2.1-r1"
-    }  # fmt: skip
+        "broken": "0.1-r0",
+        "hello": "1.0-r0",
+        "stamp": "2.1-r1",
+    }
     assert not (tmp_path / "state").exists()  # --print-json saves nothing
     # a hostile mirror: one line, no traceback
     (repo.pkgdir / "APKINDEX.tar.gz").write_bytes(b"\x1f\x8b" + b"x" * 100)

@@ -37,8 +37,9 @@ from tests.debian_archive import serve
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(bool(ar.missing_tools()),
-                                reason=f"needs {', '.join(ar.missing_tools())}")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    bool(ar.missing_tools()), reason=f"needs {', '.join(ar.missing_tools())}"
+)
 
 
 # --- fixtures --------------------------------------------------------------------
@@ -78,8 +79,14 @@ def sha256(path: Path) -> str:
 
 
 def local_profile(root: Path, repos: tuple[str, ...] = ("core",), **kw: Any) -> Profile:
-    p = Profile("local", "archlinux", (), components=repos, architectures=("x86_64",),
-                source=f"{root}/$repo/os/$arch")  # fmt: skip
+    p = Profile(
+        "local",
+        "archlinux",
+        (),
+        components=repos,
+        architectures=("x86_64",),
+        source=f"{root}/$repo/os/$arch",
+    )
     return replace(p, **kw)
 
 
@@ -109,7 +116,12 @@ def test_sync_groups_by_pkgbase_with_verified_artifacts(
     for fx in repo.pkgbases:
         g = groups[fx.base]
         assert (g.distro, g.release, g.component, g.architecture, g.version) == (
-            "archlinux", arch.DEFAULT_RELEASE, fx.repo, repo.arch, fx.version)  # fmt: skip
+            "archlinux",
+            arch.DEFAULT_RELEASE,
+            fx.repo,
+            repo.arch,
+            fx.version,
+        )
         assert g.maintainers == (fx.packager,) and g.method == "" and g.sources == ()
         assert [a.name for a in g.artifacts] == sorted(n for n, _ in fx.packages)
         for a in g.artifacts:
@@ -120,10 +132,14 @@ def test_sync_groups_by_pkgbase_with_verified_artifacts(
         # the build input is the first package file by name, with its checksum
         assert g.input_url == g.artifacts[0].url and g.input_sha256 == g.artifacts[0].sha256
     assert [(a.name, a.architecture) for a in groups["repro"].artifacts] == [
-        ("repro", repo.arch), ("repro-doc", "any")]  # fmt: skip
+        ("repro", repo.arch),
+        ("repro-doc", "any"),
+    ]
     assert set(snap.fingerprints) == {
-        f"{url}/core/os/{repo.arch}/core.db", f"{url}/extra/os/{repo.arch}/extra.db",
-        "profile-settings"}  # fmt: skip
+        f"{url}/core/os/{repo.arch}/core.db",
+        f"{url}/extra/os/{repo.arch}/extra.db",
+        "profile-settings",
+    }
     assert snap.fingerprints[f"{url}/core/os/{repo.arch}/core.db"] == sha256(repo.db("core"))
 
 
@@ -162,9 +178,12 @@ def test_filters_on_packager_and_package_names(repo: ar.ArchRepo, url: str, tmp_
 
 @pytest.mark.parametrize("compression", ["zst", "gz", "xz", "bz2", "none"])
 def test_every_compression_is_read(
-    mutable: tuple[ar.ArchRepo, str], tmp_path: Path, repo: ar.ArchRepo, url: str,
+    mutable: tuple[ar.ArchRepo, str],
+    tmp_path: Path,
+    repo: ar.ArchRepo,
+    url: str,
     compression: str,
-) -> None:  # fmt: skip
+) -> None:
     want = run(repo.profile(url), tmp_path / "want").groups
     copy, copy_url = mutable
     for name in ar.REPOS:
@@ -176,13 +195,16 @@ def test_every_compression_is_read(
 
 
 def test_explicit_release_names_the_groups(repo: ar.ArchRepo, url: str, tmp_path: Path) -> None:
-    p = repo.profile(url, releases=(Release("arch-2024", f"{url}/${{repo}}/os/${{arch}}"),),
-                     source="")  # fmt: skip
+    p = repo.profile(
+        url, releases=(Release("arch-2024", f"{url}/${{repo}}/os/${{arch}}"),), source=""
+    )
     snap = run(p, tmp_path)
     assert {g.release for g in snap.groups} == {"arch-2024"}
     assert {g.key for g in snap.groups} == {
-        f"arch-2024/core/{repo.arch}/repro", f"arch-2024/core/{repo.arch}/broken",
-        f"arch-2024/extra/{repo.arch}/timestamped"}  # fmt: skip
+        f"arch-2024/core/{repo.arch}/repro",
+        f"arch-2024/core/{repo.arch}/broken",
+        f"arch-2024/extra/{repo.arch}/timestamped",
+    }
 
 
 def test_registry_and_print_json_through_the_cli(
@@ -197,14 +219,22 @@ architecture = "{repo.arch}"
 source = "{url}/$repo/os/$arch"
 keyring = "{repo.keyring}"
 """)
-    r = subprocess.run([sys.executable, str(REPO / "rebuild.py"), "sync", "arch", "--print-json"],
-                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, str(REPO / "rebuild.py"), "sync", "arch", "--print-json"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     (snap,) = json.loads(r.stdout)
     assert snap["distro"] == "archlinux" and snap["unchanged"] is False
     assert {g["name"]: g["component"] for g in snap["groups"]} == {
-        "repro": "core", "broken": "core", "timestamped": "extra"}  # fmt: skip
+        "repro": "core",
+        "broken": "core",
+        "timestamped": "extra",
+    }
     assert not (tmp_path / "state").exists() or not list((tmp_path / "state").glob("*.json"))
 
 
@@ -252,8 +282,10 @@ def test_hostile_entries_are_skipped_with_warnings(
 ) -> None:
     outside = tmp_path / "outside"
     good = ar.desc_fields("good", "1.0-1", sha256=sha(1), csize=10)
-    members: list[tuple[str, bytes | None]] = [("good-1.0-1", None),
-                                               ("good-1.0-1/desc", ar.desc_text(good))]  # fmt: skip
+    members: list[tuple[str, bytes | None]] = [
+        ("good-1.0-1", None),
+        ("good-1.0-1/desc", ar.desc_text(good)),
+    ]
 
     def entry(name: str, fields: list[tuple[str, list[str]]], directory: str | None = None) -> None:
         d = directory or f"{name}-1.0-1"
@@ -272,11 +304,15 @@ def test_hostile_entries_are_skipped_with_warnings(
     entry("badsize", [(k, ["12abc"] if k == "CSIZE" else v) for k, v in f("badsize")])
     entry("badsum", [(k, ["xyz"] if k == "SHA256SUM" else v) for k, v in f("badsum")])
     entry("twonames", [*f("twonames"), ("NAME", ["twonames"])])
-    entry("twovalues", [(k, ["1.0-1", "2.0-1"] if k == "VERSION" else v)
-                        for k, v in f("twovalues")])  # fmt: skip
+    entry(
+        "twovalues", [(k, ["1.0-1", "2.0-1"] if k == "VERSION" else v) for k, v in f("twovalues")]
+    )
     entry("liar", f("liar"), directory="other-9.9-9")
-    entry("noversion", [(k, ["1.0"] if k == "VERSION" else v) for k, v in f("noversion")],
-          directory="noversion-1.0")  # fmt: skip
+    entry(
+        "noversion",
+        [(k, ["1.0"] if k == "VERSION" else v) for k, v in f("noversion")],
+        directory="noversion-1.0",
+    )
     entry("longname", f("longname", packager="x" * 5000))
     members.append(("huge-1.0-1/desc", ar.desc_text(f("huge")) + b"%DESC%\n" + b"y" * (2 << 20)))
     members.append(("good-1.0-1/desc", ar.desc_text(f("good"))))  # a second member, same path
@@ -295,12 +331,23 @@ def test_hostile_entries_are_skipped_with_warnings(
     (g,) = snap.groups
     assert g.artifacts[0].url == f"{tmp_path}/m/core/os/x86_64/good-1.0-1-x86_64.pkg.tar.zst"
     text = caplog.text
-    for needle in ("'../../../etc/passwd' is a path", "'/etc/passwd' is a path",
-                   "is a path", "malformed %FILENAME% 'x%2F..%2F", "no %SHA256SUM%", "no %NAME%",
-                   "malformed %CSIZE%", "malformed %SHA256SUM%", "%NAME% given twice",
-                   "%VERSION% has 2 values", "inconsistent database entry",
-                   "malformed %VERSION% '1.0'", "%PACKAGER% is too long",
-                   "larger than 1048576 bytes", "in the archive twice"):  # fmt: skip
+    for needle in (
+        "'../../../etc/passwd' is a path",
+        "'/etc/passwd' is a path",
+        "is a path",
+        "malformed %FILENAME% 'x%2F..%2F",
+        "no %SHA256SUM%",
+        "no %NAME%",
+        "malformed %CSIZE%",
+        "malformed %SHA256SUM%",
+        "%NAME% given twice",
+        "%VERSION% has 2 values",
+        "inconsistent database entry",
+        "malformed %VERSION% '1.0'",
+        "%PACKAGER% is too long",
+        "larger than 1048576 bytes",
+        "in the archive twice",
+    ):
         assert needle in text, needle
     assert "Traceback" not in text
     assert not outside.exists() and not (tmp_path / "evil-1.0-1").exists()
@@ -309,14 +356,16 @@ def test_hostile_entries_are_skipped_with_warnings(
 def test_pkgbase_listed_twice_keeps_the_newest_by_pacman_rules(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tar = ar.db_tar([
-        ar.desc_fields("foo", "1.0-9", sha256=sha(1)),
-        ar.desc_fields("foo", "1.0-10", sha256=sha(2)),  # pkgrel 10 > 9 (not as strings)
-        ar.desc_fields("bar", "1:0.5-1", sha256=sha(3)),  # the epoch wins over 2.0
-        ar.desc_fields("bar", "2.0-1", sha256=sha(4)),
-        ar.desc_fields("baz", "1.0a-1", sha256=sha(5)),  # 1.0a is a pre-release of 1.0
-        ar.desc_fields("baz", "1.0-1", sha256=sha(6)),
-    ])  # fmt: skip
+    tar = ar.db_tar(
+        [
+            ar.desc_fields("foo", "1.0-9", sha256=sha(1)),
+            ar.desc_fields("foo", "1.0-10", sha256=sha(2)),  # pkgrel 10 > 9 (not as strings)
+            ar.desc_fields("bar", "1:0.5-1", sha256=sha(3)),  # the epoch wins over 2.0
+            ar.desc_fields("bar", "2.0-1", sha256=sha(4)),
+            ar.desc_fields("baz", "1.0a-1", sha256=sha(5)),  # 1.0a is a pre-release of 1.0
+            ar.desc_fields("baz", "1.0-1", sha256=sha(6)),
+        ]
+    )
     write_local(tmp_path / "m", "core", tar)
     with caplog.at_level(logging.WARNING, logger="rebuilder.sync.archlinux"):
         snap = run(local_profile(tmp_path / "m"), tmp_path / "c")
@@ -327,15 +376,28 @@ def test_pkgbase_listed_twice_keeps_the_newest_by_pacman_rules(
 
 def test_split_packages_group_across_repositories(tmp_path: Path) -> None:
     root = tmp_path / "m"
-    write_local(root, "core", ar.db_tar([
-        ar.desc_fields("multi-a", "1.0-1", base="multi", sha256=sha(1)),
-        ar.desc_fields("solo", "1.0-1", sha256=sha(3)),
-    ]))  # fmt: skip
-    write_local(root, "extra", ar.db_tar([
-        ar.desc_fields("multi-b", "1.0-1", base="multi", sha256=sha(2)),
-        ar.desc_fields("solo", "1.1-1", sha256=sha(4)),  # another version: its own group
-        ar.desc_fields("solo-extra", "1.0-1", base="solo", sha256=sha(5)),  # solo 1.0 again
-    ]), compression="gz")  # fmt: skip
+    write_local(
+        root,
+        "core",
+        ar.db_tar(
+            [
+                ar.desc_fields("multi-a", "1.0-1", base="multi", sha256=sha(1)),
+                ar.desc_fields("solo", "1.0-1", sha256=sha(3)),
+            ]
+        ),
+    )
+    write_local(
+        root,
+        "extra",
+        ar.db_tar(
+            [
+                ar.desc_fields("multi-b", "1.0-1", base="multi", sha256=sha(2)),
+                ar.desc_fields("solo", "1.1-1", sha256=sha(4)),  # another version: its own group
+                ar.desc_fields("solo-extra", "1.0-1", base="solo", sha256=sha(5)),  # solo 1.0 again
+            ]
+        ),
+        compression="gz",
+    )
     snap = run(local_profile(root, ("core", "extra")), tmp_path / "c")
     got = {g.key: (g.version, [a.name for a in g.artifacts]) for g in snap.groups}
     assert got == {
@@ -348,7 +410,9 @@ def test_split_packages_group_across_repositories(tmp_path: Path) -> None:
     # the first repository of the profile names the group
     reordered = run(local_profile(root, ("extra", "core")), tmp_path / "c")
     assert {g.key for g in reordered.groups} == {
-        "rolling/extra/x86_64/multi", "rolling/extra/x86_64/solo"}  # fmt: skip
+        "rolling/extra/x86_64/multi",
+        "rolling/extra/x86_64/solo",
+    }
 
 
 @pytest.mark.parametrize(
@@ -356,12 +420,14 @@ def test_split_packages_group_across_repositories(tmp_path: Path) -> None:
     [
         (b"", "empty file"),
         (b"<html><body>mirror maintenance</body></html>\n" * 30, "not a valid tar archive"),
-        (ar.make_tar([("a-1.0-1", None), ("a-1.0-1/desc", b"%NAME%\na\n\n")], end=False),
-         "truncated"),
+        (
+            ar.make_tar([("a-1.0-1", None), ("a-1.0-1/desc", b"%NAME%\na\n\n")], end=False),
+            "truncated",
+        ),
         (ar.db_tar([ar.desc_fields(f"p{i}", "1.0-1") for i in range(40)])[:15000], "truncated"),
     ],
     ids=["empty", "html", "no-end-marker", "cut-in-a-member"],
-)  # fmt: skip
+)
 def test_broken_archives_are_clear_errors(tmp_path: Path, data: bytes, message: str) -> None:
     write_local(tmp_path / "m", "core", data, compression="none")
     with pytest.raises(RepositoryIndexError, match=message):
@@ -401,7 +467,7 @@ def test_missing_database_names_its_url(url: str, repo: ar.ArchRepo, tmp_path: P
         ({"method": "debrebuild"}, "take no method"),
         ({"keyring": "/nonexistent/keyring.gpg"}, "no such file"),
     ],
-)  # fmt: skip
+)
 def test_profile_errors(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         run(local_profile(tmp_path, **overrides), tmp_path / "c")
@@ -409,7 +475,8 @@ def test_profile_errors(tmp_path: Path, overrides: dict[str, Any], message: str)
 
 def test_mirror_templates() -> None:
     assert arch.mirror_url("https://m.example/${repo}/os/${arch}/", "core", "x86_64") == (
-        "https://m.example/core/os/x86_64")  # fmt: skip
+        "https://m.example/core/os/x86_64"
+    )
     assert arch.mirror_url("/srv/$repo-$arch", "extra", "aarch64") == "/srv/extra-aarch64"
 
 
@@ -422,8 +489,13 @@ suite = "core"
 architecture = "x86_64"
 source = "{tmp_path}/m/$repo/os/$arch"
 """)
-    r = subprocess.run([sys.executable, str(REPO / "rebuild.py"), "sync", "local", "--print-json"],
-                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, str(REPO / "rebuild.py"), "sync", "local", "--print-json"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "core.db" in r.stderr and "error" in r.stderr

@@ -85,8 +85,12 @@ def test_sync_finds_every_group_with_verified_artifacts(
     snap = run(archive.profile(url), tmp_path)
     groups = by_key(snap)
     arch = archive.arch
-    assert set(groups) == {("repro", arch), ("repro", "all"), ("timestamped", arch),
-                           ("broken", arch)}  # fmt: skip
+    assert set(groups) == {
+        ("repro", arch),
+        ("repro", "all"),
+        ("timestamped", arch),
+        ("broken", arch),
+    }
     assert snap.distro == "debian" and snap.profile == "fixture" and not snap.unchanged
     for g in snap.groups:
         assert (g.distro, g.release, g.component, g.version) == ("debian", "fixture", "main", "1.0")
@@ -98,8 +102,10 @@ def test_sync_finds_every_group_with_verified_artifacts(
     repro = groups[("repro", arch)]
     assert [a.name for a in repro.artifacts] == ["repro"]
     assert [a.name for a in groups[("repro", "all")].artifacts] == ["repro-doc"]
-    assert repro.maintainers == ("Alice Example <alice@fixture.invalid>",
-                                 "Bob Example <bob@fixture.invalid>")  # fmt: skip
+    assert repro.maintainers == (
+        "Alice Example <alice@fixture.invalid>",
+        "Bob Example <bob@fixture.invalid>",
+    )
     # the debrebuild input is the real .buildinfo of that build, where rebuilderd looks for it
     assert repro.input_url == f"{url}/buildinfo-pool/r/repro/repro_1.0_{arch}.buildinfo"
     for g in snap.groups:
@@ -152,8 +158,14 @@ def test_pkgs_and_excludes_globs(archive: fx.Archive, url: str, tmp_path: Path) 
 
 
 def test_selected_is_the_shared_filter() -> None:
-    p = Profile("p", "debian", (Release("s", "https://mirror.example/debian"),),
-                pkgs=("a*",), excludes=("ab*",), maintainers=("Ann <",))  # fmt: skip
+    p = Profile(
+        "p",
+        "debian",
+        (Release("s", "https://mirror.example/debian"),),
+        pkgs=("a*",),
+        excludes=("ab*",),
+        maintainers=("Ann <",),
+    )
     assert selected("ax", ["Ann <ann@example.org>"], p)
     assert not selected("abc", ["Ann <ann@example.org>"], p)  # excludes win
     assert not selected("ax", ["Bob <bob@example.org>"], p)
@@ -171,9 +183,12 @@ def test_suite_chroot_method_takes_the_dsc_and_its_files(
     assert repro.input_url == f"{url}/pool/main/r/repro/repro_1.0.dsc"
     assert repro.input_sha256 == sha256(pool / "repro_1.0.dsc")
     assert [(s.name, s.sha256, s.size) for s in repro.sources] == [
-        ("repro_1.0.tar.xz", sha256(pool / "repro_1.0.tar.xz"),
-         (pool / "repro_1.0.tar.xz").stat().st_size)
-    ]  # fmt: skip
+        (
+            "repro_1.0.tar.xz",
+            sha256(pool / "repro_1.0.tar.xz"),
+            (pool / "repro_1.0.tar.xz").stat().st_size,
+        )
+    ]
     assert repro.sources[0].url == f"{url}/pool/main/r/repro/repro_1.0.tar.xz"
 
 
@@ -227,11 +242,15 @@ def test_indexes_are_cached_by_sha256_and_pruned(
     cached = sorted(p.name for p in (cache / "debian-indexes").iterdir())
     assert len(cached) == 3  # Sources, binary-ARCH and binary-all Packages, by SHA256
     # the mirror loses its indexes but the Release still vouches for them: the cache serves
-    for path in ("main/source/Sources", f"main/binary-{archive.arch}/Packages",
-                 "main/binary-all/Packages"):  # fmt: skip
+    for path in (
+        "main/source/Sources",
+        f"main/binary-{archive.arch}/Packages",
+        "main/binary-all/Packages",
+    ):
         for suffix in ("", ".gz", ".xz"):
-            (archive.dists / f"{path}{suffix}").rename(tmp_path / hashlib.md5(
-                f"{path}{suffix}".encode()).hexdigest())  # fmt: skip
+            (archive.dists / f"{path}{suffix}").rename(
+                tmp_path / hashlib.md5(f"{path}{suffix}".encode()).hexdigest()
+            )
     assert run(archive.profile(url), cache, force=True).groups == first.groups
     # a new Sources replaces the old one in the cache
     sources = (tmp_path / hashlib.md5(b"main/source/Sources").hexdigest()).read_bytes()
@@ -312,8 +331,9 @@ def test_hostile_filenames_are_skipped_with_a_warning(
     archive, url = mutable
     path = f"main/binary-{archive.arch}/Packages"
     text = fx.read_index(archive, path)
-    text = text.replace(b"Filename: pool/main/r/repro/repro_1.0",
-                        b"Filename: pool/../../../etc/passwd#", 1)  # fmt: skip
+    text = text.replace(
+        b"Filename: pool/main/r/repro/repro_1.0", b"Filename: pool/../../../etc/passwd#", 1
+    )
     text = text.replace(b"Filename: pool/main/t/", b"Filename: /etc/", 1)
     fx.write_index(archive, path, text)
     fx.write_release(archive)
@@ -411,15 +431,22 @@ Directory: pool/main/libb/libbar
 def binary(name: str, version: str, arch: str, source: str = "", fn: str = "") -> bytes:
     src = f"Source: {source}\n" if source else ""
     fn = fn or f"pool/main/x/{name}_{version.split(':')[-1]}_{arch}.deb"
-    return (f"Package: {name}\n{src}Version: {version}\nArchitecture: {arch}\n"
-            f"Maintainer: X <x@example.org>\nFilename: {fn}\nSize: 10\n"
-            f"SHA256: {hashlib.sha256(fn.encode()).hexdigest()}\n").encode()  # fmt: skip
+    return (
+        f"Package: {name}\n{src}Version: {version}\nArchitecture: {arch}\n"
+        f"Maintainer: X <x@example.org>\nFilename: {fn}\nSize: 10\n"
+        f"SHA256: {hashlib.sha256(fn.encode()).hexdigest()}\n"
+    ).encode()
 
 
 def group(packages: list[bytes], **profile: object) -> dict[tuple[str, str, str], BuildGroup]:
-    p = Profile("t", "debian", (Release("sid", "https://mirror.example/debian"),),
-                components=("main",), architectures=("amd64", "all"),
-                buildinfo_url="https://buildinfo.example")  # fmt: skip
+    p = Profile(
+        "t",
+        "debian",
+        (Release("sid", "https://mirror.example/debian"),),
+        components=("main",),
+        architectures=("amd64", "all"),
+        buildinfo_url="https://buildinfo.example",
+    )
     from dataclasses import replace
 
     opts = deb.Options.from_profile(replace(p, **profile))  # type: ignore[arg-type]
@@ -430,17 +457,22 @@ def group(packages: list[bytes], **profile: object) -> dict[tuple[str, str, str]
 
 
 def test_binnmu_is_its_own_group_with_its_own_buildinfo() -> None:
-    groups = group([
-        binary("foo", "1:2.0-1+b2", "amd64", "foo (1:2.0-1)"),
-        binary("foo-data", "1:2.0-1", "all", "foo (1:2.0-1)"),
-    ])  # fmt: skip
+    groups = group(
+        [
+            binary("foo", "1:2.0-1+b2", "amd64", "foo (1:2.0-1)"),
+            binary("foo-data", "1:2.0-1", "all", "foo (1:2.0-1)"),
+        ]
+    )
     assert set(groups) == {("foo", "1:2.0-1+b2", "amd64"), ("foo", "1:2.0-1", "all")}
     g = groups[("foo", "1:2.0-1+b2", "amd64")]
     assert g.input_url == (
         "https://buildinfo.example/buildinfo-pool/f/foo/foo_2.0-1+b2_amd64.buildinfo"
     )
-    assert g.maintainers == ("Team <team@example.org>", '"Doe, Jane" <jane@example.org>',
-                             "John Roe <john@example.org>")  # fmt: skip
+    assert g.maintainers == (
+        "Team <team@example.org>",
+        '"Doe, Jane" <jane@example.org>',
+        "John Roe <john@example.org>",
+    )
 
 
 def test_implicit_source_and_lib_prefix() -> None:
@@ -451,10 +483,12 @@ def test_implicit_source_and_lib_prefix() -> None:
 
 
 def test_older_version_in_the_index_gives_way_to_the_newer() -> None:
-    groups = group([
-        binary("foo", "1:1.0-1", "amd64", "foo (1:1.0-1)"),
-        binary("foo", "1:2.0-1", "amd64", "foo (1:2.0-1)"),
-    ])  # fmt: skip
+    groups = group(
+        [
+            binary("foo", "1:1.0-1", "amd64", "foo (1:1.0-1)"),
+            binary("foo", "1:2.0-1", "amd64", "foo (1:2.0-1)"),
+        ]
+    )
     assert list(groups) == [("foo", "1:2.0-1", "amd64")]
 
 
@@ -466,8 +500,12 @@ def test_extra_source_only_makes_no_group_but_still_names_a_source() -> None:
 
 def test_unknown_source_and_foreign_arch_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        groups = group([binary("orphan", "1", "amd64", "nowhere (1)"),
-                        binary("foo", "1:2.0-1", "arm64", "foo (1:2.0-1)")])  # fmt: skip
+        groups = group(
+            [
+                binary("orphan", "1", "amd64", "nowhere (1)"),
+                binary("foo", "1:2.0-1", "arm64", "foo (1:2.0-1)"),
+            ]
+        )
     assert groups == {}
     assert "source nowhere 1 is not in Sources; skipped" in caplog.text
 
@@ -480,12 +518,14 @@ def test_suite_chroot_on_hand_written_sources() -> None:
 
 
 def test_parser_survives_odd_text(caplog: pytest.LogCaptureFixture) -> None:
-    text = (b"Package: a\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: x\n"
-            b"SHA256: " + b"0" * 64 + b"\n\n\n\nPackage: b\nVersion: 1\nArchitecture: all\n"
-            b"Filename: pool/b b.deb\nSize: 1\nSHA256: " + b"1" * 64 + b"\n\n"
-            b"Package: c\nVersion: 1\nArchitecture: all\nFilename: pool/c.deb\nSize: 1\n"
-            b"SHA256: nothex\n\nPackage: d\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\n"
-            b"Size: 1\nSHA256: " + b"2" * 64)  # fmt: skip
+    text = (
+        b"Package: a\nVersion: 1\nArchitecture: amd64\nFilename: pool/a.deb\nSize: x\n"
+        b"SHA256: " + b"0" * 64 + b"\n\n\n\nPackage: b\nVersion: 1\nArchitecture: all\n"
+        b"Filename: pool/b b.deb\nSize: 1\nSHA256: " + b"1" * 64 + b"\n\n"
+        b"Package: c\nVersion: 1\nArchitecture: all\nFilename: pool/c.deb\nSize: 1\n"
+        b"SHA256: nothex\n\nPackage: d\nVersion: 1\nArchitecture: all\nFilename: pool/d.deb\n"
+        b"Size: 1\nSHA256: " + b"2" * 64
+    )
     with caplog.at_level(logging.WARNING):
         pkgs = deb.parse_packages(text, what="P")
     assert [p.name for p in pkgs] == ["d"]  # no trailing newline: still the last stanza
@@ -511,8 +551,9 @@ def test_gzip_fast_path_and_multi_member() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("source", "expect"), [("repro", "same"), ("timestamped", "differs"),
-                                                ("broken", "fails")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "expect"), [("repro", "same"), ("timestamped", "differs"), ("broken", "fails")]
+)
 def test_backend_rebuilds_from_source(
     archive: fx.Archive, url: str, tmp_path: Path, source: str, expect: str
 ) -> None:
@@ -527,8 +568,15 @@ def test_backend_rebuilds_from_source(
         fetch.download(a.url, cwd / a.filename, sha256=a.sha256)
     env = {**os.environ, "REBUILDERD_OUTDIR": str(out), "REBUILDER_MIRROR": url,
            "REBUILDER_FIXTURE_ORIGINAL": "1"}  # fmt: skip  # must not leak into the rebuild
-    p = subprocess.run([str(BACKEND), str(buildinfo)], cwd=cwd, env=env, capture_output=True,
-                       text=True, stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
+    p = subprocess.run(
+        [str(BACKEND), str(buildinfo)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
     if expect == "fails":
         assert p.returncode != 0 and "dpkg-buildpackage -B failed" in p.stderr
         assert list(out.iterdir()) == []

@@ -45,9 +45,11 @@ RELEASES = (
     ("alpha", "7.0~rc1", "Wed, 01 Jan 2025 12:00:00 +0000", "BAD"),
 )
 GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Tails developers", "GIT_AUTHOR_EMAIL": "tails@fixture.invalid",
-    "GIT_COMMITTER_NAME": "Tails developers", "GIT_COMMITTER_EMAIL": "tails@fixture.invalid",
-}  # fmt: skip
+    "GIT_AUTHOR_NAME": "Tails developers",
+    "GIT_AUTHOR_EMAIL": "tails@fixture.invalid",
+    "GIT_COMMITTER_NAME": "Tails developers",
+    "GIT_COMMITTER_EMAIL": "tails@fixture.invalid",
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,11 @@ class TailsMirror:
     key: str
 
     def profile(self, url: str, **overrides: object) -> Profile:
-        p = Profile(name="tails-fixture", distro="tails",
-                    releases=(Release("stable", url), Release("alpha", url)))  # fmt: skip
+        p = Profile(
+            name="tails-fixture",
+            distro="tails",
+            releases=(Release("stable", url), Release("alpha", url)),
+        )
         return replace(p, **overrides)  # type: ignore[arg-type]
 
     def release_dir(self, channel: str, version: str) -> Path:
@@ -106,8 +111,15 @@ def generate_key(home: Path, uid: str) -> str:
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
-def commit_release(fx: TailsMirror, version: str, date: str, *, timestamped: bool,
-                   key: str | None = None, gnupghome: Path | None = None) -> str:  # fmt: skip
+def commit_release(
+    fx: TailsMirror,
+    version: str,
+    date: str,
+    *,
+    timestamped: bool,
+    key: str | None = None,
+    gnupghome: Path | None = None,
+) -> str:
     """Commit a release of the fixture repository and tag it, signed; the tag's name."""
     (fx.git / "debian").mkdir(exist_ok=True)
     (fx.git / "debian" / "changelog").write_text(
@@ -127,8 +139,17 @@ def commit_release(fx: TailsMirror, version: str, date: str, *, timestamped: boo
     git(fx.git, home, "commit", "-q", "-m", f"Release {version}")
     tag = version.replace("~", "-")
     try:
-        git(fx.git, home, "-c", f"user.signingkey={key or fx.key}", "tag", "-s", "-m",
-            f"tagging version {version}", tag)  # fmt: skip
+        git(
+            fx.git,
+            home,
+            "-c",
+            f"user.signingkey={key or fx.key}",
+            "tag",
+            "-s",
+            "-m",
+            f"tagging version {version}",
+            tag,
+        )
     finally:
         stop_agent(home)
     return tag
@@ -139,31 +160,52 @@ def publish(fx: TailsMirror, channel: str, version: str, tag: str) -> None:
     with tempfile.TemporaryDirectory(prefix="tails-build-") as tmp:
         checkout = Path(tmp) / "tails"
         git(fx.root, fx.gnupghome, "clone", "-q", str(fx.git), str(checkout))
-        git(checkout, fx.gnupghome, "-c", "advice.detachedHead=false", "checkout", "-q",
-            f"refs/tags/{tag}")  # fmt: skip
-        date = subprocess.run(["dpkg-parsechangelog", "-S", "Date"], cwd=checkout, check=True,
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
-        epoch = subprocess.run(["date", "--utc", f"--date={date}", "+%s"], check=True,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        git(
+            checkout,
+            fx.gnupghome,
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "-q",
+            f"refs/tags/{tag}",
+        )
+        date = subprocess.run(
+            ["dpkg-parsechangelog", "-S", "Date"],
+            cwd=checkout,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        epoch = subprocess.run(
+            ["date", "--utc", f"--date={date}", "+%s"], check=True, capture_output=True, text=True
+        ).stdout.strip()
         env = dict(os.environ, SOURCE_DATE_EPOCH=epoch)
-        subprocess.run([str(RAKE), "build"], cwd=checkout, env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run([str(RAKE), "build"], cwd=checkout, env=env, check=True, capture_output=True)
         dest = fx.release_dir(channel, version)
         dest.mkdir(parents=True)
         for ext in ("img", "iso"):
             name = f"tails-amd64-{version}.{ext}"
             shutil.copy2(checkout / name, dest / name)
             try:
-                gpg(fx.gnupghome, "--local-user", fx.key, "--detach-sign", "--output",
-                    str(dest / f"{name}.sig"), str(dest / name))  # fmt: skip
+                gpg(
+                    fx.gnupghome,
+                    "--local-user",
+                    fx.key,
+                    "--detach-sign",
+                    "--output",
+                    str(dest / f"{name}.sig"),
+                    str(dest / name),
+                )
             finally:
                 stop_agent(fx.gnupghome)
 
 
 def write_sums(fx: TailsMirror, channel: str, version: str) -> None:
     d = fx.release_dir(channel, version)
-    lines = [f"{hashlib.sha256((d / n).read_bytes()).hexdigest()}  {n}"
-             for n in sorted(p.name for p in d.glob("*.i[ms][go]"))]  # fmt: skip
+    lines = [
+        f"{hashlib.sha256((d / n).read_bytes()).hexdigest()}  {n}"
+        for n in sorted(p.name for p in d.glob("*.i[ms][go]"))
+    ]
     (d / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     write_listings(fx)
 
@@ -172,18 +214,22 @@ def write_listings(fx: TailsMirror) -> None:
     """Each directory's index.html as a different web server writes it (the fixture's
     http.server serves an index.html in place of its own listing)."""
     stable = fx.mirror / "stable"
-    (stable / "index.html").write_text(apache(
-        "/tails/stable", [n for n in sorted(os.listdir(stable)) if n != "index.html"]
-    ))  # fmt: skip
-    (fx.mirror / "alpha" / "index.html").write_text(lighttpd(
-        "/tails/alpha/", sorted(n for n in os.listdir(fx.mirror / "alpha") if n != "index.html")
-    ))  # fmt: skip
+    (stable / "index.html").write_text(
+        apache("/tails/stable", [n for n in sorted(os.listdir(stable)) if n != "index.html"])
+    )
+    (fx.mirror / "alpha" / "index.html").write_text(
+        lighttpd(
+            "/tails/alpha/", sorted(n for n in os.listdir(fx.mirror / "alpha") if n != "index.html")
+        )
+    )
     for channel, version, _date, _outcome in RELEASES:
         d = fx.release_dir(channel, version)
-        (d / "index.html").write_text(nginx(
-            f"/tails/{channel}/tails-amd64-{version}/", sorted(n for n in os.listdir(d)
-                                                               if n != "index.html")
-        ))  # fmt: skip
+        (d / "index.html").write_text(
+            nginx(
+                f"/tails/{channel}/tails-amd64-{version}/",
+                sorted(n for n in os.listdir(d) if n != "index.html"),
+            )
+        )
 
 
 def apache(path: str, names: list[str]) -> str:
@@ -306,8 +352,10 @@ def test_one_group_per_channel_newest_version(served: tuple[TailsMirror, str], t
     for a in stable.artifacts:
         assert a.sha256 == ""  # the mirror publishes none for this release
         assert a.size == (d / a.name).stat().st_size
-    assert [s.name for s in stable.sources] == ["tails-amd64-6.10.img.sig",
-                                                "tails-amd64-6.10.iso.sig"]  # fmt: skip
+    assert [s.name for s in stable.sources] == [
+        "tails-amd64-6.10.img.sig",
+        "tails-amd64-6.10.iso.sig",
+    ]
     # a SHA256SUMS in the release directory is used; '~' survived lighttpd's %7E
     d = fx.release_dir("alpha", "7.0~rc1")
     assert {a.name: a.sha256 for a in alpha.artifacts} == {
@@ -353,14 +401,19 @@ def test_profile_errors(tails_mirror: TailsMirror, tmp_path: Path):
 def test_hostile_links_are_ignored(served: tuple[TailsMirror, str], tmp_path: Path):
     fx, url = served
     hostile = [
-        '<a href="../../etc/">x</a>', '<a href="/tails-amd64-99.0/">x</a>',
+        '<a href="../../etc/">x</a>',
+        '<a href="/tails-amd64-99.0/">x</a>',
         '<a href="http://evil.example/stable/tails-amd64-99.0/">x</a>',
         f'<a href="{url}/elsewhere/tails-amd64-99.0/">x</a>',
-        '<a href="tails-amd64-99.0/../../x/">x</a>', '<a href="tails-amd64-99.0;rm%20-rf/">x</a>',
-        '<a href="tails-amd64-99.0%2F..%2F..%2Fx/">x</a>', '<a href="tails-amd64-../">x</a>',
-        '<a href="tails-amd64-99.0?x=1/">x</a>', '<a href="javascript:alert(1)">x</a>',
-        '<a href="tails-amd64-' + "9" * 200 + '/">x</a>', "<a href=",
-    ]  # fmt: skip
+        '<a href="tails-amd64-99.0/../../x/">x</a>',
+        '<a href="tails-amd64-99.0;rm%20-rf/">x</a>',
+        '<a href="tails-amd64-99.0%2F..%2F..%2Fx/">x</a>',
+        '<a href="tails-amd64-../">x</a>',
+        '<a href="tails-amd64-99.0?x=1/">x</a>',
+        '<a href="javascript:alert(1)">x</a>',
+        '<a href="tails-amd64-' + "9" * 200 + '/">x</a>',
+        "<a href=",
+    ]
     index = fx.mirror / "stable" / "index.html"
     index.write_text(index.read_text().replace("</table>", "".join(hostile) + "</table>"))
     snap = run(fx.profile(url, releases=(Release("stable", url),)), tmp_path)
@@ -400,8 +453,9 @@ def test_bad_checksum_files_are_not_used(
     fx, url = served
     d = fx.release_dir("stable", "6.10")
     img = "tails-amd64-6.10.img"
-    (d / "SHA256SUMS").write_text(f"not a sum\n{'a' * 64}  ../../{img}\n{'b' * 64}  {img}\n"
-                                  f"{'c' * 64}  {img}\n")  # fmt: skip
+    (d / "SHA256SUMS").write_text(
+        f"not a sum\n{'a' * 64}  ../../{img}\n{'b' * 64}  {img}\n{'c' * 64}  {img}\n"
+    )
     (d / f"{img[:-4]}.iso.sha256").write_text("d" * 64 + "\n")
     write_listings(fx)
     with caplog.at_level(logging.WARNING):
@@ -412,18 +466,27 @@ def test_bad_checksum_files_are_not_used(
 
 def test_listing_names_unit():
     base = "https://mirror.example/tails/stable/"
-    assert tails.listing_names('<a href="a/">a</a><A HREF="b/">b</A><a href="a/">again</a>',
-                               base) == ["a/", "b/"]  # fmt: skip
-    assert tails.listing_names('<a href="https://mirror.example/tails/stable/c/">c</a>',
-                               base) == ["c/"]  # fmt: skip
+    assert tails.listing_names(
+        '<a href="a/">a</a><A HREF="b/">b</A><a href="a/">again</a>', base
+    ) == ["a/", "b/"]
+    assert tails.listing_names('<a href="https://mirror.example/tails/stable/c/">c</a>', base) == [
+        "c/"
+    ]
     assert tails.listing_names('<a href="x%00y">x</a>', base) == []
 
 
 @pytest.mark.parametrize(
     ("a", "b", "want"),
-    [("6.10", "6.9", 1), ("7.0~rc1", "7.0", -1), ("7.0~beta1", "7.0~rc1", -1),
-     ("6.0", "6.0.1", -1), ("6.1", "6.01", 0), ("5.22", "6.0~alpha1", -1), ("1.0", "1.0", 0)],
-)  # fmt: skip
+    [
+        ("6.10", "6.9", 1),
+        ("7.0~rc1", "7.0", -1),
+        ("7.0~beta1", "7.0~rc1", -1),
+        ("6.0", "6.0.1", -1),
+        ("6.1", "6.01", 0),
+        ("5.22", "6.0~alpha1", -1),
+        ("1.0", "1.0", 0),
+    ],
+)
 def test_tails_versions(a: str, b: str, want: int):
     assert tails.compare_versions(a, b) == want
     assert tails.compare_versions(b, a) == -want
@@ -446,8 +509,9 @@ source = "{url}/"
     assert r.returncode == 0, r.stderr
     (snap,) = json.loads(r.stdout)
     assert [(g["release"], g["version"]) for g in snap["groups"]] == [
-        ("stable", "6.10"), ("alpha", "7.0~rc1")
-    ]  # fmt: skip
+        ("stable", "6.10"),
+        ("alpha", "7.0~rc1"),
+    ]
     shutil.rmtree(fx.mirror / "stable")
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "HTTP 404" in r.stderr and "Traceback" not in r.stderr

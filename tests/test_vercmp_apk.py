@@ -872,11 +872,15 @@ def test_edges(a: str, b: str, want: int) -> None:
 def test_sorting_a_branch_history() -> None:
     history = ["2.0-r0", "1.10.1-r1", "2.0_rc1-r0", "1.10.1-r0", "1.9_p3-r2", "2.0_p1-r0"]
     assert sorted(history, key=sort_key) == [
-        "1.9_p3-r2", "1.10.1-r0", "1.10.1-r1", "2.0_rc1-r0", "2.0-r0", "2.0_p1-r0",
-    ]  # fmt: skip
+        "1.9_p3-r2",
+        "1.10.1-r0",
+        "1.10.1-r1",
+        "2.0_rc1-r0",
+        "2.0-r0",
+        "2.0_p1-r0",
+    ]
 
 
 def test_tokens_of_a_full_version() -> None:
     values = [(t.value, t.number) for t in tokens("12.04b_rc3~beef-r7")][:-1]
-    assert values == [("12", 12), ("04", 4), ("b", 0), ("rc", 0), ("3", 3), ("beef", 0),
-                      ("7", 7)]  # fmt: skip
+    assert values == [("12", 12), ("04", 4), ("b", 0), ("rc", 0), ("3", 3), ("beef", 0), ("7", 7)]

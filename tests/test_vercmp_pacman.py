@@ -68,8 +68,13 @@ def many_system_vercmp(pairs: list[tuple[str, str]]) -> list[int]:
     """The program's answers for many pairs, from one shell (one process per pair is slow)."""
     assert VERCMP is not None
     script = "".join(f'"$V" "$(printf %s {_sh(a)})" "$(printf %s {_sh(b)})"\n' for a, b in pairs)
-    out = subprocess.run(["sh", "-c", script], env={"V": VERCMP, "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        ["sh", "-c", script],
+        env={"V": VERCMP, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [int(x) for x in out.stdout.split()]
 
 
@@ -94,8 +99,26 @@ def test_expectations_are_pacmans() -> None:
 def test_random_versions_agree_with_the_program() -> None:
     """Versions made of the pieces that matter: digits, letters, separators, ':' and '-'."""
     rng = random.Random(20240101)
-    atoms = ["0", "1", "2", "9", "10", "01", "a", "b", "rc", "alpha", "Z", ".", "..", "_", "+",
-             "~", "-", ":"]  # fmt: skip
+    atoms = [
+        "0",
+        "1",
+        "2",
+        "9",
+        "10",
+        "01",
+        "a",
+        "b",
+        "rc",
+        "alpha",
+        "Z",
+        ".",
+        "..",
+        "_",
+        "+",
+        "~",
+        "-",
+        ":",
+    ]
     pairs = []
     for _ in range(1500):
         a = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 6)))

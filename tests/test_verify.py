@@ -47,8 +47,13 @@ def rebuilders(mirror: tuple[Archive, str], tmp_path: Path):
 
 
 def dpkg_status(tmp_path: Path, a: Archive) -> Path:
-    entries = [("repro", a.arch), ("repro-doc", "all"), ("timestamped", a.arch),
-               ("broken", a.arch), ("unknown-here", a.arch)]  # fmt: skip
+    entries = [
+        ("repro", a.arch),
+        ("repro-doc", "all"),
+        ("timestamped", a.arch),
+        ("broken", a.arch),
+        ("unknown-here", a.arch),
+    ]
     text = "\n".join(
         f"Package: {n}\nStatus: install ok installed\nArchitecture: {arch}\nVersion: 1.0\n"
         for n, arch in entries
@@ -60,8 +65,9 @@ def dpkg_status(tmp_path: Path, a: Archive) -> Path:
 def test_verify_require_two_lines_disagreement_and_exit_status(rebuilders, tmp_path: Path):
     a, (one, two, _) = rebuilders
     status = dpkg_status(tmp_path, a)
-    r = rebuild(tmp_path, "verify", "-H", one, "-H", two, "--require", "2",
-                "--dpkg-status", str(status))  # fmt: skip
+    r = rebuild(
+        tmp_path, "verify", "-H", one, "-H", two, "--require", "2", "--dpkg-status", str(status)
+    )
     assert r.returncode == 1, r.stderr
     lines = {ln.split()[1]: ln for ln in r.stdout.splitlines() if ln.startswith("[")}
     assert lines["repro"].startswith("[+] repro 1.0") and "2/2 GOOD" in lines["repro"]
@@ -71,8 +77,19 @@ def test_verify_require_two_lines_disagreement_and_exit_status(rebuilders, tmp_p
     assert lines["unknown-here"].startswith("[?]")
     assert "3/5 packages could not be reproduced" in r.stdout
 
-    j = rebuild(tmp_path, "verify", "-H", one, "-H", two, "--require", "1",
-                "--dpkg-status", str(status), "--json")  # fmt: skip
+    j = rebuild(
+        tmp_path,
+        "verify",
+        "-H",
+        one,
+        "-H",
+        two,
+        "--require",
+        "1",
+        "--dpkg-status",
+        str(status),
+        "--json",
+    )
     doc = json.loads(j.stdout)
     assert doc["summary"]["reproduced"] == 3 and doc["summary"]["disagreements"] == 1
 
@@ -80,8 +97,19 @@ def test_verify_require_two_lines_disagreement_and_exit_status(rebuilders, tmp_p
         "Package: repro\nStatus: install ok installed\nArchitecture: all\nVersion: 1.0\n"
     )
     del only_good
-    ok = rebuild(tmp_path, "verify", "-H", one, "-H", two, "--require", "2",
-                 "--dpkg-status", str(status), "--summary")  # fmt: skip
+    ok = rebuild(
+        tmp_path,
+        "verify",
+        "-H",
+        one,
+        "-H",
+        two,
+        "--require",
+        "2",
+        "--dpkg-status",
+        str(status),
+        "--summary",
+    )
     assert ok.returncode == 0 and "All 1 packages have been reproduced" in ok.stdout
 
 
@@ -136,8 +164,17 @@ def test_attestation_verify_refuses_tampered_truncated_and_foreign(rebuilders, t
     a, (one, _, _) = rebuilders
     keys_doc = json.loads(rebuild(tmp_path, "pkgs", "ls", "-H", one, "--json").stdout)
     entry = next(e for e in keys_doc if e["name"] == "repro" and e["has_attestation"])
-    link = rebuild(tmp_path, "pkgs", "attestation", "-H", one, "--name", "repro",
-                   "--architecture", entry["architecture"])  # fmt: skip
+    link = rebuild(
+        tmp_path,
+        "pkgs",
+        "attestation",
+        "-H",
+        one,
+        "--name",
+        "repro",
+        "--architecture",
+        entry["architecture"],
+    )
     assert link.returncode == 0, link.stderr
     (tmp_path / "link").write_text(link.stdout)
     pub = rebuild(tmp_path, "pubkey", "--key", str(tmp_path / "nokey"))
@@ -164,9 +201,18 @@ def test_attestation_verify_refuses_tampered_truncated_and_foreign(rebuilders, t
         assert "Traceback" not in r.stderr
     deb = a.root / a.package("repro").pool_dir / f"repro_1.0_{a.arch}.deb"
     (tmp_path / "other.deb").write_bytes(deb.read_bytes() + b"x")
-    r = rebuild(tmp_path, "attestation", "verify", "link", "--key", "pub.pem",
-                "--artifact", str(tmp_path / "other.deb"))  # fmt: skip
+    r = rebuild(
+        tmp_path,
+        "attestation",
+        "verify",
+        "link",
+        "--key",
+        "pub.pem",
+        "--artifact",
+        str(tmp_path / "other.deb"),
+    )
     assert r.returncode == 1 and "NOT verified" in r.stderr
-    r = rebuild(tmp_path, "attestation", "verify", "link", "--key", "pub.pem",
-                "--artifact", str(deb))  # fmt: skip
+    r = rebuild(
+        tmp_path, "attestation", "verify", "link", "--key", "pub.pem", "--artifact", str(deb)
+    )
     assert r.returncode == 0 and "matches" in r.stdout

@@ -333,12 +333,27 @@ def run_supervised(
     import subprocess
 
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", os.path.abspath(__file__),
-         "--parent", str(os.getpid()), "--timeout", repr(float(timeout)),
-         "--grace", repr(float(grace)), "--", *cmd],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=cwd, env=env, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            os.path.abspath(__file__),
+            "--parent",
+            str(os.getpid()),
+            "--timeout",
+            repr(float(timeout)),
+            "--grace",
+            repr(float(grace)),
+            "--",
+            *cmd,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
     assert proc.stdin and proc.stdout and proc.stderr
     status = bytearray()
     backend_pid: int | None = None

@@ -310,9 +310,17 @@ class RemoteSpec:
         shipped = path.name if path.parent == SHIPPED_DIR else None
         env = {k: v for k, v in ctx.env.items() if k not in _WORKER_LOCAL_ENV}
         return cls(
-            str(ctx.backend), shipped, ctx.timeout, ctx.log_limit, ctx.diffoscope,
-            ctx.diffoscope_timeout, ctx.diffoscope_limit, env, ctx.grace, sign,
-        )  # fmt: skip
+            str(ctx.backend),
+            shipped,
+            ctx.timeout,
+            ctx.log_limit,
+            ctx.diffoscope,
+            ctx.diffoscope_timeout,
+            ctx.diffoscope_limit,
+            env,
+            ctx.grace,
+            sign,
+        )
 
     def context(self, root: Path, worker_env: Mapping[str, str]) -> BuildContext:
         backend = SHIPPED_DIR / self.shipped if self.shipped else Path(self.backend)
@@ -550,8 +558,11 @@ class RemoteBuilder:
         # once per resource, so that a queue of thousands does not flood the log
         (log.warning if first else log.debug)(
             "no connected Dask worker offers %s: %s builds stay queued (first: %s %s)",
-            resource, job.group.architecture, job.group.name, job.group.version,
-        )  # fmt: skip
+            resource,
+            job.group.architecture,
+            job.group.name,
+            job.group.version,
+        )
 
     def _accept(
         self,

@@ -57,14 +57,20 @@ def compare(
     text_path, html_path = scratch / "report.txt", scratch / "report.html"
     cmd = [
         exe,
-        "--text", str(text_path),
-        "--html", str(html_path),
-        "--max-text-report-size", str(max(limit, 1)),
-        "--max-report-size", str(max(limit, _MIN_HTML_LIMIT)),
+        "--text",
+        str(text_path),
+        "--html",
+        str(html_path),
+        "--max-text-report-size",
+        str(max(limit, 1)),
+        "--max-report-size",
+        str(max(limit, _MIN_HTML_LIMIT)),
         "--exclude-directory-metadata=yes",
         "--no-progress",
-        "--", str(left), str(right),
-    ]  # fmt: skip
+        "--",
+        str(left),
+        str(right),
+    ]
     output = LogCap(_OUTPUT_LIMIT)
     env = {**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}
     outcome = run_supervised(

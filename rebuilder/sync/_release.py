@@ -319,10 +319,12 @@ def _binary_keyring(keyring: Path, home: Path) -> Path:
         return keyring
     out = home / "keyring.gpg"
     p = subprocess.run(
-        ["gpg", "--batch", "--homedir", str(home), "--dearmor", "--output", str(out),
-         str(keyring)],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=GPGV_TIMEOUT, check=False,
-    )  # fmt: skip
+        ["gpg", "--batch", "--homedir", str(home), "--dearmor", "--output", str(out), str(keyring)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=GPGV_TIMEOUT,
+        check=False,
+    )
     if p.returncode != 0 or not out.exists():
         raise ConfigError(f"keyring {keyring}: not an OpenPGP keyring")
     return out

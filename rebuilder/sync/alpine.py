@@ -127,15 +127,23 @@ class Options:
             raise ConfigError(f"{label} architectures: at least one architecture is needed")
         for value in (*p.components, *p.architectures, *(r.name for r in p.releases)):
             if not _PLAIN.fullmatch(value):
-                raise ConfigError(f"{label}: {value!r} is not a branch, repository or "
-                                  "architecture name")  # fmt: skip
+                raise ConfigError(
+                    f"{label}: {value!r} is not a branch, repository or architecture name"
+                )
         for r in p.releases:
             if not r.source:
                 raise ConfigError(f"{label} source: no mirror URL for release {r.name!r}")
             check_source(r.source, label)
         releases = tuple(dict.fromkeys((r.name, r.source) for r in p.releases))
-        settings = [SYNC_RULES_VERSION, releases, p.components, p.architectures, p.pkgs,
-                    p.excludes, p.maintainers]  # fmt: skip
+        settings = [
+            SYNC_RULES_VERSION,
+            releases,
+            p.components,
+            p.architectures,
+            p.pkgs,
+            p.excludes,
+            p.maintainers,
+        ]
         return cls(
             releases=releases,
             components=tuple(dict.fromkeys(p.components)),
@@ -158,8 +166,10 @@ def check_source(source: str, label: str) -> None:
     for m in _TEMPLATE_VAR.finditer(source):
         braces = m.group(1) + m.group(3)
         if m.group(2) not in ("release", "repo", "arch") or braces not in ("", "{}"):
-            raise ConfigError(f"{label} source: unknown variable {m.group(0)!r} in {source!r} "
-                              "(only $release, $repo and $arch)")  # fmt: skip
+            raise ConfigError(
+                f"{label} source: unknown variable {m.group(0)!r} in {source!r} "
+                "(only $release, $repo and $arch)"
+            )
 
 
 # --- the index: fetch, split, verify -----------------------------------------------------
@@ -292,8 +302,9 @@ def verify_signatures(
             ) from None
         return sig.key_name
     names = ", ".join(f"{s.kind}:{s.key_name[:100]}" for s in signatures[:5])
-    raise SignatureError(f"{what}: signed by {names}; no such key in the keyring "
-                         f"({len(keys)} keys)")  # fmt: skip
+    raise SignatureError(
+        f"{what}: signed by {names}; no such key in the keyring ({len(keys)} keys)"
+    )
 
 
 def _index_file(body: bytes, *, what: str) -> bytes:
@@ -334,8 +345,9 @@ def load_keys(path: str) -> dict[str, rsa.RSAPublicKey]:
     elif p.is_file():
         files = [p]
     else:
-        raise ConfigError(f"keyring {path}: no such file or directory (Alpine's keys, e.g. "
-                          "/etc/apk/keys)")  # fmt: skip
+        raise ConfigError(
+            f"keyring {path}: no such file or directory (Alpine's keys, e.g. /etc/apk/keys)"
+        )
     keys: dict[str, rsa.RSAPublicKey] = {}
     for f in files:
         try:
@@ -467,8 +479,9 @@ def _package(f: dict[bytes, bytes]) -> ApkPackage:
     checksum = f.get(b"C", b"").decode("ascii", "replace")
     if checksum and not _is_identity(checksum):
         raise ValueError(f"malformed checksum {checksum[:80]!r}")
-    return ApkPackage(name, version, arch, int(size), origin, maintainer,
-                      int(t) if t else None, commit, checksum)  # fmt: skip
+    return ApkPackage(
+        name, version, arch, int(size), origin, maintainer, int(t) if t else None, commit, checksum
+    )
 
 
 def _is_identity(checksum: str) -> bool:
@@ -515,8 +528,11 @@ def _group(
     pkgs = sorted(pkgs, key=lambda p: p.name)
     builds = {(p.commit, p.build_time) for p in pkgs}
     if len(builds) > 1:
-        warn("builds", f"{ix.url}: {origin} {version}: its packages come from {len(builds)} "
-                       "different builds (commit or build time differ)")  # fmt: skip
+        warn(
+            "builds",
+            f"{ix.url}: {origin} {version}: its packages come from {len(builds)} "
+            "different builds (commit or build time differ)",
+        )
     arts = tuple(
         Artifact(p.name, p.version, p.arch, f"{ix.base}/{p.filename}", "", p.size) for p in pkgs
     )

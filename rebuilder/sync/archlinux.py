@@ -58,9 +58,17 @@ _MAX_FIELD = 1024  # characters of any single field we use
 
 _WANTED = frozenset(
     b"%" + k + b"%"
-    for k in (b"FILENAME", b"NAME", b"BASE", b"VERSION", b"ARCH", b"SHA256SUM", b"CSIZE",
-              b"PACKAGER")
-)  # fmt: skip
+    for k in (
+        b"FILENAME",
+        b"NAME",
+        b"BASE",
+        b"VERSION",
+        b"ARCH",
+        b"SHA256SUM",
+        b"CSIZE",
+        b"PACKAGER",
+    )
+)
 _REQUIRED = (b"%FILENAME%", b"%NAME%", b"%VERSION%", b"%ARCH%", b"%SHA256SUM%", b"%CSIZE%")
 # makepkg's rules for pkgname (alphanumerics and @._+-, no leading '-' or '.') and for a full
 # version: [epoch:]pkgver-pkgrel, pkgver without ':', '-' or spaces.
@@ -126,18 +134,22 @@ class Options:
     def from_profile(cls, p: Profile) -> Options:
         label = f'[profile."{p.name}"]'
         if p.method:
-            raise ConfigError(f"{label} method: Arch Linux profiles take no method (the "
-                              "archlinux backend rebuilds with archlinux-repro)")  # fmt: skip
+            raise ConfigError(
+                f"{label} method: Arch Linux profiles take no method (the "
+                "archlinux backend rebuilds with archlinux-repro)"
+            )
         releases = tuple((r.name, r.source) for r in p.releases) or ((DEFAULT_RELEASE, p.source),)
         if not p.components:
-            raise ConfigError(f"{label} components: at least one repository is needed "
-                              "(e.g. core, extra)")  # fmt: skip
+            raise ConfigError(
+                f"{label} components: at least one repository is needed (e.g. core, extra)"
+            )
         if not p.architectures:
             raise ConfigError(f"{label} architectures: at least one architecture is needed")
         for value in (*p.components, *p.architectures, *(name for name, _ in releases)):
             if not _WORD.fullmatch(value) or ".." in value:
-                raise ConfigError(f"{label}: {value!r} is not a repository, architecture or "
-                                  "release name")  # fmt: skip
+                raise ConfigError(
+                    f"{label}: {value!r} is not a repository, architecture or release name"
+                )
         for name, template in releases:
             check_template(template, f"{label} source (release {name})")
         keyring = None
@@ -145,8 +157,16 @@ class Options:
             keyring = Path(p.keyring)
             if not keyring.is_file():
                 raise ConfigError(f"{label} keyring {keyring}: no such file")
-        settings = [SYNC_RULES_VERSION, releases, p.components, p.architectures, p.pkgs,
-                    p.excludes, p.maintainers, p.keyring]  # fmt: skip
+        settings = [
+            SYNC_RULES_VERSION,
+            releases,
+            p.components,
+            p.architectures,
+            p.pkgs,
+            p.excludes,
+            p.maintainers,
+            p.keyring,
+        ]
         return cls(
             profile=p.name,
             releases=releases,
@@ -170,8 +190,9 @@ class Options:
 def check_template(template: str, label: str) -> None:
     """ConfigError unless ``template`` is a mirror URL whose only variables are $repo, $arch."""
     if not template:
-        raise ConfigError(f"{label}: no mirror; e.g. source = "
-                          '"https://mirror.example/archlinux/$repo/os/$arch"')  # fmt: skip
+        raise ConfigError(
+            f'{label}: no mirror; e.g. source = "https://mirror.example/archlinux/$repo/os/$arch"'
+        )
     if template.rstrip("/").endswith(".db"):
         raise ConfigError(
             f"{label}: {template!r} names a database; give the mirror template instead, "
@@ -180,8 +201,9 @@ def check_template(template: str, label: str) -> None:
     for m in _TEMPLATE_VAR.finditer(template):
         braces, var = m.group(1) + m.group(3), m.group(2)
         if var not in ("repo", "arch") or braces not in ("", "{}"):
-            raise ConfigError(f"{label}: unknown variable {m.group(0)!r} in {template!r} "
-                              "(only $repo and $arch)")  # fmt: skip
+            raise ConfigError(
+                f"{label}: unknown variable {m.group(0)!r} in {template!r} (only $repo and $arch)"
+            )
 
 
 def mirror_url(template: str, repo: str, arch: str) -> str:
@@ -212,8 +234,9 @@ def fetch_database(ref: DatabaseRef, keyring: Path | None) -> Database:
     if keyring is not None:
         sig = fetch.fetch_bytes(f"{ref.url}.sig", max_size=MAX_SIG_SIZE, missing_ok=True)
         if sig is None:
-            raise SignatureError(f"{ref.url}: not signed (no {ref.repo}.db.sig), and the "
-                                 "profile sets a keyring")  # fmt: skip
+            raise SignatureError(
+                f"{ref.url}: not signed (no {ref.repo}.db.sig), and the profile sets a keyring"
+            )
         verify_detached(data, sig, keyring, what=ref.url)
     return Database(ref, data, hashlib.sha256(data).hexdigest())
 
@@ -256,8 +279,7 @@ def iter_database(data: bytes, *, what: str, warn: Warnings | None = None) -> It
             continue
         seen.add(member)
         if raw is None:
-            warn("size", f"{what}: {member[:200]!r} is larger than {MAX_DESC_SIZE} bytes; "
-                         "skipped")  # fmt: skip
+            warn("size", f"{what}: {member[:200]!r} is larger than {MAX_DESC_SIZE} bytes; skipped")
             continue
         try:
             entry = entry_from_desc(parse_desc(raw))
@@ -265,8 +287,11 @@ def iter_database(data: bytes, *, what: str, warn: Warnings | None = None) -> It
             warn("entry", f"{what}: {member[:200]!r}: {e}; skipped")
             continue
         if member[: -len("/desc")] != f"{entry.name}-{entry.version}":
-            warn("entry", f"{what}: {member[:200]!r} describes {entry.name} {entry.version}: "
-                          "inconsistent database entry; skipped")  # fmt: skip
+            warn(
+                "entry",
+                f"{what}: {member[:200]!r} describes {entry.name} {entry.version}: "
+                "inconsistent database entry; skipped",
+            )
             continue
         yield entry
 
@@ -288,8 +313,9 @@ def _desc_members(plain: bytes, what: str) -> Iterator[tuple[str, bytes | None]]
                 if not name.endswith("/desc") or name.count("/") != 1:
                     continue  # another file of a package (files, depends of old formats)
                 if end > len(plain):
-                    raise RepositoryIndexError(f"{what}: truncated (the archive ends inside "
-                                               f"{name[:200]!r})")  # fmt: skip
+                    raise RepositoryIndexError(
+                        f"{what}: truncated (the archive ends inside {name[:200]!r})"
+                    )
                 if m.size > MAX_DESC_SIZE:
                     yield name, None
                 else:
@@ -391,14 +417,17 @@ class Grouper:
             group = acc.get(key)
             if group is None:
                 group = acc[key] = _Group(ref.repo, ref.mirror)
-            art = Artifact(e.name, e.version, e.arch, f"{ref.mirror}/{e.filename}", e.sha256,
-                           e.csize)  # fmt: skip
+            art = Artifact(
+                e.name, e.version, e.arch, f"{ref.mirror}/{e.filename}", e.sha256, e.csize
+            )
             other = group.artifacts.get(e.filename)
             if other is None:
                 group.artifacts[e.filename] = art
             elif other.sha256 != art.sha256:
-                self.warn("duplicate", f"{e.filename}: two different files in the databases; "
-                                       "kept the first")  # fmt: skip
+                self.warn(
+                    "duplicate",
+                    f"{e.filename}: two different files in the databases; kept the first",
+                )
             if e.packager:
                 group.packagers[e.packager] = None
 
@@ -413,8 +442,10 @@ class Grouper:
                 continue
             newer = vercmp(version, have[0]) > 0
             kept, dropped = (version, have[0]) if newer else (have[0], version)
-            self.warn("older", f"{g.component}/{arch}: {base} is listed at {dropped} and "
-                               f"{kept}; kept {kept}")  # fmt: skip
+            self.warn(
+                "older",
+                f"{g.component}/{arch}: {base} is listed at {dropped} and {kept}; kept {kept}",
+            )
             if newer:
                 best[k] = (version, g)
         return [
@@ -423,8 +454,9 @@ class Grouper:
         ]
 
 
-def _build_group(release: str, comp: str, arch: str, base: str, version: str,
-                 g: _Group) -> BuildGroup:  # fmt: skip
+def _build_group(
+    release: str, comp: str, arch: str, base: str, version: str, g: _Group
+) -> BuildGroup:
     artifacts = tuple(sorted(g.artifacts.values(), key=lambda a: (a.name, a.url)))
     first = artifacts[0]  # rebuilderd's input: the first package file of the group by name
     return BuildGroup(

@@ -55,10 +55,14 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
     """Sync one Debian profile; ``unchanged`` when every release's InRelease is as last time."""
     opts = Options.from_profile(profile)
     releases = [
-        (rel, fetch_release(rel.source, rel.name, profile.keyring,
-                            check_valid_until=profile.check_valid_until))
+        (
+            rel,
+            fetch_release(
+                rel.source, rel.name, profile.keyring, check_valid_until=profile.check_valid_until
+            ),
+        )
         for rel in profile.releases
-    ]  # fmt: skip
+    ]
     fingerprints = {release.url: release.sha256 for _, release in releases}
     fingerprints["profile-settings"] = opts.digest
     if not ctx.force and dict(ctx.previous) == fingerprints:
@@ -106,12 +110,21 @@ class Options:
             raise ConfigError(f"{label} architectures: at least one architecture is needed")
         for value in (*p.components, *p.architectures, *(r.name for r in p.releases)):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", value) or ".." in value:
-                raise ConfigError(f"{label}: {value!r} is not a release, component or "
-                                  "architecture name")  # fmt: skip
+                raise ConfigError(
+                    f"{label}: {value!r} is not a release, component or architecture name"
+                )
         arches = tuple(a for a in dict.fromkeys(p.architectures) if a != "all")
-        settings = [SYNC_RULES_VERSION, method, bi_url, p.components, p.architectures,
-                    p.pkgs, p.excludes, p.maintainers,
-                    [(r.name, r.source) for r in p.releases]]  # fmt: skip
+        settings = [
+            SYNC_RULES_VERSION,
+            method,
+            bi_url,
+            p.components,
+            p.architectures,
+            p.pkgs,
+            p.excludes,
+            p.maintainers,
+            [(r.name, r.source) for r in p.releases],
+        ]
         return cls(
             profile=p.name,
             method=method,
@@ -364,8 +377,9 @@ _NAME_VERSION_ARCH = re.compile(
 _PLAIN_PATH = re.compile(r"(?:(?!\.\.?/)[A-Za-z0-9_.~+-]+/)*(?!\.\.?$)[A-Za-z0-9_.~+-]+")
 
 
-def stanzas(data: bytes, regex: re.Pattern[bytes], first: re.Pattern[bytes],
-            *, what: str) -> Iterator[dict[bytes, bytes]]:  # fmt: skip
+def stanzas(
+    data: bytes, regex: re.Pattern[bytes], first: re.Pattern[bytes], *, what: str
+) -> Iterator[dict[bytes, bytes]]:
     """The wanted fields of each stanza of a deb822 index, as ``{name: raw value}``.
 
     >>> [s[b"Package"] for s in stanzas(b"Package: a\\nX: 1\\n\\nPackage: b\\n",
@@ -433,12 +447,14 @@ def parse_sources(
             warn("path", f"{what}: {name} {version}: Directory {directory!r} {why}; skipped")
             continue
         src = SourcePackage(
-            name, version, directory,
+            name,
+            version,
+            directory,
             maintainer=st.get(b"Maintainer", b""),
             uploaders=st.get(b"Uploaders", b""),
             checksums=st.get(b"Checksums-Sha256", b""),
             extra_source_only=st.get(b"Extra-Source-Only", b"").strip() == b"yes",
-        )  # fmt: skip
+        )
         old = out.get((name, version))
         if old is not None and not (old.extra_source_only and not src.extra_source_only):
             if not src.extra_source_only:
@@ -476,14 +492,20 @@ def iter_packages(
         if pkg.path == "":
             unsafe = unsafe_path(pkg.filename)
             if unsafe:
-                warn("path", f"{what}: {pkg.name} {pkg.version}: Filename {pkg.filename!r} "
-                             f"{unsafe}; skipped")  # fmt: skip
+                warn(
+                    "path",
+                    f"{what}: {pkg.name} {pkg.version}: Filename {pkg.filename!r} "
+                    f"{unsafe}; skipped",
+                )
                 continue
             pkg.path = quote(pkg.filename, safe="/+~")
         ident = (pkg.name, pkg.version, pkg.architecture)
         if ident in seen:
-            warn("duplicate", f"{what}: duplicate stanza {pkg.name} {pkg.version} "
-                              f"{pkg.architecture}; kept the first")  # fmt: skip
+            warn(
+                "duplicate",
+                f"{what}: duplicate stanza {pkg.name} {pkg.version} "
+                f"{pkg.architecture}; kept the first",
+            )
             continue
         seen.add(ident)
         yield pkg
@@ -515,8 +537,9 @@ def _binary(st: dict[bytes, bytes]) -> BinaryPackage:
             raise ValueError(f"malformed Source {text[:80]!r}")
         source = text
     path = filename if _PLAIN_PATH.fullmatch(filename) else ""
-    return BinaryPackage(name, version, arch, source, source_version, filename, int(size),
-                         sha.decode().lower(), path)  # fmt: skip
+    return BinaryPackage(
+        name, version, arch, source, source_version, filename, int(size), sha.decode().lower(), path
+    )
 
 
 def unsafe_path(path: str) -> str | None:
@@ -585,8 +608,12 @@ class Grouper:
         warn: Warnings,
     ) -> None:
         self.release, self.mirror, self.opts, self.sources, self.warn = (
-            release, mirror, opts, sources, warn
-        )  # fmt: skip
+            release,
+            mirror,
+            opts,
+            sources,
+            warn,
+        )
         self.wanted = set(opts.arches) | ({"all"} if opts.want_all else set())
         # (component, arch, source, group version) -> (source, {file name: artifact})
         self.acc: dict[tuple[str, str, str, str], tuple[SourcePackage, dict[str, Artifact]]] = {}
@@ -598,8 +625,11 @@ class Grouper:
                 continue
             src = sources.get((b.source, b.source_version))
             if src is None:
-                self.warn("nosource", f"{b.name} {b.version}: source {b.source} "
-                                      f"{b.source_version} is not in Sources; skipped")  # fmt: skip
+                self.warn(
+                    "nosource",
+                    f"{b.name} {b.version}: source {b.source} "
+                    f"{b.source_version} is not in Sources; skipped",
+                )
                 continue
             if src.extra_source_only:
                 log.debug("%s %s: built from extra-source-only %s", b.name, b.version, src.name)
@@ -612,15 +642,17 @@ class Grouper:
             entry = self.acc.get(key)
             if entry is None:
                 entry = self.acc[key] = (src, {})
-            art = Artifact(b.name, b.version, b.architecture, f"{mirror}/{b.path}", b.sha256,
-                           b.size)  # fmt: skip
+            art = Artifact(
+                b.name, b.version, b.architecture, f"{mirror}/{b.path}", b.sha256, b.size
+            )
             fname = b.filename.rsplit("/", 1)[-1]
             other = entry[1].get(fname)
             if other is None:
                 entry[1][fname] = art
             elif other.sha256 != art.sha256:
-                self.warn("duplicate", f"{fname}: two different files in the indexes; kept the "
-                                       "first")  # fmt: skip
+                self.warn(
+                    "duplicate", f"{fname}: two different files in the indexes; kept the first"
+                )
 
     def groups(self) -> list[BuildGroup]:
         """The build groups; of two versions of one source on one arch, the newer."""
@@ -635,8 +667,11 @@ class Grouper:
             else:
                 older += 1
         if older:
-            log.info("%s: %d older source versions still in the indexes were left out",
-                     self.release, older)  # fmt: skip
+            log.info(
+                "%s: %d older source versions still in the indexes were left out",
+                self.release,
+                older,
+            )
         out = []
         for (comp, arch, _name), (version, src, arts) in best.items():
             try:
@@ -645,8 +680,9 @@ class Grouper:
                 self.warn("stanza", f"{e}; skipped")
         return out
 
-    def _group(self, comp: str, arch: str, version: str, src: SourcePackage,
-               arts: dict[str, Artifact]) -> BuildGroup:  # fmt: skip
+    def _group(
+        self, comp: str, arch: str, version: str, src: SourcePackage, arts: dict[str, Artifact]
+    ) -> BuildGroup:
         input_sha256: str | None = None
         files: tuple[Artifact, ...] = ()
         if self.opts.method == "suite-chroot":
@@ -656,11 +692,14 @@ class Grouper:
             base = f"{self.mirror}/{url_path(src.directory)}"
             dsc, input_sha256, _ = listed[0]
             input_url = f"{base}/{url_path(dsc)}"
-            files = tuple(Artifact(n, src.version, "source", f"{base}/{url_path(n)}", sha, size)
-                          for n, sha, size in listed[1:])  # fmt: skip
+            files = tuple(
+                Artifact(n, src.version, "source", f"{base}/{url_path(n)}", sha, size)
+                for n, sha, size in listed[1:]
+            )
         else:
-            input_url = buildinfo_url(self.opts.buildinfo_url, src.directory, src.name,
-                                      version, arch)  # fmt: skip
+            input_url = buildinfo_url(
+                self.opts.buildinfo_url, src.directory, src.name, version, arch
+            )
         return BuildGroup(
             name=src.name,
             version=version,

@@ -190,13 +190,19 @@ def newest_version(names: list[str], arch: str, *, what: str) -> str:
     pattern = re.compile(rf"tails-{re.escape(arch)}-({_VERSION})/")
     versions = [m.group(1) for n in names if (m := pattern.fullmatch(n)) and ".." not in n]
     if not versions:
-        raise RepositoryIndexError(f"{what}: the listing names no tails-{arch}-<version>/ "
-                                   "directory")  # fmt: skip
+        raise RepositoryIndexError(
+            f"{what}: the listing names no tails-{arch}-<version>/ directory"
+        )
     newest = max(versions, key=version_key)
     if len(versions) > 1:
         others = ", ".join(v for v in versions if v != newest)
-        log.info("%s: %s is the newest of %d versions (also listed: %s)", what, newest,
-                 len(versions), others)  # fmt: skip
+        log.info(
+            "%s: %s is the newest of %d versions (also listed: %s)",
+            what,
+            newest,
+            len(versions),
+            others,
+        )
     return newest
 
 
@@ -213,8 +219,9 @@ def release_group(r: Release) -> BuildGroup:
     artifacts = []
     for name in (img, iso):
         if name not in r.files:
-            log.warning("%s/: no %s in the listing; only the other image is verified",
-                        r.directory, name)  # fmt: skip
+            log.warning(
+                "%s/: no %s in the listing; only the other image is verified", r.directory, name
+            )
             continue
         url = f"{r.directory}/{name}"
         artifacts.append(Artifact(name, r.version, r.arch, url, sums.get(name, ""), head_size(url)))
