@@ -198,7 +198,7 @@ def weigh_search(site: Path) -> None:
 
 def time_search(site: Path, work: Path, queries: list[str]) -> None:
     """Type each query a key at a time in headless Chromium; ms from key to results shown."""
-    from tests import browser_helpers as browser
+    from tests.fixtures import browser
 
     why = browser.missing()
     if why:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rebuilder.config import Profile
 from rebuilder.sync import SyncContext
 from rebuilder.sync import archlinux as arch
-from tests import arch_repo as ar
+from tests.fixtures import archlinux as ar
 
 WORDS = (
     "lib",
@@ -169,9 +169,9 @@ def main() -> None:
         (db_dir / "extra.db").write_bytes(data)
         keyring = None
         if args.sign:
-            from tests.debian_archive import _generate_key, gpg, stop_agent
+            from tests.fixtures.gpg import generate_key, gpg, stop_agent
 
-            key = _generate_key(gnupghome, "Bench <bench@example.org>")
+            key = generate_key(gnupghome, "Bench <bench@example.org>")
             keyring = gnupghome / "keyring.gpg"
             keyring.write_bytes(gpg(gnupghome, "--export", key))
             gpg(

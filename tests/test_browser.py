@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from rebuilder.site import ProfileView, render
-from tests import browser_helpers as browser
-from tests.test_site import NOW, XSS, _built, _group, _views, _write_store
+
+from .fixtures import browser
+from .fixtures.site import NOW, XSS, built_record, site_group, site_views, write_store
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
 
@@ -26,14 +27,14 @@ PREFIX = "mirror/rebuilder"  # served below a path prefix: every link must be re
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     www = tmp_path_factory.mktemp("www")
     root = www / PREFIX
-    views = _views(root)
+    views = site_views(root)
     recs = dict(views[0].records)
     from rebuilder.model import Status
 
     for i in range(60):  # enough names for a few shards
-        g = _group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
-        _write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")
-        recs[g.key] = _built(g, Status.GOOD, 100 + i, {"log": f"{100 + i}/log.gz"})
+        g = site_group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
+        write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")
+        recs[g.key] = built_record(g, Status.GOOD, 100 + i, {"log": f"{100 + i}/log.gz"})
     views[0] = ProfileView(views[0].profile, recs, 3, NOW)
     render(root, views, now=NOW)
     # plain text files make the browser ask the host for /favicon.ico: the host's, not ours

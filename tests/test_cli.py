@@ -6,8 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from .debian_archive import Archive, serve
-from .helpers import BACKEND, operator_dir, rebuild
+from .fixtures.debian import Archive
+from .fixtures.http import serve
+from .fixtures.operator import BACKEND, operator_dir, rebuild
 
 
 def test_sync_print_json_plan_reasons_and_requeue(mirror: tuple[Archive, str], tmp_path: Path):

@@ -1163,7 +1163,7 @@ def test_our_sites_dashboard_reads_back(tmp_path: Path) -> None:
     from rebuilder.config import Profile, Release
     from rebuilder.model import GroupRecord
 
-    from .helpers import attempt, group
+    from .fixtures.operator import attempt, group
 
     now = datetime.datetime(2024, 5, 1, 12, 0)
     good, bad = group("good"), group("bad")

@@ -53,8 +53,8 @@ from rebuilder.build.dask import (
 from rebuilder.errors import ConfigError
 from rebuilder.model import Artifact, Attempt, BuildGroup, Job, Status
 
-from .debian_archive import Archive
-from .helpers import operator_dir, rebuild
+from .fixtures.debian import Archive
+from .fixtures.operator import operator_dir, rebuild
 
 ROOT = Path(__file__).resolve().parent.parent
 

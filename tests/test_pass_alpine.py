@@ -23,9 +23,9 @@ from pathlib import Path
 
 from rebuilder.sync import alpine as apk
 
-from .helpers import operator_workdir
-from .helpers import rebuild as run_rebuild
-from .test_sync_alpine import ARCH, BRANCH, BUILDDATE, REPO, AlpineRepo
+from .fixtures.alpine import ARCH, BRANCH, BUILDDATE, REPO, AlpineRepo
+from .fixtures.operator import operator_workdir
+from .fixtures.operator import rebuild as run_rebuild
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKEND = REPO_ROOT / "tests" / "backends" / "alpine-from-aports.sh"

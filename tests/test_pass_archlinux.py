@@ -1,7 +1,7 @@
 """End to end: real passes over a real, signed Arch Linux fixture repository on 127.0.0.1.
 
 The fixture packages are built with makepkg and published with repo-add
-(tests/arch_repo.py); the test backend really rebuilds each pkgbase with
+(tests/fixtures/archlinux.py); the test backend really rebuilds each pkgbase with
 makepkg from its PKGBUILD, under the conditions its .BUILDINFO records.
 Every pass runs the real CLI in a subprocess, as cron would.
 """
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests import arch_repo as ar
-from tests.debian_archive import serve
-from tests.helpers import operator_workdir
-from tests.helpers import rebuild as run_rebuild
+from .fixtures import archlinux as ar
+from .fixtures.http import serve
+from .fixtures.operator import operator_workdir
+from .fixtures.operator import rebuild as run_rebuild
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "tests" / "backends" / "archlinux-makepkg.sh"

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from .debian_archive import Archive, resign_with_other_key, tamper_packages
-from .helpers import BACKEND, REPO, operator_dir, rebuild
+from .fixtures import ROOT
+from .fixtures.debian import Archive, resign_with_other_key, tamper_packages
+from .fixtures.operator import BACKEND, operator_dir, rebuild
 
 
 def statuses(work: Path) -> dict[str, str]:
@@ -139,8 +140,8 @@ exec {BACKEND} "$@"
 """)
     slow.chmod(0o755)
     work = operator_dir(tmp_path, a, url, backend=slow)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    p = subprocess.Popen([sys.executable, str(REPO / "rebuild.py"), "run", "--jobs", "1"],
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, str(ROOT / "rebuild.py"), "run", "--jobs", "1"],
                          cwd=work, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
     journal = work / "state" / "fixture.journal"
     deadline = time.monotonic() + 240

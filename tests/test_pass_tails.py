@@ -18,47 +18,22 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
-from .debian_archive import gpg, serve, stop_agent
-from .helpers import operator_workdir
-from .helpers import rebuild as run_rebuild
-from .test_sync_tails import (
+from .fixtures import ROOT
+from .fixtures.gpg import gpg, stop_agent
+from .fixtures.operator import operator_workdir
+from .fixtures.operator import rebuild as run_rebuild
+from .fixtures.tails import (
     OTHER_UID,
     RAKE,
     TailsMirror,
-    build_mirror,
     commit_release,
-    copy_mirror,
     generate_key,
     publish,
     write_listings,
     write_sums,
 )
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TailsMirror]:
-    home = Path(tempfile.mkdtemp(prefix="rb-tpass-gpg-"))
-    yield build_mirror(tmp_path_factory.mktemp("tails-pass"), home)
-    stop_agent(home)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture
-def served(built: TailsMirror, tmp_path: Path) -> Iterator[tuple[TailsMirror, str]]:
-    fx = copy_mirror(built, tmp_path)
-    fx = replace(fx, git=tmp_path / "tails.git")
-    shutil.copytree(built.git, fx.git)  # tests may add releases
-    url, stop = serve(fx.mirror)
-    yield fx, url
-    stop()
 
 
 def operator_dir(tmp_path: Path, url: str, channels: str = '"stable", "alpha"') -> Path:
@@ -96,8 +71,8 @@ def log_of(work: Path, record: dict) -> str:
     return gzip.decompress((work / "site" / "builds" / rel).read_bytes()).decode()
 
 
-def test_full_pass_with_the_shipped_backend(served: tuple[TailsMirror, str], tmp_path: Path):
-    fx, url = served
+def test_full_pass_with_the_shipped_backend(tails_served: tuple[TailsMirror, str], tmp_path: Path):
+    fx, url = tails_served
     write_sums(fx, "alpha", "7.0~rc1")
     work = operator_dir(tmp_path, url)
     r = rebuild(work, fx, "run")
@@ -135,9 +110,9 @@ def alpha_sum(fx: TailsMirror, name: str) -> str:
 
 
 def test_untrusted_tag_and_bad_image_signature_fail(
-    served: tuple[TailsMirror, str], tmp_path: Path
+    tails_served: tuple[TailsMirror, str], tmp_path: Path
 ):
-    fx, url = served
+    fx, url = tails_served
     # 6.11 is tagged with a key that is not the Tails key
     home = Path(tempfile.mkdtemp(prefix="rb-tother-"))
     try:
@@ -172,7 +147,7 @@ def test_untrusted_tag_and_bad_image_signature_fail(
 def test_shipped_tails_sh_needs_its_settings(built: TailsMirror, tmp_path: Path):
     img = built.release_dir("stable", "6.10") / "tails-amd64-6.10.img"
     env = dict(os.environ, REBUILDERD_OUTDIR=str(tmp_path))
-    backend = REPO_ROOT / "rebuilder" / "build" / "backends" / "tails.sh"
+    backend = ROOT / "rebuilder" / "build" / "backends" / "tails.sh"
     r = subprocess.run([str(backend), str(img)], env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "REBUILDER_TAILS_GIT" in r.stderr
     env.update(REBUILDER_TAILS_GIT=str(built.git), REBUILDER_TAILS_KEYRING=str(built.keyring))

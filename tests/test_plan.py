@@ -4,7 +4,7 @@ from rebuilder import plan
 from rebuilder.config import RetryPolicy
 from rebuilder.model import GroupRecord, Status
 
-from .helpers import T0, attempt, group
+from .fixtures.operator import T0, attempt, group
 
 POL = plan.Policies(bad=RetryPolicy(backoff=3600, max=2), fail=RetryPolicy(backoff=60, max=1))
 

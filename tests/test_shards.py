@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .debian_archive import Archive
-from .helpers import operator_dir, rebuild
+from .fixtures.debian import Archive
+from .fixtures.operator import operator_dir, rebuild
 
 
 def normalised(work: Path) -> dict[str, tuple]:

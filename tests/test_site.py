@@ -19,132 +19,29 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from rebuilder.config import Profile, Release
-from rebuilder.model import Artifact, ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
+from rebuilder.model import ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
 from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, paths, render
 from rebuilder.site import history_point as site_history_point
 
-NOW = dt.datetime(2024, 5, 6, 7, 8, 9)
-T0 = dt.datetime(2024, 5, 1, 12, 0, 0)
-XSS = "<script>alert(1)</script>"
-HOSTILE_NAMES = ["../../etc/passwd", "/abs", "a\x00b", "x" * 5000, XSS, "..", ".", "", "%2F", "é/ü"]
+from .fixtures.site import (
+    DIFF_BAD,
+    HOSTILE_NAMES,
+    LOG_GOOD,
+    NOW,
+    T0,
+    XSS,
+    built_record,
+    site_attempt,
+    site_group,
+    site_profile,
+    site_views,
+    write_store,
+)
+
 V0_KEYS = {
     "name", "version", "status", "distro", "suite", "architecture", "artifact_url",
     "build_id", "built_at", "has_diffoscope", "has_attestation",
 }  # fmt: skip
-LOG_GOOD = "build log of hello\n" + "line\n" * 100
-DIFF_BAD = "--- a/usr/bin/x\n+++ b/usr/bin/x\n@@ timestamps differ\n"
-
-
-def _profile(name: str = "debian-main", distro: str = "debian") -> Profile:
-    return Profile(name, distro, (Release("bookworm", "https://mirror.example/debian"),))
-
-
-def _group(
-    name: str,
-    version: str = "1.0-1",
-    *,
-    release: str = "bookworm",
-    component: str = "main",
-    arch: str = "amd64",
-    bins: tuple[str, ...] = (),
-    maintainers: tuple[str, ...] = (),
-    url: str | None = None,
-) -> BuildGroup:
-    arts = tuple(
-        Artifact(
-            b,
-            version,
-            arch,
-            url or f"https://mirror.example/pool/{b}_{version}.deb",
-            hashlib.sha256(f"{b}{version}".encode()).hexdigest(),
-            100,
-        )
-        for b in (bins or (name,))
-    )
-    buildinfo = f"https://mirror.example/{name}.buildinfo"
-    return BuildGroup(
-        name, version, "debian", release, component, arch, buildinfo, arts,
-        maintainers=maintainers, method="debrebuild",
-    )  # fmt: skip
-
-
-def _attempt(g: BuildGroup, build_id: int, status: Status, files: dict[str, str]) -> Attempt:
-    built = {a.name: a.sha256 if status is Status.GOOD else "f" * 64 for a in g.artifacts}
-    results = tuple(
-        ArtifactResult(a.name, a.filename, a.sha256, built[a.name]) for a in g.artifacts
-    )
-    started = T0 + dt.timedelta(hours=build_id)
-    return Attempt(
-        build_id, g.version, status, started, 83.4, "debian", "new", g.inputs_digest, results, files
-    )
-
-
-def _write_store(site: Path, rel: str, text: str) -> None:
-    path = site / "builds" / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode()
-    path.write_bytes(gzip.compress(data, mtime=0) if rel.endswith(".gz") else data)
-
-
-def _built(
-    g: BuildGroup, status: Status, build_id: int, files: dict[str, str], **kw
-) -> GroupRecord:
-    """A record whose only attempt (``build_id``) built the group's current version."""
-    return GroupRecord(g, status, [_attempt(g, build_id, status, files)], **kw)
-
-
-def _records(site: Path) -> dict[str, GroupRecord]:
-    """GOOD, BAD (diffoscope), FAIL, UNKWN, unseen, outdated and hostile records,
-    with their results store files written under ``site/builds``."""
-    for rel, text in [
-        ("1/log.gz", LOG_GOOD), ("1/attestation.json.gz", '{"_type": "link"}'),
-        ("2/log.gz", "bad log\n"), ("2/diffoscope.txt.gz", DIFF_BAD),
-        ("2/diffoscope.html", "<html>diff</html>"), ("3/log", "plain failure log\n"),
-        ("5/log.gz", "gone log\n"), ("6/log.gz", "old\n"), ("7/log.gz", XSS),
-    ]:  # fmt: skip
-        _write_store(site, rel, text)
-    good = _group("hello", bins=("hello", "hello-doc"), maintainers=("Jane <jane@example.org>",))
-    bad_files = {
-        "log": "2/log.gz",
-        "diffoscope": "2/diffoscope.txt.gz",
-        "diffoscope_html": "2/diffoscope.html",
-    }
-    # a new version appeared after a BAD build: UNKWN, and the old build id must not show
-    bumped = GroupRecord(
-        _group("bumped", "1.1-1"),
-        Status.UNKWN,
-        [_attempt(_group("bumped", "1.0-1"), 6, Status.BAD, {"log": "6/log.gz"})],
-    )
-    evil = _group(
-        XSS, f"1:{XSS}../", component=XSS, maintainers=(XSS, "../x"), url="javascript:alert(1)"
-    )
-    # hostile store paths: must be neither read nor advertised
-    evil_files = {"log": "7/log.gz", "diffoscope": "../../../../etc/passwd", "attestation": "/etc"}
-    recs = [
-        _built(good, Status.GOOD, 1, {"log": "1/log.gz", "attestation": "1/attestation.json.gz"}),
-        _built(_group("bad", "2.0-1"), Status.BAD, 2, bad_files),
-        _built(_group("fail", "3.0-1", arch="arm64"), Status.FAIL, 3, {"log": "3/log"}),
-        GroupRecord(_group("new"), Status.UNKWN),
-        _built(_group("gone"), Status.GOOD, 5, {"log": "5/log.gz"}, seen=False),
-        bumped,
-        _built(evil, Status.BAD, 7, evil_files),
-    ]
-    recs += [
-        GroupRecord(_group(n, n, release=n, arch=n), Status.UNKWN, first_seen=T0)
-        for n in HOSTILE_NAMES
-    ]
-    return {r.group.key: r for r in recs}
-
-
-def _views(site: Path) -> list[ProfileView]:
-    recs = _records(site)
-    evil_profile = _profile(f"evil{XSS}")
-    evil_recs = {k: r for k, r in recs.items() if r.group.name in ("hello", "fail")}
-    return [
-        ProfileView(_profile(), recs, queue_length=3, last_pass=NOW),
-        ProfileView(evil_profile, evil_recs, queue_length=1, last_pass=T0),
-    ]
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int, str]]:
@@ -165,7 +62,7 @@ def _tree(root: Path) -> dict[str, tuple[int, int, str]]:
 @pytest.fixture
 def rendered(tmp_path: Path) -> tuple[Path, list[ProfileView], RenderStats]:
     site = tmp_path / "site"
-    views = _views(site)
+    views = site_views(site)
     stats = render(site, views, now=NOW)
     return site, views, stats
 
@@ -316,7 +213,7 @@ def test_every_relative_link_resolves(rendered) -> None:
 
 def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    views = _views(site)
+    views = site_views(site)
     outside_before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(site)}
     render(site, views, now=NOW)
     assert {p for p in tmp_path.rglob("*") if not p.is_relative_to(site)} == outside_before
@@ -331,7 +228,7 @@ def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:
 
 def test_second_render_writes_nothing_and_builds_is_untouched(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    views = _views(site)
+    views = site_views(site)
     store_before = _tree(site / "builds")
     first = render(site, views, now=NOW)
     assert first.written > 30 and first.removed == 0
@@ -345,14 +242,14 @@ def test_second_render_writes_nothing_and_builds_is_untouched(tmp_path: Path) ->
 
 def test_incremental_render_equals_full_render(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    views = _views(site)
+    views = site_views(site)
     render(site, views, now=NOW)
     # "new" gets built GOOD; "hello" leaves the state entirely
     recs = dict(views[0].records)
     key = "bookworm/main/amd64/new"
     g = recs[key].group
-    _write_store(site, "8/log.gz", "fresh log\n")
-    recs[key] = _built(g, Status.GOOD, 8, {"log": "8/log.gz"})
+    write_store(site, "8/log.gz", "fresh log\n")
+    recs[key] = built_record(g, Status.GOOD, 8, {"log": "8/log.gz"})
     gone_key = "bookworm/main/amd64/hello"
     del recs[gone_key]
     # the hostile group changes maintainers: the old ones' pages must go
@@ -383,12 +280,12 @@ def test_incremental_render_equals_full_render(tmp_path: Path) -> None:
 
 def test_unreadable_store_file_is_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
     site = tmp_path / "site"
-    g = _group("corrupt")
+    g = site_group("corrupt")
     (site / "builds/9").mkdir(parents=True)
     (site / "builds/9/log.gz").write_bytes(b"not gzip at all")
-    rec = _built(g, Status.FAIL, 9, {"log": "9/log.gz"})
+    rec = built_record(g, Status.FAIL, 9, {"log": "9/log.gz"})
     with caplog.at_level(logging.WARNING, logger="rebuilder.site"):
-        render(site, [ProfileView(_profile(), {g.key: rec})], now=NOW)
+        render(site, [ProfileView(site_profile(), {g.key: rec})], now=NOW)
     assert not (site / "debian/api/v0/builds/9/log").exists()
     assert "missing or unreadable" in caplog.text
     assert (site / "builds/9/log.gz").read_bytes() == b"not gzip at all"
@@ -399,9 +296,14 @@ def test_multi_member_gzip_log_is_served_whole(tmp_path: Path) -> None:
     (site / "builds/10").mkdir(parents=True)
     parts = [gzip.compress(b"first part\n"), gzip.compress(b"second part\n")]
     (site / "builds/10/log.gz").write_bytes(b"".join(parts))
-    g = _group("two")
+    g = site_group("two")
     render(
-        site, [ProfileView(_profile(), {g.key: _built(g, Status.GOOD, 10, {"log": "10/log.gz"})})]
+        site,
+        [
+            ProfileView(
+                site_profile(), {g.key: built_record(g, Status.GOOD, 10, {"log": "10/log.gz"})}
+            )
+        ],
     )
     assert (site / "debian/api/v0/builds/10/log").read_bytes() == b"first part\nsecond part\n"
 
@@ -411,8 +313,8 @@ def test_template_override_shadows_one_file(tmp_path: Path) -> None:
     tpl = tmp_path / "tpl"
     tpl.mkdir()
     (tpl / "index.html").write_text("custom {{ profiles[0].name }}\n")
-    g = _group("hello")
-    render(site, [ProfileView(_profile(f"p{XSS}"), {g.key: GroupRecord(g)})], templates=tpl)
+    g = site_group("hello")
+    render(site, [ProfileView(site_profile(f"p{XSS}"), {g.key: GroupRecord(g)})], templates=tpl)
     assert (site / "index.html").read_text() == "custom p&lt;script&gt;alert(1)&lt;/script&gt;\n"
     assert (site / "static/style.css").is_file()  # static still comes from the defaults
     (tpl / "index.html").write_text("{{ nope }}")
@@ -496,7 +398,7 @@ def test_search_index_finds_every_name_by_its_prefixes(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(search, "LEAF", 3)  # force inner nodes on a small site
     site = tmp_path / "site"
-    views = _views(site)
+    views = site_views(site)
     render(site, views, now=NOW)
     names = {
         name
@@ -528,10 +430,10 @@ def _suite_site(tmp_path: Path, n: int) -> tuple[Path, dict[str, GroupRecord]]:
     site = tmp_path / "site"
     recs = {}
     for i in range(n):
-        g = _group(f"pkg{i}", maintainers=("Jane <jane@example.org>",))
+        g = site_group(f"pkg{i}", maintainers=("Jane <jane@example.org>",))
         status = [Status.GOOD, Status.BAD, Status.FAIL][i % 3]
-        recs[g.key] = _built(g, status, 100 + (i * 7) % n, {})
-    recs.update({r.group.key: r for r in [GroupRecord(_group("zz-unbuilt"))]})
+        recs[g.key] = built_record(g, status, 100 + (i * 7) % n, {})
+    recs.update({r.group.key: r for r in [GroupRecord(site_group("zz-unbuilt"))]})
     return site, recs
 
 
@@ -540,7 +442,7 @@ def test_list_pages_are_paged_and_sorted_by_name_and_date(tmp_path: Path, monkey
 
     monkeypatch.setattr(html, "PAGE_SIZE", 2)
     site, recs = _suite_site(tmp_path, 5)
-    render(site, [ProfileView(_profile(), recs)], now=NOW)
+    render(site, [ProfileView(site_profile(), recs)], now=NOW)
     suite = site / "p/debian-main/bookworm/main/amd64"
 
     def names(page: str) -> list[str]:
@@ -578,7 +480,7 @@ def test_maintainer_pages_list_packages_needing_attention_first(rendered) -> Non
 
 def test_maintainer_page_puts_bad_and_fail_first(tmp_path: Path) -> None:
     site, recs = _suite_site(tmp_path, 6)
-    render(site, [ProfileView(_profile(), recs)], now=NOW)
+    render(site, [ProfileView(site_profile(), recs)], now=NOW)
     text = (site / "m/jane%40example.org.html").read_text()
     statuses = re.findall(r'<td class="s-(\w+)">', text)
     assert statuses == ["BAD", "FAIL", "BAD", "FAIL", "GOOD", "GOOD"]
@@ -586,9 +488,9 @@ def test_maintainer_page_puts_bad_and_fail_first(tmp_path: Path) -> None:
 
 def _history_records() -> dict[str, GroupRecord]:
     def at(g: BuildGroup, i: int, status: Status) -> Attempt:
-        return replace(_attempt(g, i, status, {}), started_at=T0 + dt.timedelta(days=i))
+        return replace(site_attempt(g, i, status, {}), started_at=T0 + dt.timedelta(days=i))
 
-    reg, fixed, first = _group("regressed"), _group("fixed"), _group("first")
+    reg, fixed, first = site_group("regressed"), site_group("fixed"), site_group("first")
     recs = [
         GroupRecord(reg, Status.BAD, [at(reg, 1, Status.GOOD), at(reg, 4, Status.BAD)]),
         GroupRecord(fixed, Status.GOOD, [at(fixed, 2, Status.FAIL), at(fixed, 5, Status.GOOD)]),
@@ -599,7 +501,7 @@ def _history_records() -> dict[str, GroupRecord]:
 
 def test_dashboard_lists_regressions_then_newly_reproduced(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    render(site, [ProfileView(_profile(), _history_records(), 7, NOW)], now=NOW)
+    render(site, [ProfileView(site_profile(), _history_records(), 7, NOW)], now=NOW)
     text = (site / "index.html").read_text()
     regressions, _, rest = text.partition("<h3>Newly reproduced</h3>")
     regressions = regressions.partition("<h3>Regressions</h3>")[2]
@@ -622,7 +524,7 @@ def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
             "suites": {"bookworm/main/amd64": {"GOOD": 2, "BAD": 1}, XSS: {"GOOD": 1}},
         },
     ]
-    render(site, [ProfileView(_profile(), recs, history=history)], now=NOW)
+    render(site, [ProfileView(site_profile(), recs, history=history)], now=NOW)
     text = (site / "index.html").read_text()
     chart = text[text.index('<svg class="chart"') : text.index("</svg>", text.index("chart"))]
     assert chart.count("<polygon") == 4  # GOOD, BAD, FAIL, UNKWN bands over 3 points
@@ -636,9 +538,9 @@ def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
 def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:
     site = tmp_path / "site"
     recs = _history_records()
-    nasty = _group(f"n\x00\x1b{XSS}&")
-    recs[nasty.key] = _built(nasty, Status.BAD, 9, {})
-    render(site, [ProfileView(_profile(), recs)], now=NOW)
+    nasty = site_group(f"n\x00\x1b{XSS}&")
+    recs[nasty.key] = built_record(nasty, Status.BAD, 9, {})
+    render(site, [ProfileView(site_profile(), recs)], now=NOW)
     ns = {"a": "http://www.w3.org/2005/Atom"}
     atom = ET.fromstring((site / "feed.atom").read_bytes())  # parses: no raw control chars
     entries = atom.findall("a:entry", ns)
@@ -657,7 +559,9 @@ def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:
     assert doc["version"] == "https://jsonfeed.org/version/1.1" and len(doc["items"]) == 6
     assert "url" not in doc["items"][0] and "feed_url" not in doc
     assert (site / "feeds/debian-main.atom").is_file()
-    render(site, [ProfileView(_profile(), recs)], now=NOW, site_url="https://rebuilder.example/x/")
+    render(
+        site, [ProfileView(site_profile(), recs)], now=NOW, site_url="https://rebuilder.example/x/"
+    )
     doc = json.loads((site / "feed.json").read_text())
     assert doc["feed_url"] == "https://rebuilder.example/x/feed.json"
     assert all(i["url"].startswith("https://rebuilder.example/x/p/") for i in doc["items"])
@@ -669,7 +573,7 @@ def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:
 def test_badges_per_profile_and_per_package(tmp_path: Path) -> None:
     site = tmp_path / "site"
     recs = _history_records()
-    view = ProfileView(_profile(f"p{XSS}"), recs)
+    view = ProfileView(site_profile(f"p{XSS}"), recs)
     render(site, [view], now=NOW)
     svg = site / paths.profile_badge(f"p{XSS}", ".svg")
     ET.fromstring(svg.read_bytes())  # well-formed SVG
@@ -684,7 +588,9 @@ def test_badges_per_profile_and_per_package(tmp_path: Path) -> None:
     assert endpoint["message"] == "BAD" and endpoint["color"] == "red"
     # an incremental render moves the badge with the verdict
     g = recs[key].group
-    recs[key] = GroupRecord(g, Status.GOOD, [*recs[key].attempts, _attempt(g, 20, Status.GOOD, {})])
+    recs[key] = GroupRecord(
+        g, Status.GOOD, [*recs[key].attempts, site_attempt(g, 20, Status.GOOD, {})]
+    )
     render(site, [view], now=NOW, changed={key})
     assert os.path.samefile(pkg, site / "badges/_/GOOD.svg")
 
@@ -702,9 +608,9 @@ def test_per_architecture_v0_trees(rendered, tmp_path: Path, caplog) -> None:
     assert board["suites"] == {"main": {"good": 0, "unknown": 0, "bad": 1}}
     # an architecture named "api" would shadow the distro's own tree: it gets none
     other = tmp_path / "other"
-    g = _group("odd", arch="api")
+    g = site_group("odd", arch="api")
     with caplog.at_level(logging.WARNING, logger="rebuilder.site"):
-        render(other, [ProfileView(_profile(), {g.key: GroupRecord(g)})], now=NOW)
+        render(other, [ProfileView(site_profile(), {g.key: GroupRecord(g)})], now=NOW)
     assert "architecture named 'api'" in caplog.text
     assert json.loads((other / "debian/api/v0/pkgs/list").read_text())[0]["name"] == "odd"
 
@@ -739,12 +645,12 @@ def test_link_to_the_distributions_own_page(tmp_path: Path) -> None:
 
     assert links.PACKAGE_PAGES["debian"].startswith("https://")  # one table, one place
     site = tmp_path / "site"
-    g = _group(XSS)
+    g = site_group(XSS)
     pages = {"debian": "https://tracker.example/pkg/{name}"}
-    render(site, [ProfileView(_profile(), {g.key: GroupRecord(g)})], package_pages=pages)
+    render(site, [ProfileView(site_profile(), {g.key: GroupRecord(g)})], package_pages=pages)
     text = (site / _file(paths.group_page("debian-main", g.key), ".html")).read_text()
     assert 'href="https://tracker.example/pkg/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' in text
-    render(site, [ProfileView(_profile(), {g.key: GroupRecord(g)})], package_pages={})
+    render(site, [ProfileView(site_profile(), {g.key: GroupRecord(g)})], package_pages={})
     text = (site / _file(paths.group_page("debian-main", g.key), ".html")).read_text()
     assert "tracker.example" not in text
 
@@ -753,7 +659,7 @@ def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> Non
     import rebuilder.site as site_module
 
     serial = tmp_path / "serial"
-    views = _views(serial)
+    views = site_views(serial)
     render(serial, views, now=NOW)
     forked = tmp_path / "forked"
     shutil.copytree(serial / "builds", forked / "builds")
@@ -771,8 +677,8 @@ def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> Non
 def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
     _, views, _ = rendered
     encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
-    odd = _group('q"uo\\te\x7f\x01é\u2028', url='https://mirror.example/"x\\y".deb')
-    records = [*views[0].records.values(), _built(odd, Status.GOOD, 30, {"log": "x"})]
+    odd = site_group('q"uo\\te\x7f\x01é\u2028', url='https://mirror.example/"x\\y".deb')
+    records = [*views[0].records.values(), built_record(odd, Status.GOOD, 30, {"log": "x"})]
     for r in records:
         a = api_v0.v0_attempt(r)
         has = {"log": True, "attestation": False, "diffoscope": a is not None}
@@ -800,17 +706,17 @@ def test_recorded_environment_is_linked_and_unpublished_digests_show_the_compare
     """A suite-chroot build's installed packages and .buildinfo sit beside its log; an index
     that publishes no SHA256 (Alpine, Tails) shows the digest the build compared with."""
     site = tmp_path / "site"
-    g = _group("tails")
+    g = site_group("tails")
     g = replace(g, artifacts=tuple(replace(a, sha256="") for a in g.artifacts))
     digest = "c" * 64
     files = {"log": "7/log.gz", "meta/installed-packages.txt": "7/meta/installed-packages.txt"}
     for rel in files.values():
-        _write_store(site, rel, "dpkg 1.21\n")
+        write_store(site, rel, "dpkg 1.21\n")
     results = tuple(ArtifactResult(a.name, a.filename, digest, digest) for a in g.artifacts)
     att = Attempt(7, g.version, Status.GOOD, T0, 1.0, "tails.sh", "", g.inputs_digest, results,
                   files)  # fmt: skip
     rec = GroupRecord(g, Status.GOOD, [att])
-    render(site, [ProfileView(_profile(), {g.key: rec}, 0, T0)], now=T0)
+    render(site, [ProfileView(site_profile(), {g.key: rec}, 0, T0)], now=T0)
     page = next(site.rglob("pkg/tails.html")).read_text()
     assert "installed-packages.txt" in page
     href = re.search(r'href="([^"]*installed-packages\.txt)"', page)

@@ -11,7 +11,7 @@ from rebuilder import state
 from rebuilder.errors import LockedError, StateError
 from rebuilder.model import GroupRecord, Snapshot, Status
 
-from .helpers import T0, attempt, group
+from .fixtures.operator import T0, attempt, group
 
 
 def snap(*groups, unchanged=False):

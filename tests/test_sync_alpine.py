@@ -1,13 +1,5 @@
-"""Alpine sync against a real, signed fixture repository alpine_served on 127.0.0.1.
-
-The fixture (built here, once per session; :func:`build_repo`) is what an
-Alpine build server makes: an aports git repository, packages built from it
-by ``tests/backends/mini-abuild.py`` with ``SOURCE_DATE_EPOCH`` = the build
-time, each signed (a ``.SIGN.RSA.<key>`` gzip stream before the control
-stream) with a throwaway RSA key, and an ``APKINDEX.tar.gz`` of them made
-of the same two streams: signature, then ``DESCRIPTION`` + ``APKINDEX``.
-The pass test (tests/test_pass_alpine.py) imports these helpers.
-"""
+"""Alpine sync against the real, signed fixture repository (tests/fixtures/alpine.py), served
+on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,16 +10,13 @@ import io
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError, SignatureError
@@ -35,291 +24,21 @@ from rebuilder.model import Snapshot
 from rebuilder.sync import SyncContext, sync_profile
 from rebuilder.sync import alpine as apk
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MINI_ABUILD = REPO_ROOT / "tests" / "backends" / "mini-abuild.py"
-BRANCH = "v3.99"
-REPO = "main"
-ARCH = "x86_64"
-BUILDDATE = 1704067200
-KEY_NAME = "fixture-builder-65a1b2c3.rsa.pub"
-
-APKBUILDS = {
-    "hello": """\
-# Maintainer: Alice Example <alice@fixture.invalid>
-pkgname=hello
-pkgver={version}
-pkgrel=0
-pkgdesc="reproducible fixture"
-url="https://fixture.invalid/hello"
-arch="all"
-license="MIT"
-subpackages="$pkgname-doc:doc:noarch"
-build() {{
-	printf '#!/bin/sh\\necho hello %s from the fixture\\n' "$pkgver" > hello
-}}
-package() {{
-	install -Dm755 hello "$pkgdir"/usr/bin/hello
-	mkdir -p "$pkgdir"/usr/share/doc/hello
-	echo "reproducible fixture" > "$pkgdir"/usr/share/doc/hello/README
-}}
-doc() {{
-	mkdir -p "$subpkgdir"/usr/share
-	mv "$pkgdir"/usr/share/doc "$subpkgdir"/usr/share/
-}}
-""",
-    "stamp": """\
-# Maintainer: Bob Example <bob@fixture.invalid>
-pkgname=stamp
-pkgver=2.1
-pkgrel=1
-pkgdesc="writes the time of its build"
-url="https://fixture.invalid/stamp"
-arch="all"
-license="MIT"
-build() {{
-	date +%s.%N > built-at
-}}
-package() {{
-	install -Dm644 built-at "$pkgdir"/usr/share/stamp/built-at
-}}
-""",
-    "broken": """\
-# Maintainer: Carol Example <carol@fixture.invalid>
-pkgname=broken
-pkgver=0.1
-pkgrel=0
-pkgdesc="builds only for its original upload"
-url="https://fixture.invalid/broken"
-arch="noarch"
-license="MIT"
-build() {{
-	test "${{REBUILDER_FIXTURE_ORIGINAL:-}}" = 1 || {{
-		echo "fixture: broken only builds for the original upload" >&2; exit 1; }}
-}}
-package() {{
-	mkdir -p "$pkgdir"/usr/share/broken && echo built > "$pkgdir"/usr/share/broken/README
-}}
-""",
-}
-EXPECTED = {"hello": "GOOD", "stamp": "BAD", "broken": "FAIL"}
-
-
-@dataclass(frozen=True)
-class AlpineRepo:
-    """A built fixture: serve ``mirror``; its packages are under ``pkgdir``."""
-
-    root: Path
-    mirror: Path
-    aports: Path
-    keys: Path  # a directory holding the public key, as /etc/apk/keys does
-    key_pem: bytes  # the private key (PEM), to sign altered indexes in tests
-    commits: tuple[str, ...]  # aports commits: the old hello, then the current tree
-
-    @property
-    def pkgdir(self) -> Path:
-        return self.mirror / BRANCH / REPO / ARCH
-
-    @property
-    def key(self) -> rsa.RSAPrivateKey:
-        k = serialization.load_pem_private_key(self.key_pem, None)
-        assert isinstance(k, rsa.RSAPrivateKey)
-        return k
-
-    def profile(self, url: str, **overrides: object) -> Profile:
-        p = Profile(
-            name="alpine-fixture",
-            distro="alpine",
-            releases=(Release(BRANCH, url),),
-            components=(REPO,),
-            architectures=(ARCH,),
-            keyring=str(self.keys),
-        )
-        return replace(p, **overrides)  # type: ignore[arg-type]
-
+from .fixtures import ROOT
+from .fixtures.alpine import (
+    ARCH,
+    BRANCH,
+    BUILDDATE,
+    KEY_NAME,
+    REPO,
+    AlpineRepo,
+    cut_tar,
+    make_index,
+    signature_stream,
+    write_index,
+)
 
 # --- building the fixture ----------------------------------------------------------------
-
-
-def build_repo(root: Path) -> AlpineRepo:
-    """An aports repo, two builds of it (hello 0.9, then hello 1.0 + stamp + broken), signed."""
-    aports, mirror, keys = root / "aports", root / "mirror", root / "keys"
-    keys.mkdir(parents=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (keys / KEY_NAME).write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    git(root, "init", "-q", str(aports))
-    write_apkbuild(aports, "hello", version="0.9")
-    old = commit(aports, "hello: 0.9")
-    repo = AlpineRepo(root, mirror, aports, keys, pem, (old,))
-    build_origin(repo, old, "hello")
-    for origin in APKBUILDS:
-        write_apkbuild(aports, origin, version="1.0")
-    new = commit(aports, "hello: 1.0; stamp, broken")
-    repo = replace(repo, commits=(old, new))
-    for origin in APKBUILDS:
-        build_origin(repo, new, origin)
-    write_index(repo)
-    return repo
-
-
-def write_apkbuild(aports: Path, origin: str, *, version: str) -> None:
-    d = aports / REPO / origin
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "APKBUILD").write_text(APKBUILDS[origin].format(version=version))
-
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Fixture",
-    "GIT_AUTHOR_EMAIL": "f@fixture.invalid",
-    "GIT_COMMITTER_NAME": "Fixture",
-    "GIT_COMMITTER_EMAIL": "f@fixture.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, **GIT_IDENTITY}
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def commit(aports: Path, message: str) -> str:
-    git(aports, "add", "-A")
-    git(aports, "commit", "-q", "-m", message)
-    return git(aports, "rev-parse", "HEAD")
-
-
-def build_origin(repo: AlpineRepo, rev: str, origin: str) -> None:
-    """Build ``origin`` at aports commit ``rev`` as the build server does, and sign it."""
-    work = repo.root / "work" / f"{origin}-{rev[:8]}"
-    work.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(repo.aports), "archive", rev, f"{REPO}/{origin}"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(work / "src", filter="data")
-    env = dict(
-        os.environ,
-        SOURCE_DATE_EPOCH=str(BUILDDATE),
-        ABUILD_LAST_COMMIT=rev,
-        CARCH=ARCH,
-        REBUILDER_FIXTURE_ORIGINAL="1",
-    )
-    subprocess.run(
-        [sys.executable, str(MINI_ABUILD), str(work / "src" / REPO / origin), str(work / "out")],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    repo.pkgdir.mkdir(parents=True, exist_ok=True)
-    for f in sorted((work / "out").iterdir()):
-        (repo.pkgdir / f.name).write_bytes(sign_apk(f.read_bytes(), repo.key))
-
-
-def cut_tar(name: str, content: bytes, *, mtime: int = BUILDDATE) -> bytes:
-    """One tar entry without end-of-archive blocks (abuild-tar --cut)."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(content), mtime, 0o644
-    return info.tobuf(format=tarfile.USTAR_FORMAT) + content + b"\0" * (-len(content) % 512)
-
-
-def signature_stream(
-    signed: bytes, key: rsa.RSAPrivateKey, *, kind: str = "RSA", key_name: str = KEY_NAME
-) -> bytes:
-    algorithm = {"RSA": hashes.SHA1, "RSA256": hashes.SHA256}[kind]()
-    sig = key.sign(signed, padding.PKCS1v15(), algorithm)
-    return gzip.compress(cut_tar(f".SIGN.{kind}.{key_name}", sig), 9, mtime=0)
-
-
-def sign_apk(unsigned: bytes, key: rsa.RSAPrivateKey) -> bytes:
-    """abuild-sign: a signature stream over the control stream, put in front."""
-    control_end = len(unsigned) - len(_first_stream_rest(unsigned))
-    return signature_stream(unsigned[:control_end], key) + unsigned
-
-
-def _first_stream_rest(data: bytes) -> bytes:
-    import zlib
-
-    d = zlib.decompressobj(wbits=31)
-    d.decompress(data)
-    return d.unused_data
-
-
-def pkginfo(apk_bytes: bytes) -> dict[str, str]:
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(apk_bytes))) as tar:
-        f = tar.extractfile(".PKGINFO")
-        assert f is not None
-        text = f.read().decode()
-    return dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line)
-
-
-def index_record(path: Path) -> str:
-    data = path.read_bytes()
-    info = pkginfo(data)
-    fields = [
-        ("C", apk.apk_identity(data)),
-        ("P", info["pkgname"]),
-        ("V", info["pkgver"]),
-        ("A", info["arch"]),
-        ("S", str(len(data))),
-        ("I", info["size"]),
-        ("T", info["pkgdesc"]),
-        ("U", info["url"]),
-        ("L", info["license"]),
-        ("o", info["origin"]),
-        ("m", info.get("maintainer", "")),
-        ("t", info["builddate"]),
-        ("c", info["commit"]),
-    ]
-    return "".join(f"{k}:{v}\n" for k, v in fields if v)
-
-
-def write_index(repo: AlpineRepo, text: str | None = None, **kw: object) -> None:
-    """(Re)write ``APKINDEX.tar.gz`` over the packages in ``pkgdir`` (or of ``text``)."""
-    if text is None:
-        text = "\n".join(index_record(p) for p in sorted(repo.pkgdir.glob("*.apk"))) + "\n"
-    (repo.pkgdir / "APKINDEX.tar.gz").write_bytes(make_index(text.encode(), repo.key, **kw))  # type: ignore[arg-type]
-
-
-def make_index(
-    text: bytes,
-    key: rsa.RSAPrivateKey | None,
-    *,
-    kind: str = "RSA",
-    key_name: str = KEY_NAME,
-    members: list[tuple[str, bytes]] | None = None,
-) -> bytes:
-    """An APKINDEX.tar.gz holding ``text`` (or ``members``), signed unless ``key`` is None."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, content in members or [
-            ("DESCRIPTION", b"fixture " + BRANCH.encode()),
-            ("APKINDEX", text),
-        ]:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(content), BUILDDATE
-            tar.addfile(info, io.BytesIO(content))
-    body = gzip.compress(buf.getvalue(), 9, mtime=0)
-    if key is None:
-        return body
-    return signature_stream(body, key, kind=kind, key_name=key_name) + body
-
-
-def copy_repo(repo: AlpineRepo, dest: Path) -> AlpineRepo:
-    shutil.copytree(repo.mirror, dest / "mirror")
-    return replace(repo, mirror=dest / "mirror")
 
 
 # --- fixtures ----------------------------------------------------------------------------
@@ -652,8 +371,8 @@ architectures = ["{ARCH}"]
 source = "{url}"
 keyring = "{repo.keys}"
 """)
-    cmd = [sys.executable, str(REPO_ROOT / "rebuild.py"), "sync", "alpine-fixture", "--print-json"]
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    cmd = [sys.executable, str(ROOT / "rebuild.py"), "sync", "alpine-fixture", "--print-json"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     (snap,) = json.loads(r.stdout)

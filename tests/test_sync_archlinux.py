@@ -1,6 +1,6 @@
 """Arch Linux sync against a real repository (makepkg + repo-add --sign) served on 127.0.0.1.
 
-The repository (tests/arch_repo.py) is built once per test process; tests
+The repository (tests/fixtures/archlinux.py) is built once per test process; tests
 that change it work on a copy. Signatures are checked by the real gpgv.
 Hostile databases are made with tarfile in the layout repo-add writes, and
 read from a local directory (the sync takes a path as a mirror too).
@@ -32,8 +32,9 @@ from rebuilder.errors import (
 from rebuilder.model import BuildGroup, Snapshot
 from rebuilder.sync import SYNCERS, SyncContext, Warnings, sync_profile
 from rebuilder.sync import archlinux as arch
-from tests import arch_repo as ar
-from tests.debian_archive import serve
+
+from .fixtures import archlinux as ar
+from .fixtures.http import serve
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """Debian sync against a real, signed fixture archive served on 127.0.0.1.
 
-The archive (tests/debian_archive.py) is built once per session with
+The archive (tests/fixtures/debian.py) is built once per session with
 dpkg-buildpackage, apt-ftparchive and a throwaway gpg key; tests that break
 it work on a copy. Signatures are checked by the real gpgv.
 """
@@ -31,7 +31,8 @@ from rebuilder.errors import (
 from rebuilder.model import BuildGroup, Snapshot
 from rebuilder.sync import SyncContext, selected, sync_profile
 from rebuilder.sync import debian as deb
-from tests import debian_archive as fx
+
+from .fixtures import debian as fx
 
 BACKEND = Path(__file__).parent / "backends" / "debian-from-source.sh"
 

@@ -17,8 +17,9 @@ import pytest
 
 from rebuilder import attest
 
-from .debian_archive import Archive, serve
-from .helpers import operator_dir, rebuild
+from .fixtures.debian import Archive
+from .fixtures.http import serve
+from .fixtures.operator import operator_dir, rebuild
 
 
 @pytest.fixture

