@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rebuilder import distros
 from rebuilder.errors import ConfigError
 
 DEFAULT_CONFIG = "rebuilder.toml"
@@ -119,7 +120,6 @@ _PROFILE_KEYS = {
     "maintainers", "maintainer", "pkgs", "excludes", "keyring", "check_valid_until",
     "buildinfo_url", "method",
 }  # fmt: skip
-_DISTROS = {"debian", "archlinux", "alpine", "tails"}
 
 
 def load(path: Path | str | None = None, *, sync_config: Path | str | None = None) -> Config:
@@ -222,8 +222,8 @@ def _profile(name: str, p: Any, where: str, base: Path) -> Profile:
         if key not in _PROFILE_KEYS:
             raise ConfigError(f"{label}: unknown key {key!r}")
     distro = p.get("distro")
-    if distro not in _DISTROS:
-        raise ConfigError(f"{label} distro: expected one of {', '.join(sorted(_DISTROS))}")
+    if not isinstance(distro, str) or distro not in distros.DISTROS:
+        raise ConfigError(f"{label} distro: expected one of {', '.join(sorted(distros.DISTROS))}")
     source = p.get("source", "")
     if not isinstance(source, str):
         raise ConfigError(f"{label} source: expected a URL or path string")
@@ -240,7 +240,7 @@ def _profile(name: str, p: Any, where: str, base: Path) -> Profile:
     for key in ("buildinfo_url", "method"):
         if key in p and not isinstance(p[key], str):
             raise ConfigError(f"{label} {key}: expected a string")
-    if not releases and distro != "archlinux":
+    if not releases and distros.get(distro).needs_releases:
         raise ConfigError(f"{label} releases: at least one release is needed")
     return Profile(
         name=name,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
+from rebuilder import attest, audit, distros, fetch, plan, shards, site, state, sync
 from rebuilder.build import BuildContext, BuildPool, run_build
 from rebuilder.build.backends import check_backend, shipped_backend
 from rebuilder.config import Config, Profile, Settings
@@ -43,7 +43,6 @@ from rebuilder.progress import Progress
 log = logging.getLogger(__name__)
 
 # default build method per distribution; another method selects backend "<distro>-<method>"
-DEFAULT_METHOD = {"debian": "debrebuild"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,10 +576,7 @@ def _signer(key: attest.SigningKey) -> Callable[[Job, Path, Path], bytes]:
 
 def backend_name(job: Job) -> str:
     """The backend a job needs: the distro's, or ``<distro>-<method>`` for another method."""
-    g = job.group
-    if g.method and g.method != DEFAULT_METHOD.get(g.distro, g.method):
-        return f"{g.distro}-{g.method}"
-    return g.distro
+    return distros.backend_name(job.group.distro, job.group.method)
 
 
 def _backend(config: Config, name: str) -> Path:

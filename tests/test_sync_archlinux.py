@@ -30,7 +30,7 @@ from rebuilder.errors import (
     SignatureError,
 )
 from rebuilder.model import BuildGroup, Snapshot
-from rebuilder.sync import SYNCERS, SyncContext, Warnings, sync_profile
+from rebuilder.sync import SyncContext, Warnings, sync_profile, syncer
 from rebuilder.sync import archlinux as arch
 
 from .fixtures import archlinux as ar
@@ -211,7 +211,7 @@ def test_explicit_release_names_the_groups(repo: ar.ArchRepo, url: str, tmp_path
 def test_registry_and_print_json_through_the_cli(
     repo: ar.ArchRepo, url: str, tmp_path: Path
 ) -> None:
-    assert SYNCERS["archlinux"] is arch.sync
+    assert syncer("archlinux") is arch.sync
     (tmp_path / "rebuilder.toml").write_text(f"""
 [profile."arch"]
 distro = "archlinux"

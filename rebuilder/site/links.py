@@ -1,4 +1,5 @@
-"""Links to each distribution's own page for a package: the one place their URLs live.
+"""Links to each distribution's own page for a package (the templates are in the registry,
+:mod:`rebuilder.distros`).
 
 A template is formatted with the group's fields (``name``, ``version``,
 ``release``, ``component``, ``architecture``), each URL-quoted, so a hostile
@@ -16,13 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-# these are the distributions' package pages for people, not archives this tool reads
-PACKAGE_PAGES: Mapping[str, str] = {
-    "debian": "https://tracker.debian.org/pkg/{name}",
-    "archlinux": "https://archlinux.org/packages/{component}/{architecture}/{name}/",
-    "alpine": "https://pkgs.alpinelinux.org/packages?name={name}&branch={release}"
-    "&repo={component}&arch={architecture}",
-}
+from rebuilder import distros
+
+# the default table: each distribution's own, from the registry
+PACKAGE_PAGES: Mapping[str, str] = distros.package_pages()
 
 
 def package_page(pages: Mapping[str, str], distro: str, **fields: str) -> str | None:

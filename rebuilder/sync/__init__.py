@@ -1,7 +1,7 @@
 """Sync: read a distribution's repository indexes and turn them into a :class:`Snapshot`.
 
 One module per distribution, each exposing ``sync(profile, ctx) -> Snapshot``
-and registered in :data:`SYNCERS` by one line. What every distribution shares
+and named by its entry in :mod:`rebuilder.distros`. What every distribution shares
 lives here: the :class:`SyncContext` the pipeline hands in, and the package
 filter of rebuilderd-sync.conf (``pkgs``/``excludes`` globs, ``maintainers``
 prefixes) in :func:`selected` and its fast form :func:`compile_filter`.
@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import importlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from rebuilder import distros
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError
 from rebuilder.model import BuildGroup, Snapshot
@@ -130,25 +133,21 @@ def snapshot(
     return Snapshot(profile.name, distro, tuple(groups), dict(fingerprints))
 
 
+Syncer = Callable[[Profile, SyncContext], Snapshot]
+
+
+def syncer(distro: str) -> Syncer:
+    """The ``sync`` function of ``distro``'s module (imported on first use: the modules
+    import this one). KeyError for a distribution the registry does not know."""
+    module: Any = importlib.import_module(distros.get(distro).syncer)
+    fn: Syncer = module.sync
+    return fn
+
+
 def sync_profile(profile: Profile, ctx: SyncContext) -> Snapshot:
     """Sync one profile with its distribution's syncer."""
     try:
-        syncer = SYNCERS[profile.distro]
-    except KeyError:
-        known = ", ".join(sorted(SYNCERS))
-        raise ConfigError(
-            f'[profile."{profile.name}"] distro: no sync for {profile.distro!r} yet '
-            f"(supported: {known})"
-        ) from None
-    return syncer(profile, ctx)
-
-
-# Imported last: the distribution modules import SyncContext and selected from here.
-from rebuilder.sync import alpine, archlinux, debian, tails  # noqa: E402
-
-SYNCERS: dict[str, Callable[[Profile, SyncContext], Snapshot]] = {
-    "alpine": alpine.sync,
-    "archlinux": archlinux.sync,
-    "debian": debian.sync,
-    "tails": tails.sync,
-}
+        fn = syncer(profile.distro)
+    except KeyError as e:
+        raise ConfigError(f'[profile."{profile.name}"] distro: {e.args[0]}') from None
+    return fn(profile, ctx)

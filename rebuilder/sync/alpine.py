@@ -46,7 +46,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from rebuilder import fetch
+from rebuilder import distros, fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
@@ -57,7 +57,7 @@ from rebuilder.sync._vercmp_apk import sort_key as version_key
 log = logging.getLogger(__name__)
 
 DISTRO = "alpine"
-METHOD = "abuild"
+METHOD: str = distros.get(DISTRO).default_method or ""
 # Bumped when the grouping rules change, so that the next sync is a full one.
 SYNC_RULES_VERSION = "1"
 INDEX_NAME = "APKINDEX.tar.gz"

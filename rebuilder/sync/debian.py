@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from rebuilder import fetch
+from rebuilder import distros, fetch
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
@@ -41,8 +41,8 @@ from rebuilder.sync._release import IndexEntry, ReleaseFile, fetch_release
 log = logging.getLogger(__name__)
 
 DISTRO = "debian"
-METHODS = ("debrebuild", "suite-chroot")
-DEFAULT_METHOD = "debrebuild"
+DEFAULT_METHOD: str = distros.get(DISTRO).default_method or ""
+METHODS = (DEFAULT_METHOD, *distros.get(DISTRO).methods)
 # Bumped when the grouping rules change, so that the next sync is a full one.
 SYNC_RULES_VERSION = "1"
 # Cheapest to decompress first: on unstable's main, zlib inflates Sources + Packages

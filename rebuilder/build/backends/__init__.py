@@ -1,4 +1,5 @@
-"""The backend scripts this tool ships, one per distribution (and per extra build method).
+"""The backend scripts this tool ships, one per distribution (and per extra build method),
+as the registry (:mod:`rebuilder.distros`) names them.
 
 A backend is any executable following rebuilderd-worker's contract (see
 :mod:`rebuilder.build.runner` and ``docs/backends.md``); a profile may name
@@ -13,18 +14,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rebuilder import distros
 from rebuilder.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 
-# distro -> script file name in this directory
-SHIPPED: dict[str, str] = {
-    "debian": "debian.sh",
-    "debian-suite-chroot": "debian-suite-chroot.sh",  # method "suite-chroot"
-    "archlinux": "archlinux.sh",
-    "alpine": "alpine.sh",
-    "tails": "tails.sh",
-}
+# backend name (distro, or distro-method) -> script file name in this directory
+SHIPPED: dict[str, str] = distros.shipped_backends()
 
 
 def shipped_backend(distro: str) -> Path:
