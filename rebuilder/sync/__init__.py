@@ -137,8 +137,7 @@ def sync_profile(profile: Profile, ctx: SyncContext) -> Snapshot:
     except KeyError:
         known = ", ".join(sorted(SYNCERS))
         raise ConfigError(
-            f'[profile."{profile.name}"] distro: no sync for {profile.distro!r} yet '
-            f"(supported: {known})"
+            f"{profile.label} distro: no sync for {profile.distro!r} yet (supported: {known})"
         ) from None
     return syncer(profile, ctx)
 

@@ -124,7 +124,7 @@ class Options:
 
     @classmethod
     def from_profile(cls, p: Profile) -> Options:
-        label = f'[profile."{p.name}"]'
+        label = p.label
         if p.method:
             raise ConfigError(f"{label} method: Arch Linux profiles take no method (the "
                               "archlinux backend rebuilds with archlinux-repro)")  # fmt: skip
