@@ -1,0 +1,58 @@
+"""The audit log: each pass that changed the state becomes one git commit.
+
+The commit message summarises the pass (new GOOD/BAD/FAIL, regressions named)
+so that ``git log state/`` reads as the rebuilder's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from rebuilder.errors import StateError
+
+log = logging.getLogger(__name__)
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # a cron job or CI runner may have no git identity; the commit must not fail for that
+    env.setdefault("GIT_AUTHOR_NAME", "rebuilder")
+    env.setdefault("GIT_AUTHOR_EMAIL", "rebuilder@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    try:
+        r = subprocess.run(
+            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        raise StateError("git is not installed; cannot record the audit log") from None
+    if check and r.returncode != 0:
+        msg = (r.stderr or r.stdout).strip().splitlines()
+        raise StateError(f"git {args[0]} failed: {msg[-1] if msg else r.returncode}")
+    return r
+
+
+def work_tree(path: Path) -> Path | None:
+    r = _git(path, "rev-parse", "--show-toplevel", check=False)
+    return Path(r.stdout.strip()) if r.returncode == 0 else None
+
+
+def commit(state_dir: Path, files: Sequence[Path], message: str) -> str | None:
+    """Commit ``files`` (and only them) with ``message``; the new commit id, or None
+    when nothing changed or the state dir is not in a git work tree (with a warning)."""
+    top = work_tree(state_dir)
+    if top is None:
+        log.warning("%s is not in a git work tree: no audit commit (git init it)", state_dir)
+        return None
+    paths = [str(f.resolve().relative_to(top.resolve())) for f in files if f.exists()]
+    if not paths:
+        return None
+    _git(top, "add", "--", *paths)
+    if _git(top, "diff", "--cached", "--quiet", "--", *paths, check=False).returncode == 0:
+        return None
+    _git(top, "commit", "-q", "--no-verify", "-m", message, "--", *paths)
+    return _git(top, "rev-parse", "HEAD").stdout.strip()

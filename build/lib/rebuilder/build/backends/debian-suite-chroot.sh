@@ -1,0 +1,518 @@
+#!/bin/bash
+# debian-suite-chroot.sh: rebuild one Debian source package in a clean chroot of its suite.
+#
+# Backend contract (same as rebuilderd-worker):
+#   debian-suite-chroot.sh <absolute path of the .dsc>
+# The working directory holds the .dsc, every file it lists and the published .debs
+# (already checksum-verified by the runner). Built .debs go to $REBUILDERD_OUTDIR under the
+# archive's file names. Exit 0 when the build completed; non-zero with a message on stderr.
+#
+# Environment (set by the runner):
+#   REBUILDERD_OUTDIR    empty directory for the built .debs (required)
+#   REBUILDER_RELEASE    suite, e.g. bookworm; "bookworm-updates" adds that suite on top of
+#                        bookworm (required)
+#   REBUILDER_ARCH       amd64 (or the host's architecture) -> dpkg-buildpackage -B;
+#                        all -> dpkg-buildpackage -A (required)
+#   REBUILDER_MIRROR     mirror base URL, the part before /pool/ (required)
+#   REBUILDER_CACHE_DIR  where base chroot tarballs are cached (required)
+#   REBUILDER_ARTIFACTS  space-separated artifact file names (binNMU detection)
+#   REBUILDER_META_DIR   optional: receives installed-packages.txt and the .buildinfo
+#   REBUILDER_CHROOT_KEEP   tarballs kept per suite/arch (default 2)
+#   REBUILDER_CHROOT_MODE   auto (default), unshare or root
+#   REBUILDER_WORK_DIR      where the per-build chroot is unpacked (default: the cwd)
+#
+# See docs/backend-suite-chroot.md for the design and the measured figures.
+# Single quotes around "$1"/"${Package}" are meant for the inner shell or dpkg-query.
+# shellcheck disable=SC2016
+set -euo pipefail
+umask 022
+
+PROG=debian-suite-chroot
+BUILD_UID=1000
+BUILD_PARENT=/build/reproducible-path
+SAFE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() {
+	printf '%s: error: %s\n' "$PROG" "$*" >&2
+	exit 1
+}
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# --- validation -------------------------------------------------------------------------
+
+require_env() {
+	local name
+	for name in "$@"; do
+		[ -n "${!name:-}" ] || die "environment variable $name is not set"
+	done
+}
+
+# Every value below ends up in paths, apt sources or command lines, so reject anything that
+# does not look like what Debian itself allows.
+validate_inputs() {
+	[[ $REBUILDER_RELEASE =~ ^[a-z][a-z0-9.]*(-[a-z0-9.]+)*$ ]] ||
+		die "REBUILDER_RELEASE '$REBUILDER_RELEASE' is not a Debian suite name"
+	[[ $REBUILDER_ARCH =~ ^[a-z0-9][a-z0-9-]*$ ]] ||
+		die "REBUILDER_ARCH '$REBUILDER_ARCH' is not a Debian architecture name"
+	[[ $REBUILDER_MIRROR =~ ^(https?|file)://[^[:space:]\"\'\;\`\$\\]+$ ]] ||
+		die "REBUILDER_MIRROR '$REBUILDER_MIRROR' is not an http(s) or file URL"
+	[[ ${REBUILDER_CHROOT_KEEP:-2} =~ ^[1-9][0-9]*$ ]] ||
+		die "REBUILDER_CHROOT_KEEP must be a positive integer"
+	[ -d "$REBUILDERD_OUTDIR" ] || die "REBUILDERD_OUTDIR $REBUILDERD_OUTDIR is not a directory"
+	if [ -n "${REBUILDER_META_DIR:-}" ]; then
+		mkdir -p -- "$REBUILDER_META_DIR" || die "cannot create REBUILDER_META_DIR"
+	fi
+}
+
+# Prints one field of a deb822 file (single-line fields only: Source, Version, Format).
+dsc_field() {
+	awk -v f="$2" '
+		/^-----BEGIN PGP SIGNATURE/ { exit }
+		index($0, f ":") == 1 { sub("^[^:]*:[ \t]*", ""); sub("[ \t\r]+$", ""); print; exit }
+	' "$1"
+}
+
+# Prints the file names the .dsc lists in Checksums-Sha256 (falling back to Files).
+dsc_files() {
+	awk '
+		/^-----BEGIN PGP SIGNATURE/ { exit }
+		/^[^ \t]/ { sect = $0; sub(":.*", "", sect); next }
+		sect == "Checksums-Sha256" && NF == 3 { sha[++n] = $3 }
+		sect == "Files" && NF == 3 { md[++m] = $3 }
+		END { if (n) for (i = 1; i <= n; i++) print sha[i]; else for (i = 1; i <= m; i++) print md[i] }
+	' "$1"
+}
+
+# Debian's upstream version: drop the epoch and the Debian revision.
+upstream_version() {
+	local v=$1
+	[[ $v == *:* ]] && v=${v#*:}
+	[[ $v == *-* ]] && v=${v%-*}
+	printf '%s' "$v"
+}
+
+# --- base chroot cache ------------------------------------------------------------------
+
+# Suites the chroot's apt sources name: an overlay suite (bookworm-updates, bookworm-backports)
+# sits on top of its base suite, as on the buildds.
+suites_for() {
+	local release=$1 base=${1%%-*}
+	if [ "$base" = "$release" ]; then
+		printf '%s' "$release"
+	else
+		printf '%s %s' "$base" "$release"
+	fi
+}
+
+# The Release file's Date:, as a sortable UTC stamp; it keys the cached tarball so a new
+# publication of the suite gets a new base chroot.
+release_stamp() {
+	local url="$REBUILDER_MIRROR/dists/$1/Release" body date
+	body=$(curl -fsSL --max-time 60 --retry 3 --retry-delay 2 "$url" 2>&1) ||
+		die "cannot fetch the suite's Release file $url: ${body##*$'\n'}"
+	date=$(printf '%s\n' "$body" | sed -n 's/^Date:[[:space:]]*//p' | head -n1)
+	[ -n "$date" ] || die "Release file $url has no Date: field"
+	date -u -d "$date" +%Y%m%dT%H%M%SZ 2>/dev/null || die "Release file $url has a bad Date: '$date'"
+}
+
+# Picks the namespace mode: unshare when this user can create the namespaces, else root
+# (plain chroot with mounts undone by a trap).
+choose_mode() {
+	local want=${REBUILDER_CHROOT_MODE:-auto}
+	case $want in
+	unshare | root | auto) ;;
+	*) die "REBUILDER_CHROOT_MODE must be auto, unshare or root, not '$want'" ;;
+	esac
+	if [ "$want" = root ]; then
+		[ "$EUID" -eq 0 ] || die "REBUILDER_CHROOT_MODE=root needs root"
+		MODE=root
+	elif unshare_works; then
+		MODE=unshare
+	elif [ "$want" = unshare ]; then
+		die "unshare mode impossible here: $(unshare_probe_error)"
+	elif [ "$EUID" -eq 0 ]; then
+		MODE=root
+		log "namespaces unavailable ($(unshare_probe_error)); using root mode"
+	else
+		die "cannot build as non-root without user namespaces: $(unshare_probe_error)." \
+			"Give this user /etc/subuid and /etc/subgid ranges or run as root"
+	fi
+}
+
+unshare_cmd() {
+	if [ "$EUID" -eq 0 ]; then
+		UNSHARE=(unshare --mount --pid --uts --ipc --fork --kill-child --propagation private)
+	else
+		UNSHARE=(unshare --user --map-auto --map-root-user --mount --pid --uts --ipc --fork
+			--kill-child --propagation private)
+	fi
+}
+
+unshare_works() { unshare_cmd && "${UNSHARE[@]}" true 2>/dev/null; }
+unshare_probe_error() { unshare_cmd && "${UNSHARE[@]}" true 2>&1 | tail -n1; }
+
+# Builds the base tarball with mmdebstrap. Called with the cache lock held.
+create_base() {
+	local tarball=$1 arch=$2 suites=$3 tmpdir tmp suite src=()
+	for suite in $suites; do
+		src+=("deb $REBUILDER_MIRROR $suite main")
+	done
+	tmpdir=$(mktemp -d "$CACHE/tmp.XXXXXX")
+	CLEAN_TMP=$tmpdir
+	tmp="$tmpdir/base.tar.zst"
+	local mmmode=$MODE
+	log "creating base chroot $(basename "$tarball") with mmdebstrap --mode=$mmmode"
+	local t0
+	t0=$(now)
+	# apt lists stay in the tarball so the per-build apt-get update only fetches what changed.
+	if ! TMPDIR=$tmpdir mmdebstrap --mode="$mmmode" --variant=buildd --architectures="$arch" \
+		--include=fakeroot --components=main --skip=cleanup/apt/lists \
+		--aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Languages "none"' \
+		--dpkgopt='force-unsafe-io' \
+		"${suites%% *}" "$tmp" "${src[@]}" </dev/null >&2; then
+		rm -rf -- "$tmpdir"
+		die "mmdebstrap failed to create the base chroot for $suites/$arch (see the log above)"
+	fi
+	mv -f -- "$tmp" "$tarball"
+	rm -rf -- "$tmpdir"
+	CLEAN_TMP=
+	log "created base chroot in $(elapsed "$t0" "$(now)") s"
+}
+
+# Keeps the newest $REBUILDER_CHROOT_KEEP tarballs of this suite/arch. Builds that already
+# opened an evicted tarball keep reading it: they hold a file descriptor.
+evict_old() {
+	local prefix=$1 keep=${REBUILDER_CHROOT_KEEP:-2} f
+	find "$CACHE" -maxdepth 1 -name "${prefix}_*.tar.zst" -printf '%f\n' | sort -r |
+		tail -n +"$((keep + 1))" | while read -r f; do
+		log "evicting old base chroot $f"
+		rm -f -- "$CACHE/$f"
+	done
+}
+
+# Ensures the base tarball exists and opens it on fd 8, all under an exclusive lock so two
+# builds side by side create it once and eviction never removes a tarball before it is open.
+open_base() {
+	local arch=$1 suites=$2 last stamp prefix tarball
+	CACHE="$REBUILDER_CACHE_DIR/debian-suite-chroot"
+	mkdir -p -- "$CACHE" || die "cannot create cache directory $CACHE"
+	last=${suites##* }
+	stamp=$(release_stamp "$last")
+	prefix="${REBUILDER_RELEASE}_${arch}"
+	tarball="$CACHE/${prefix}_${stamp}.tar.zst"
+	exec 9>"$CACHE/$prefix.lock"
+	flock 9
+	find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec rm -rf -- {} + # left by a killed creator
+	if [ -s "$tarball" ]; then
+		log "reusing base chroot $(basename "$tarball")"
+		BASE_STATE=reused
+	else
+		BASE_STATE=created
+		create_base "$tarball" "$arch" "$suites"
+	fi
+	exec 8<"$tarball"
+	evict_old "$prefix"
+	exec 9>&-
+}
+
+# --- the build, inside the namespaces ---------------------------------------------------
+
+MOUNTS=()
+mnt() {
+	local target=${*: -1}
+	mount "$@" && MOUNTS+=("$target")
+}
+
+umount_all() {
+	local i
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		umount -l -- "${MOUNTS[i]}" 2>/dev/null || true
+	done
+	MOUNTS=()
+}
+
+# A minimal /dev: a few host device nodes bound in, a private devpts, no disks.
+setup_dev() {
+	local root=$1 d
+	mnt -t tmpfs -o mode=755,nosuid,size=64k tmpfs "$root/dev"
+	for d in null zero full random urandom tty; do
+		: >"$root/dev/$d"
+		mnt --bind "/dev/$d" "$root/dev/$d"
+	done
+	ln -s /proc/self/fd "$root/dev/fd"
+	ln -s /proc/self/fd/0 "$root/dev/stdin"
+	ln -s /proc/self/fd/1 "$root/dev/stdout"
+	ln -s /proc/self/fd/2 "$root/dev/stderr"
+	mkdir -m 755 "$root/dev/pts"
+	mkdir -m 1777 "$root/dev/shm"
+	mnt -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$root/dev/pts"
+	ln -s pts/ptmx "$root/dev/ptmx"
+	mnt -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
+}
+
+setup_mounts() {
+	local root=$1
+	setup_dev "$root"
+	mnt -t proc -o nosuid,nodev,noexec proc "$root/proc"
+	# /sys is optional: some sandboxes refuse a fresh sysfs, and builds rarely need it.
+	mnt -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys" 2>/dev/null ||
+		log "note: no /sys in the chroot (sysfs mount refused)"
+	mnt -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
+}
+
+in_chroot() { chroot "$RB_ROOT" /usr/bin/env -i PATH="$SAFE_PATH" LC_ALL=C.UTF-8 \
+	DEBIAN_FRONTEND=noninteractive HOME=/root "$@"; }
+
+# The command prefix that runs "<dir> <command...>" in the chroot as the unprivileged build
+# user, in <dir>, with a clean environment (SOURCE_DATE_EPOCH is left to dpkg).
+builder_argv() {
+	BUILDER=(chroot --userspec="$BUILD_UID:$BUILD_UID" --groups="$BUILD_UID" "$RB_ROOT"
+		/usr/bin/env -i PATH="$SAFE_PATH" LC_ALL=C.UTF-8 HOME=/nonexistent USER=builder
+		LOGNAME=builder)
+	if [ -n "${RB_DEB_BUILD_OPTIONS:-}" ]; then
+		BUILDER+=(DEB_BUILD_OPTIONS="$RB_DEB_BUILD_OPTIONS")
+	fi
+	BUILDER+=(/bin/sh -c 'umask 022; cd "$1" && shift && exec "$@"' sh)
+}
+
+as_builder() {
+	builder_argv
+	"${BUILDER[@]}" "$@"
+}
+
+configure_chroot() {
+	local root=$RB_ROOT suite
+	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || : >"$root/etc/resolv.conf"
+	[ -s "$root/etc/hosts" ] ||
+		printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+	: >"$root/etc/apt/sources.list"
+	for suite in $RB_SUITES; do
+		printf 'deb %s %s main\n' "$RB_MIRROR" "$suite" >>"$root/etc/apt/sources.list"
+	done
+	printf 'builder:x:%s:%s:rebuilder:/nonexistent:/bin/sh\n' "$BUILD_UID" "$BUILD_UID" \
+		>>"$root/etc/passwd"
+	printf 'builder:x:%s:\n' "$BUILD_UID" >>"$root/etc/group"
+	mkdir -p "$root/build/src" "$root$BUILD_PARENT"
+	chown "$BUILD_UID:$BUILD_UID" "$root$BUILD_PARENT"
+}
+
+# Copies the .dsc and its files in, readable by the build user.
+stage_source() {
+	local f
+	cp -- "$RB_DSC" "$RB_ROOT/build/src/"
+	while read -r f; do
+		cp -- "$RB_INDIR/$f" "$RB_ROOT/build/src/"
+	done < <(dsc_files "$RB_DSC")
+	chmod -R a+rX "$RB_ROOT/build/src"
+}
+
+# A binNMU's changelog entry exists only in the published binary: debhelper installs it as
+# changelog.Debian.<arch>.gz; packages built without debhelper carry it as the first entry of
+# changelog.Debian.gz (marked binary-only=yes).
+extract_binnmu_entry() {
+	local arch=$1 out=$2 members member tarx='dpkg-deb --fsys-tarfile /build/src/binnmu.deb'
+	members=$(in_chroot sh -c "$tarx | tar -t")
+	if member=$(grep -m1 -E "^\./usr/share/doc/[^/]+/changelog\.Debian\.$arch\.gz$" <<<"$members"); then
+		in_chroot sh -c "$tarx"' | tar -xO "$1" | gzip -dc' sh "$member" >"$out"
+	elif member=$(grep -m1 -E '^\./usr/share/doc/[^/]+/changelog\.Debian\.gz$' <<<"$members"); then
+		in_chroot sh -c "$tarx"' | tar -xO "$1" | gzip -dc' sh "$member" |
+			awk 'NR == 1 && !/binary-only=yes/ { exit } { print } /^ -- / { exit }' >"$out"
+	fi
+	[ -s "$out" ]
+}
+
+apply_binnmu() {
+	local deb=$1 arch=$2 dir=$3 entry="$RB_ROOT/build/src/binnmu-entry"
+	cp -- "$RB_INDIR/$deb" "$RB_ROOT/build/src/binnmu.deb"
+	extract_binnmu_entry "$arch" "$entry" ||
+		die "binNMU $deb carries no binNMU changelog entry (changelog.Debian.$arch.gz)"
+	log "binNMU: prepending the changelog entry from $deb: $(head -n1 "$entry")"
+	local changelog="$RB_ROOT$dir/debian/changelog"
+	# Exactly one blank line between the binNMU entry and the source's own first entry.
+	{
+		awk 'NF { for (; n > 0; n--) print ""; print; next } { n++ }' "$entry"
+		printf '\n'
+		cat -- "$changelog"
+	} >"$changelog.new"
+	chown "$BUILD_UID:$BUILD_UID" "$changelog.new"
+	mv -f -- "$changelog.new" "$changelog"
+}
+
+binnmu_artifact() {
+	local a version
+	for a in ${RB_ARTIFACTS:-}; do
+		case $a in *.deb | *.udeb) ;; *) continue ;; esac
+		version=${a#*_}
+		version=${version%_*}
+		if [[ $version =~ \+b[0-9]+$ ]]; then
+			printf '%s' "$a"
+			return 0
+		fi
+	done
+	return 1
+}
+
+inside() {
+	trap umount_all EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
+	local t0 t_unpack t_apt t_deps t_build0 t_build1 dir="$BUILD_PARENT/$RB_BUILDDIR" bin
+	t0=$(now)
+	mkdir -p "$RB_ROOT"
+	# Device nodes come from setup_dev: tar cannot mknod inside a user namespace.
+	zstd -dc <&8 | tar -x -C "$RB_ROOT" --numeric-owner --same-owner -p --exclude='./dev/*' ||
+		die "cannot unpack the base chroot tarball"
+	exec 8<&-
+	setup_mounts "$RB_ROOT"
+	configure_chroot
+	t_unpack=$(now)
+
+	in_chroot apt-get -q -o Acquire::Retries=3 update >&2 || die "apt-get update failed in the chroot"
+	in_chroot apt-get -q -y -o Acquire::Retries=3 dist-upgrade >&2 ||
+		die "apt-get dist-upgrade failed in the chroot"
+	t_apt=$(now)
+
+	stage_source
+	# man-db's index is never used in a throwaway chroot; skipping it saves seconds per build.
+	echo 'man-db man-db/auto-update boolean false' | in_chroot debconf-set-selections 2>/dev/null ||
+		true
+	in_chroot apt-get -q -y -o Acquire::Retries=3 build-dep "$RB_DEP_FLAG" \
+		"/build/src/$(basename "$RB_DSC")" >&2 || die "cannot install the build dependencies"
+	if [ -n "${RB_META:-}" ]; then
+		in_chroot dpkg-query -W -f '${binary:Package}\t${Version}\n' >"$RB_META/installed-packages.txt"
+	fi
+	as_builder /build dpkg-source -x "/build/src/$(basename "$RB_DSC")" "$dir" >&2 ||
+		die "dpkg-source -x failed"
+	if bin=$(binnmu_artifact); then
+		apply_binnmu "$bin" "$(b=${bin##*_} && printf '%s' "${b%.*}")" "$dir"
+	fi
+	t_deps=$(now)
+
+	# No network for the build itself, like on the buildds; loopback stays usable.
+	local net=(unshare --net sh -c 'ip link set lo up 2>/dev/null; exec "$@"' sh)
+	if ! unshare --net true 2>/dev/null; then
+		log "note: cannot unshare the network; the build can reach the network"
+		net=()
+	fi
+	t_build0=$(now)
+	builder_argv
+	"${net[@]}" "${BUILDER[@]}" "$dir" dpkg-buildpackage "$RB_BUILD_FLAG" -us -uc >&2 ||
+		die "dpkg-buildpackage $RB_BUILD_FLAG failed"
+	t_build1=$(now)
+
+	find "$RB_ROOT$BUILD_PARENT" -maxdepth 1 \( -name '*.deb' -o -name '*.udeb' \) \
+		-exec cp -t "$RB_OUTDIR" -- {} +
+	if [ -n "${RB_META:-}" ]; then
+		find "$RB_ROOT$BUILD_PARENT" -maxdepth 1 -name '*.buildinfo' -exec cp -t "$RB_META" -- {} +
+	fi
+	elapsed "$t_build0" "$t_build1" >"$RB_ROOT/../build-seconds"
+	log "timing: unpack=$(elapsed "$t0" "$t_unpack")s apt=$(elapsed "$t_unpack" "$t_apt")s" \
+		"deps+source=$(elapsed "$t_apt" "$t_deps")s build=$(elapsed "$t_build0" "$t_build1")s"
+}
+
+# --- outer driver -----------------------------------------------------------------------
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "${CLEAN_TMP:-}" ]; then rm -rf -- "$CLEAN_TMP"; fi
+	if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+		# --one-file-system: never descend into a mount that outlived the build.
+		if [ "$EUID" -eq 0 ]; then
+			rm -rf --one-file-system -- "$WORK" 2>/dev/null || true
+		else
+			# Files owned by subordinate ids: remove them from inside a user namespace.
+			unshare --user --map-auto --map-root-user rm -rf --one-file-system -- "$WORK" \
+				2>/dev/null || true
+		fi
+		[ ! -e "$WORK" ] || log "warning: could not remove $WORK"
+	fi
+	exit "$rc"
+}
+
+main() {
+	[ $# -eq 1 ] || die "usage: $PROG <absolute path of the .dsc>"
+	if [ "$1" = --inside ]; then
+		inside
+		return
+	fi
+	local dsc=$1
+	T_START=$(now)
+	[[ $dsc == /* ]] || die "input must be an absolute path, got '$dsc'"
+	[[ $dsc == *.dsc ]] || die "input must be a .dsc file, got '$dsc'"
+	[ -f "$dsc" ] || die "input $dsc does not exist"
+	require_env REBUILDERD_OUTDIR REBUILDER_RELEASE REBUILDER_ARCH REBUILDER_MIRROR \
+		REBUILDER_CACHE_DIR
+	REBUILDER_MIRROR=${REBUILDER_MIRROR%/}
+	validate_inputs
+	local cmd
+	for cmd in mmdebstrap zstd curl unshare flock chroot; do
+		command -v "$cmd" >/dev/null || die "required host tool '$cmd' is not installed"
+	done
+
+	local src version native_arch arch build_flag dep_flag f
+	src=$(dsc_field "$dsc" Source)
+	version=$(dsc_field "$dsc" Version)
+	[[ $src =~ ^[a-z0-9][a-z0-9+.-]+$ ]] || die "the .dsc has no valid Source: field"
+	[[ $version =~ ^[A-Za-z0-9.+~:-]+$ ]] || die "the .dsc has no valid Version: field"
+	while read -r f; do
+		[[ $f =~ ^[A-Za-z0-9][A-Za-z0-9+.~_-]*$ ]] || die "the .dsc lists a bad file name '$f'"
+		[ -f "$(dirname "$dsc")/$f" ] || die "file $f listed by the .dsc is missing"
+	done < <(dsc_files "$dsc")
+
+	native_arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+	if [ "$REBUILDER_ARCH" = all ]; then
+		arch=$native_arch build_flag=-A dep_flag=--indep-only
+	elif [ "$REBUILDER_ARCH" = "$native_arch" ]; then
+		arch=$native_arch build_flag=-B dep_flag=--arch-only
+	else
+		die "cannot build $REBUILDER_ARCH on a $native_arch host (no cross or emulated builds)"
+	fi
+
+	local suites
+	suites=$(suites_for "$REBUILDER_RELEASE")
+	choose_mode
+	trap cleanup EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
+	open_base "$arch" "$suites"
+
+	WORK=$(mktemp -d "${REBUILDER_WORK_DIR:-$PWD}/.suite-chroot.XXXXXX") ||
+		die "cannot create a work directory"
+	local indir builddir
+	indir=$(dirname "$dsc")
+	builddir="$src-$(upstream_version "$version")"
+	export RB_ROOT="$WORK/root" RB_DSC=$dsc RB_INDIR=$indir RB_SUITES=$suites \
+		RB_MIRROR=$REBUILDER_MIRROR RB_OUTDIR=$REBUILDERD_OUTDIR RB_META=${REBUILDER_META_DIR:-} \
+		RB_BUILDDIR=$builddir RB_BUILD_FLAG=$build_flag \
+		RB_DEP_FLAG=$dep_flag RB_ARTIFACTS=${REBUILDER_ARTIFACTS:-} \
+		RB_DEB_BUILD_OPTIONS=${REBUILDER_DEB_BUILD_OPTIONS:-}
+	log "building $src $version ($build_flag) for $REBUILDER_RELEASE/$arch in $MODE mode"
+	local self
+	self=$(readlink -f -- "${BASH_SOURCE[0]}")
+	if [ "$MODE" = unshare ]; then
+		unshare_cmd
+		"${UNSHARE[@]}" -- /bin/bash "$self" --inside
+	else
+		/bin/bash "$self" --inside
+	fi
+	exec 8<&-
+	local build total
+	build=$(cat "$WORK/build-seconds")
+	total=$(elapsed "$T_START" "$(now)")
+	log "timing: total=${total}s dpkg-buildpackage=${build}s" \
+		"overhead=$(awk -v a="$total" -v b="$build" 'BEGIN { printf "%.1f", a - b }')s" \
+		"(base chroot ${BASE_STATE})"
+	local a missing=0
+	for a in ${REBUILDER_ARTIFACTS:-}; do
+		[ -e "$REBUILDERD_OUTDIR/$a" ] || {
+			log "warning: artifact $a was not produced"
+			missing=1
+		}
+	done
+	[ "$missing" -eq 0 ] || log "the build completed but did not produce every artifact"
+}
+
+main "$@"

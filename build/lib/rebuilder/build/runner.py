@@ -1,0 +1,520 @@
+"""One build: fetch and verify the inputs, run the backend, compare, explain, attest.
+
+:func:`run_build` implements the backend contract rebuilderd-worker has, so
+that existing backend scripts work unchanged: ``<backend> <abs input path>``
+in a directory holding the downloaded artifacts, ``REBUILDERD_OUTDIR`` an empty
+directory the backend writes its rebuilt files into, stdin ``/dev/null``, its
+own process group, killed as a group at the timeout. Each artifact is then
+compared byte for byte with the same-named file in ``REBUILDERD_OUTDIR``.
+
+The backend runs under :mod:`rebuilder.build._supervise`, so that it dies with
+the pass even when the pass is killed with SIGKILL. A build never raises: any
+failure becomes a ``FAIL`` attempt whose log says why; the one exception is
+:class:`Abandoned`, raised when the caller's cancel event is set (the pass is
+out of time) so that the job stays queued rather than being recorded.
+
+Layout of one attempt (removed when the build ends, whatever happens)::
+
+    <work_dir>/<build_id>-<random>/        the backend's cwd: artifacts, sources, input
+        .rebuilder-out/                    REBUILDERD_OUTDIR
+        .rebuilder-meta/                   REBUILDER_META_DIR: files kept as meta/<name>
+        .rebuilder-input/                  the input, only if its name clashes with an artifact's
+        .rebuilder-diffoscope/             diffoscope's scratch space
+
+and what is kept, under ``<results_dir>/<build_id>/``: ``log.gz``,
+``diffoscope.txt.gz``, ``diffoscope.html.gz``, ``attestation``, ``meta/<name>``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import stat
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from rebuilder import fetch
+from rebuilder.build import diffoscope
+from rebuilder.build._supervise import LogCap, Outcome, run_supervised
+from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
+from rebuilder.model import (
+    SOURCE_UNAVAILABLE,
+    Artifact,
+    ArtifactResult,
+    Attempt,
+    BuildGroup,
+    Job,
+    Status,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+_RESERVED_PREFIX = ".rebuilder-"
+_META_MAX_FILES = 64
+_META_MAX_BYTES = 16 << 20
+_REASON_NAMES = 5
+# Meta files become site URLs and JSON keys: plain names only.
+_META_NAME = re.compile(
+    r"[A-Za-z0-9_+~-][A-Za-z0-9._+~-]{0,127}"
+)  # differing file names listed in a BAD reason
+
+
+class Abandoned(RebuilderError):
+    """The pass ran out of time while this build ran: it was killed and must stay queued."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a build needs besides its job.
+
+    ``results_dir`` is ``<site_dir>/builds``; ``work_dir`` the parent of the
+    per-attempt temporary directories; ``timeout`` the backend's wall-clock
+    limit in seconds; ``log_limit`` and ``diffoscope_limit`` the bytes of log
+    and of diffoscope text kept; ``env`` extra environment for the backend;
+    ``sign(job, input, artifact)`` returns an attestation (in-toto link) for
+    one verified artifact; ``grace`` is how long a stopped backend gets
+    between SIGTERM and SIGKILL.
+    """
+
+    backend: Path
+    results_dir: Path
+    work_dir: Path
+    timeout: float
+    log_limit: int
+    diffoscope: bool
+    diffoscope_timeout: float
+    diffoscope_limit: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    sign: Callable[[Job, Path, Path], bytes] | None = None
+    grace: float = 10.0
+
+
+def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None) -> Attempt:
+    """Rebuild ``job``'s group and return the attempt; raises only :class:`Abandoned`."""
+    build = _Build(job, ctx, cancel)
+    started_at, t0 = utcnow(), time.monotonic()
+    try:
+        status, reason, results = build.run()
+    except _Fail as e:
+        status, reason, results = Status.FAIL, str(e), build.results
+    except ChecksumError as e:  # from a path that did not name the file itself
+        status, reason, results = Status.FAIL, f"checksum mismatch: {e}", build.results
+    except Abandoned:
+        raise
+    except RebuilderError as e:
+        status, reason, results = Status.FAIL, str(e), build.results
+    except Exception as e:
+        build.tail.append(traceback.format_exc().rstrip())
+        status, reason, results = Status.FAIL, f"internal error: {type(e).__name__}: {e}", ()
+    finally:  # also for Abandoned and KeyboardInterrupt: the disk is freed in every case
+        build.cleanup()
+    duration = time.monotonic() - t0
+    build.tail.append(f"verdict: {status.value}{f' ({reason})' if reason else ''}")
+    build.tail.append(f"duration: {duration:.3f} s")
+    files = build.store()
+    return Attempt(
+        build_id=job.build_id,
+        version=job.group.version,
+        status=status,
+        started_at=started_at,
+        duration=duration,
+        backend=ctx.backend.name,
+        reason=reason,
+        inputs_digest=job.group.inputs_digest,
+        artifacts=results,
+        files=files,
+    )
+
+
+def mirror_of(group: BuildGroup) -> str:
+    """The mirror base a backend may need: the URLs up to ``/pool/``, else the input's parent.
+
+    >>> from rebuilder.model import Artifact, BuildGroup
+    >>> url = "https://mirror.example/debian/pool/main/h/h_1_amd64.deb"
+    >>> a = Artifact("h", "1", "amd64", url, "0", 1)
+    >>> g = BuildGroup("h", "1", "debian", "bookworm", "main", "amd64",
+    ...                "https://mirror.example/bi/h_1_amd64.buildinfo", (a,))
+    >>> mirror_of(g)
+    'https://mirror.example/debian'
+    >>> mirror_of(BuildGroup("p", "1", "archlinux", "core", "core", "x86_64",
+    ...                      "https://mirror.example/core/os/x86_64/p-1.pkg.tar.zst", ()))
+    'https://mirror.example/core/os/x86_64'
+    """
+    for url in [a.url for a in group.artifacts] + [group.input_url]:
+        if "/pool/" in url:
+            return url.split("/pool/", 1)[0]
+    return group.input_url.rsplit("/", 1)[0]
+
+
+def backend_env(job: Job, ctx: BuildContext, outdir: Path, meta_dir: Path) -> dict[str, str]:
+    """The backend's environment: ours, the contract's variables, then ``ctx.env``."""
+    g = job.group
+    env = dict(os.environ)
+    env.update(
+        REBUILDERD_OUTDIR=str(outdir),
+        REBUILDER_DISTRO=g.distro,
+        REBUILDER_RELEASE=g.release,
+        REBUILDER_COMPONENT=g.component,
+        REBUILDER_ARCH=g.architecture,
+        REBUILDER_METHOD=g.method,
+        REBUILDER_INPUT_URL=g.input_url,
+        REBUILDER_MIRROR=mirror_of(g),
+        REBUILDER_ARTIFACTS=" ".join(a.filename for a in g.artifacts),
+        REBUILDER_META_DIR=str(meta_dir),
+    )
+    env.update(ctx.env)
+    return env
+
+
+class _Fail(Exception):
+    """The build did not complete; the message is the attempt's reason."""
+
+
+class _Build:
+    """The mutable state of one run_build call: its directories and its log."""
+
+    def __init__(self, job: Job, ctx: BuildContext, cancel: threading.Event | None) -> None:
+        self.job, self.ctx, self.cancel = job, ctx, cancel
+        self.dir: Path | None = None
+        self.head: list[str] = []
+        self.output = LogCap(ctx.log_limit)
+        self.tail: list[str] = []
+        self.results: tuple[ArtifactResult, ...] = ()
+        self.diff: diffoscope.DiffoscopeReport | None = None
+        self.attestation: bytes | None = None
+        self.meta_data: dict[str, bytes] = {}
+        # artifacts whose index publishes no SHA256 (sha256 ""): the digest of what was downloaded
+        self.unpublished: dict[str, str] = {}
+
+    # --- the build ----------------------------------------------------------------------------
+
+    def run(self) -> tuple[Status, str, tuple[ArtifactResult, ...]]:
+        g, ctx = self.job.group, self.ctx
+        self.head.append(
+            f"build {self.job.build_id}: {g.name} {g.version} "
+            f"({g.distro} {g.release}/{g.component}/{g.architecture}), backend {ctx.backend}"
+        )
+        if not g.artifacts:
+            raise _Fail("the build group has no artifacts to verify")
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(
+            tempfile.mkdtemp(prefix=f"{self.job.build_id}-", dir=ctx.work_dir)
+        ).resolve()
+        outdir, meta_dir = self.dir / ".rebuilder-out", self.dir / ".rebuilder-meta"
+        outdir.mkdir()
+        meta_dir.mkdir()
+        input_path = self._download_all()
+        self._check_cancel()
+        outcome = self._run_backend(input_path, outdir, meta_dir)
+        self._collect_meta(meta_dir)
+        if outcome.how == "cancel":
+            raise Abandoned(f"build {self.job.build_id} abandoned: the pass ran out of time")
+        if outcome.how == "timeout":
+            raise _Fail(f"timeout after {_seconds(ctx.timeout)} s")
+        if outcome.how != "exit" or outcome.code is None:
+            raise _Fail(f"backend supervision failed: {outcome.detail or outcome.how}")
+        if outcome.code != 0:
+            raise _Fail(_exit_reason(outcome.code))
+        return self._compare(outdir, input_path)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Abandoned(f"build {self.job.build_id} abandoned: the pass ran out of time")
+
+    def _download_all(self) -> Path:
+        assert self.dir is not None
+        g = self.job.group
+        have: dict[str, Artifact] = {}
+        for a in (*g.artifacts, *g.sources):
+            name = _safe_name(a.filename, a.url)
+            if name in have:
+                if have[name].sha256.lower() != a.sha256.lower():
+                    raise _Fail(f"two different files named {name} in the build group")
+                continue
+            self._check_cancel()
+            is_source = a in g.sources
+            self._download(
+                a.url, self.dir / name, name, sha256=a.sha256 or None, size=a.size, source=is_source
+            )
+            if not a.sha256:
+                self.unpublished[name] = fetch.sha256_path(self.dir / name)
+            have[name] = a
+        self.head.append(f"downloaded {len(have)} file(s)")
+        name = _safe_name(_url_name(g.input_url), g.input_url)
+        if name in have and have[name].url == g.input_url:
+            if g.input_sha256 and have[name].sha256.lower() != g.input_sha256.lower():
+                raise _Fail(f"checksum mismatch: {name}")
+            return self.dir / name  # e.g. Arch: the input is the first package file
+        dest = self.dir / (".rebuilder-input" if name in have else ".") / name
+        self._download(g.input_url, dest, name, sha256=g.input_sha256, source=bool(g.sources))
+        return dest
+
+    def _download(
+        self,
+        url: str,
+        dest: Path,
+        name: str,
+        *,
+        sha256: str | None,
+        size: int | None = None,
+        source: bool = False,
+    ) -> None:
+        """Download one input; ``source``: a file of the source package, whose absence
+        from the mirror is the distinct, not-retried FAIL "source unavailable"."""
+        try:
+            fetch.download(url, dest, sha256=sha256, size=size)
+        except NotFoundError as e:
+            if source:
+                raise _Fail(f"{SOURCE_UNAVAILABLE}: {name} ({e})") from None
+            raise _Fail(f"download failed: {e}") from None
+        except ChecksumError as e:
+            self.head.append(f"{e}")
+            raise _Fail(f"checksum mismatch: {name}") from None
+        except RebuilderError as e:
+            raise _Fail(f"download failed: {e}") from None
+
+    def _run_backend(self, input_path: Path, outdir: Path, meta_dir: Path) -> Outcome:
+        assert self.dir is not None
+        ctx = self.ctx
+        backend = ctx.backend.resolve()
+        if not backend.is_file() or not os.access(backend, os.X_OK):
+            raise _Fail(f"backend {ctx.backend} is not an executable file")
+        env = backend_env(self.job, ctx, outdir, meta_dir)
+        self.head.append(f"running: {backend} {input_path}")
+        self.head.append("-" * 72)
+        t0 = time.monotonic()
+        outcome = run_supervised(
+            [str(backend), str(input_path)],
+            cwd=str(self.dir),
+            env=env,
+            timeout=ctx.timeout,
+            grace=ctx.grace,
+            log=self.output,
+            cancel=self.cancel,
+        )
+        self.tail.append("-" * 72)
+        took = time.monotonic() - t0
+        if outcome.how == "exit":
+            self.tail.append(f"backend exited with {outcome.code} after {took:.3f} s")
+        else:
+            self.tail.append(f"backend stopped ({outcome.how}) after {took:.3f} s {outcome.detail}")
+        return outcome
+
+    def _compare(
+        self, outdir: Path, input_path: Path
+    ) -> tuple[Status, str, tuple[ArtifactResult, ...]]:
+        results: list[ArtifactResult] = []
+        for a in self.job.group.artifacts:
+            rebuilt = outdir / a.filename
+            built = _sha256_regular(rebuilt)
+            if built is None and rebuilt.is_symlink():
+                self.tail.append(f"{a.filename}: a symlink in the output, not a rebuilt file")
+            expected = (a.sha256 or self.unpublished.get(a.filename, "")).lower()
+            results.append(ArtifactResult(a.name, a.filename, expected, built))
+            verdict = (
+                "missing" if built is None else "identical" if built == expected else "DIFFERS"
+            )
+            self.tail.append(f"{a.filename}: {verdict} (published {expected}, rebuilt {built})")
+        self.results = tuple(results)
+        differ = [r for r in results if r.built_sha256 is not None and not r.identical]
+        missing = [r for r in results if r.built_sha256 is None]
+        if not differ and not missing:
+            self._attest(outdir, input_path)
+            return Status.GOOD, "", self.results
+        if differ and self.ctx.diffoscope:
+            self._diffoscope([(self.dir / r.filename, outdir / r.filename) for r in differ])  # type: ignore[operator]
+        parts = []
+        if differ:
+            parts.append("differs: " + _names(differ))
+        if missing:
+            parts.append("missing: " + _names(missing))
+        return Status.BAD, "; ".join(parts), self.results
+
+    def _diffoscope(self, pairs: list[tuple[Path, Path]]) -> None:
+        assert self.dir is not None
+        self.diff = diffoscope.compare(
+            pairs,
+            self.dir / ".rebuilder-diffoscope",
+            timeout=self.ctx.diffoscope_timeout,
+            limit=self.ctx.diffoscope_limit,
+            cancel=self.cancel,
+        )
+        self.tail.extend(self.diff.notes)
+
+    def _attest(self, outdir: Path, input_path: Path) -> None:
+        if self.ctx.sign is None:
+            return
+        try:
+            links = [
+                self.ctx.sign(self.job, input_path, outdir / a.filename)
+                for a in self.job.group.artifacts
+            ]
+            if len(links) == 1:
+                self.attestation = links[0]
+            else:
+                self.attestation = json.dumps([json.loads(link) for link in links]).encode()
+        except Exception as e:  # a signing problem is ours, not the package's: GOOD stands
+            log.warning("build %s: attestation failed: %s", self.job.build_id, e)
+            self.tail.append(f"attestation failed: {type(e).__name__}: {e}")
+
+    def _collect_meta(self, meta_dir: Path) -> None:
+        try:
+            entries = sorted(meta_dir.iterdir())
+        except OSError:
+            return
+        for path in entries[:_META_MAX_FILES]:
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode) or not _META_NAME.fullmatch(path.name):
+                self.tail.append(f"meta file {path.name!r} skipped: not a plain regular file")
+                continue
+            if st.st_size > _META_MAX_BYTES:
+                self.tail.append(f"meta file {path.name} skipped: {st.st_size} bytes")
+                continue
+            self.meta_data[path.name] = path.read_bytes()
+        if len(entries) > _META_MAX_FILES:
+            self.tail.append(f"only the first {_META_MAX_FILES} meta files were kept")
+
+    # --- what is kept -------------------------------------------------------------------------
+
+    def log_bytes(self) -> bytes:
+        head = "".join(f"[rebuilder] {line}\n" for line in self.head).encode()
+        body = self.output.getvalue()
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        tail = "".join(f"[rebuilder] {line}\n" for line in self.tail).encode()
+        return head + body + tail
+
+    def store(self) -> dict[str, str]:
+        """Write the attempt's files under ``results_dir/<build_id>/``; never raises."""
+        files: dict[str, str] = {}
+        bid = str(self.job.build_id)
+        out = self.ctx.results_dir / bid
+        items: list[tuple[str, str, bytes]] = []
+        if self.diff is not None and self.diff.text is not None:
+            items.append(("diffoscope", "diffoscope.txt.gz", _gzip(self.diff.text)))
+        if self.diff is not None and self.diff.html is not None:
+            items.append(("diffoscope_html", "diffoscope.html.gz", _gzip(self.diff.html)))
+        if self.attestation is not None:
+            items.append(("attestation", "attestation", self.attestation))
+        for name, data in self.meta_data.items():
+            items.append((f"meta/{name}", f"meta/{name}", data))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for kind, rel, data in items:
+                write_atomic(out / rel, data)
+                files[kind] = f"{bid}/{rel}"
+        except OSError as e:
+            log.error("build %s: cannot store its files in %s: %s", bid, out, e)
+            self.tail.append(f"cannot store the attempt's files: {e}")
+        try:
+            write_atomic(out / "log.gz", _gzip(self.log_bytes()))
+            files["log"] = f"{bid}/log.gz"
+        except OSError as e:
+            log.error("build %s: cannot store its log in %s: %s", bid, out, e)
+        return files
+
+    def cleanup(self) -> None:
+        if self.dir is not None:
+            _rmtree(self.dir)
+            self.dir = None
+
+
+def _seconds(value: float) -> str:
+    """``3600`` for whole seconds, else one decimal: ``timeout after 3600 s``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"backend killed by signal {name}"
+    return f"backend exited with {code}"
+
+
+def _names(results: list[ArtifactResult]) -> str:
+    names = [r.filename for r in results]
+    more = len(names) - _REASON_NAMES
+    return ", ".join(names[:_REASON_NAMES]) + (f" and {more} more" if more > 0 else "")
+
+
+def _url_name(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def _safe_name(name: str, url: str) -> str:
+    """``name`` if it is a plain file name (no path, no reserved prefix), else a FAIL."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\0" in name
+        or name.startswith(_RESERVED_PREFIX)
+        or len(name.encode(errors="surrogateescape")) > 255
+    )
+    if bad:
+        raise _Fail(f"unsafe file name {name!r} in {url!r}")
+    return name
+
+
+def _sha256_regular(path: Path) -> str | None:
+    """SHA256 of a regular file (not following a symlink), None when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return fetch.sha256_file(f)
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a results file whole or not at all (a temp file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _rmtree(path: Path) -> None:
+    """Remove an attempt dir, also when a backend left read-only directories in it."""
+
+    def fix(func: Callable[..., object], p: str, _exc: object) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=fix)
+    if path.exists():
+        log.warning("could not remove all of %s", path)

@@ -1,0 +1,337 @@
+"""Every JSON shape the site emits (except feeds, badges and search), in this one place.
+
+rebuilderd's v0 shapes (``PkgRelease`` in ``pkgs/list`` and
+``DashboardResponse`` in ``dashboard``) are reproduced field for field so
+that rebuilderd's clients read this site as they read a rebuilderd; our own
+``index.json``, suite shards and group documents sit beside them (their
+schema is in ``docs/site.md``). A group document embeds
+``GroupRecord.to_json()`` (the model owns that shape). Output is
+deterministic: lists sorted, keys sorted, so re-rendering an unchanged state
+produces identical bytes.
+
+>>> from rebuilder.model import Artifact, BuildGroup, GroupRecord
+>>> a = Artifact("hello", "1.0-1", "amd64", "https://mirror.example/hello.deb", "0" * 64, 1)
+>>> g = BuildGroup("hello", "1.0-1", "debian", "bookworm", "main", "amd64",
+...                "https://mirror.example/x", (a,))
+>>> pkg_releases(GroupRecord(g))[0]["status"]
+'UNKWN'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+from collections.abc import Container, Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Literal, NamedTuple
+
+from rebuilder.model import Attempt, GroupRecord, Status, format_time
+from rebuilder.site import paths
+
+INDEX_SCHEMA = 2
+SUITE_SCHEMA = 1
+GROUP_SCHEMA = 1
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> bytes:
+    """Canonical JSON bytes: sorted keys, UTF-8, a final newline."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=indent)
+    return (text + "\n").encode("utf-8", "surrogatepass")
+
+
+def attempt_for_version(record: GroupRecord) -> Attempt | None:
+    """The newest attempt at the group's current inputs (else at its current version)."""
+    attempt = record.current_attempt()
+    if attempt is not None:
+        return attempt
+    version = record.group.version
+    return next((a for a in reversed(record.attempts) if a.version == version), None)
+
+
+def v0_attempt(record: GroupRecord) -> Attempt | None:
+    """The attempt rebuilderd's v0 would name: none while the current version is unbuilt."""
+    if record.status is Status.UNKWN:
+        return None
+    return attempt_for_version(record)
+
+
+def built_at(attempt: Attempt) -> _dt.datetime:
+    """When a build finished (rebuilderd's ``built_at``): its start plus its duration."""
+    return attempt.started_at + _dt.timedelta(seconds=int(attempt.duration))
+
+
+class _Auto(Enum):
+    CURRENT = "current"  # pkg_releases: "find the attempt yourself"
+
+
+def pkg_releases(
+    record: GroupRecord,
+    attempt: Attempt | Literal[_Auto.CURRENT] | None = _Auto.CURRENT,
+    has: Mapping[str, bool] | None = None,
+) -> list[dict[str, Any]]:
+    """rebuilderd's ``PkgRelease`` objects for every artifact of one group.
+
+    ``attempt`` is :func:`v0_attempt` of the record (found when not given);
+    ``suite`` is the group's component (rebuilderd's convention: Debian
+    ``main``, Arch ``core``...); ``has`` tells which v0 build files are
+    published (``diffoscope``, ``attestation``); by default, those the
+    attempt lists with a safe store path.
+    """
+    if attempt is _Auto.CURRENT:
+        attempt = v0_attempt(record)
+    if has is None:
+        files = attempt.files if attempt else {}
+        has = {k: paths.store_rel(files.get(k, "")) is not None for k in paths.API_KINDS}
+    g = record.group
+    status = record.status.v0
+    build_id = attempt.build_id if attempt else None
+    when = format_time(built_at(attempt)) if attempt else None
+    has_diffoscope = bool(attempt and has.get("diffoscope"))
+    has_attestation = bool(attempt and has.get("attestation"))
+    return [
+        {
+            "name": a.name,
+            "version": a.version,
+            "status": status,
+            "distro": g.distro,
+            "suite": g.component,
+            "architecture": a.architecture,
+            "artifact_url": a.url,
+            "build_id": build_id,
+            "built_at": when,
+            "has_diffoscope": has_diffoscope,
+            "has_attestation": has_attestation,
+        }
+        for a in g.artifacts
+    ]
+
+
+def _pkg_sort_key(p: Mapping[str, Any]) -> tuple[str, ...]:
+    return (p["name"], p["version"], p["architecture"], p["suite"], p["artifact_url"], p["status"])
+
+
+_encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+
+
+def unique_pkgs(pkgs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sorted, with exact duplicates (the same group in overlapping profiles) dropped."""
+    unique = {_encode(p): p for p in pkgs}
+    return [unique[k] for k in sorted(unique, key=lambda k: (_pkg_sort_key(unique[k]), k))]
+
+
+def pkgs_list(pkgs: Sequence[dict[str, Any]]) -> bytes:
+    """``api/v0/pkgs/list`` from :func:`unique_pkgs` rows.
+
+    One object per line, so that the file diffs well and still parses as one list.
+    """
+    return pkgs_list_lines([_encode(p) for p in pkgs])
+
+
+def pkgs_list_lines(lines: Sequence[str]) -> bytes:
+    """``api/v0/pkgs/list`` from encoded objects (:attr:`PkgLine.line`), in order."""
+    if not lines:
+        return b"[]\n"
+    text = "[\n" + ",\n".join(lines) + "\n]\n"
+    return text.encode("utf-8", "surrogatepass")
+
+
+class PkgLine(NamedTuple):
+    """One ``PkgRelease`` as the render handles it: its sort key, what the dashboard
+    counts, and the object already encoded (exactly as :func:`pkgs_list` writes it)."""
+
+    sort: tuple[str, ...]
+    suite: str
+    status: str
+    architecture: str
+    line: str
+
+
+def _js(s: str) -> str:
+    """``s`` as a JSON string; printable ASCII but ``"`` and ``\\`` needs no escaping."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    return json.dumps(s, ensure_ascii=False)
+
+
+_js_few = functools.lru_cache(maxsize=4096)(_js)  # distros, components, architectures
+_V0 = {s: s.v0 for s in Status}
+
+
+_FLAGS = {
+    (att, dif): f'"has_attestation": {str(att).lower()}, "has_diffoscope": {str(dif).lower()}'
+    for att in (False, True)
+    for dif in (False, True)
+}
+
+
+def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str]) -> list[PkgLine]:
+    """:func:`pkg_releases`, encoded: the same objects, a few times faster.
+
+    ``has`` holds the v0 build files published for ``attempt``. A
+    Debian-sized render encodes ~80,000 of these on every pass.
+    """
+    g = record.group
+    status = _V0[record.status]
+    if attempt is None:
+        build = '"build_id": null, "built_at": null'
+        flags = _FLAGS[False, False]
+    else:
+        when = (attempt.started_at + _dt.timedelta(seconds=int(attempt.duration))).replace(
+            microsecond=0
+        )
+        build = f'"build_id": {int(attempt.build_id)}, "built_at": "{when.isoformat()}"'
+        flags = _FLAGS["attestation" in has, "diffoscope" in has]
+    tail = f'"distro": {_js_few(g.distro)}, {flags}'
+    component = g.component
+    suite = _js_few(component)
+    out = []
+    for a in g.artifacts:
+        line = (
+            f'{{"architecture": {_js_few(a.architecture)}, "artifact_url": {_js(a.url)}, {build}, '
+            f'{tail}, "name": {_js(a.name)}, "status": "{status}", "suite": {suite}, '
+            f'"version": {_js(a.version)}}}'
+        )
+        key = (a.name, a.version, a.architecture, component, a.url, status)
+        out.append(PkgLine(key, component, status, a.architecture, line))
+    return out
+
+
+def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:
+    """Sorted like :func:`unique_pkgs`, exact duplicates dropped."""
+    unique = {p.line: p for p in lines}
+    return sorted(unique.values(), key=lambda p: (p.sort, p.line))
+
+
+def dashboard(pkgs: Iterable[PkgLine], queue_length: int, now: _dt.datetime) -> dict[str, Any]:
+    """rebuilderd's ``DashboardResponse``: per suite counts of packages (artifacts)."""
+    suites: dict[str, dict[str, int]] = {}
+    names = {"GOOD": "good", "BAD": "bad", "UNKWN": "unknown"}
+    for p in pkgs:
+        stats = suites.setdefault(p.suite, {"good": 0, "unknown": 0, "bad": 0})
+        stats[names[p.status]] += 1
+    return {
+        "suites": dict(sorted(suites.items())),
+        "active_builds": [],  # a static site has no builds in flight
+        "queue_length": queue_length,
+        "now": format_time(now),
+    }
+
+
+def counts_entry(counts: Mapping[Status, int]) -> dict[str, Any]:
+    """Counts, total and share of GOOD (None when there is nothing to count)."""
+    total = sum(counts.values())
+    good = counts.get(Status.GOOD, 0)
+    return {
+        "counts": {s.value: counts.get(s, 0) for s in Status},
+        "total": total,
+        "reproduced": round(good / total, 4) if total else None,
+    }
+
+
+def suite_entry(
+    release: str,
+    component: str,
+    architecture: str,
+    counts: Mapping[Status, int],
+    url: str,
+    shard: str,
+) -> dict[str, Any]:
+    """One suite of one profile in ``index.json``: its list page and its JSON shard."""
+    return {
+        "release": release,
+        "component": component,
+        "architecture": architecture,
+        **counts_entry(counts),
+        "url": url,
+        "json": shard,
+    }
+
+
+def profile_entry(
+    name: str,
+    distro: str,
+    queue_length: int,
+    last_pass: _dt.datetime | None,
+    links: Mapping[str, Any],
+    counts: Mapping[Status, int],
+    suites: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One profile in ``index.json``; ``links`` holds ``api``, ``arch_api``, ``feeds``,
+    ``badge``..."""
+    return {
+        "name": name,
+        "distro": distro,
+        "queue_length": queue_length,
+        "last_pass": format_time(last_pass),
+        **counts_entry(counts),
+        **links,
+        "suites": suites,
+    }
+
+
+def index(profiles: list[dict[str, Any]], links: Mapping[str, str]) -> dict[str, Any]:
+    """``index.json``: every profile with its suites, counts and URLs (relative to the site)."""
+    return {"schema": INDEX_SCHEMA, "profiles": profiles, **links}
+
+
+SUITE_FIELDS = ("name", "version", "status", "built_at", "build_id", "url")
+
+
+def suite_row(
+    name: str, version: str, status: str, built: str | None, build_id: int | None, page: str
+) -> str:
+    """One group of a suite's JSON (``SUITE_FIELDS``), encoded."""
+    when = "null" if built is None else f'"{built}"'
+    bid = "null" if build_id is None else str(int(build_id))
+    url = _js(paths.url(page))
+    return f'[{_js(name)},{_js(version)},"{status}",{when},{bid},{url}]'
+
+
+def suite_shard(
+    profile: str,
+    release: str,
+    component: str,
+    architecture: str,
+    counts: Mapping[Status, int],
+    rows: Sequence[str],
+) -> bytes:
+    """A suite's JSON: one :func:`suite_row` per group, one per line."""
+    head = {
+        "schema": SUITE_SCHEMA,
+        "profile": profile,
+        "release": release,
+        "component": component,
+        "architecture": architecture,
+        **counts_entry(counts),
+        "fields": list(SUITE_FIELDS),
+    }
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    text = encode(head)[:-1] + ',"groups":[\n' + ",\n".join(rows) + "\n]}\n"
+    return text.encode("utf-8", "surrogatepass")
+
+
+def group(
+    profile: str,
+    record: GroupRecord,
+    page: str,
+    files: Mapping[int, Mapping[str, str]],
+    changes: Sequence[Mapping[str, Any]],
+) -> bytes:
+    """A group's JSON beside its page: the record as the state keeps it (every attempt),
+    its status changes, and the URLs of its page and build files (relative to the site)."""
+    doc = {
+        "schema": GROUP_SCHEMA,
+        "profile": profile,
+        "key": record.group.key,
+        "page": page,
+        "record": record.to_json(),
+        "changes": list(changes),
+        "files": {str(k): dict(sorted(v.items())) for k, v in sorted(files.items())},
+    }
+    return dumps(doc)
+
+
+def public_keys(pems: Sequence[str]) -> dict[str, list[str]]:
+    """rebuilderd's ``PublicKeys``: the PEM of each current signing key."""
+    return {"current": list(pems)}

@@ -1,0 +1,328 @@
+"""Every write of a render goes through :class:`Output`: only changed bytes, atomically.
+
+It refuses any path outside the site's own files (absolute, ``..``, NUL, or
+under ``builds/``, the results store), writes a file only when its bytes
+differ (temp file + rename, so a reader never sees half a file), and
+remembers every path the render produces so that stale files can be pruned
+afterwards. Results store files are published with :meth:`Output.serve`
+(decompressed, possibly transformed, skipped when the copy is newer than
+its source); identical per-package badges are hard links to one file
+(:meth:`Output.link`), which costs a directory entry instead of a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import zlib
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rebuilder.site import paths
+from rebuilder.site.paths import SiteError
+
+log = logging.getLogger(__name__)
+
+MAX_SERVED = 256 * 1024 * 1024  # bytes of a decompressed store file served; guards gzip bombs
+
+Transform = Callable[[bytes], bytes]
+
+
+@dataclass
+class RenderStats:
+    """What a render did: files written, files already up to date, stale files removed,
+    and group pages not looked at because they were not in ``changed``."""
+
+    written: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+class Output:
+    """The site directory, as a render writes it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.stats = RenderStats()
+        self.expected: set[str] = set()
+        self.expected_dirs: set[str] = set()  # folders of v0 build files kept or served
+        self._dirs: set[str] = set()
+        self.missing: list[str] = []
+        self._inodes: dict[str, int] = {}  # link targets written by this render
+        self._can_link = True
+
+    def _path(self, rel: str) -> str:
+        parts = rel.split("/")
+        if parts[0] in ("", paths.STORE) or ".." in parts or "\x00" in rel:
+            raise SiteError(f"refusing to write {rel!r} (outside the site's own files)")
+        return f"{self.root}/{rel}"
+
+    def read_json(self, rel: str, limit: int = 16 * 1024 * 1024) -> Any:
+        """A JSON file this site holds (None if missing, too big or not JSON)."""
+        try:
+            with open(self._path(rel), "rb") as f:
+                data = f.read(limit + 1)
+            return None if len(data) > limit else json.loads(data)
+        except (OSError, ValueError):
+            return None
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(rel))
+            self.stats.removed += 1
+
+    def merge(
+        self, expected: set[str], dirs: set[str], stats: RenderStats, missing: list[str]
+    ) -> None:
+        """Take in what another process wrote for this render."""
+        self.expected |= expected
+        self.expected_dirs |= dirs
+        self.missing += missing
+        for name in ("written", "unchanged", "removed", "skipped"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
+
+    def keep(self, rels: Iterable[str]) -> None:
+        """Files this render leaves as they are but that still belong to the site."""
+        self.expected.update(rels)
+
+    def keep_dir(self, rel: str) -> None:
+        self.expected_dirs.add(rel)
+
+    def write(self, rel: str, data: bytes) -> bool:
+        """Write ``data`` at ``rel`` unless the file already holds exactly it."""
+        path = self._path(rel)
+        self.expected.add(rel)
+        if _same_content(path, data):
+            self.stats.unchanged += 1
+            return False
+        self._replace(path, data)
+        self.stats.written += 1
+        return True
+
+    def _ensure_dir(self, directory: str) -> None:
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+
+    def _replace(self, path: str, data: bytes) -> None:
+        directory = os.path.dirname(path)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
+        try:
+            self._ensure_dir(directory)
+            # no fsync: the site is derived data, re-rendered from the state at will
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise SiteError(f"{path}: cannot write: {e.strerror or e}") from None
+
+    def link(self, rel: str, target: str) -> None:
+        """Make ``rel`` the same file as ``target`` (written earlier by this render).
+
+        A hard link where the file system allows it, else a copy.
+        """
+        path = self._path(rel)
+        self.expected.add(rel)
+        src = f"{self.root}/{target}"
+        ino = self._inodes.get(target)
+        if ino is None:
+            ino = self._inodes[target] = os.stat(src).st_ino
+        try:
+            exists = os.stat(path).st_ino
+        except FileNotFoundError:
+            exists = None
+        if exists == ino:
+            self.stats.unchanged += 1
+            return
+        if self._can_link:
+            try:
+                self._ensure_dir(os.path.dirname(path))
+                if exists is None:
+                    os.link(src, path)  # a new name appears whole: no temp name needed
+                else:
+                    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp"
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                    os.link(src, tmp)
+                    os.replace(tmp, path)
+                self.stats.written += 1
+                return
+            except OSError as e:
+                log.info("site: cannot hard-link (%s), copying badges instead", e)
+                self._can_link = False
+        with open(src, "rb") as f:
+            self.write(rel, f.read())
+
+    def serve(self, store_rel: str, outputs: Sequence[tuple[str, Transform | None]]) -> bool:
+        """Publish a results store file at each of ``outputs`` (site path, transform).
+
+        The store file is decompressed when it ends in ``.gz``, then each
+        output gets it as is (transform None) or transformed. Store files are
+        written once per build id, so outputs newer than their source are
+        current and the source is not read again. False if the store file
+        is missing or unreadable.
+        """
+        rels = [rel for rel, _ in outputs]
+        found = paths.store_file(self.root, store_rel)
+        if found is None:
+            self.missing.append(store_rel)
+            return False
+        src, src_stat = found
+        for rel in rels:
+            self._path(rel)
+            self.expected_dirs.add(rel.rpartition("/")[0])
+        if all(_newer(f"{self.root}/{rel}", src_stat.st_mtime_ns) for rel in rels):
+            self.expected.update(rels)
+            self.stats.unchanged += len(rels)
+            return True
+        data = _read_store(src)
+        if data is None:
+            self.missing.append(store_rel)
+            return False
+        for rel, transform in outputs:
+            if not self.write(rel, transform(data) if transform else data):
+                os.utime(f"{self.root}/{rel}")  # same bytes: mark current, skipped next time
+        return True
+
+    def prune(
+        self,
+        page_roots: Iterable[str],
+        api_roots: Iterable[str],
+        *,
+        deep: bool,
+        skip: Collection[str] = (),
+    ) -> None:
+        """Remove files this render did not produce under the given trees, then empty folders.
+
+        A build's v0 folder is immutable once written (build ids are never
+        reused), so only ``deep`` (full) renders look inside the folders of
+        builds still referenced; any render removes the folders of builds
+        no longer referenced. Folders in ``skip`` are not looked into (an
+        incremental render's ``pkg/`` folders: it removes what it must by
+        name). That keeps a small render from listing a hundred thousand files.
+        """
+        for root in page_roots:
+            self._prune_tree(root, skip)
+        for base in api_roots:
+            builds = f"{base}/builds"
+            self._prune_tree(base, {builds})
+            self._prune_builds(builds, deep=deep)
+
+    def _prune_tree(self, rel: str, skip: Collection[str] = ()) -> None:
+        try:
+            with os.scandir(f"{self.root}/{rel}") as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for e in entries:
+            child = f"{rel}/{e.name}"
+            if e.is_dir(follow_symlinks=False):
+                if child not in skip:
+                    self._prune_tree(child, skip)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(e.path)  # only succeeds when empty
+            elif child not in self.expected:
+                os.unlink(e.path)
+                self.stats.removed += 1
+
+    def _prune_builds(self, rel: str, *, deep: bool) -> None:
+        try:
+            with os.scandir(f"{self.root}/{rel}") as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for e in entries:
+            child = f"{rel}/{e.name}"
+            if not e.is_dir(follow_symlinks=False):
+                if child not in self.expected:
+                    os.unlink(e.path)
+                    self.stats.removed += 1
+            elif deep or child not in self.expected_dirs:
+                self._prune_tree(child)
+                with contextlib.suppress(OSError):
+                    os.rmdir(e.path)
+
+    def symlink(self, rel: str, target: str) -> None:
+        """A relative symlink at ``rel`` pointing to ``target`` (both inside the site)."""
+        path = self._path(rel)
+        self.expected.add(rel)
+        with contextlib.suppress(OSError):
+            if os.readlink(path) == target:
+                self.stats.unchanged += 1
+                return
+        try:
+            self._ensure_dir(os.path.dirname(path))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.symlink(target, path)
+        except OSError as e:
+            raise SiteError(f"{path}: cannot link: {e.strerror or e}") from None
+        self.stats.written += 1
+
+    def report_missing(self) -> None:
+        if self.missing:
+            log.warning(
+                "site: %d results store file(s) missing or unreadable, e.g. builds/%s",
+                len(self.missing), self.missing[0],
+            )  # fmt: skip
+
+
+def _newer(path: str, mtime_ns: int) -> bool:
+    try:
+        return os.stat(path).st_mtime_ns >= mtime_ns
+    except FileNotFoundError:
+        return False
+
+
+def _same_content(path: str, data: bytes) -> bool:
+    try:
+        if os.stat(path).st_size != len(data):
+            return False
+        with open(path, "rb") as f:
+            return f.read() == data
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise SiteError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _read_store(src: str) -> bytes | None:
+    """A store file's bytes, decompressed when it ends in ``.gz``, capped at MAX_SERVED."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, "rb") as f:
+            data = f.read(MAX_SERVED + 1)
+        if src.endswith(".gz"):
+            data = _gunzip(data, MAX_SERVED + 1)
+    except (OSError, zlib.error) as e:
+        log.warning("site: cannot read %s: %s", src, e)
+        return None
+    if len(data) > MAX_SERVED:
+        data = data[:MAX_SERVED] + b"\n[rebuilder: cut at %d bytes]\n" % MAX_SERVED
+    return data
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """Every gzip member of ``raw``, decompressed up to ``limit`` bytes.
+
+    zlib directly rather than the gzip module: a tenth of the time on small
+    logs, and the limit bounds a decompression bomb.
+    """
+    out: list[bytes] = []
+    size = 0
+    while raw.strip(b"\x00") and size < limit:
+        d = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
+        chunk = d.decompress(raw, limit - size)
+        out.append(chunk)
+        size += len(chunk)
+        if not d.eof:
+            if d.unconsumed_tail:
+                break  # the limit is reached
+            raise zlib.error("truncated gzip data")
+        raw = d.unused_data
+    return b"".join(out)

@@ -1,0 +1,102 @@
+"""The search index: a small manifest and prefix shards, fetched as the user types.
+
+Every source and binary package name of every profile is an entry. Entries
+are sorted by their lowercased name and cut into a trie of prefixes: a
+prefix with at most :data:`LEAF` entries is a *leaf* shard holding them
+all; a larger one is an *inner* shard holding only its first :data:`HEAD`
+entries (what a query equal to that prefix shows first) and is split by
+the next character. ``search/index.json`` (the manifest) maps each prefix
+to its shard's number, entry count and kind. The script
+(``static/search.js``) fetches the manifest once, then for a query the one
+shard of its longest prefix in the manifest: a few kilobytes per keystroke,
+never the whole package list.
+
+Manifest (``search/index.json``)::
+
+    {"v": 1, "head": 50, "suites": [[profile, "release/component/arch", url], ...],
+     "nodes": {prefix: [shard, count, leaf (1) or inner (0)], ...}}
+
+Shard (``search/<shard>.json``)::
+
+    {"e": [[name, version, status, suite, page, source], ...]}
+
+``suite`` indexes ``suites``; the group's page is ``url + "pkg/" + page +
+".html"``, where an empty ``page`` stands for the source's name (the name
+itself when ``source`` is empty: the entry is a source package). A ``page``
+starting with ``/`` is the page's whole path instead (a group whose key does
+not match its fields). URLs are relative to the site root and already quoted.
+
+>>> e = [Entry("hello", "1", "GOOD", 0, "", ""), Entry("hello-doc", "1", "GOOD", 0, "", "hello")]
+>>> files = build(e, [["p", "r/c/a", "p/p/r/c/a/"]], leaf=1)
+>>> nodes = json.loads(files["index.json"])["nodes"]
+>>> nodes["hello"], nodes["hello-"]  # "hello" is inner (2 entries), "hello-" a leaf
+([5, 2, 0], [6, 1, 1])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+LEAF = 800  # entries of a leaf shard at most: ~8 KB compressed
+HEAD = 50  # entries an inner shard shows for a query equal to its prefix
+MAX_PREFIX = 64  # a prefix this long is a leaf however many names share it
+VERSION = 1
+
+
+class Entry(NamedTuple):
+    name: str
+    version: str
+    status: str
+    suite: int
+    page: str  # quoted page segment, "" when it is the source name itself, or "/<path>"
+    source: str  # "" for a source package
+
+
+def _dump(obj: Any) -> bytes:
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return (text + "\n").encode("utf-8", "replace")
+
+
+def build(
+    entries: Sequence[Entry], suites: Sequence[Sequence[str]], *, leaf: int | None = None
+) -> dict[str, bytes]:
+    """The files of the index, by name relative to ``search/`` (``leaf``: :data:`LEAF`)."""
+    leaf = leaf or LEAF
+    lower = [e.name.lower() for e in entries]
+    order = sorted(range(len(entries)), key=lower.__getitem__)  # stable: ties keep their order
+    keyed = [(lower[i], entries[i]) for i in order]
+    nodes: dict[str, list[int]] = {}
+    files: dict[str, bytes] = {}
+
+    stack = [("", 0, len(keyed))]  # a loop, not recursion: hostile names can be long
+    while stack:
+        prefix, lo, hi = stack.pop()
+        shard = len(nodes)
+        count = hi - lo
+        if count <= leaf or len(prefix) >= MAX_PREFIX:  # long shared prefixes: hostile names
+            nodes[prefix] = [shard, count, 1]
+            files[f"{shard}.json"] = _dump({"e": [list(e) for _, e in keyed[lo:hi]]})
+            continue
+        depth = len(prefix)
+        exact = lo
+        while exact < hi and len(keyed[exact][0]) == depth:
+            exact += 1  # entries whose name is the prefix itself sort first
+        head = keyed[lo : min(hi, max(lo + HEAD, exact))]
+        nodes[prefix] = [shard, count, 0]
+        files[f"{shard}.json"] = _dump({"e": [list(e) for _, e in head]})
+        children = []
+        start = exact
+        while start < hi:
+            ch = keyed[start][0][depth]
+            end = start
+            while end < hi and keyed[end][0][depth] == ch:
+                end += 1
+            children.append((prefix + ch, start, end))
+            start = end
+        stack.extend(reversed(children))
+
+    manifest = {"v": VERSION, "head": HEAD, "suites": [list(s) for s in suites], "nodes": nodes}
+    files["index.json"] = _dump(manifest)
+    return files
