@@ -84,9 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         force_sync=args.force_sync,
         executor=args.executor,
     )
-    report = pipeline.run_pass(cfg, opts)
-    for err in report.errors:
-        print(f"rebuild: error: {err}", file=sys.stderr)
+    report = pipeline.run_pass(cfg, opts)  # sync errors were logged as they happened
     for r in report.regressions:
         log.warning("regression: %s", r)
     if report.site_index:
@@ -118,7 +116,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for err in report.errors:
             print(f"rebuild: error: {err}", file=sys.stderr)
         return 1 if report.errors else 0
-    jobs = pipeline.queue(_load_config(args), args.profiles)
+    cfg = _load_config(args)
+    if args.no_sync:
+        for name in pipeline.stale_profiles(cfg, args.profiles):
+            log.warning(
+                "%s: the state is older than the config; this plan may be out of date "
+                "(run `rebuild plan` without --no-sync, or `rebuild sync`)",
+                name,
+            )
+    else:
+        pipeline.sync_only(cfg, args.profiles)
+    jobs = pipeline.queue(cfg, args.profiles)
     if args.json:
         _print_json([j.to_json() for j in jobs])
         return 0
@@ -390,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--shards", type=int, metavar="N",
                    help="sync, then write the queue as N job files")  # fmt: skip
+    p.add_argument("--no-sync", action="store_true",
+                   help="plan from the state as it is, without syncing first")  # fmt: skip
     p.add_argument("--out", metavar="DIR", help="where --shards writes shard-<i>.json")
 
     p = add("merge", cmd_merge, "fold shard results into the state, render, commit once")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from rebuilder import distros
 from rebuilder.errors import ConfigError
 
 DEFAULT_CONFIG = "rebuilder.toml"
+# rebuilderd's own profile file; found next to (or instead of) DEFAULT_CONFIG
+SYNC_CONFIG = "rebuilderd-sync.conf"
 # a profile's `source` may say this to take the mirror from this host's own apt sources
 HOST_APT = "host-apt"
 APT_SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
@@ -63,6 +65,13 @@ class Profile:
     check_valid_until: bool = True
     buildinfo_url: str | None = None  # base URL of the buildinfo service (Debian)
     method: str | None = None  # build method (Debian: "debrebuild" or "suite-chroot")
+    origin: str = ""  # the file that defines it, for error messages
+
+    @property
+    def label(self) -> str:
+        """``FILE: [profile."NAME"]``: how every error about this profile begins."""
+        where = f"{self.origin}: " if self.origin else ""
+        return f'{where}[profile."{self.name}"]'
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +112,8 @@ class Config:
     settings: Settings
     profiles: dict[str, Profile]
     backends: dict[str, Path] = field(default_factory=dict)
+    # the folder every relative path of the configuration is resolved against
+    base: Path = field(default_factory=Path.cwd)
 
     def select(self, names: Sequence[str]) -> list[Profile]:
         """The named profiles (all, in file order, when none is named)."""
@@ -123,22 +134,32 @@ _PROFILE_KEYS = {
 
 
 def load(path: Path | str | None = None, *, sync_config: Path | str | None = None) -> Config:
-    """Read the tool's TOML (and, optionally, a separate rebuilderd-sync.conf for profiles)."""
+    """Read the tool's TOML (and, optionally, a separate rebuilderd-sync.conf for profiles).
+
+    Without ``path``, ``./rebuilder.toml``; a ``rebuilderd-sync.conf`` beside the config
+    (or in the current folder, when there is no config) is read too. Every relative path,
+    defaults included, is relative to the folder of the file that holds the settings.
+    """
     cfg_path = Path(path) if path else Path(DEFAULT_CONFIG)
     data: dict[str, Any] = {}
+    if sync_config is None and (path is None or cfg_path.exists()):
+        beside = cfg_path.parent / SYNC_CONFIG
+        sync_config = beside if beside.is_file() else None
     if cfg_path.exists() or path is not None:
         data = _read_toml(cfg_path)
     elif sync_config is None:
         raise ConfigError(
-            f"{cfg_path}: no such file (give --config FILE, or --sync-config for a "
-            "rebuilderd-sync.conf)"
+            f"{cfg_path}: no such file (run `rebuild init`, give --config FILE, or "
+            f"--sync-config for a {SYNC_CONFIG})"
         )
     base = cfg_path.resolve().parent
+    if not cfg_path.exists() and sync_config is not None:
+        base = Path(sync_config).resolve().parent
     where = str(cfg_path)
     unknown = set(data) - {"rebuilder", "profile", "backend"}
     if unknown:
         raise ConfigError(f"{where}: unknown table or key {sorted(unknown)[0]!r}")
-    settings = _settings(data.get("rebuilder", {}), where, base)
+    settings = resolve_paths(_settings(data.get("rebuilder", {}), where, base), base)
     profiles = _profiles(data.get("profile", {}), where, base)
     if sync_config is not None:
         sc_path = Path(sync_config)
@@ -146,9 +167,47 @@ def load(path: Path | str | None = None, *, sync_config: Path | str | None = Non
         extra = set(sc) - {"profile"}
         if extra:
             raise ConfigError(f"{sc_path}: unknown table or key {sorted(extra)[0]!r}")
-        profiles.update(_profiles(sc.get("profile", {}), str(sc_path), sc_path.resolve().parent))
+        more = _profiles(sc.get("profile", {}), str(sc_path), sc_path.resolve().parent)
+        twice = sorted(more.keys() & profiles.keys())
+        if twice:
+            raise ConfigError(f'{sc_path}: [profile."{twice[0]}"] is defined in {where} too')
+        profiles.update(more)
     backends = _backends(data.get("backend", {}), where, base)
-    return Config(cfg_path if cfg_path.exists() else None, settings, profiles, backends)
+    for p in profiles.values():
+        check_method(p, backends)
+    return Config(cfg_path if cfg_path.exists() else None, settings, profiles, backends, base)
+
+
+_PATH_SETTINGS = ("state_dir", "site_dir", "cache_dir", "signing_key")
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """``settings`` with every relative path (defaults too) made absolute against ``base``.
+
+    The one rule for paths: they follow the config file, never the current directory,
+    so ``cd ~ && rebuild run --config /srv/rb/rebuilder.toml`` uses ``/srv/rb/state``.
+    """
+    changes = {
+        k: base / getattr(settings, k)
+        for k in _PATH_SETTINGS
+        if not getattr(settings, k).is_absolute()
+    }
+    return replace(settings, **changes) if changes else settings
+
+
+def check_method(p: Profile, backends: Mapping[str, Path]) -> None:
+    """A profile's ``method`` must be one its distribution knows, or have its own backend."""
+    if p.method is None:
+        return
+    # another method than the registry's needs its own [backend."<distro>-<method>"]
+    known = distros.methods(p.distro) if p.distro in distros.DISTROS else ()
+    if p.method in known or f"{p.distro}-{p.method}" in backends:
+        return
+    choices = f"one of {', '.join(known)}" if known else "not set (no methods)"
+    raise ConfigError(
+        f"{p.label} method: unknown method {p.method!r} for {p.distro}: expected {choices}, "
+        f'or a [backend."{p.distro}-{p.method}"] for it'
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -256,6 +315,7 @@ def _profile(name: str, p: Any, where: str, base: Path) -> Profile:
         check_valid_until=cvu,
         buildinfo_url=p.get("buildinfo_url"),
         method=p.get("method"),
+        origin=where,
     )
 
 
@@ -296,14 +356,20 @@ def _releases(value: Any, source: str, label: str) -> tuple[Release, ...]:
             raise ConfigError(f"{label} releases: expected a name or {{name, source}}, got {r!r}")
     for i, r in enumerate(out):
         if not r.source:
-            raise ConfigError(f"{label} source: no source (mirror URL) for release {r.name!r}")
+            raise ConfigError(
+                f"{label} releases: no source (mirror URL) serves release {r.name!r}: set the "
+                "profile's source or the release's {name, source}"
+            )
         if r.source == HOST_APT:
-            out[i] = Release(r.name, host_apt_mirror(r.name, label))
+            out[i] = Release(r.name, host_apt_mirror(r.name, label, key="releases"))
     return tuple(out)
 
 
 def host_apt_mirror(
-    suite: str | None, label: str = "host-apt", roots: tuple[Path, ...] = APT_SOURCES
+    suite: str | None,
+    label: str = "host-apt",
+    roots: tuple[Path, ...] = APT_SOURCES,
+    key: str = "source",
 ) -> str:
     """The first http(s) mirror this host's apt sources use for ``suite``
     (``None``: for any suite but a security one, i.e. the main archive).
@@ -316,7 +382,7 @@ def host_apt_mirror(
         if suite in suites or (suite is None and not all(s.endswith("-security") for s in suites)):
             return uri.rstrip("/")
     what = repr(suite) if suite else "Debian's main archive"
-    raise ConfigError(f"{label} source: no apt source of this host serves {what}")
+    raise ConfigError(f"{label} {key}: no apt source of this host serves {what}")
 
 
 def _apt_entries(roots: tuple[Path, ...]) -> Iterator[tuple[str, list[str]]]:

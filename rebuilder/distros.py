@@ -93,6 +93,16 @@ def backend_name(distro: str, method: str | None) -> str:
     return distro
 
 
+def methods(name: str) -> tuple[str, ...]:
+    """The build methods a profile of ``name`` may choose, the default first (none: one way).
+
+    >>> methods("debian"), methods("tails")
+    (('debrebuild', 'suite-chroot'), ())
+    """
+    d = get(name)
+    return (d.default_method, *d.methods) if d.default_method else ()
+
+
 def shipped_backends() -> dict[str, str]:
     """Backend name -> the script shipped for it, for every distribution and method."""
     out = {}

@@ -121,6 +121,20 @@ def queue(config: Config, names: Sequence[str]) -> list[Job]:
     return plan.plan(records, utcnow(), policies(config.settings))
 
 
+def stale_profiles(config: Config, names: Sequence[str]) -> list[str]:
+    """Profiles whose state predates the file that defines them (or that have none)."""
+    out = []
+    for p in config.select(names):
+        st_file = state.state_path(config.settings.state_dir, p.name)
+        try:
+            defined = Path(p.origin).stat().st_mtime if p.origin else 0.0
+            if not st_file.exists() or st_file.stat().st_mtime < defined:
+                out.append(p.name)
+        except OSError:
+            out.append(p.name)
+    return out
+
+
 def render(
     config: Config,
     *,
@@ -306,7 +320,7 @@ def _sync_all(
             snap = _sync(s, p, st, force)
         except RebuilderError as e:
             report.errors.append(f"{p.name}: {e}")
-            log.error("%s: %s", p.name, e)
+            log.error("error: %s: %s", p.name, e)
             continue
         report.changes[p.name] = st.apply_snapshot(snap, now)
         _log_changes(p.name, report.changes[p.name], snap)

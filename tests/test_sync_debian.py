@@ -116,6 +116,8 @@ def test_sync_finds_every_group_with_verified_artifacts(
 
 
 def test_arch_all_only_when_asked(archive: fx.Archive, url: str, tmp_path: Path) -> None:
+    # as rebuilderd since c98ed6b ("Debian: exclude packages not listed in architectures"):
+    # the arch:all binaries that binary-amd64 lists too are tracked only with "all"
     only_arch = run(archive.profile(url, architectures=(archive.arch,)), tmp_path)
     assert {g.architecture for g in only_arch.groups} == {archive.arch}
     only_all = run(archive.profile(url, architectures=("all",)), tmp_path)
@@ -193,9 +195,15 @@ def test_suite_chroot_method_takes_the_dsc_and_its_files(
     assert repro.sources[0].url == f"{url}/pool/main/r/repro/repro_1.0.tar.xz"
 
 
-def test_debrebuild_needs_buildinfo_url(archive: fx.Archive, url: str, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="buildinfo_url"):
-        run(archive.profile(url, buildinfo_url=None), tmp_path)
+def test_debrebuild_defaults_to_debians_buildinfo_service(
+    archive: fx.Archive, url: str, tmp_path: Path
+) -> None:
+    # rebuilderd's rule (tools/src/schedule/debian.rs): <service>/buildinfo-pool/<r>/<src>/...
+    snap = run(archive.profile(url, buildinfo_url=None), tmp_path)
+    repro = by_key(snap)[("repro", archive.arch)]
+    assert repro.input_url == (
+        f"{deb.DEFAULT_BUILDINFO_URL}/buildinfo-pool/r/repro/repro_1.0_{archive.arch}.buildinfo"
+    )
     with pytest.raises(ConfigError, match="method"):
         run(archive.profile(url, method="chroot-magic"), tmp_path)
 

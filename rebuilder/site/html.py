@@ -1,7 +1,8 @@
 """HTML pages: the Jinja2 environment and what each page shows.
 
-Templates live in ``<repo>/site_templates`` (an override directory may shadow
-any of them, file by file). Autoescape is on for every template, so names,
+Templates live in ``<repo>/site_templates``; ``rebuilder/site_templates`` links to them in a
+checkout and is their copy in a wheel (package data). An override
+directory may shadow any of them, file by file. Autoescape is on for every template, so names,
 versions and maintainers from hostile indexes are always escaped; links to
 outside URLs are only made for ``http``/``https`` (never ``javascript:``).
 Page contexts are built here, so templates stay logic-free. Rows are
@@ -28,7 +29,9 @@ import rebuilder
 from rebuilder.model import Attempt, GroupRecord, Status
 from rebuilder.site import api_v0, history, paths
 
-DEFAULT_TEMPLATES = Path(rebuilder.__file__).resolve().parent.parent / "site_templates"
+_PACKAGE = Path(rebuilder.__file__).resolve().parent
+# a wheel's package data, or in a checkout the symlink to the repository's folder
+DEFAULT_TEMPLATES = _PACKAGE / "site_templates"
 # what an attempt's page links to, in this order, with the label shown
 FILE_LABELS = (
     ("log", "log"),

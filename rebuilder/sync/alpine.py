@@ -118,7 +118,7 @@ class Options:
 
     @classmethod
     def from_profile(cls, p: Profile) -> Options:
-        label = f'[profile."{p.name}"]'
+        label = p.label
         if p.method not in (None, METHOD):
             raise ConfigError(f"{label} method: Alpine has one build method, {METHOD!r}")
         if not p.components:

@@ -132,7 +132,7 @@ class Options:
 
     @classmethod
     def from_profile(cls, p: Profile) -> Options:
-        label = f'[profile."{p.name}"]'
+        label = p.label
         if p.method:
             raise ConfigError(
                 f"{label} method: Arch Linux profiles take no method (the "

@@ -41,8 +41,10 @@ from rebuilder.sync._release import IndexEntry, ReleaseFile, fetch_release
 log = logging.getLogger(__name__)
 
 DISTRO = "debian"
-DEFAULT_METHOD: str = distros.get(DISTRO).default_method or ""
-METHODS = (DEFAULT_METHOD, *distros.get(DISTRO).methods)
+METHODS = distros.methods(DISTRO)
+DEFAULT_METHOD = METHODS[0]
+# rebuilderd's default for a profile without buildinfo_url: Debian's buildinfo service
+DEFAULT_BUILDINFO_URL = "https://buildinfos.debian.net"
 # Bumped when the grouping rules change, so that the next sync is a full one.
 SYNC_RULES_VERSION = "1"
 # Cheapest to decompress first: on unstable's main, zlib inflates Sources + Packages
@@ -94,16 +96,11 @@ class Options:
 
     @classmethod
     def from_profile(cls, p: Profile) -> Options:
-        label = f'[profile."{p.name}"]'
+        label = p.label
         method = p.method or DEFAULT_METHOD
         if method not in METHODS:
             raise ConfigError(f"{label} method: {method!r} is not one of {', '.join(METHODS)}")
-        bi_url = (p.buildinfo_url or "").rstrip("/")
-        if method == "debrebuild" and not bi_url:
-            raise ConfigError(
-                f"{label} buildinfo_url: needed by method debrebuild (the base URL of a "
-                "buildinfo service with a buildinfo-pool/ tree)"
-            )
+        bi_url = (p.buildinfo_url or DEFAULT_BUILDINFO_URL).rstrip("/")
         if not p.components:
             raise ConfigError(f"{label} components: at least one component is needed")
         if not p.architectures:

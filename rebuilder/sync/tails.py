@@ -93,7 +93,7 @@ class Options:
 
     @classmethod
     def from_profile(cls, p: Profile) -> Options:
-        label = f'[profile."{p.name}"]'
+        label = p.label
         if p.method:
             raise ConfigError(f"{label} method: Tails has one build method; remove the key")
         if p.keyring:
