@@ -1165,23 +1165,12 @@ def _read_db(path: Path) -> str:
         raise PackageDatabaseError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _deb822_paragraphs(text: str) -> Iterable[dict[str, str]]:
-    para: dict[str, str] = {}
-    last = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if para:
-                yield para
-            para, last = {}, ""
-        elif line[0] in " \t":
-            if last:
-                para[last] += "\n" + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            last = key.strip().lower()
-            para[last] = value.strip()
-    if para:
-        yield para
+def _deb822_paragraphs(text: str) -> Iterable[Mapping[str, str]]:
+    # python-debian's reader; its paragraphs' keys are case-insensitive, as dpkg's are
+    from debian.deb822 import Deb822
+
+    fields = ["Package", "Version", "Architecture", "Status"]
+    return Deb822.iter_paragraphs(text.splitlines(), fields=fields, use_apt_pkg=False)
 
 
 def read_pacman_local(path: Path = PACMAN_LOCAL) -> list[Installed]:

@@ -399,11 +399,9 @@ def _apt_entries(roots: tuple[Path, ...]) -> Iterator[tuple[str, list[str]]]:
         except OSError:
             continue
         if f.suffix == ".sources":
-            for stanza in text.split("\n\n"):
-                fields = dict(
-                    line.split(":", 1) for line in stanza.splitlines()
-                    if ":" in line and not line.startswith(("#", " "))
-                )  # fmt: skip
+            from debian.deb822 import Deb822  # python-debian: comments, continuation lines
+
+            for fields in Deb822.iter_paragraphs(text.splitlines(), use_apt_pkg=False):
                 if (
                     "deb" in fields.get("Types", "").split()
                     and fields.get("Enabled", "yes").strip() != "no"

@@ -101,3 +101,16 @@ def test_host_apt_mirror_reads_deb822_and_one_line_sources(tmp_path):
     assert config.host_apt_mirror("trixie", roots=roots) == "https://other.example/debian"
     with pytest.raises(ConfigError, match="no apt source of this host serves 'sid'"):
         config.host_apt_mirror("sid", roots=roots)
+
+
+def test_host_apt_mirror_reads_deb822_as_apt_does(tmp_path):
+    """A blank line of spaces ends a stanza, an inline key spans lines, a stanza can be off."""
+    (tmp_path / "x.sources").write_text(
+        "# the archive\nTypes: deb\nURIs: https://first.example/debian\nSuites: sid\n \t\n"
+        "Types: deb\nURIs: https://off.example/debian\nSuites: bookworm\nEnabled: no\n"
+        "Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mDMEZ\n\n"
+        "Types: deb\nURIs: https://second.example/debian\nSuites: bookworm\n"
+    )
+    roots = (tmp_path,)
+    assert config.host_apt_mirror("sid", roots=roots) == "https://first.example/debian"
+    assert config.host_apt_mirror("bookworm", roots=roots) == "https://second.example/debian"
