@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rebuilder import __version__, attest, client, config, pipeline
+from rebuilder.build import tools
 from rebuilder.errors import ConfigError, RebuilderError
 from rebuilder.model import Job, Status, utcnow
 
@@ -203,6 +204,42 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if report.commit:
         log.info("state committed: %s", report.commit[:12])
     log.info("merge done: %s", report.summary().removeprefix("pass done: "))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Each method's tools, which are missing here and the apt package of each."""
+    given = args.config or Path(config.DEFAULT_CONFIG).exists() or args.sync_config
+    cfg = _load_config(args) if given else None
+    profiles = list(cfg.profiles.values()) if cfg else []
+    used: dict[str, list[str]] = {}
+    for p in profiles:
+        used.setdefault(pipeline.profile_backend(p), []).append(p.name)
+    methods = list(used) if cfg else list(tools.METHOD_TOOLS)
+    distros = sorted({p.distro for p in profiles}) if cfg else list(tools.SYNC_TOOLS)
+    if args.apt:
+        print("\n".join(tools.apt_packages(methods, distros)))
+        return 0
+    missing = 0
+    sections = [("every pass", tools.COMMON_TOOLS)]
+    sections += [(f"sync {d}", tools.SYNC_TOOLS.get(d, ())) for d in distros]
+    for m in methods:
+        who = f" (profiles: {', '.join(used[m])})" if m in used else ""
+        if cfg and m in cfg.backends:
+            sections.append((f"method {m}{who}: own backend {cfg.backends[m]}", ()))
+        else:
+            sections.append((f"method {m}{who}", tools.METHOD_TOOLS.get(m, ())))
+    for title, needs in sections:
+        print(title)
+        for t in needs:
+            ok = t.present()
+            missing += not ok
+            pkg = t.package or "(not packaged in Debian)"
+            print(f"  {'ok' if ok else 'MISSING':<8} {t.command:<28} {pkg}")
+    if missing and cfg:
+        log.warning("%d tool(s) missing; install them with: apt-get install $(rebuild doctor "
+                    "--apt)", missing)  # fmt: skip
+        return 1
     return 0
 
 
@@ -438,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=cmd_pkgs_file, kind=kind)
         query_options(p)
         p.add_argument("--version")
+
+    p = add("doctor", cmd_doctor, "the tools each build method needs, and which are missing here")
+    p.add_argument("--apt", action="store_true",
+                   help="print only the apt packages the configured profiles need")  # fmt: skip
 
     p = add("keygen", cmd_keygen, "create the attestation signing key (Ed25519, mode 0600)")
     p.add_argument("--key", metavar="PATH", help="default: [rebuilder] signing_key")

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
-from rebuilder.build import BuildContext, BuildPool, run_build
+from rebuilder.build import BuildContext, BuildPool, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
 from rebuilder.config import Config, Profile, Settings
 from rebuilder.errors import RebuilderError
@@ -239,6 +239,7 @@ def build_one(
             backend=backend, results_dir=tmpdir / "results", work_dir=tmpdir,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
+            missing_tools="" if given else tools.missing_reason(distro),
         )  # fmt: skip
         attempt = run_build(Job("direct", group, "direct", build_id=1), ctx)
         texts = [_read_result(ctx.results_dir, attempt, k) for k in ("log", "diffoscope")]
@@ -441,9 +442,12 @@ def _run_jobs(
         )  # fmt: skip
         # resolved before any build starts, so a missing backend fails the pass at once
         contexts = {
-            name: replace(base, backend=_backend(config, name))
+            name: replace(
+                base, backend=_backend(config, name),
+                missing_tools=missing_tools_reason(config, name),
+            )
             for name in {backend_name(j) for j in jobs}
-        }
+        }  # fmt: skip
 
         def build(job: Job, cancel: threading.Event) -> Attempt:
             return run_build(job, contexts[backend_name(job)], cancel)
@@ -578,6 +582,24 @@ def backend_name(job: Job) -> str:
     if g.method and g.method != DEFAULT_METHOD.get(g.distro, g.method):
         return f"{g.distro}-{g.method}"
     return g.distro
+
+
+def profile_backend(p: Profile) -> str:
+    """The backend a profile's builds need (as :func:`backend_name` for its jobs)."""
+    method = p.method or DEFAULT_METHOD.get(p.distro, "")
+    if method and method != DEFAULT_METHOD.get(p.distro, method):
+        return f"{p.distro}-{method}"
+    return p.distro
+
+
+def missing_tools_reason(config: Config | None, name: str) -> str:
+    """Why backend ``name`` cannot run here ("" if it can): a shipped backend's missing tools.
+
+    An operator's own backend script declares nothing, so it is not checked.
+    """
+    if config is not None and name in config.backends:
+        return ""
+    return tools.missing_reason(name)
 
 
 def _backend(config: Config, name: str) -> Path:
