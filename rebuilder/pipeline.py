@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import gzip
 import logging
-import shutil
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
 from rebuilder.build import BuildContext, BuildPool, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
+from rebuilder.build.runner import write_atomic
 from rebuilder.config import Config, Profile, Settings
 from rebuilder.errors import RebuilderError
 from rebuilder.model import (
@@ -400,7 +400,10 @@ def _build(
         st.record(rec)
 
     try:
-        report.abandoned = _run_jobs(config, jobs, s.site_dir / "builds", record, opts, deadline)
+        key = attest.ensure_key(s.signing_key)
+        report.abandoned = _run_jobs(
+            config, jobs, s.site_dir / "builds", record, opts, deadline, key
+        )
     finally:
         for j in journals.values():
             j.close()
@@ -421,8 +424,12 @@ def _run_jobs(
     record: Callable[[Job, Attempt], None],
     opts: PassOptions,
     deadline: float | None,
+    key: attest.SigningKey | None,
 ) -> int:
-    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned."""
+    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned.
+
+    ``key`` None: attestations are left unsigned, for the merge to sign.
+    """
     s = config.settings
     progress = Progress(len(jobs), "build")
 
@@ -431,7 +438,6 @@ def _run_jobs(
         what = f"{job.group.name} {job.group.version} {job.group.architecture}"
         progress.item(what, attempt.status.value, attempt.duration)
 
-    key = attest.ensure_key(s.signing_key)
     with _work_dir(s) as work, contextlib.ExitStack() as stack:
         base = BuildContext(
             backend=Path(), results_dir=results_dir, work_dir=work,
@@ -512,7 +518,8 @@ def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptio
         report.built[attempt.status.value] += 1
 
     try:
-        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline)
+        # a shard never holds the signing key: its links are unsigned, the merge signs them
+        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline, None)
     finally:
         writer.close()
     report.queued = report.abandoned
@@ -523,52 +530,81 @@ def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> Pa
     """Fold shard results into the state, render and commit once (``rebuild merge``).
 
     Idempotent and order-independent: a result already recorded is ignored.
-    A shard that is missing or partial leaves its jobs queued.
+    A shard that is missing or partial leaves its jobs queued; with no results
+    at all the merge still renders and commits (the plan's sync is state too).
+    Attestations are signed here, with the instance key when there is one.
     """
     s = config.settings
     pol = policies(s)
     report = PassReport()
     now = utcnow()
+    key = merge_signing_key(s)
     with state.locked(s.state_dir):
-        states: dict[str, state.ProfileState] = {}
+        profiles = list(config.profiles.values())
+        states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
         for d in results_dirs:
+            if not d.is_dir():
+                log.warning("%s: no such results directory (its shard's jobs stay queued)", d)
+                continue
             for job, attempt in shards.read_results(d):
-                p = config.profiles.get(job.profile)
-                if p is None:
+                st = states.get(job.profile)
+                if st is None:
                     log.warning("%s: result for unknown profile %r ignored", d, job.profile)
                     continue
-                if p.name not in states:
-                    states[p.name] = state.load(s.state_dir, p.name, p.distro)
-                st = states[p.name]
                 rec = st.records.setdefault(job.group.key, GroupRecord(job.group, first_seen=now))
                 before = rec.status
-                _copy_results(d / "builds", s.site_dir / "builds", attempt)
+                attempt = _copy_results(d / "builds", s.site_dir / "builds", attempt, key)
                 if plan.after_attempt(rec, attempt, pol):
                     _count(report, job, before, attempt)
                     st.record(rec)
-        profiles = [config.profiles[name] for name in states]
         queue_length = _finish(s, profiles, states, profiles, now)
     report.queued = sum(queue_length.values())
     _publish(config, profiles, states, queue_length, opts, report)
     return report
 
 
-def _copy_results(src: Path, dst: Path, attempt: Attempt) -> None:
-    """Bring an attempt's files into the results store (never outside it; never overwrite)."""
-    for rel in attempt.files.values():
+def merge_signing_key(s: Settings) -> attest.SigningKey | None:
+    """The instance key if there is one; a merge never makes one (it would change daily)."""
+    if s.signing_key.exists():
+        return attest.load_signing_key(s.signing_key)
+    log.warning("no signing key %s: attestations are not published (unsigned)", s.signing_key)
+    return None
+
+
+def _copy_results(src: Path, dst: Path, attempt: Attempt, key: attest.SigningKey | None) -> Attempt:
+    """Bring an attempt's files into the results store (never outside it; never overwrite).
+
+    The attestation is signed with ``key``; without a key it is left out, and
+    the attempt, as returned, says it has none.
+    """
+    files = dict(attempt.files)
+    for kind, rel in attempt.files.items():
         parts = Path(rel).parts
         if not parts or Path(rel).is_absolute() or ".." in parts or "\0" in rel:
             log.warning("build %d: unsafe result path %r ignored", attempt.build_id, rel)
             continue
         target = dst / rel
+        if kind == "attestation" and key is None:
+            del files[kind]
+            continue
         if target.exists() or not (src / rel).is_file():
             continue
+        data = (src / rel).read_bytes()
+        if kind == "attestation" and key is not None:
+            try:
+                data = attest.sign_links(data, key)
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning("build %d: attestation not signed: %s", attempt.build_id, e)
+                del files[kind]
+                continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / rel, target)
+        write_atomic(target, data)
+    return replace(attempt, files=files)
 
 
-def _signer(key: attest.SigningKey) -> Callable[[Job, Path, Path], bytes]:
-    """The attestation hook: an in-toto link for each GOOD artifact, signed with our key."""
+def _signer(key: attest.SigningKey | None) -> Callable[[Job, Path, Path], bytes]:
+    """The attestation hook: an in-toto link for each GOOD artifact, signed with our key
+    (unsigned without one)."""
 
     def sign(job: Job, input_path: Path, artifact_path: Path) -> bytes:
         return attest.make_link(artifact_path.name, input_path.name, input_path, artifact_path, key)

@@ -744,12 +744,14 @@ def _render_dashboard(
                 prof.name, prof.distro, view.queue_length, view.last_pass, urls, p.counts, suites
             )
         )
-    out.write("index.html", _page(cfg.env, "index.html", html.index_context(blocks)))
+    page = html.index_context(blocks, signed=bool(public_keys))
+    out.write("index.html", _page(cfg.env, "index.html", page))
     top = {
         "search": f"{paths.SEARCH}/index.json",
         "feeds": {"atom": "feed.atom", "json": "feed.json"},
         "maintainers": "maintainers.html",
         "public_keys": list(public_keys),  # the attestation signing keys (PEM)
+        "attestations": "signed" if public_keys else "unsigned",
     }
     out.write("index.json", api_v0.dumps(api_v0.index(entries, top), indent=1))
 
