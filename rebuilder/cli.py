@@ -13,6 +13,7 @@ import datetime as dt
 import fnmatch
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -62,6 +63,19 @@ def _load_config(args: argparse.Namespace) -> config.Config:
     if changes:
         cfg = dataclasses.replace(cfg, settings=dataclasses.replace(s, **changes))
     return cfg
+
+
+def _ci_annotate(errors: Sequence[str], title: str) -> None:
+    """Under GitHub Actions, each error as a job annotation and in the step summary."""
+    if not errors or os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    for err in errors:
+        text = err.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        print(f"::error title={title}::{text}")  # a workflow command, read from stdout
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(f"### {title}\n\n" + "".join(f"- {e}\n" for e in errors))
 
 
 def _print_json(obj: object) -> None:
@@ -117,7 +131,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
         for err in report.errors:
             print(f"rebuild: error: {err}", file=sys.stderr)
-        return 1 if report.errors else 0
+        _ci_annotate(report.errors, "a profile failed to sync; the others are planned")
+        # one profile down does not stop the others: only a plan with nothing synced fails
+        return 1 if report.errors and not report.synced else 0
     jobs = pipeline.queue(_load_config(args), args.profiles)
     if args.json:
         _print_json([j.to_json() for j in jobs])
@@ -197,7 +213,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    opts = pipeline.PassOptions(commit=not args.no_commit, render=not args.no_render)
+    opts = pipeline.PassOptions(
+        commit=not args.no_commit, render=not args.no_render, keep_files=args.keep_files
+    )
     report = pipeline.merge(_load_config(args), [Path(r) for r in args.results], opts)
     for r in report.regressions:
         log.warning("regression: %s", r)
@@ -430,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("merge", cmd_merge, "fold shard results into the state, render, commit once")
     p.add_argument("results", nargs="+", metavar="RESULTS", help="results dirs of build --plan")
+    p.add_argument("--keep-files", type=int, default=0, metavar="N",
+                   help="keep the result files of each group's last N attempts only")  # fmt: skip
     p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
     p.add_argument("--no-render", action="store_true", help="do not render the site")
 

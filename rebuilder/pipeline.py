@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import gzip
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -55,6 +56,7 @@ class PassOptions:
     render: bool = True
     force_sync: bool = False
     executor: str = ""  # "" : the config's; "local" or dask://HOST:PORT, tls://HOST:PORT?...
+    keep_files: int = 0  # merge: keep result files of each group's last N attempts (0: all)
 
 
 @dataclass(slots=True)
@@ -69,6 +71,7 @@ class PassReport:
     changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
     commit: str | None = None
     site_index: Path | None = None
+    synced: int = 0  # profiles that synced (plan --shards)
 
     def summary(self) -> str:
         built = sum(self.built.values())
@@ -479,8 +482,12 @@ def _run_jobs(
 def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> PassReport:
     """Sync, plan and cut the queue into ``n`` job files in ``out`` (``plan --shards``).
 
-    Build ids are reserved here, so shards built anywhere never collide.
+    Build ids are reserved here, so shards built anywhere never collide. No
+    more shards than jobs are written (none for an empty queue); ``shards.json``
+    lists them. A profile that fails to sync is in ``report.errors``; the
+    others are planned all the same.
     """
+    shards.check_count(n)
     s = config.settings
     profiles = config.select(names)
     report = PassReport()
@@ -498,8 +505,11 @@ def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> Pass
             for key, rec in recs.items()
             if rec.attempts
         }
-        paths = shards.write_shards(out, shards.split(jobs, n, durations))
+        cut = shards.split(jobs, min(n, len(jobs)), durations) if jobs else []
+        paths = shards.write_shards(out, cut)
+        shards.write_index(out, len(paths), len(jobs), report.errors)
     report.queued = len(jobs)
+    report.synced = len(synced)
     log.info("%d jobs in %d shards under %s", len(jobs), len(paths), out)
     return report
 
@@ -557,10 +567,36 @@ def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> Pa
                 if plan.after_attempt(rec, attempt, pol):
                     _count(report, job, before, attempt)
                     st.record(rec)
+        if opts.keep_files:
+            n = prune_attempt_files(states, s.site_dir / "builds", opts.keep_files)
+            log.info("retention: dropped the files of %d older attempts", n)
         queue_length = _finish(s, profiles, states, profiles, now)
     report.queued = sum(queue_length.values())
     _publish(config, profiles, states, queue_length, opts, report)
     return report
+
+
+def prune_attempt_files(states: dict[str, state.ProfileState], builds_dir: Path, keep: int) -> int:
+    """Drop the result files of all but the last ``keep`` attempts of each group.
+
+    The attempts themselves stay in the state (verdict, reason, digests); their
+    pages show them without files. What a size-limited host (GitHub Pages: 1 GB)
+    needs; the number of attempts whose files went.
+    """
+    if keep < 1:
+        raise RebuilderError(f"keep {keep}: at least the last attempt's files are kept")
+    n = 0
+    for st in states.values():
+        for rec in st.records.values():
+            old = [i for i, a in enumerate(rec.attempts[:-keep]) if a.files]
+            for i in old:
+                a = rec.attempts[i]
+                shutil.rmtree(builds_dir / str(int(a.build_id)), ignore_errors=True)
+                rec.attempts[i] = replace(a, files={})
+            if old:
+                st.record(rec)
+                n += len(old)
+    return n
 
 
 def merge_signing_key(s: Settings) -> attest.SigningKey | None:

@@ -592,6 +592,7 @@ def _render_v0(out: Output, got: _Collected, now: _dt.datetime, public_keys: Seq
         queue = got.queues[distro]
         _write_v0(out, base, lines, queue, now, keys)
         by_arch: dict[str, list[api_v0.PkgLine]] = defaultdict(list)
+        built = any(p.status != Status.UNKWN.value for p in lines)
         for p in lines:
             by_arch[p.architecture].append(p)
         for arch, subset in sorted(by_arch.items()):
@@ -600,8 +601,10 @@ def _render_v0(out: Output, got: _Collected, now: _dt.datetime, public_keys: Seq
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
             _write_v0(out, arch_base, subset, queue, now, keys)
-            # build ids are unique per distribution: every tree shares the one folder
-            out.symlink(f"{arch_base}/builds", "../../../api/v0/builds")
+            # build ids are unique per distribution: every tree shares the one folder, once
+            # there is one (a dangling link breaks the Pages upload, which dereferences links)
+            if built:
+                out.symlink(f"{arch_base}/builds", "../../../api/v0/builds")
 
 
 def _write_v0(
