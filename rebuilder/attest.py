@@ -65,6 +65,7 @@ __all__ = [
     "public_key_pem",
     "public_keys_from_json",
     "public_keys_json",
+    "sign_links",
     "verify_link",
 ]
 
@@ -373,9 +374,13 @@ def make_link(
     input_name: str,
     input_path: Path,
     artifact_path: Path,
-    key: SigningKey,
+    key: SigningKey | None,
 ) -> bytes:
-    """A signed link for one GOOD artifact, as canonical JSON bytes."""
+    """A signed link for one GOOD artifact, as canonical JSON bytes.
+
+    ``key`` None: the link without signatures, for whoever holds the key to sign
+    (:func:`sign_links`); shard workers and Dask workers never hold it.
+    """
     for label, name in (("artifact", artifact_name), ("input", input_name)):
         if not name or "\0" in name:
             raise AttestationError(f"{label} name {name!r} cannot be named in a link")
@@ -388,8 +393,33 @@ def make_link(
         "command": [],
         "environment": {},
     }
+    if key is None:
+        return canonical_json({"signatures": [], "signed": signed})
+    return canonical_json(_signed_link(signed, key))
+
+
+def _signed_link(signed: dict[str, Any], key: SigningKey) -> dict[str, Any]:
     sig = key.private.sign(canonical_json(signed)).hex()
-    return canonical_json({"signatures": [{"keyid": key.keyid, "sig": sig}], "signed": signed})
+    return {"signatures": [{"keyid": key.keyid, "sig": sig}], "signed": signed}
+
+
+def sign_links(attestation: bytes, key: SigningKey) -> bytes:
+    """The same link(s), signed with ``key`` alone (any earlier signature is replaced).
+
+    One link is canonical JSON, several a JSON list of links, as the runner
+    writes them. Raises ValueError when ``attestation`` is not that.
+    """
+    doc = json.loads(attestation)
+
+    def one(link: Any) -> dict[str, Any]:
+        signed = link["signed"]
+        if not isinstance(signed, dict) or signed.get("_type") != "link":
+            raise ValueError("not an in-toto link")
+        return _signed_link(signed, key)
+
+    if isinstance(doc, list):
+        return json.dumps([one(link) for link in doc]).encode()
+    return canonical_json(one(doc))
 
 
 def _file_digests(path: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ import datetime as dt
 import fnmatch
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rebuilder import __version__, attest, client, config, pipeline
+from rebuilder.build import tools
 from rebuilder.errors import ConfigError, RebuilderError
 from rebuilder.model import Job, Status, utcnow
 
@@ -62,6 +64,19 @@ def _load_config(args: argparse.Namespace) -> config.Config:
     if changes:
         cfg = dataclasses.replace(cfg, settings=dataclasses.replace(s, **changes))
     return cfg
+
+
+def _ci_annotate(errors: Sequence[str], title: str) -> None:
+    """Under GitHub Actions, each error as a job annotation and in the step summary."""
+    if not errors or os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    for err in errors:
+        text = err.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        print(f"::error title={title}::{text}")  # a workflow command, read from stdout
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(f"### {title}\n\n" + "".join(f"- {e}\n" for e in errors))
 
 
 def _print_json(obj: object) -> None:
@@ -115,7 +130,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
         for err in report.errors:
             print(f"rebuild: error: {err}", file=sys.stderr)
-        return 1 if report.errors else 0
+        _ci_annotate(report.errors, "a profile failed to sync; the others are planned")
+        # one profile down does not stop the others: only a plan with nothing synced fails
+        return 1 if report.errors and not report.synced else 0
     cfg = _load_config(args)
     if args.no_sync:
         for name in pipeline.stale_profiles(cfg, args.profiles):
@@ -205,13 +222,51 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    opts = pipeline.PassOptions(commit=not args.no_commit, render=not args.no_render)
+    opts = pipeline.PassOptions(
+        commit=not args.no_commit, render=not args.no_render, keep_files=args.keep_files
+    )
     report = pipeline.merge(_load_config(args), [Path(r) for r in args.results], opts)
     for r in report.regressions:
         log.warning("regression: %s", r)
     if report.commit:
         log.info("state committed: %s", report.commit[:12])
     log.info("merge done: %s", report.summary().removeprefix("pass done: "))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Each method's tools, which are missing here and the apt package of each."""
+    given = args.config or Path(config.DEFAULT_CONFIG).exists() or args.sync_config
+    cfg = _load_config(args) if given else None
+    profiles = list(cfg.profiles.values()) if cfg else []
+    used: dict[str, list[str]] = {}
+    for p in profiles:
+        used.setdefault(pipeline.profile_backend(p), []).append(p.name)
+    methods = list(used) if cfg else list(tools.METHOD_TOOLS)
+    distros = sorted({p.distro for p in profiles}) if cfg else list(tools.SYNC_TOOLS)
+    if args.apt:
+        print("\n".join(tools.apt_packages(methods, distros)))
+        return 0
+    missing = 0
+    sections = [("every pass", tools.COMMON_TOOLS)]
+    sections += [(f"sync {d}", tools.SYNC_TOOLS.get(d, ())) for d in distros]
+    for m in methods:
+        who = f" (profiles: {', '.join(used[m])})" if m in used else ""
+        if cfg and m in cfg.backends:
+            sections.append((f"method {m}{who}: own backend {cfg.backends[m]}", ()))
+        else:
+            sections.append((f"method {m}{who}", tools.METHOD_TOOLS.get(m, ())))
+    for title, needs in sections:
+        print(title)
+        for t in needs:
+            ok = t.present()
+            missing += not ok
+            pkg = t.package or "(not packaged in Debian)"
+            print(f"  {'ok' if ok else 'MISSING':<8} {t.command:<28} {pkg}")
+    if missing and cfg:
+        log.warning("%d tool(s) missing; install them with: apt-get install $(rebuild doctor "
+                    "--apt)", missing)  # fmt: skip
+        return 1
     return 0
 
 
@@ -404,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("merge", cmd_merge, "fold shard results into the state, render, commit once")
     p.add_argument("results", nargs="+", metavar="RESULTS", help="results dirs of build --plan")
+    p.add_argument("--keep-files", type=int, default=0, metavar="N",
+                   help="keep the result files of each group's last N attempts only")  # fmt: skip
     p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
     p.add_argument("--no-render", action="store_true", help="do not render the site")
 
@@ -449,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=cmd_pkgs_file, kind=kind)
         query_options(p)
         p.add_argument("--version")
+
+    p = add("doctor", cmd_doctor, "the tools each build method needs, and which are missing here")
+    p.add_argument("--apt", action="store_true",
+                   help="print only the apt packages the configured profiles need")  # fmt: skip
 
     p = add("keygen", cmd_keygen, "create the attestation signing key (Ed25519, mode 0600)")
     p.add_argument("--key", metavar="PATH", help="default: [rebuilder] signing_key")

@@ -23,8 +23,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rebuilder import attest, audit, distros, fetch, plan, shards, site, state, sync
-from rebuilder.build import BuildContext, BuildPool, run_build
+from rebuilder.build import BuildContext, BuildPool, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
+from rebuilder.build.runner import write_atomic
 from rebuilder.config import Config, Profile, Settings
 from rebuilder.errors import RebuilderError
 from rebuilder.model import (
@@ -55,6 +56,7 @@ class PassOptions:
     render: bool = True
     force_sync: bool = False
     executor: str = ""  # "" : the config's; "local" or dask://HOST:PORT, tls://HOST:PORT?...
+    keep_files: int = 0  # merge: keep result files of each group's last N attempts (0: all)
 
 
 @dataclass(slots=True)
@@ -69,6 +71,7 @@ class PassReport:
     changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
     commit: str | None = None
     site_index: Path | None = None
+    synced: int = 0  # profiles that synced (plan --shards)
 
     def summary(self) -> str:
         built = sum(self.built.values())
@@ -253,6 +256,7 @@ def build_one(
             backend=backend, results_dir=tmpdir / "results", work_dir=tmpdir,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
+            missing_tools="" if given else tools.missing_reason(distro),
         )  # fmt: skip
         attempt = run_build(Job("direct", group, "direct", build_id=1), ctx)
         texts = [_read_result(ctx.results_dir, attempt, k) for k in ("log", "diffoscope")]
@@ -413,7 +417,10 @@ def _build(
         st.record(rec)
 
     try:
-        report.abandoned = _run_jobs(config, jobs, s.site_dir / "builds", record, opts, deadline)
+        key = attest.ensure_key(s.signing_key)
+        report.abandoned = _run_jobs(
+            config, jobs, s.site_dir / "builds", record, opts, deadline, key
+        )
     finally:
         for j in journals.values():
             j.close()
@@ -434,8 +441,12 @@ def _run_jobs(
     record: Callable[[Job, Attempt], None],
     opts: PassOptions,
     deadline: float | None,
+    key: attest.SigningKey | None,
 ) -> int:
-    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned."""
+    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned.
+
+    ``key`` None: attestations are left unsigned, for the merge to sign.
+    """
     s = config.settings
     progress = Progress(len(jobs), "build")
 
@@ -444,7 +455,6 @@ def _run_jobs(
         what = f"{job.group.name} {job.group.version} {job.group.architecture}"
         progress.item(what, attempt.status.value, attempt.duration)
 
-    key = attest.ensure_key(s.signing_key)
     with _work_dir(s) as work, contextlib.ExitStack() as stack:
         base = BuildContext(
             backend=Path(), results_dir=results_dir, work_dir=work,
@@ -455,9 +465,12 @@ def _run_jobs(
         )  # fmt: skip
         # resolved before any build starts, so a missing backend fails the pass at once
         contexts = {
-            name: replace(base, backend=_backend(config, name))
+            name: replace(
+                base, backend=_backend(config, name),
+                missing_tools=missing_tools_reason(config, name),
+            )
             for name in {backend_name(j) for j in jobs}
-        }
+        }  # fmt: skip
 
         def build(job: Job, cancel: threading.Event) -> Attempt:
             return run_build(job, contexts[backend_name(job)], cancel)
@@ -485,8 +498,12 @@ def _run_jobs(
 def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> PassReport:
     """Sync, plan and cut the queue into ``n`` job files in ``out`` (``plan --shards``).
 
-    Build ids are reserved here, so shards built anywhere never collide.
+    Build ids are reserved here, so shards built anywhere never collide. No
+    more shards than jobs are written (none for an empty queue); ``shards.json``
+    lists them. A profile that fails to sync is in ``report.errors``; the
+    others are planned all the same.
     """
+    shards.check_count(n)
     s = config.settings
     profiles = config.select(names)
     report = PassReport()
@@ -504,8 +521,11 @@ def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> Pass
             for key, rec in recs.items()
             if rec.attempts
         }
-        paths = shards.write_shards(out, shards.split(jobs, n, durations))
+        cut = shards.split(jobs, min(n, len(jobs)), durations) if jobs else []
+        paths = shards.write_shards(out, cut)
+        shards.write_index(out, len(paths), len(jobs), report.errors)
     report.queued = len(jobs)
+    report.synced = len(synced)
     log.info("%d jobs in %d shards under %s", len(jobs), len(paths), out)
     return report
 
@@ -524,7 +544,8 @@ def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptio
         report.built[attempt.status.value] += 1
 
     try:
-        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline)
+        # a shard never holds the signing key: its links are unsigned, the merge signs them
+        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline, None)
     finally:
         writer.close()
     report.queued = report.abandoned
@@ -535,52 +556,107 @@ def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> Pa
     """Fold shard results into the state, render and commit once (``rebuild merge``).
 
     Idempotent and order-independent: a result already recorded is ignored.
-    A shard that is missing or partial leaves its jobs queued.
+    A shard that is missing or partial leaves its jobs queued; with no results
+    at all the merge still renders and commits (the plan's sync is state too).
+    Attestations are signed here, with the instance key when there is one.
     """
     s = config.settings
     pol = policies(s)
     report = PassReport()
     now = utcnow()
+    key = merge_signing_key(s)
     with state.locked(s.state_dir):
-        states: dict[str, state.ProfileState] = {}
+        profiles = list(config.profiles.values())
+        states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
         for d in results_dirs:
+            if not d.is_dir():
+                log.warning("%s: no such results directory (its shard's jobs stay queued)", d)
+                continue
             for job, attempt in shards.read_results(d):
-                p = config.profiles.get(job.profile)
-                if p is None:
+                st = states.get(job.profile)
+                if st is None:
                     log.warning("%s: result for unknown profile %r ignored", d, job.profile)
                     continue
-                if p.name not in states:
-                    states[p.name] = state.load(s.state_dir, p.name, p.distro)
-                st = states[p.name]
                 rec = st.records.setdefault(job.group.key, GroupRecord(job.group, first_seen=now))
                 before = rec.status
-                _copy_results(d / "builds", s.site_dir / "builds", attempt)
+                attempt = _copy_results(d / "builds", s.site_dir / "builds", attempt, key)
                 if plan.after_attempt(rec, attempt, pol):
                     _count(report, job, before, attempt)
                     st.record(rec)
-        profiles = [config.profiles[name] for name in states]
+        if opts.keep_files:
+            n = prune_attempt_files(states, s.site_dir / "builds", opts.keep_files)
+            log.info("retention: dropped the files of %d older attempts", n)
         queue_length = _finish(s, profiles, states, profiles, now)
     report.queued = sum(queue_length.values())
     _publish(config, profiles, states, queue_length, opts, report)
     return report
 
 
-def _copy_results(src: Path, dst: Path, attempt: Attempt) -> None:
-    """Bring an attempt's files into the results store (never outside it; never overwrite)."""
-    for rel in attempt.files.values():
+def prune_attempt_files(states: dict[str, state.ProfileState], builds_dir: Path, keep: int) -> int:
+    """Drop the result files of all but the last ``keep`` attempts of each group.
+
+    The attempts themselves stay in the state (verdict, reason, digests); their
+    pages show them without files. What a size-limited host (GitHub Pages: 1 GB)
+    needs; the number of attempts whose files went.
+    """
+    if keep < 1:
+        raise RebuilderError(f"keep {keep}: at least the last attempt's files are kept")
+    n = 0
+    for st in states.values():
+        for rec in st.records.values():
+            old = [i for i, a in enumerate(rec.attempts[:-keep]) if a.files]
+            for i in old:
+                a = rec.attempts[i]
+                shutil.rmtree(builds_dir / str(int(a.build_id)), ignore_errors=True)
+                rec.attempts[i] = replace(a, files={})
+            if old:
+                st.record(rec)
+                n += len(old)
+    return n
+
+
+def merge_signing_key(s: Settings) -> attest.SigningKey | None:
+    """The instance key if there is one; a merge never makes one (it would change daily)."""
+    if s.signing_key.exists():
+        return attest.load_signing_key(s.signing_key)
+    log.warning("no signing key %s: attestations are not published (unsigned)", s.signing_key)
+    return None
+
+
+def _copy_results(src: Path, dst: Path, attempt: Attempt, key: attest.SigningKey | None) -> Attempt:
+    """Bring an attempt's files into the results store (never outside it; never overwrite).
+
+    The attestation is signed with ``key``; without a key it is left out, and
+    the attempt, as returned, says it has none.
+    """
+    files = dict(attempt.files)
+    for kind, rel in attempt.files.items():
         parts = Path(rel).parts
         if not parts or Path(rel).is_absolute() or ".." in parts or "\0" in rel:
             log.warning("build %d: unsafe result path %r ignored", attempt.build_id, rel)
             continue
         target = dst / rel
+        if kind == "attestation" and key is None:
+            del files[kind]
+            continue
         if target.exists() or not (src / rel).is_file():
             continue
+        data = (src / rel).read_bytes()
+        if kind == "attestation" and key is not None:
+            try:
+                data = attest.sign_links(data, key)
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning("build %d: attestation not signed: %s", attempt.build_id, e)
+                del files[kind]
+                continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src / rel, target)
+        write_atomic(target, data)
+    return replace(attempt, files=files)
 
 
-def _signer(key: attest.SigningKey) -> Callable[[Job, Path, Path], bytes]:
-    """The attestation hook: an in-toto link for each GOOD artifact, signed with our key."""
+def _signer(key: attest.SigningKey | None) -> Callable[[Job, Path, Path], bytes]:
+    """The attestation hook: an in-toto link for each GOOD artifact, signed with our key
+    (unsigned without one)."""
 
     def sign(job: Job, input_path: Path, artifact_path: Path) -> bytes:
         return attest.make_link(artifact_path.name, input_path.name, input_path, artifact_path, key)
@@ -591,6 +667,21 @@ def _signer(key: attest.SigningKey) -> Callable[[Job, Path, Path], bytes]:
 def backend_name(job: Job) -> str:
     """The backend a job needs: the distro's, or ``<distro>-<method>`` for another method."""
     return distros.backend_name(job.group.distro, job.group.method)
+
+
+def profile_backend(p: Profile) -> str:
+    """The backend a profile's builds need (as :func:`backend_name` for its jobs)."""
+    return distros.backend_name(p.distro, p.method)
+
+
+def missing_tools_reason(config: Config | None, name: str) -> str:
+    """Why backend ``name`` cannot run here ("" if it can): a shipped backend's missing tools.
+
+    An operator's own backend script declares nothing, so it is not checked.
+    """
+    if config is not None and name in config.backends:
+        return ""
+    return tools.missing_reason(name)
 
 
 def _backend(config: Config, name: str) -> Path:

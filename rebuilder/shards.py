@@ -28,6 +28,8 @@ from rebuilder.errors import RebuilderError
 from rebuilder.model import SCHEMA_VERSION, Attempt, Job
 
 RESULTS_GLOB = "results-*.jsonl"
+INDEX_NAME = "shards.json"  # the list of shard numbers (a CI matrix) and the plan's errors
+MAX_SHARDS = 256  # a GitHub Actions matrix runs at most 256 jobs
 
 
 class ShardError(RebuilderError):
@@ -75,6 +77,24 @@ def _stable_hash(text: str) -> int:
 
 def shard_path(out: Path, i: int) -> Path:
     return out / f"shard-{i}.json"
+
+
+def check_count(n: int) -> None:
+    """Refuse a number of shards no scheduler we document runs in one go."""
+    if n < 1 or n > MAX_SHARDS:
+        raise ShardError(
+            f"--shards {n}: expected 1 to {MAX_SHARDS} (a GitHub Actions matrix runs at most "
+            f"{MAX_SHARDS} jobs; give each shard more work instead)"
+        )
+
+
+def write_index(out: Path, n: int, jobs: int, errors: Sequence[str]) -> Path:
+    """``shards.json``: the shard numbers written (what a CI matrix runs) and sync errors."""
+    doc = {"schema": SCHEMA_VERSION, "shards": list(range(n)), "jobs": jobs,
+           "errors": list(errors)}  # fmt: skip
+    path = out / INDEX_NAME
+    path.write_text(json.dumps(doc, sort_keys=True) + "\n")
+    return path
 
 
 def write_shards(out: Path, shards: Sequence[Sequence[Job]]) -> list[Path]:

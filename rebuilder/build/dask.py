@@ -46,7 +46,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import gzip
-import json
 import logging
 import os
 import shutil
@@ -701,25 +700,10 @@ def write_files(
 
 
 def resign(attestation: bytes, key: SigningKey) -> bytes:
-    """The same link(s) signed with ``key`` instead of the worker's throw-away key.
-
-    One link is canonical JSON, several a JSON list of links, as the runner
-    writes them. Raises ValueError when ``attestation`` is not that.
-    """
+    """The same link(s) signed with ``key`` instead of the worker's throw-away key."""
     from rebuilder import attest
 
-    doc = json.loads(attestation)
-
-    def one(link: Any) -> dict[str, Any]:
-        signed = link["signed"]
-        if not isinstance(signed, dict) or signed.get("_type") != "link":
-            raise ValueError("not an in-toto link")
-        sig = key.private.sign(attest.canonical_json(signed)).hex()
-        return {"signatures": [{"keyid": key.keyid, "sig": sig}], "signed": signed}
-
-    if isinstance(doc, list):
-        return json.dumps([one(link) for link in doc]).encode()
-    return attest.canonical_json(one(doc))
+    return attest.sign_links(attestation, key)
 
 
 # --- small helpers ----------------------------------------------------------------------------

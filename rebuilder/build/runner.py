@@ -99,6 +99,7 @@ class BuildContext:
     env: Mapping[str, str] = field(default_factory=dict)
     sign: Callable[[Job, Path, Path], bytes] | None = None
     grace: float = 10.0
+    missing_tools: str = ""  # non-empty: the backend cannot run here, and this says why
 
 
 def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None) -> Attempt:
@@ -208,6 +209,8 @@ class _Build:
         )
         if not g.artifacts:
             raise _Fail("the build group has no artifacts to verify")
+        if ctx.missing_tools:  # checked before any download: the backend could not start
+            raise _Fail(ctx.missing_tools)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         self.dir = Path(
             tempfile.mkdtemp(prefix=f"{self.job.build_id}-", dir=ctx.work_dir)

@@ -594,6 +594,7 @@ def _render_v0(out: Output, got: _Collected, now: _dt.datetime, public_keys: Seq
         queue = got.queues[distro]
         _write_v0(out, base, lines, queue, now, keys)
         by_arch: dict[str, list[api_v0.PkgLine]] = defaultdict(list)
+        built = any(p.status != Status.UNKWN.value for p in lines)
         for p in lines:
             by_arch[p.architecture].append(p)
         for arch, subset in sorted(by_arch.items()):
@@ -602,8 +603,10 @@ def _render_v0(out: Output, got: _Collected, now: _dt.datetime, public_keys: Seq
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
             _write_v0(out, arch_base, subset, queue, now, keys)
-            # build ids are unique per distribution: every tree shares the one folder
-            out.symlink(f"{arch_base}/builds", "../../../api/v0/builds")
+            # build ids are unique per distribution: every tree shares the one folder, once
+            # there is one (a dangling link breaks the Pages upload, which dereferences links)
+            if built:
+                out.symlink(f"{arch_base}/builds", "../../../api/v0/builds")
 
 
 def _write_v0(
@@ -746,12 +749,14 @@ def _render_dashboard(
                 prof.name, prof.distro, view.queue_length, view.last_pass, urls, p.counts, suites
             )
         )
-    out.write("index.html", _page(cfg.env, "index.html", html.index_context(blocks)))
+    page = html.index_context(blocks, signed=bool(public_keys))
+    out.write("index.html", _page(cfg.env, "index.html", page))
     top = {
         "search": f"{paths.SEARCH}/index.json",
         "feeds": {"atom": "feed.atom", "json": "feed.json"},
         "maintainers": "maintainers.html",
         "public_keys": list(public_keys),  # the attestation signing keys (PEM)
+        "attestations": "signed" if public_keys else "unsigned",
     }
     out.write("index.json", api_v0.dumps(api_v0.index(entries, top), indent=1))
 

@@ -325,8 +325,8 @@ def profile_context(
     }
 
 
-def index_context(profiles: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"root": "", "profiles": profiles}
+def index_context(profiles: Sequence[Mapping[str, Any]], signed: bool = True) -> dict[str, Any]:
+    return {"root": "", "profiles": profiles, "signed": signed}
 
 
 # -- maintainers ------------------------------------------------------------------------
