@@ -56,6 +56,8 @@ __all__ = [
     "SigningKey",
     "SigningKeyError",
     "canonical_json",
+    "decode_links",
+    "encode_links",
     "ensure_key",
     "generate_key",
     "key_id",
@@ -411,26 +413,63 @@ def verify_link(
 ) -> LinkInfo:
     """Check a link's signature by one of the given keys and, optionally, an artifact's digests.
 
+    ``data`` may hold several links (:func:`encode_links`, a split package):
+    each must verify, and the artifact is checked against the link naming it.
     Raises :class:`AttestationError` (:class:`ArtifactMismatchError` for a
     validly signed link about other bytes) with a one-line reason.
     """
-    doc = _parse_json(data)
-    signed, signatures = _check_shape(doc)
     keys = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
     if not keys:
         raise AttestationError("no public key to verify the attestation with")
-    keyid = _verify_signatures(canonical_json(signed), signatures, keys)
-    info = LinkInfo(
-        name=signed["name"],
-        keyid=keyid,
-        materials=signed["materials"],
-        products=signed["products"],
-    )
+    infos = [_verify_one(doc, keys) for doc in decode_links(data)]
     if artifact_path is None:
-        return info
-    product = _match_product(info.products, Path(artifact_path))
-    _check_digests(Path(artifact_path), product, info.products[product])
+        return infos[0]
+    path = Path(artifact_path)
+    info = _link_for(infos, path)
+    product = _match_product(info.products, path)
+    _check_digests(path, product, info.products[product])
     return LinkInfo(info.name, info.keyid, info.materials, info.products, product)
+
+
+def encode_links(links: list[bytes]) -> bytes:
+    """The one encoding of a build's attestation: a single link as it is (rebuilderd's shape),
+    several (one per artifact of a split package) as a JSON list of links."""
+    if not links:
+        raise AttestationError("no link to encode")
+    if len(links) == 1:
+        return links[0]
+    return b"[" + b",".join(canonical_json(_parse_json(link)) for link in links) + b"]"
+
+
+def decode_links(data: bytes) -> list[Any]:
+    """The links of an attestation written by :func:`encode_links` (not yet verified)."""
+    doc = _parse_json(data)
+    links = doc if isinstance(doc, list) else [doc]
+    if not links:
+        raise AttestationError('attestation is an empty list of links (no "signed" object)')
+    return links
+
+
+def _verify_one(doc: Any, keys: list[Ed25519PublicKey]) -> LinkInfo:
+    signed, signatures = _check_shape(doc)
+    keyid = _verify_signatures(canonical_json(signed), signatures, keys)
+    return LinkInfo(signed["name"], keyid, signed["materials"], signed["products"])
+
+
+def _link_for(infos: list[LinkInfo], artifact: Path) -> LinkInfo:
+    """The link about ``artifact``: the one naming it, else the one whose digest it has."""
+    if len(infos) == 1:
+        return infos[0]
+    for info in infos:
+        if artifact.name in info.products:
+            return info
+    # a cache may spell the file name differently (an epoch's "%3a"): match by content
+    digest = _file_digests(artifact)["sha256"]
+    for info in infos:
+        if any(d.get("sha256", "").lower() == digest for d in info.products.values()):
+            return info
+    names = ", ".join(sorted(n for i in infos for n in i.products)) or "none"
+    raise ArtifactMismatchError(f"{artifact}: the attestation names no such product ({names})")
 
 
 def _parse_json(data: bytes) -> Any:

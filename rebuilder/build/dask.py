@@ -46,7 +46,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import gzip
-import json
 import logging
 import os
 import shutil
@@ -692,23 +691,26 @@ def write_files(
 def resign(attestation: bytes, key: SigningKey) -> bytes:
     """The same link(s) signed with ``key`` instead of the worker's throw-away key.
 
-    One link is canonical JSON, several a JSON list of links, as the runner
-    writes them. Raises ValueError when ``attestation`` is not that.
+    In :func:`rebuilder.attest.encode_links`' encoding, as the runner writes it.
+    Raises ValueError when ``attestation`` is not that.
     """
     from rebuilder import attest
 
-    doc = json.loads(attestation)
+    try:
+        links = attest.decode_links(attestation)
+    except attest.AttestationError as e:
+        raise ValueError(str(e)) from None
 
-    def one(link: Any) -> dict[str, Any]:
+    def one(link: Any) -> bytes:
         signed = link["signed"]
         if not isinstance(signed, dict) or signed.get("_type") != "link":
             raise ValueError("not an in-toto link")
         sig = key.private.sign(attest.canonical_json(signed)).hex()
-        return {"signatures": [{"keyid": key.keyid, "sig": sig}], "signed": signed}
+        return attest.canonical_json(
+            {"signatures": [{"keyid": key.keyid, "sig": sig}], "signed": signed}
+        )
 
-    if isinstance(doc, list):
-        return json.dumps([one(link) for link in doc]).encode()
-    return attest.canonical_json(one(doc))
+    return attest.encode_links([one(link) for link in links])
 
 
 # --- small helpers ----------------------------------------------------------------------------

@@ -28,7 +28,6 @@ and what is kept, under ``<results_dir>/<build_id>/``: ``log.gz``,
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import re
@@ -44,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import fetch
+from rebuilder import attest, fetch
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
 from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
@@ -361,10 +360,7 @@ class _Build:
                 self.ctx.sign(self.job, input_path, outdir / a.filename)
                 for a in self.job.group.artifacts
             ]
-            if len(links) == 1:
-                self.attestation = links[0]
-            else:
-                self.attestation = json.dumps([json.loads(link) for link in links]).encode()
+            self.attestation = attest.encode_links(links)
         except Exception as e:  # a signing problem is ours, not the package's: GOOD stands
             log.warning("build %s: attestation failed: %s", self.job.build_id, e)
             self.tail.append(f"attestation failed: {type(e).__name__}: {e}")
