@@ -221,8 +221,10 @@ def _describe(e: BaseException) -> str:
 
 
 # A decompressed index larger than this is refused: a small hostile file must not be able
-# to inflate into all the memory of the machine (Debian's largest index is ~100 MB).
-MAX_DECOMPRESSED = 2 << 30
+# to inflate into all the memory of the machine (Debian's largest index is ~100 MB). When the
+# index lists the decompressed size (a Debian Release does), that size is the limit instead.
+MAX_DECOMPRESSED = 1 << 30
+_OUT_CHUNK = 16 << 20  # output asked of the decompressor per call
 
 
 class _TooLarge(Exception):
@@ -231,17 +233,27 @@ class _TooLarge(Exception):
 
 def _inflate(new: Callable[[], Any], data: bytes, limit: int) -> bytes:
     """Every concatenated stream of ``data`` (gzip members, xz/bzip2 streams), at most ``limit``
-    bytes of output; a stream cut short is an error."""
-    out, total = [], 0
+    bytes of output; a stream cut short is an error.
+
+    Output comes in chunks of at most ``_OUT_CHUNK`` bytes and the total is checked after each,
+    so a bomb costs the limit (plus one chunk) of memory and the time to inflate that much.
+    """
+    out: list[bytes] = []
+    total = 0
     while data:
         d = new()
-        chunk = d.decompress(data, limit + 1 - total)
-        total += len(chunk)
-        if total > limit:
-            raise _TooLarge
-        out.append(chunk)
-        if not d.eof:
-            raise EOFError("compressed data ended before the end-of-stream marker")
+        chunk = d.decompress(data, min(_OUT_CHUNK, limit + 1 - total))
+        while True:
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge
+            out.append(chunk)
+            if d.eof:
+                break
+            more = getattr(d, "unconsumed_tail", b"")  # zlib keeps the input it did not use
+            if not more and getattr(d, "needs_input", not chunk):  # lzma/bz2 keep it inside
+                raise EOFError("compressed data ended before the end-of-stream marker")
+            chunk = d.decompress(more, min(_OUT_CHUNK, limit + 1 - total))
         data = d.unused_data.lstrip(b"\0")  # zero padding between streams is allowed
     return out[0] if len(out) == 1 else b"".join(out)
 
@@ -249,11 +261,15 @@ def _inflate(new: Callable[[], Any], data: bytes, limit: int) -> bytes:
 def _zstd(data: bytes, limit: int) -> bytes:
     import zstandard
 
+    out: list[bytes] = []
+    total = 0
     with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as r:
-        out = r.read(limit + 1)
-    if len(out) > limit:
-        raise _TooLarge
-    return out
+        while chunk := r.read(min(_OUT_CHUNK, limit + 1 - total)):
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge
+            out.append(chunk)
+    return b"".join(out)
 
 
 # (magic, name, decompress) — checked in order; the magic, never the file name, decides.
@@ -282,38 +298,32 @@ def decompress(
 ) -> bytes:
     """Decompress by magic (xz, gzip, bzip2, zstd); plain data is returned as is.
 
-    ``size_hint`` is the expected decompressed size when known (a Debian
-    Release lists it): gzip data then inflates straight into a buffer of that
-    size, without the transient second copy of the output (70 MB less at the
-    peak for an index of Debian unstable). More than ``limit`` bytes of output
-    is an error (a decompression bomb).
+    ``size_hint`` is the decompressed size the (signed) index lists, when it
+    lists one (a Debian Release does): more output than that is an error found
+    as soon as it is produced, so a decompression bomb costs at most about
+    twice that size of memory. Without a hint, more than ``limit`` bytes is
+    the error.
 
     >>> import zlib
     >>> decompress(zlib.compress(bytes(10_000), wbits=31), limit=100)
     Traceback (most recent call last):
     ...
     rebuilder.errors.FetchError: data: gzip data decompresses to more than 100 bytes
+    >>> decompress(zlib.compress(bytes(10_000), wbits=31), what="x", size_hint=10)
+    Traceback (most recent call last):
+    ...
+    rebuilder.errors.FetchError: x: gzip data decompresses to more than the 10 bytes the index lists
     """
-    if (
-        size_hint
-        and size_hint <= limit
-        and data.startswith(b"\x1f\x8b")
-        and size_hint <= 64 * len(data) + (1 << 20)
-    ):
-        try:
-            out = zlib.decompress(data, 31, size_hint)
-        except zlib.error as e:
-            raise FetchError(f"{what}: corrupt gzip data ({e})") from None
-        if len(out) == size_hint:
-            return out
-        del out  # several gzip members, or not the size announced: the general path decides
+    listed = size_hint is not None and size_hint < limit
+    if listed:
+        limit = size_hint  # type: ignore[assignment]
     for magic, name, fn in _FORMATS:
         if data.startswith(magic):
             try:
                 return fn(data, limit)
             except _TooLarge:
-                msg = f"{what}: {name} data decompresses to more than {limit} bytes"
-                raise FetchError(msg) from None
+                bound = f"the {limit} bytes the index lists" if listed else f"{limit} bytes"
+                raise FetchError(f"{what}: {name} data decompresses to more than {bound}") from None
             except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as e:
                 raise FetchError(f"{what}: corrupt {name} data ({e})") from None
             except Exception as e:  # zstandard.ZstdError and friends
