@@ -90,6 +90,12 @@ class Settings:
     retry_fail: RetryPolicy = RetryPolicy(backoff=6 * 3600, max=5)
     site_url: str = ""  # public URL of the site, for feeds and absolute links
     executor: str = ""  # where builds run: "" or "local" (this host), dask://HOST:PORT, tls://...
+    # a hostile or broken mirror's cost is bounded (docs/hostile.md): each download ends within
+    # download_timeout seconds plus its expected size at download_min_rate bytes a second,
+    # each profile's sync within sync_timeout seconds (0: no limit)
+    download_timeout: int = 600
+    download_min_rate: int = 64 * 1024
+    sync_timeout: int = 3600
 
     @property
     def effective_jobs(self) -> int:

@@ -15,16 +15,21 @@ b'x'
 from __future__ import annotations
 
 import bz2
+import contextlib
+import contextvars
 import hashlib
 import io
 import logging
 import lzma
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -43,6 +48,101 @@ _CHUNK = 1 << 20
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 _session: requests.Session | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long one download may take in all, retries included: ``base`` seconds plus its
+    expected size at ``min_rate`` bytes a second (``base`` alone when the size is unknown).
+
+    requests' timeout bounds each read, so a mirror that sends a byte a second would
+    otherwise hold a download (and the pass) for ever.
+    """
+
+    base: float = 600.0
+    min_rate: int = 64 << 10
+
+    def for_size(self, size: int | None) -> float:
+        return self.base + (size or 0) / max(1, self.min_rate)
+
+
+_deadlines = Deadlines()
+# an outer deadline (a sync's, the pass's --max-time): (monotonic end, what it is, seconds)
+_outer: contextvars.ContextVar[tuple[float, str, float] | None] = contextvars.ContextVar(
+    "rebuilder_fetch_deadline", default=None
+)
+
+
+def set_deadlines(d: Deadlines) -> None:
+    """The per-download deadlines of this process (from ``[rebuilder]`` settings)."""
+    global _deadlines
+    _deadlines = d
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, what: str) -> Iterator[None]:
+    """Every download in this block (this thread) ends ``seconds`` from now at the latest,
+    or at an enclosing deadline if that comes first; ``what`` names it in the error."""
+    outer = _outer.get()
+    end = time.monotonic() + seconds if seconds else None
+    if end is None or (outer is not None and outer[0] <= end):
+        yield
+        return
+    token = _outer.set((end, what, float(seconds or 0)))
+    try:
+        yield
+    finally:
+        _outer.reset(token)
+
+
+class _Clock:
+    """One download's deadline: its own (sized) or an enclosing one, whichever comes first."""
+
+    def __init__(self, url: str, size: int | None) -> None:
+        own = _deadlines.for_size(size)
+        self.url, self.end = url, time.monotonic() + own
+        self.why = f"no complete answer within {own:.0f} s (the deadline for this download)"
+        outer = _outer.get()
+        if outer is not None and outer[0] < self.end:
+            self.end = outer[0]
+            self.why = f"stopped: the {outer[1]} deadline of {outer[2]:.0f} s passed"
+        self.expired = False
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self) -> None:
+        if self.expired or self.left() <= 0:
+            raise FetchError(f"{self.url}: {self.why}")
+
+    @contextlib.contextmanager
+    def watch(self, r: requests.Response) -> Iterator[None]:
+        """Cut the connection at the deadline: a read blocked on a trickle returns then."""
+
+        def expire() -> None:
+            self.expired = True
+            sock = _socket_of(r)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(max(0.0, self.left()), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _socket_of(r: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response (urllib3 2's connection, else http.client's)."""
+    conn = getattr(r.raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        fp = getattr(getattr(r.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def session() -> requests.Session:
@@ -170,13 +270,18 @@ def _get(
     promised_size: int | None = None,
 ) -> bool:
     """Stream ``url`` into ``out``, retrying transient failures. False for an accepted 404."""
+    clock = _Clock(url, promised_size)
     attempt = 0
     while True:
         attempt += 1
         out.seek(0)
         out.truncate()
+        clock.check()
         try:
-            with session().get(url, stream=True, timeout=timeout) as r:
+            with (
+                session().get(url, stream=True, timeout=min(timeout, clock.left())) as r,
+                clock.watch(r),
+            ):
                 if r.status_code == 404 and missing_ok:
                     return False
                 if r.status_code in _TRANSIENT_STATUS and attempt <= retries:
@@ -187,6 +292,7 @@ def _get(
                     raise FetchError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
                 total = 0
                 for chunk in r.iter_content(_CHUNK):
+                    clock.check()
                     total += len(chunk)
                     if max_size is not None and total > max_size:
                         raise FetchError(f"{url}: larger than {max_size} bytes")
@@ -196,12 +302,14 @@ def _get(
                             "the index says"
                         )
                     out.write(chunk)
+                clock.check()  # a connection cut at the deadline may look like a short answer
                 return True
         except (_Transient, requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as e:  # fmt: skip
+            clock.check()
             if attempt > retries:
                 raise FetchError(f"{url}: {_describe(e)} (after {attempt} tries)") from None
-            delay = BACKOFF * 2 ** (attempt - 1)
+            delay = min(BACKOFF * 2 ** (attempt - 1), max(0.0, clock.left()))
             log.warning("%s: %s; retrying in %.0f s", url, _describe(e), delay)
             time.sleep(delay)
         except requests.RequestException as e:
