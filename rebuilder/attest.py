@@ -56,6 +56,8 @@ __all__ = [
     "SigningKey",
     "SigningKeyError",
     "canonical_json",
+    "decode_links",
+    "encode_links",
     "ensure_key",
     "generate_key",
     "key_id",
@@ -406,20 +408,21 @@ def _signed_link(signed: dict[str, Any], key: SigningKey) -> dict[str, Any]:
 def sign_links(attestation: bytes, key: SigningKey) -> bytes:
     """The same link(s), signed with ``key`` alone (any earlier signature is replaced).
 
-    One link is canonical JSON, several a JSON list of links, as the runner
-    writes them. Raises ValueError when ``attestation`` is not that.
+    In :func:`encode_links`' encoding, as the runner writes it. Raises ValueError when
+    ``attestation`` is not that.
     """
-    doc = json.loads(attestation)
+    try:
+        links = decode_links(attestation)
+    except AttestationError as e:
+        raise ValueError(str(e)) from None
 
-    def one(link: Any) -> dict[str, Any]:
-        signed = link["signed"]
+    def one(link: Any) -> bytes:
+        signed = link.get("signed") if isinstance(link, dict) else None
         if not isinstance(signed, dict) or signed.get("_type") != "link":
             raise ValueError("not an in-toto link")
-        return _signed_link(signed, key)
+        return canonical_json(_signed_link(signed, key))
 
-    if isinstance(doc, list):
-        return json.dumps([one(link) for link in doc]).encode()
-    return canonical_json(one(doc))
+    return encode_links([one(link) for link in links])
 
 
 def _file_digests(path: Path) -> dict[str, str]:
@@ -441,26 +444,63 @@ def verify_link(
 ) -> LinkInfo:
     """Check a link's signature by one of the given keys and, optionally, an artifact's digests.
 
+    ``data`` may hold several links (:func:`encode_links`, a split package):
+    each must verify, and the artifact is checked against the link naming it.
     Raises :class:`AttestationError` (:class:`ArtifactMismatchError` for a
     validly signed link about other bytes) with a one-line reason.
     """
-    doc = _parse_json(data)
-    signed, signatures = _check_shape(doc)
     keys = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
     if not keys:
         raise AttestationError("no public key to verify the attestation with")
-    keyid = _verify_signatures(canonical_json(signed), signatures, keys)
-    info = LinkInfo(
-        name=signed["name"],
-        keyid=keyid,
-        materials=signed["materials"],
-        products=signed["products"],
-    )
+    infos = [_verify_one(doc, keys) for doc in decode_links(data)]
     if artifact_path is None:
-        return info
-    product = _match_product(info.products, Path(artifact_path))
-    _check_digests(Path(artifact_path), product, info.products[product])
+        return infos[0]
+    path = Path(artifact_path)
+    info = _link_for(infos, path)
+    product = _match_product(info.products, path)
+    _check_digests(path, product, info.products[product])
     return LinkInfo(info.name, info.keyid, info.materials, info.products, product)
+
+
+def encode_links(links: list[bytes]) -> bytes:
+    """The one encoding of a build's attestation: a single link as it is (rebuilderd's shape),
+    several (one per artifact of a split package) as a JSON list of links."""
+    if not links:
+        raise AttestationError("no link to encode")
+    if len(links) == 1:
+        return links[0]
+    return b"[" + b",".join(canonical_json(_parse_json(link)) for link in links) + b"]"
+
+
+def decode_links(data: bytes) -> list[Any]:
+    """The links of an attestation written by :func:`encode_links` (not yet verified)."""
+    doc = _parse_json(data)
+    links = doc if isinstance(doc, list) else [doc]
+    if not links:
+        raise AttestationError('attestation is an empty list of links (no "signed" object)')
+    return links
+
+
+def _verify_one(doc: Any, keys: list[Ed25519PublicKey]) -> LinkInfo:
+    signed, signatures = _check_shape(doc)
+    keyid = _verify_signatures(canonical_json(signed), signatures, keys)
+    return LinkInfo(signed["name"], keyid, signed["materials"], signed["products"])
+
+
+def _link_for(infos: list[LinkInfo], artifact: Path) -> LinkInfo:
+    """The link about ``artifact``: the one naming it, else the one whose digest it has."""
+    if len(infos) == 1:
+        return infos[0]
+    for info in infos:
+        if artifact.name in info.products:
+            return info
+    # a cache may spell the file name differently (an epoch's "%3a"): match by content
+    digest = _file_digests(artifact)["sha256"]
+    for info in infos:
+        if any(d.get("sha256", "").lower() == digest for d in info.products.values()):
+            return info
+    names = ", ".join(sorted(n for i in infos for n in i.products)) or "none"
+    raise ArtifactMismatchError(f"{artifact}: the attestation names no such product ({names})")
 
 
 def _parse_json(data: bytes) -> Any:

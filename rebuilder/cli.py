@@ -63,6 +63,7 @@ def _load_config(args: argparse.Namespace) -> config.Config:
         changes["jobs"] = args.jobs
     if changes:
         cfg = dataclasses.replace(cfg, settings=dataclasses.replace(s, **changes))
+    pipeline.apply_limits(cfg.settings)
     return cfg
 
 

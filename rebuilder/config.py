@@ -100,6 +100,12 @@ class Settings:
     retry_fail: RetryPolicy = RetryPolicy(backoff=6 * 3600, max=5)
     site_url: str = ""  # public URL of the site, for feeds and absolute links
     executor: str = ""  # where builds run: "" or "local" (this host), dask://HOST:PORT, tls://...
+    # a hostile or broken mirror's cost is bounded (docs/hostile.md): each download ends within
+    # download_timeout seconds plus its expected size at download_min_rate bytes a second,
+    # each profile's sync within sync_timeout seconds (0: no limit)
+    download_timeout: int = 600
+    download_min_rate: int = 64 * 1024
+    sync_timeout: int = 3600
 
     @property
     def effective_jobs(self) -> int:
@@ -175,6 +181,8 @@ def load(path: Path | str | None = None, *, sync_config: Path | str | None = Non
     backends = _backends(data.get("backend", {}), where, base)
     for p in profiles.values():
         check_method(p, backends)
+    _check_backend_names(backends, profiles, where)
+    _check_key_outside_site(settings, where)
     return Config(cfg_path if cfg_path.exists() else None, settings, profiles, backends, base)
 
 
@@ -210,6 +218,28 @@ def check_method(p: Profile, backends: Mapping[str, Path]) -> None:
     )
 
 
+def _check_backend_names(backends: Mapping[str, Path], profiles: Mapping[str, Profile],
+                         where: str) -> None:  # fmt: skip
+    """A ``[backend."x"]`` must name a distribution or a ``<distro>-<method>`` a profile uses:
+    a typo would otherwise leave the shipped backend in use, silently."""
+    known = set(distros.DISTROS) | {f"{p.distro}-{p.method}" for p in profiles.values() if p.method}
+    for name in backends:
+        if name not in known:
+            raise ConfigError(
+                f'{where}: [backend."{name}"]: unknown backend (known: {", ".join(sorted(known))})'
+            )
+
+
+def _check_key_outside_site(s: Settings, where: str) -> None:
+    """The site is published: a private signing key inside it would be published too."""
+    key, site = s.signing_key.resolve(), s.site_dir.resolve()
+    if key == site or site in key.parents:
+        raise ConfigError(
+            f"{where}: [rebuilder] signing_key: {s.signing_key} is inside the site directory "
+            f"{s.site_dir}, which is published; keep the private key elsewhere"
+        )
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
@@ -220,6 +250,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8"
+        ) from None
 
 
 def _settings(table: Any, where: str, base: Path) -> Settings:
@@ -309,8 +343,8 @@ def _profile(name: str, p: Any, where: str, base: Path) -> Profile:
         architectures=arches,
         source=source,
         maintainers=_strings(p, "maintainers", label) or _strings(p, "maintainer", label),
-        pkgs=_strings(p, "pkgs", label),
-        excludes=_strings(p, "excludes", label),
+        pkgs=_globs(p, "pkgs", label),
+        excludes=_globs(p, "excludes", label),
         keyring=str(base / os.path.expanduser(keyring)) if keyring else None,
         check_valid_until=cvu,
         buildinfo_url=p.get("buildinfo_url"),
@@ -328,6 +362,45 @@ def _strings(p: Mapping[str, Any], key: str, label: str) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ConfigError(f"{label} {key}: expected a string or a list of strings")
     return tuple(v)
+
+
+def _globs(p: Mapping[str, Any], key: str, label: str) -> tuple[str, ...]:
+    """Glob patterns, checked: fnmatch reads a "[" that opens no class as a literal, so a typo
+    like ``[abc`` would silently match nothing (and mark every group gone)."""
+    patterns = _strings(p, key, label)
+    for pat in patterns:
+        why = glob_error(pat)
+        if why:
+            raise ConfigError(f"{label} {key}: invalid glob {pat!r}: {why}")
+    return patterns
+
+
+def glob_error(pattern: str) -> str | None:
+    """Why ``pattern`` is not a well-formed glob, or None.
+
+    >>> glob_error("hello*"), glob_error("lib[a-z]*"), glob_error("[!x]y")
+    (None, None, None)
+    >>> glob_error("[abc")
+    "'[' at 0 opens a character class that is never closed"
+    >>> glob_error("")
+    'empty pattern'
+    """
+    if not pattern:
+        return "empty pattern"
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "[":
+            j = i + 1
+            if j < len(pattern) and pattern[j] == "!":
+                j += 1
+            if j < len(pattern) and pattern[j] == "]":
+                j += 1  # a "]" first in the class is a literal
+            close = pattern.find("]", j)
+            if close < 0:
+                return f"'[' at {i} opens a character class that is never closed"
+            i = close
+        i += 1
+    return None
 
 
 def _releases(value: Any, source: str, label: str) -> tuple[Release, ...]:

@@ -15,16 +15,21 @@ b'x'
 from __future__ import annotations
 
 import bz2
+import contextlib
+import contextvars
 import hashlib
 import io
 import logging
 import lzma
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -43,6 +48,101 @@ _CHUNK = 1 << 20
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 _session: requests.Session | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long one download may take in all, retries included: ``base`` seconds plus its
+    expected size at ``min_rate`` bytes a second (``base`` alone when the size is unknown).
+
+    requests' timeout bounds each read, so a mirror that sends a byte a second would
+    otherwise hold a download (and the pass) for ever.
+    """
+
+    base: float = 600.0
+    min_rate: int = 64 << 10
+
+    def for_size(self, size: int | None) -> float:
+        return self.base + (size or 0) / max(1, self.min_rate)
+
+
+_deadlines = Deadlines()
+# an outer deadline (a sync's, the pass's --max-time): (monotonic end, what it is, seconds)
+_outer: contextvars.ContextVar[tuple[float, str, float] | None] = contextvars.ContextVar(
+    "rebuilder_fetch_deadline", default=None
+)
+
+
+def set_deadlines(d: Deadlines) -> None:
+    """The per-download deadlines of this process (from ``[rebuilder]`` settings)."""
+    global _deadlines
+    _deadlines = d
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, what: str) -> Iterator[None]:
+    """Every download in this block (this thread) ends ``seconds`` from now at the latest,
+    or at an enclosing deadline if that comes first; ``what`` names it in the error."""
+    outer = _outer.get()
+    end = time.monotonic() + seconds if seconds else None
+    if end is None or (outer is not None and outer[0] <= end):
+        yield
+        return
+    token = _outer.set((end, what, float(seconds or 0)))
+    try:
+        yield
+    finally:
+        _outer.reset(token)
+
+
+class _Clock:
+    """One download's deadline: its own (sized) or an enclosing one, whichever comes first."""
+
+    def __init__(self, url: str, size: int | None) -> None:
+        own = _deadlines.for_size(size)
+        self.url, self.end = url, time.monotonic() + own
+        self.why = f"no complete answer within {own:.0f} s (the deadline for this download)"
+        outer = _outer.get()
+        if outer is not None and outer[0] < self.end:
+            self.end = outer[0]
+            self.why = f"stopped: the {outer[1]} deadline of {outer[2]:.0f} s passed"
+        self.expired = False
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self) -> None:
+        if self.expired or self.left() <= 0:
+            raise FetchError(f"{self.url}: {self.why}")
+
+    @contextlib.contextmanager
+    def watch(self, r: requests.Response) -> Iterator[None]:
+        """Cut the connection at the deadline: a read blocked on a trickle returns then."""
+
+        def expire() -> None:
+            self.expired = True
+            sock = _socket_of(r)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(max(0.0, self.left()), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _socket_of(r: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response (urllib3 2's connection, else http.client's)."""
+    conn = getattr(r.raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        fp = getattr(getattr(r.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def session() -> requests.Session:
@@ -170,13 +270,18 @@ def _get(
     promised_size: int | None = None,
 ) -> bool:
     """Stream ``url`` into ``out``, retrying transient failures. False for an accepted 404."""
+    clock = _Clock(url, promised_size)
     attempt = 0
     while True:
         attempt += 1
         out.seek(0)
         out.truncate()
+        clock.check()
         try:
-            with session().get(url, stream=True, timeout=timeout) as r:
+            with (
+                session().get(url, stream=True, timeout=min(timeout, clock.left())) as r,
+                clock.watch(r),
+            ):
                 if r.status_code == 404 and missing_ok:
                     return False
                 if r.status_code in _TRANSIENT_STATUS and attempt <= retries:
@@ -187,6 +292,7 @@ def _get(
                     raise FetchError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
                 total = 0
                 for chunk in r.iter_content(_CHUNK):
+                    clock.check()
                     total += len(chunk)
                     if max_size is not None and total > max_size:
                         raise FetchError(f"{url}: larger than {max_size} bytes")
@@ -196,12 +302,14 @@ def _get(
                             "the index says"
                         )
                     out.write(chunk)
+                clock.check()  # a connection cut at the deadline may look like a short answer
                 return True
         except (_Transient, requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as e:  # fmt: skip
+            clock.check()
             if attempt > retries:
                 raise FetchError(f"{url}: {_describe(e)} (after {attempt} tries)") from None
-            delay = BACKOFF * 2 ** (attempt - 1)
+            delay = min(BACKOFF * 2 ** (attempt - 1), max(0.0, clock.left()))
             log.warning("%s: %s; retrying in %.0f s", url, _describe(e), delay)
             time.sleep(delay)
         except requests.RequestException as e:
@@ -221,8 +329,10 @@ def _describe(e: BaseException) -> str:
 
 
 # A decompressed index larger than this is refused: a small hostile file must not be able
-# to inflate into all the memory of the machine (Debian's largest index is ~100 MB).
-MAX_DECOMPRESSED = 2 << 30
+# to inflate into all the memory of the machine (Debian's largest index is ~100 MB). When the
+# index lists the decompressed size (a Debian Release does), that size is the limit instead.
+MAX_DECOMPRESSED = 1 << 30
+_OUT_CHUNK = 16 << 20  # output asked of the decompressor per call
 
 
 class _TooLarge(Exception):
@@ -231,17 +341,27 @@ class _TooLarge(Exception):
 
 def _inflate(new: Callable[[], Any], data: bytes, limit: int) -> bytes:
     """Every concatenated stream of ``data`` (gzip members, xz/bzip2 streams), at most ``limit``
-    bytes of output; a stream cut short is an error."""
-    out, total = [], 0
+    bytes of output; a stream cut short is an error.
+
+    Output comes in chunks of at most ``_OUT_CHUNK`` bytes and the total is checked after each,
+    so a bomb costs the limit (plus one chunk) of memory and the time to inflate that much.
+    """
+    out: list[bytes] = []
+    total = 0
     while data:
         d = new()
-        chunk = d.decompress(data, limit + 1 - total)
-        total += len(chunk)
-        if total > limit:
-            raise _TooLarge
-        out.append(chunk)
-        if not d.eof:
-            raise EOFError("compressed data ended before the end-of-stream marker")
+        chunk = d.decompress(data, min(_OUT_CHUNK, limit + 1 - total))
+        while True:
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge
+            out.append(chunk)
+            if d.eof:
+                break
+            more = getattr(d, "unconsumed_tail", b"")  # zlib keeps the input it did not use
+            if not more and getattr(d, "needs_input", not chunk):  # lzma/bz2 keep it inside
+                raise EOFError("compressed data ended before the end-of-stream marker")
+            chunk = d.decompress(more, min(_OUT_CHUNK, limit + 1 - total))
         data = d.unused_data.lstrip(b"\0")  # zero padding between streams is allowed
     return out[0] if len(out) == 1 else b"".join(out)
 
@@ -249,11 +369,15 @@ def _inflate(new: Callable[[], Any], data: bytes, limit: int) -> bytes:
 def _zstd(data: bytes, limit: int) -> bytes:
     import zstandard
 
+    out: list[bytes] = []
+    total = 0
     with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as r:
-        out = r.read(limit + 1)
-    if len(out) > limit:
-        raise _TooLarge
-    return out
+        while chunk := r.read(min(_OUT_CHUNK, limit + 1 - total)):
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge
+            out.append(chunk)
+    return b"".join(out)
 
 
 # (magic, name, decompress) — checked in order; the magic, never the file name, decides.
@@ -282,38 +406,32 @@ def decompress(
 ) -> bytes:
     """Decompress by magic (xz, gzip, bzip2, zstd); plain data is returned as is.
 
-    ``size_hint`` is the expected decompressed size when known (a Debian
-    Release lists it): gzip data then inflates straight into a buffer of that
-    size, without the transient second copy of the output (70 MB less at the
-    peak for an index of Debian unstable). More than ``limit`` bytes of output
-    is an error (a decompression bomb).
+    ``size_hint`` is the decompressed size the (signed) index lists, when it
+    lists one (a Debian Release does): more output than that is an error found
+    as soon as it is produced, so a decompression bomb costs at most about
+    twice that size of memory. Without a hint, more than ``limit`` bytes is
+    the error.
 
     >>> import zlib
     >>> decompress(zlib.compress(bytes(10_000), wbits=31), limit=100)
     Traceback (most recent call last):
     ...
     rebuilder.errors.FetchError: data: gzip data decompresses to more than 100 bytes
+    >>> decompress(zlib.compress(bytes(10_000), wbits=31), what="x", size_hint=10)
+    Traceback (most recent call last):
+    ...
+    rebuilder.errors.FetchError: x: gzip data decompresses to more than the 10 bytes the index lists
     """
-    if (
-        size_hint
-        and size_hint <= limit
-        and data.startswith(b"\x1f\x8b")
-        and size_hint <= 64 * len(data) + (1 << 20)
-    ):
-        try:
-            out = zlib.decompress(data, 31, size_hint)
-        except zlib.error as e:
-            raise FetchError(f"{what}: corrupt gzip data ({e})") from None
-        if len(out) == size_hint:
-            return out
-        del out  # several gzip members, or not the size announced: the general path decides
+    listed = size_hint is not None and size_hint < limit
+    if listed:
+        limit = size_hint  # type: ignore[assignment]
     for magic, name, fn in _FORMATS:
         if data.startswith(magic):
             try:
                 return fn(data, limit)
             except _TooLarge:
-                msg = f"{what}: {name} data decompresses to more than {limit} bytes"
-                raise FetchError(msg) from None
+                bound = f"the {limit} bytes the index lists" if listed else f"{limit} bytes"
+                raise FetchError(f"{what}: {name} data decompresses to more than {bound}") from None
             except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as e:
                 raise FetchError(f"{what}: corrupt {name} data ({e})") from None
             except Exception as e:  # zstandard.ZstdError and friends

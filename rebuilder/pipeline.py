@@ -88,6 +88,11 @@ def policies(settings: Settings) -> plan.Policies:
     return plan.Policies(settings.retry_bad, settings.retry_fail)
 
 
+def apply_limits(settings: Settings) -> None:
+    """The per-download deadlines of this process, from the settings (docs/hostile.md)."""
+    fetch.set_deadlines(fetch.Deadlines(settings.download_timeout, settings.download_min_rate))
+
+
 # ------------------------------------------------------------------ stages on their own
 
 
@@ -110,10 +115,12 @@ def sync_only(config: Config, names: Sequence[str], *, force: bool = False) -> l
 
 def snapshot(config: Config, names: Sequence[str]) -> list[Snapshot]:
     """Sync without touching the state (``sync --print-json``): always a full read."""
-    return [
-        sync.sync_profile(p, sync.SyncContext(_cache(config.settings, p), {}, force=True))
-        for p in config.select(names)
-    ]
+    out = []
+    for p in config.select(names):
+        with fetch.deadline(config.settings.sync_timeout, f"sync of {p.name}"):
+            ctx = sync.SyncContext(_cache(config.settings, p), {}, force=True)
+            out.append(sync.sync_profile(p, ctx))
+    return out
 
 
 def queue(config: Config, names: Sequence[str]) -> list[Job]:
@@ -295,7 +302,7 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
     profiles = config.select(opts.profiles)
     report = PassReport()
     now = utcnow()
-    with state.locked(s.state_dir):
+    with state.locked(s.state_dir), fetch.deadline(opts.max_time, "--max-time"):
         states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
         synced = _sync_all(s, profiles, states, opts.force_sync, report, now)
         todo = plan.plan({p.name: states[p.name].records for p in synced}, now, policies(s))
@@ -377,7 +384,8 @@ def _publish(
 
 
 def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
-    return sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+    with fetch.deadline(s.sync_timeout, f"sync of {p.name}"):
+        return sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
 
 
 def _cache(s: Settings, p: Profile) -> Path:

@@ -265,3 +265,32 @@ def test_canonical_json_rules() -> None:
 def test_errors_are_rebuilder_errors() -> None:
     assert issubclass(AttestationError, RebuilderError)
     assert issubclass(SigningKeyError, RebuilderError)
+
+
+def test_several_links_verify_by_the_product_each_names(
+    files: dict[str, Path], key: attest.SigningKey, tmp_path: Path
+) -> None:
+    doc = tmp_path / "hello-doc_2.10-3_all.deb"
+    doc.write_bytes(b"!<arch>\ndocumentation\n")
+    links = [
+        attest.make_link(a.name, files["input"].name, files["input"], a, key)
+        for a in (files["artifact"], doc)
+    ]
+    data = attest.encode_links(links)
+    assert attest.encode_links(links[:1]) == links[0]  # one link stays rebuilderd's shape
+    assert [d["signed"]["name"] for d in attest.decode_links(data)] == [
+        "rebuild hello_2.10-3_amd64.deb", "rebuild hello-doc_2.10-3_all.deb"]  # fmt: skip
+    assert attest.verify_link(data, key.public, doc).product == doc.name
+    assert attest.verify_link(data, key.public, files["artifact"]).product == files["artifact"].name
+    renamed = tmp_path / "hello-doc_1%3a2.10-3_all.deb"  # a cache's spelling: found by digest
+    renamed.write_bytes(doc.read_bytes())
+    assert attest.verify_link(data, key.public, renamed).product == doc.name
+    stranger = tmp_path / "other_1_all.deb"
+    stranger.write_bytes(b"other bytes")
+    with pytest.raises(ArtifactMismatchError, match="names no such product"):
+        attest.verify_link(data, key.public, stranger)
+    # every link must verify, not only the one about the artifact
+    forged = json.loads(data)
+    forged[0]["signed"]["products"][files["artifact"].name]["sha256"] = "0" * 64
+    with pytest.raises(AttestationError, match="altered"):
+        attest.verify_link(json.dumps(forged).encode(), key.public, doc)

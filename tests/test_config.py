@@ -3,6 +3,10 @@ import pytest
 from rebuilder import config
 from rebuilder.errors import ConfigError
 
+from .fixtures.operator import rebuild
+
+PROFILE = '[profile."x"]\ndistro = "debian"\nreleases = ["a"]\nsource = "s"\n'
+
 
 def write(tmp_path, text, name="rebuilder.toml"):
     p = tmp_path / name
@@ -67,6 +71,14 @@ path = "backends/debian.sh"
         ('[profile."x"]\ndistro = "debian"\nreleases = ["a"]\n', "no source (mirror URL)"),
         ("not toml [", "not valid TOML"),
         ('[backend."debian"]\npth = "x"\n', 'expects exactly: path = "..."'),
+        # issue 12: hostile or mistaken configurations are refused at load
+        (PROFILE + 'pkgs = ["[abc"]\n', "pkgs: invalid glob '[abc': '[' at 0 opens a character"),
+        (PROFILE + 'excludes = ["ok*", "x[!"]\n', "excludes: invalid glob 'x[!'"),
+        ('[backend."debain"]\npath = "x"\n', '[backend."debain"]: unknown backend (known: '),
+        (
+            '[rebuilder]\nsite_dir = "public"\nsigning_key = "public/keys/rebuilder.key"\n',
+            "public/keys/rebuilder.key is inside the site directory",
+        ),
     ],
 )
 def test_errors_name_file_key_and_problem(tmp_path, text, message):
@@ -74,6 +86,28 @@ def test_errors_name_file_key_and_problem(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         config.load(p)
     assert str(p) in str(e.value) and message in str(e.value)
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    p = tmp_path / "rebuilder.toml"
+    p.write_bytes(b'[rebuilder]\nsite_url = "caf\xe9"\n')  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError) as e:
+        config.load(p)
+    assert str(e.value) == f"{p}: not UTF-8 text (byte 27); TOML files are UTF-8"
+    r = rebuild(tmp_path, "status", "--config", str(p))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"rebuild: error: {e.value}"
+
+
+def test_a_method_backend_table_is_known_and_a_key_beside_the_site_is_fine(tmp_path):
+    cfg = config.load(
+        write(
+            tmp_path,
+            '[rebuilder]\nsigning_key = "site-key/rebuilder.key"\n' + PROFILE
+            + 'method = "suite-chroot"\n[backend."debian-suite-chroot"]\npath = "b.sh"\n',
+        )
+    )  # fmt: skip
+    assert cfg.backends["debian-suite-chroot"] == tmp_path / "b.sh"
 
 
 def test_unknown_profile_selected(tmp_path):

@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,6 +61,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(PLAIN)
             return
+        if self.path == "/trickle":  # a hostile mirror: one byte at a time, never done
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(3000):  # bounded: 5 minutes at most
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
+            return
         self.send_response(404)
         self.end_headers()
 
@@ -75,6 +88,7 @@ def server() -> Iterator[str]:
     t.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+    httpd.server_close()
 
 
 def test_download_checks_digest_and_size_and_leaves_nothing_on_mismatch(
@@ -101,3 +115,47 @@ def test_transient_errors_are_retried_and_404_is_final(
     assert fetch.fetch_bytes(f"{server}/missing", missing_ok=True) is None
     with pytest.raises(NotFoundError, match="no such file"):
         fetch.download(str(tmp_path / "nope"), tmp_path / "x")
+
+
+def _guarded(fn: Callable[[], object]) -> BaseException | None:
+    """Run ``fn`` in a thread; the exception it raised. The join is a guard against a hang."""
+    got: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            fn()
+            got.append(None)
+        except BaseException as e:
+            got.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(120)
+    assert got, "the download never ended"
+    return got[0]
+
+
+def test_a_trickling_mirror_meets_the_download_deadline(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sized from the expected size: 1 s + 100000 bytes at 1 MB/s
+    monkeypatch.setattr(fetch, "_deadlines", fetch.Deadlines(base=1.0, min_rate=1 << 20))
+    e = _guarded(lambda: fetch.download(f"{server}/trickle", tmp_path / "t", size=100000))
+    assert isinstance(e, FetchError) and not isinstance(e, ChecksumError)
+    assert (
+        str(e)
+        == f"{server}/trickle: no complete answer within 1 s (the deadline for this download)"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left
+    assert fetch.Deadlines(base=60, min_rate=1000).for_size(1_000_000) == 1060
+
+
+def test_an_enclosing_deadline_bounds_every_download_in_it(server: str) -> None:
+    def sync() -> None:
+        with fetch.deadline(2, "sync of fixture"), fetch.deadline(3600, "inner, later"):
+            fetch.fetch_bytes(f"{server}/trickle")
+
+    e = _guarded(sync)
+    assert isinstance(e, FetchError)
+    assert str(e) == f"{server}/trickle: stopped: the sync of fixture deadline of 2 s passed"
+    assert fetch._outer.get() is None  # the block's deadline ends with it

@@ -105,6 +105,8 @@ def test_full_pass_rebuilds_with_makepkg(mirror: tuple[ar.ArchRepo, str], tmp_pa
         "broken": ("core", a, "BAD"), "timestamped": ("extra", a, "BAD"),
     }  # fmt: skip
 
+    _split_package_attestation_verifies(work, repo, good)
+
     # a second pass over unchanged databases builds nothing and changes nothing
     before = (work / "state" / "arch.json").read_text()
     r2 = rebuild(work, repo, "run")
@@ -141,3 +143,41 @@ def test_shipped_backend_fails_cleanly_without_repro(
     attempt = state(work)[f"rolling/core/{repo.arch}/repro"]["attempts"][0]
     log = gzip.decompress((work / "site" / "builds" / attempt["files"]["log"]).read_bytes())
     assert b"archlinux.sh: repro not found" in log and b"backend exited with 2" in log
+
+
+def _split_package_attestation_verifies(
+    work: Path, repo: ar.ArchRepo, good: dict[str, Any]
+) -> None:
+    """One attestation for both split packages: each verifies through the CLI a user runs."""
+    a = repo.arch
+    files = [repo.repo_dir("core") / f"repro-1.0-1-{a}.pkg.tar.zst",
+             repo.repo_dir("core") / "repro-doc-1.0-1-any.pkg.tar.zst"]  # fmt: skip
+    pub = work / "pub.pem"
+    pub.write_text(run_rebuild(work, "pubkey").stdout)
+    link = work / "site" / "builds" / good["files"]["attestation"]
+    for f in files:
+        r = run_rebuild(work, "attestation", "verify", str(link), "--key", str(pub),
+                        "--artifact", str(f))  # fmt: skip
+        assert r.returncode == 0 and f"matches {f}" in r.stdout, r.stdout + r.stderr
+    cache, local = work / "pkg-cache", work / "pacman-local"
+    cache.mkdir()
+    for f in files:
+        shutil.copy(f, cache)
+    for name, arch in (("repro", a), ("repro-doc", "any")):
+        (local / f"{name}-1.0-1").mkdir(parents=True)
+        (local / f"{name}-1.0-1" / "desc").write_text(
+            f"%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n%ARCH%\n{arch}\n\n"
+        )
+    url, stop = serve(work / "site")
+    try:
+        r = run_rebuild(work, "verify", "-H", f"{url}/archlinux", "--pacman-db", str(local),
+                        "--check-files", "--package-cache", str(cache), "--json")  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        checks = [c for v in json.loads(r.stdout)["packages"] for c in v["checks"].values()]
+        assert len(checks) == 2 and {c["outcome"] for c in checks} == {"ok"}, r.stdout
+        (cache / files[1].name).write_bytes(b"not what was rebuilt")
+        r = run_rebuild(work, "verify", "-H", f"{url}/archlinux", "--pacman-db", str(local),
+                        "--check-files", "--package-cache", str(cache))  # fmt: skip
+        assert r.returncode == 1 and "does not match the local file" in r.stdout, r.stdout
+    finally:
+        stop()

@@ -209,7 +209,7 @@ def test_good_build_follows_the_backend_contract(tmp_path: Path, served: tuple[P
     links = json.loads((ctx.results_dir / attempt.files["attestation"]).read_bytes())
     assert [link["product"] for link in links] == [a.name for _, a in signed]
     log = read_log(ctx, attempt.files)
-    assert "rebuilt in " + cwd in log and "verdict: GOOD" in log
+    assert "rebuilt in <build dir>" in log and cwd not in log and "verdict: GOOD" in log
     assert "diffoscope" not in attempt.files
     assert list(ctx.work_dir.iterdir()) == [], "the attempt dir must be removed"
 
@@ -696,3 +696,82 @@ def test_only_plain_meta_files_are_kept(tmp_path: Path, served: tuple[Path, str]
     assert sorted(p.name for p in (ctx.results_dir / "7/meta").iterdir()) == [
         "installed-packages.txt"
     ]
+
+
+# --- hostile outputs (issue 12) ----------------------------------------------------------------
+
+
+def test_a_fifo_named_like_the_artifact_is_missing_not_a_hang(
+    tmp_path: Path, served: tuple[Path, str]
+) -> None:
+    """A package's own build can leave a FIFO: opening it would block the pass for ever."""
+    root, base = served
+    job = make_job(root, base, {**HELLO, "hello-doc_1.0-1_all.deb": b"docs\n"})
+    script = backend(tmp_path, 'mkfifo "$REBUILDERD_OUTDIR/hello_1.0-1_amd64.deb"\n'
+                     'cp hello-doc_1.0-1_all.deb "$REBUILDERD_OUTDIR/"\n')  # fmt: skip
+    ctx = context(tmp_path, script)
+    done: list[object] = []
+    thread = threading.Thread(target=lambda: done.append(run_build(job, ctx)), daemon=True)
+    thread.start()
+    thread.join(60)  # a guard against the hang, not a timing
+    assert done, "run_build hung on a FIFO in the output directory"
+    attempt = done[0]
+    assert attempt.status is Status.BAD, attempt.reason  # type: ignore[attr-defined]
+    assert attempt.reason == "missing: hello_1.0-1_amd64.deb"  # type: ignore[attr-defined]
+    assert "not a regular file" in read_log(ctx, attempt.files)  # type: ignore[attr-defined]
+
+
+def test_a_directory_named_like_the_artifact_is_missing(
+    tmp_path: Path, served: tuple[Path, str]
+) -> None:
+    root, base = served
+    job = make_job(root, base, HELLO)
+    script = backend(tmp_path, 'mkdir "$REBUILDERD_OUTDIR/hello_1.0-1_amd64.deb"\n')
+    ctx = context(tmp_path, script)
+    attempt = run_build(job, ctx)
+    assert attempt.status is Status.BAD and attempt.reason == "missing: hello_1.0-1_amd64.deb"
+    assert "not a regular file" in read_log(ctx, attempt.files)
+
+
+def test_a_huge_sparse_output_is_bad_by_its_size_without_reading_it(
+    tmp_path: Path, served: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, base = served
+    job = make_job(root, base, HELLO)
+    # 50 GB of holes: hashing it would read 50 GB of zeros
+    script = backend(tmp_path, 'truncate -s 50G "$REBUILDERD_OUTDIR/hello_1.0-1_amd64.deb"\n')
+    ctx = context(tmp_path, script)
+    from rebuilder import fetch
+
+    hashed: list[object] = []
+    real = fetch.sha256_file
+
+    def spy(f: Path) -> str:
+        hashed.append(f)
+        return real(f)
+
+    monkeypatch.setattr(fetch, "sha256_file", spy)
+    attempt = run_build(job, ctx)
+    assert attempt.status is Status.BAD and attempt.reason == "differs: hello_1.0-1_amd64.deb"
+    (result,) = attempt.artifacts
+    assert result.built_sha256 == "" and not result.identical  # not hashed: sizes differ
+    assert len(hashed) == 2  # the two downloads (artifact, input), never the 50 GB output
+    log = read_log(ctx, attempt.files)
+    assert "53687091200 bytes, the index says 19: differs, not hashed" in log
+    assert "far larger than published, not compared with diffoscope" in log
+
+
+def test_published_logs_hold_no_absolute_paths_of_this_machine(
+    tmp_path: Path, served: tuple[Path, str]
+) -> None:
+    root, base = served
+    job = make_job(root, base, HELLO)
+    script = backend(tmp_path, f'echo "here: $(pwd) out: $REBUILDERD_OUTDIR input: $1"\n{COPY}\n')
+    ctx = context(tmp_path, script)
+    attempt = run_build(job, ctx)
+    assert attempt.status is Status.GOOD
+    log = read_log(ctx, attempt.files)
+    assert str(tmp_path) not in log
+    assert (
+        "backend backend.sh" in log and "here: <build dir> out: <build dir>/.rebuilder-out" in log
+    )

@@ -13,7 +13,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +34,9 @@ from rebuilder.model import BuildGroup, Snapshot
 from rebuilder.sync import SyncContext, selected, sync_profile
 from rebuilder.sync import debian as deb
 
+from .fixtures import ROOT as REPO
 from .fixtures import debian as fx
+from .fixtures.operator import operator_dir
 
 BACKEND = Path(__file__).parent / "backends" / "debian-from-source.sh"
 
@@ -594,3 +598,52 @@ def test_backend_rebuilds_from_source(
     (a,) = g.artifacts
     built = sha256(out / a.filename)
     assert (built == a.sha256) == (expect == "same")
+
+
+# --- hostile indexes (issue 12) ----------------------------------------------------------
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A valid gzip stream of ``size`` zero bytes (about a thousandth of that on disk)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(8 << 20)
+    parts = [c.compress(zeros) for _ in range(size // len(zeros))]
+    return b"".join(parts) + c.flush()
+
+
+def peak_rss_of(work: Path, *args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Run ``rebuild ARGS`` in a fresh process; its peak resident memory (bytes) and result."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stderr.write(r.stderr)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+        "sys.exit(r.returncode)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, str(REPO / "rebuild.py"), *args],
+        cwd=work, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+        timeout=600,  # a guard against a hang, not a timing
+    )  # fmt: skip
+    return int(r.stdout.strip().splitlines()[-1]), r
+
+
+def test_a_signed_decompression_bomb_costs_at_most_the_listed_size(
+    mutable: tuple[fx.Archive, str], tmp_path: Path
+) -> None:
+    archive, url = mutable
+    work = operator_dir(tmp_path, archive, url)
+    floor, ok = peak_rss_of(work, "sync", "--print-json")  # the same sync, honest indexes
+    assert ok.returncode == 0, ok.stderr
+    path = f"main/binary-{archive.arch}/Packages"
+    listed = len(fx.read_index(archive, path))
+    fx.write_index(archive, path, fx.read_index(archive, path), variants=("",))
+    (archive.dists / f"{path}.gz").write_bytes(gzip_bomb(512 << 20))  # 512 MiB of zeros
+    fx.write_release(archive)  # validly signed: the Release vouches for the bomb
+    peak, r = peak_rss_of(work, "sync", "--print-json")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == (
+        f"rebuild: error: {url}/dists/fixture/{path}.gz: gzip data decompresses to more than "
+        f"the {listed} bytes the index lists"
+    )
+    assert peak < floor + 2 * listed + (32 << 20), (peak, floor)  # not the 512 MiB

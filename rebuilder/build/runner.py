@@ -28,7 +28,6 @@ and what is kept, under ``<results_dir>/<build_id>/``: ``log.gz``,
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import re
@@ -44,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import fetch
+from rebuilder import attest, fetch
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
 from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
@@ -65,6 +64,9 @@ _RESERVED_PREFIX = ".rebuilder-"
 _META_MAX_FILES = 64
 _META_MAX_BYTES = 16 << 20
 _REASON_NAMES = 5
+# a rebuilt file this much larger than the published one is not given to diffoscope
+_DIFFOSCOPE_MAX_RATIO = 2
+_DIFFOSCOPE_SLACK = 64 << 20
 # Meta files become site URLs and JSON keys: plain names only.
 _META_NAME = re.compile(
     r"[A-Za-z0-9_+~-][A-Za-z0-9._+~-]{0,127}"
@@ -196,6 +198,7 @@ class _Build:
         self.diff: diffoscope.DiffoscopeReport | None = None
         self.attestation: bytes | None = None
         self.meta_data: dict[str, bytes] = {}
+        self.redact: list[tuple[bytes, bytes]] = []  # this machine's paths, kept out of the site
         # artifacts whose index publishes no SHA256 (sha256 ""): the digest of what was downloaded
         self.unpublished: dict[str, str] = {}
 
@@ -205,7 +208,7 @@ class _Build:
         g, ctx = self.job.group, self.ctx
         self.head.append(
             f"build {self.job.build_id}: {g.name} {g.version} "
-            f"({g.distro} {g.release}/{g.component}/{g.architecture}), backend {ctx.backend}"
+            f"({g.distro} {g.release}/{g.component}/{g.architecture}), backend {ctx.backend.name}"
         )
         if not g.artifacts:
             raise _Fail("the build group has no artifacts to verify")
@@ -215,6 +218,7 @@ class _Build:
         self.dir = Path(
             tempfile.mkdtemp(prefix=f"{self.job.build_id}-", dir=ctx.work_dir)
         ).resolve()
+        self.redact = _redactions(ctx, self.dir)
         outdir, meta_dir = self.dir / ".rebuilder-out", self.dir / ".rebuilder-meta"
         outdir.mkdir()
         meta_dir.mkdir()
@@ -295,7 +299,7 @@ class _Build:
         if not backend.is_file() or not os.access(backend, os.X_OK):
             raise _Fail(f"backend {ctx.backend} is not an executable file")
         env = backend_env(self.job, ctx, outdir, meta_dir)
-        self.head.append(f"running: {backend} {input_path}")
+        self.head.append(f"running: {backend.name} {input_path.relative_to(self.dir)}")
         self.head.append("-" * 72)
         t0 = time.monotonic()
         outcome = run_supervised(
@@ -319,11 +323,14 @@ class _Build:
         self, outdir: Path, input_path: Path
     ) -> tuple[Status, str, tuple[ArtifactResult, ...]]:
         results: list[ArtifactResult] = []
+        oversized: set[str] = set()
         for a in self.job.group.artifacts:
             rebuilt = outdir / a.filename
-            built = _sha256_regular(rebuilt)
-            if built is None and rebuilt.is_symlink():
-                self.tail.append(f"{a.filename}: a symlink in the output, not a rebuilt file")
+            built, note, size = _rebuilt_digest(rebuilt, a.size)
+            if note:
+                self.tail.append(f"{a.filename}: {note}")
+            if size is not None and size > _DIFFOSCOPE_MAX_RATIO * a.size + _DIFFOSCOPE_SLACK:
+                oversized.add(a.filename)
             expected = (a.sha256 or self.unpublished.get(a.filename, "")).lower()
             results.append(ArtifactResult(a.name, a.filename, expected, built))
             verdict = (
@@ -336,8 +343,14 @@ class _Build:
         if not differ and not missing:
             self._attest(outdir, input_path)
             return Status.GOOD, "", self.results
-        if differ and self.ctx.diffoscope:
-            self._diffoscope([(self.dir / r.filename, outdir / r.filename) for r in differ])  # type: ignore[operator]
+        for r in differ:
+            if r.filename in oversized:
+                self.tail.append(
+                    f"{r.filename}: far larger than published, not compared with diffoscope"
+                )
+        explain = [r for r in differ if r.filename not in oversized]
+        if explain and self.ctx.diffoscope:
+            self._diffoscope([(self.dir / r.filename, outdir / r.filename) for r in explain])  # type: ignore[operator]
         parts = []
         if differ:
             parts.append("differs: " + _names(differ))
@@ -364,10 +377,7 @@ class _Build:
                 self.ctx.sign(self.job, input_path, outdir / a.filename)
                 for a in self.job.group.artifacts
             ]
-            if len(links) == 1:
-                self.attestation = links[0]
-            else:
-                self.attestation = json.dumps([json.loads(link) for link in links]).encode()
+            self.attestation = attest.encode_links(links)
         except Exception as e:  # a signing problem is ours, not the package's: GOOD stands
             log.warning("build %s: attestation failed: %s", self.job.build_id, e)
             self.tail.append(f"attestation failed: {type(e).__name__}: {e}")
@@ -397,7 +407,12 @@ class _Build:
         if body and not body.endswith(b"\n"):
             body += b"\n"
         tail = "".join(f"[rebuilder] {line}\n" for line in self.tail).encode()
-        return head + body + tail
+        return self._redacted(head + body + tail)
+
+    def _redacted(self, data: bytes) -> bytes:
+        for path, placeholder in self.redact:
+            data = data.replace(path, placeholder)
+        return data
 
     def store(self) -> dict[str, str]:
         """Write the attempt's files under ``results_dir/<build_id>/``; never raises."""
@@ -406,9 +421,10 @@ class _Build:
         out = self.ctx.results_dir / bid
         items: list[tuple[str, str, bytes]] = []
         if self.diff is not None and self.diff.text is not None:
-            items.append(("diffoscope", "diffoscope.txt.gz", _gzip(self.diff.text)))
+            items.append(("diffoscope", "diffoscope.txt.gz", _gzip(self._redacted(self.diff.text))))
         if self.diff is not None and self.diff.html is not None:
-            items.append(("diffoscope_html", "diffoscope.html.gz", _gzip(self.diff.html)))
+            html = self._redacted(self.diff.html)
+            items.append(("diffoscope_html", "diffoscope.html.gz", _gzip(html)))
         if self.attestation is not None:
             items.append(("attestation", "attestation", self.attestation))
         for name, data in self.meta_data.items():
@@ -432,6 +448,23 @@ class _Build:
         if self.dir is not None:
             _rmtree(self.dir)
             self.dir = None
+
+
+def _redactions(ctx: BuildContext, build_dir: Path) -> list[tuple[bytes, bytes]]:
+    """This machine's absolute paths a log may show, and what the published log says instead.
+
+    Longest first, so that the build directory wins over the work directory holding it.
+    """
+    paths = {
+        str(build_dir): "<build dir>",
+        str(ctx.work_dir.resolve()): "<work dir>",
+        str(ctx.backend.resolve()): ctx.backend.name,
+    }
+    for key, value in ctx.env.items():
+        if key.endswith("_DIR") and os.path.isabs(value):
+            paths.setdefault(value, f"<{key.removeprefix('REBUILDER_').lower().replace('_', ' ')}>")
+    pairs = [(k.encode(errors="surrogateescape"), v.encode()) for k, v in paths.items() if k != "/"]
+    return sorted(pairs, key=lambda kv: -len(kv[0]))
 
 
 def _seconds(value: float) -> str:
@@ -474,16 +507,41 @@ def _safe_name(name: str, url: str) -> str:
     return name
 
 
-def _sha256_regular(path: Path) -> str | None:
-    """SHA256 of a regular file (not following a symlink), None when there is none."""
+def _rebuilt_digest(path: Path, published_size: int) -> tuple[str | None, str, int | None]:
+    """The rebuilt file's SHA256 (None: no regular file there), a note for the log, its size.
+
+    A package's own build decides what lands in the output directory, so a FIFO
+    (opening it would block for ever), a device, a directory or a symlink is
+    never opened: ``lstat`` first, and only a regular file is read. A file whose
+    size differs from the published one is not hashed at all (a sparse 50 GB file
+    would take minutes): its digest is "" and it differs.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        st = path.lstat()
     except OSError:
-        return None
+        return None, "", None
+    if stat.S_ISLNK(st.st_mode):
+        return None, "a symlink in the output, not a rebuilt file", None
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"not a regular file ({_file_kind(st.st_mode)}), not a rebuilt file", None
+    if st.st_size != published_size:
+        note = f"{st.st_size} bytes, the index says {published_size}: differs, not hashed"
+        return "", note, st.st_size
+    try:  # O_NONBLOCK: should the file have been swapped for a FIFO since the lstat
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        return None, f"cannot open: {e.strerror}", None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
-        return fetch.sha256_file(f)
+        now = os.fstat(f.fileno())
+        if not stat.S_ISREG(now.st_mode) or now.st_ino != st.st_ino:
+            return None, "replaced while being read, not a rebuilt file", None
+        return fetch.sha256_file(f), "", st.st_size
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
 
 
 def _gzip(data: bytes) -> bytes:
