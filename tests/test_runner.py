@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -746,7 +747,7 @@ def test_a_huge_sparse_output_is_bad_by_its_size_without_reading_it(
     hashed: list[object] = []
     real = fetch.sha256_file
 
-    def spy(f: Path) -> str:
+    def spy(f: BinaryIO) -> str:
         hashed.append(f)
         return real(f)
 
