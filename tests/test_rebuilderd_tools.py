@@ -1,0 +1,257 @@
+"""rebuilderd's own tools against our site, and our client against a real rebuilderd.
+
+Everything here is real: rebuildctl, rebuilderd, rebuilderd-worker (0.28) and
+debian-repro-status (0.4.0) from Debian sid, nginx and Caddy, in the sid chroot of
+tests/sid_chroot.py; our site is rendered from a state and served on 127.0.0.1 by a plain
+static server and by nginx and Caddy with the rules docs/site.md gives. The daemon's
+packages are built by its own worker with a dummy backend (the only stand-in: a real
+rebuild of Debian packages cannot run here). Skips with the reason when the chroot cannot
+be made; fails under CI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from rebuilder import attest, client
+from rebuilder.client.installed import read_dpkg_status
+from rebuilder.config import Profile, Release
+from rebuilder.model import Artifact, ArtifactResult, Attempt, BuildGroup, GroupRecord, Job, Status
+from rebuilder.site import ProfileView, render
+
+from .debian_archive import serve
+from .sid_chroot import SidTools, sid_tools, stop
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = dt.datetime(2026, 5, 1, 12, 0, 0)
+NO_COLOR = {"NO_COLOR": "1", "CLICOLOR": "0", "TERM": "dumb"}
+# (name in the chroot, the status our site gives it)
+CHOSEN = {
+    "base-files": Status.GOOD,
+    "libstdc++6": Status.GOOD,
+    "bash": Status.BAD,
+    "dash": Status.FAIL,
+    "grep": Status.UNKWN,
+}
+REPRO_ICON = {Status.GOOD: "+", Status.BAD: "-", Status.FAIL: "?", Status.UNKWN: "?"}
+
+
+@pytest.fixture(scope="module")
+def tools() -> SidTools:
+    return sid_tools()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{url}: the server exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    pytest.fail(f"{url}: no answer within {seconds} s: {log.read_text(errors='replace')[-2000:]}")
+
+
+# --- our site, read by rebuildctl and debian-repro-status --------------------------------------
+
+
+def _docs_block(lang: str) -> str:
+    text = (REPO / "docs" / "site.md").read_text()
+    m = re.search(rf"```{lang}\n(.*?)```", text, re.S)
+    assert m, f"docs/site.md has no {lang} block"
+    return m.group(1)
+
+
+def _site(tmp: Path, tools: SidTools) -> tuple[Path, dict[str, tuple[str, str, Status]]]:
+    """A site whose groups are packages installed in the chroot, one per status."""
+    installed = {p.name: p for p in read_dpkg_status(tools.root / "var/lib/dpkg/status")}
+    missing = sorted(set(CHOSEN) - set(installed))
+    assert not missing, f"the sid chroot lacks {missing}"
+    site = tmp / "site"
+    key = attest.ensure_key(tmp / "key.pem")
+    records, jobs, expected = {}, [], {}
+    for build_id, (name, status) in enumerate(CHOSEN.items(), start=1):
+        p = installed[name]
+        data = f"the bytes of {name}\n".encode()
+        deb = tmp / "debs" / f"{name}_{p.version.replace(':', '%3a')}_{p.architecture}.deb"
+        deb.parent.mkdir(exist_ok=True)
+        deb.write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        art = Artifact(name, p.version, p.architecture, f"https://mirror.example/pool/{deb.name}",
+                       sha, len(data))  # fmt: skip
+        g = BuildGroup(name, p.version, "debian", "sid", "main", p.architecture,
+                       f"https://mirror.example/{name}.buildinfo", (art,))  # fmt: skip
+        expected[name] = (p.version, p.architecture, status)
+        if status is Status.UNKWN:
+            records[g.key] = GroupRecord(g, status, first_seen=NOW)
+            jobs.append(Job("p", g, "new"))
+            continue
+        store = site / "builds" / str(build_id)
+        store.mkdir(parents=True)
+        (store / "log").write_text(f"build {build_id}: the log of {name}\n")
+        files = {"log": f"{build_id}/log"}
+        built = sha if status is Status.GOOD else ("0" * 64 if status is Status.BAD else None)
+        results = () if status is Status.FAIL else (ArtifactResult(name, deb.name, sha, built),)
+        if status is Status.GOOD:
+            link = attest.make_link(deb.name, f"{name}.buildinfo", deb, deb, key)
+            (store / "attestation").write_bytes(link)
+            files["attestation"] = f"{build_id}/attestation"
+        if status is Status.BAD:
+            (store / "diffoscope").write_text(f"--- the diff of {name}\n")
+            files["diffoscope"] = f"{build_id}/diffoscope"
+        a = Attempt(build_id, p.version, status, NOW, 60.0, "debian", "new", g.inputs_digest,
+                    results, files)  # fmt: skip
+        records[g.key] = GroupRecord(g, status, [a], first_seen=NOW)
+        if status is Status.FAIL:
+            jobs.append(Job("p", g, "requeued"))
+    profile = Profile("p", "debian", (Release("sid", "https://mirror.example/debian"),))
+    view = ProfileView(profile, records, len(jobs), NOW, (), jobs)
+    render(site, [view], now=NOW, public_keys=[attest.public_key_pem(key)])
+    return site, expected
+
+
+@pytest.fixture(scope="module")
+def served_site(
+    tools: SidTools, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, object]]:
+    """The site behind a plain static server, nginx and Caddy (the rules of docs/site.md)."""
+    tmp = tmp_path_factory.mktemp("tools-site")
+    site, expected = _site(tmp, tools)
+    plain, stop_plain = serve(site)
+    conf = tmp / "conf"
+    conf.mkdir()
+    nginx_port, caddy_port = _free_port(), _free_port()
+    (conf / "nginx.conf").write_text(
+        "daemon off; pid /srv/b/nginx.pid; error_log stderr;\nevents {}\nhttp {\n"
+        "  access_log off;\n"
+        + "".join(f"  {k}_temp_path /srv/b/tmp;\n"
+                  for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + f"  server {{\n    listen 127.0.0.1:{nginx_port};\n    root /srv/a;\n"
+        + _docs_block("nginx") + "  }\n}\n"
+    )  # fmt: skip
+    (conf / "tmp").mkdir()
+    (conf / "Caddyfile").write_text(
+        "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n"
+        "\tstorage file_system /srv/b/caddy\n}\n"
+        f"http://127.0.0.1:{caddy_port} {{\n\troot * /srv/a\n"
+        + _docs_block("caddyfile") + "\tfile_server\n}\n"
+    )  # fmt: skip
+    binds = {site: "/srv/a", conf: "/srv/b"}
+    env = {"HOME": "/srv/b", "XDG_DATA_HOME": "/srv/b/xdg", "XDG_CONFIG_HOME": "/srv/b/xdg"}
+    nginx = tools.start(["nginx", "-c", "/srv/b/nginx.conf", "-p", "/srv/b"], binds,
+                        log=tmp / "nginx.log")  # fmt: skip
+    caddy = tools.start(["caddy", "run", "--config", "/srv/b/Caddyfile", "--adapter", "caddyfile"],
+                        binds, log=tmp / "caddy.log", env=env)  # fmt: skip
+    try:
+        nginx_url, caddy_url = f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{caddy_port}"
+        _wait_http(nginx_url, nginx, tmp / "nginx.log")
+        _wait_http(caddy_url, caddy, tmp / "caddy.log")
+        yield {"site": site, "expected": expected, "plain": plain, "nginx": nginx_url,
+               "caddy": caddy_url}  # fmt: skip
+    finally:
+        stop(nginx)
+        stop(caddy)
+        stop_plain()
+
+
+def _rebuildctl(tools: SidTools, base: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return tools.run(["rebuildctl", "-H", base, *args], env=NO_COLOR, timeout=60)
+
+
+LINE = re.compile(r"^\[(\w+)\s*\] (\S+) (\S+)\s+\((.*)\) \"(.*)\"$")
+
+
+@pytest.mark.parametrize("server", ["nginx", "caddy"])
+def test_rebuildctl_reads_our_site(
+    tools: SidTools, served_site: dict[str, object], server: str
+) -> None:
+    base = f"{served_site[server]}/debian"
+    site: Path = served_site["site"]  # type: ignore[assignment]
+    expected: dict[str, tuple[str, str, Status]] = served_site["expected"]  # type: ignore[assignment]
+    ls = _rebuildctl(tools, base, "pkgs", "ls")
+    assert ls.returncode == 0, ls.stderr
+    rows = [LINE.match(line) for line in ls.stdout.splitlines()]
+    assert all(rows), ls.stdout
+    got = {m.group(2): (m.group(3), m.group(1), m.group(4)) for m in rows if m}
+    assert len(rows) == len(expected) == len(got)  # every package once: the walk ended
+    for name, (version, arch, status) in expected.items():
+        # rebuildctl has no FAIL: a null artifact status prints as UNKWN
+        shown = "UNKWN" if status is Status.FAIL else status.value
+        assert got[name] == (version, shown, f"debian, sid, main, {arch}"), name
+    records = json.loads((site / "debian/api/v1/packages/binary").read_text())["records"]
+    as_json = _rebuildctl(tools, base, "pkgs", "ls", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == records
+    queue = _rebuildctl(tools, base, "queue", "ls")
+    assert queue.returncode == 0, queue.stderr
+    assert [line.split()[2] for line in queue.stdout.splitlines()] == ["dash", "grep"]
+    status = _rebuildctl(tools, base, "status")
+    assert status.returncode == 0 and status.stdout == "", status.stderr
+    for name in ("base-files", "libstdc++6", "dash"):
+        log = _rebuildctl(tools, base, "pkgs", "log", "--name", name)
+        assert log.returncode == 0, log.stderr
+        assert log.stdout.endswith(f": the log of {name}\n"), log.stdout
+    att = _rebuildctl(tools, base, "pkgs", "attestation", "--name", "base-files")
+    assert att.returncode == 0, att.stderr
+    assert att.stdout == (site / "builds/1/attestation").read_text() + "\n"
+    diff = _rebuildctl(tools, base, "pkgs", "diffoscope", "--name", "bash")
+    assert diff.returncode == 0 and diff.stdout == "--- the diff of bash\n", diff.stderr
+    never = _rebuildctl(tools, base, "pkgs", "log", "--name", "grep")
+    assert never.returncode != 0 and "not been built" in never.stderr
+
+
+def test_rebuildctl_on_a_plain_static_server(
+    tools: SidTools, served_site: dict[str, object]
+) -> None:
+    """Without the rules only what needs no query works; a lookup by name must fail."""
+    base = f"{served_site['plain']}/debian"
+    status = _rebuildctl(tools, base, "status")
+    assert status.returncode == 0, status.stderr
+    log = _rebuildctl(tools, base, "pkgs", "log", "--name", "base-files")
+    assert log.returncode != 0 and "exactly one result" in log.stderr
+
+
+def test_debian_repro_status_reads_our_site(
+    tools: SidTools, served_site: dict[str, object]
+) -> None:
+    expected: dict[str, tuple[str, str, Status]] = served_site["expected"]  # type: ignore[assignment]
+    r = tools.run(["debian-repro-status", "--rebuilderd", f"{served_site['plain']}/debian"],
+                  env=NO_COLOR, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    shown = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r"^\[(.)\] (\S+) (\S+) (\S+) (\S+)", line)
+        if m:
+            shown[m.group(2)] = (m.group(1), m.group(3), m.group(4), m.group(5))
+    for name, (version, arch, status) in expected.items():
+        v0 = status.v0
+        assert shown[name] == (REPRO_ICON[status], arch, version, v0), (name, r.stdout)
+
+
+def test_our_client_reads_our_site_through_nginx(served_site: dict[str, object]) -> None:
+    expected: dict[str, tuple[str, str, Status]] = served_site["expected"]  # type: ignore[assignment]
+    entries = client.fetch_pkgs(f"{served_site['nginx']}/debian")
+    assert {e.name: (e.version, e.architecture, e.status) for e in entries} == expected
+    board = client.fetch_dashboard(f"{served_site['nginx']}/debian")
+    assert board.queue_length == 2 and board.suites[""][Status.FAIL] == 1
+    queue = client.fetch_queue(f"{served_site['plain']}/debian")
+    assert [q.name for q in queue] == ["dash", "grep"]
