@@ -255,3 +255,162 @@ def test_our_client_reads_our_site_through_nginx(served_site: dict[str, object])
     assert board.queue_length == 2 and board.suites[""][Status.FAIL] == 1
     queue = client.fetch_queue(f"{served_site['plain']}/debian")
     assert [q.name for q in queue] == ["dash", "grep"]
+
+
+# --- a real rebuilderd, its worker, and our client ------------------------------------------
+
+BACKEND = """#!/bin/sh
+# The dummy backend: rebuilderd-worker calls it as any backend (input path, REBUILDERD_OUTDIR).
+set -e
+echo "dummy backend: building $(basename "$1")"
+mode=$(sed -n 's/^MODE=//p' "$1")
+if [ "$mode" = fail ]; then echo "dummy backend: failing on purpose"; exit 1; fi
+for f in "$(dirname "$1")"/*.deb; do
+  if [ "$mode" = bad ]; then echo different > "$REBUILDERD_OUTDIR/$(basename "$f")"
+  else cp "$f" "$REBUILDERD_OUTDIR/"; fi
+done
+"""
+# source name -> (mode, binary names)
+SOURCES = {
+    "good-0000": ("good", ("good-0000", "good-0000-doc")),
+    "bad-0001": ("bad", ("bad-0001",)),
+    "fail-0002": ("fail", ("fail-0002",)),
+    "good-0003": ("good", ("good-0003",)),
+}
+WANT = {"good": Status.GOOD, "bad": Status.BAD, "fail": Status.FAIL}
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    tools: SidTools, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, object]]:
+    """rebuilderd with the SOURCES synced and built by its own worker (then stopped)."""
+    tmp = tmp_path_factory.mktemp("rebuilderd")
+    pool = tmp / "pool"
+    pool.mkdir()
+    pool_url, stop_pool = serve(pool)
+    packages = []
+    for source, (mode, binaries) in SOURCES.items():
+        (pool / f"{source}_1.0-1_amd64.buildinfo").write_text(f"Source: {source}\nMODE={mode}\n")
+        arts = []
+        for b in binaries:
+            deb = f"{b}_1.0-1_amd64.deb"
+            if mode != "fail":  # the worker's download fails: rebuilderd's FAIL
+                (pool / deb).write_bytes(f"the bytes of {b}\n".encode() * 20)
+            arts.append({"name": b, "version": "1.0-1", "component": "main",
+                         "architecture": "amd64", "url": f"{pool_url}/{deb}"})  # fmt: skip
+        packages.append({"name": source, "version": "1.0-1", "artifacts": arts,
+                         "url": f"{pool_url}/{source}_1.0-1_amd64.buildinfo"})  # fmt: skip
+    work = tmp / "srv"
+    (work / "worker").mkdir(parents=True)
+    (work / "home").mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    (work / "rebuilderd.conf").write_text(
+        f'[http]\nbind_addr = "127.0.0.1:{port}"\n[worker]\nsignup_secret = "test-secret"\n'
+    )
+    (work / "worker.conf").write_text(
+        f'endpoint = "{url}"\nsignup_secret = "test-secret"\nsupported_architectures = ["amd64"]\n'
+        'idle_delay = 1\n[build]\ntimeout = 120\n[backend."debian"]\npath = "/srv/a/backend.sh"\n'
+    )
+    (work / "backend.sh").write_text(BACKEND)
+    (work / "backend.sh").chmod(0o755)
+    report = {"distribution": "debian", "release": "sid", "architecture": "amd64",
+              "packages": packages}  # fmt: skip
+    (work / "report.json").write_text(json.dumps(report))
+    binds = {work: "/srv/a"}
+    env = {"REBUILDERD_COOKIE_PATH": "/srv/a/auth-cookie", "HOME": "/srv/a/home"}
+    rebuilderd = tools.start(
+        ["rebuilderd", "-c", "/srv/a/rebuilderd.conf", "--signing-key", "/srv/a/sign.key"],
+        binds, cwd="/srv/a", log=tmp / "rebuilderd.log", env=env,
+    )  # fmt: skip
+    worker = None
+    try:
+        _wait_http(f"{url}/api/v1/dashboard", rebuilderd, tmp / "rebuilderd.log")
+        sync = tools.run(["sh", "-c", f"rebuildctl -H {url} pkgs sync-stdin < report.json"],
+                         binds, cwd="/srv/a", env=env)  # fmt: skip
+        assert sync.returncode == 0, sync.stderr
+        worker = tools.start(
+            ["rebuilderd-worker", "-c", "/srv/a/worker.conf", "connect", url],
+            binds, cwd="/srv/a/worker", log=tmp / "worker.log", env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while True:
+            board = requests.get(f"{url}/api/v1/dashboard", timeout=10).json()["rebuilds"]
+            if board["good"] + board["bad"] + board["fail"] >= len(SOURCES):
+                break
+            if time.monotonic() > deadline or worker.poll() is not None:
+                pytest.fail(f"the worker did not build everything: {board}\n"
+                            + (tmp / "worker.log").read_text(errors="replace")[-3000:])  # fmt: skip
+            time.sleep(1)
+        stop(worker)  # what is queued again (BAD, FAIL: retried later) stays queued
+        yield {"url": url, "pool": pool, "tmp": tmp, "binds": binds, "env": env}
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(rebuilderd)
+        stop_pool()
+
+
+def test_our_client_reads_a_real_rebuilderd(tools: SidTools, daemon: dict[str, object]) -> None:
+    url = str(daemon["url"])
+    entries = {e.name: e for e in client.fetch_pkgs(url)}
+    want = {b: WANT[mode] for mode, bins in SOURCES.values() for b in bins}
+    assert {n: (e.version, e.status) for n, e in entries.items()} == {
+        n: ("1.0-1", s) for n, s in want.items()
+    }
+    # the daemon's own client sees the same packages, builds and artifacts
+    theirs = tools.run(["rebuildctl", "-H", url, "pkgs", "ls", "--json"], env=NO_COLOR)
+    assert theirs.returncode == 0, theirs.stderr
+    for p in json.loads(theirs.stdout):
+        e = entries[p["name"]]
+        assert (e.version, e.build_id, e.artifact_id, e.release) == (
+            p["version"], p["build_id"], p["artifact_id"], p["release"]
+        )  # fmt: skip
+    assert client.format_pkg_line(entries["fail-0002"]).startswith("[FAIL ] fail-0002 1.0-1 ")
+    # every log is the one of the build that made the package (v0's is keyed by artifact id)
+    for source, (mode, binaries) in SOURCES.items():
+        for b in binaries:
+            log = client.fetch_build_file(url, entries[b], "log").decode()
+            own = f"{b}_1.0-1_amd64.deb" if mode == "fail" else f"building {source}_1.0-1"
+            assert own in log, (b, log)
+    # the dashboard and queue counts are v1's, not v0's constant 0
+    raw = requests.get(f"{url}/api/v1/dashboard", timeout=10).json()
+    board = client.fetch_dashboard(url)
+    assert board.suites[""] == {Status.GOOD: 2, Status.BAD: 1, Status.FAIL: 1, Status.UNKWN: 0}
+    assert board.queue_length == sum(raw["jobs"].values())
+    raw_queue = requests.get(f"{url}/api/v1/queue", timeout=10).json()["records"]
+    assert [q.name for q in client.fetch_queue(url)] == [q["name"] for q in raw_queue]
+
+
+def test_verify_check_files_against_a_real_rebuilderd(daemon: dict[str, object]) -> None:
+    """The daemon's v1 attestations carry its own signature: GOOD packages verify."""
+    url, pool = str(daemon["url"]), Path(str(daemon["pool"]))
+    installed = [
+        client.Installed(b, "1.0-1", "amd64") for _, bins in SOURCES.values() for b in bins
+    ]
+    report = client.verify_installed(installed, {url: client.fetch_pkgs(url)}, 1)
+    keys = {url: client.fetch_public_keys(url)}
+    checked = client.check_files(report, [pool], client.attestation_fetcher({url: url}), keys)
+    by_name = {v.package.name: v for v in checked.verdicts}
+    for name in ("good-0000", "good-0000-doc", "good-0003"):
+        v = by_name[name]
+        assert v.reproduced and (v.checks or {})[url].outcome == "ok", (name, v.checks)
+    assert by_name["bad-0001"].status is Status.BAD and not by_name["bad-0001"].reproduced
+    assert by_name["fail-0002"].status is Status.UNKWN  # FAIL: not reproduced, not refuted
+
+
+def test_our_cli_against_a_real_rebuilderd(daemon: dict[str, object], tmp_path: Path) -> None:
+    from .helpers import rebuild
+
+    url = str(daemon["url"])
+    status = rebuild(tmp_path, "status", "-H", url)
+    assert status.returncode == 0, status.stderr
+    assert "GOOD 2  BAD 1  FAIL 1  UNKWN 0" in status.stdout
+    ls = rebuild(tmp_path, "pkgs", "ls", "-H", url)
+    assert ls.returncode == 0, ls.stderr
+    names = [line.split()[2] for line in ls.stdout.splitlines()]
+    assert names == sorted(names) and len(names) == 5
+    assert "(debian, sid, main, amd64)" in ls.stdout
+    log = rebuild(tmp_path, "pkgs", "log", "-H", url, "--name", "good-0003")
+    assert log.returncode == 0 and "building good-0003_1.0-1_amd64.buildinfo" in log.stdout
