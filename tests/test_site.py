@@ -18,9 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from rebuilder.api.v0 import PkgRelease
 from rebuilder.config import Profile, Release
 from rebuilder.model import Artifact, ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
-from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, paths, render
+from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, api_v1, paths, render
 from rebuilder.site import history_point as site_history_point
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9)
@@ -459,11 +460,24 @@ def test_store_paths_cannot_escape(tmp_path: Path) -> None:
     assert found is not None and found[1].st_size == 4
 
 
-def test_pkg_releases_alone_agrees_with_the_rendered_list(rendered) -> None:
-    """The pipeline calls ``api_v0.pkg_releases(record)`` on its own (``client``'s local list)."""
+def test_binary_rows_alone_agree_with_the_rendered_v1_list(rendered) -> None:
+    """The pipeline calls ``api_v1.binary_rows`` on its own (``pkgs ls`` without -H)."""
     site, views, _ = rendered
-    rows = [p for v in views for r in v.records.values() if r.seen for p in api_v0.pkg_releases(r)]
-    assert api_v0.unique_pkgs(rows) == _pkgs(site)
+    rows = {
+        json.dumps(row.record.to_json() | {"id": 0}, sort_keys=True)
+        for v in views
+        for r in v.records.values()
+        if r.seen
+        for row in api_v1.binary_rows(
+            r, api_v0.v0_attempt(r), api_v1.published(api_v0.v0_attempt(r)), NOW
+        )
+    }
+    doc = json.loads((site / "debian/api/v1/packages/binary").read_text())
+    assert doc["total"] == len(doc["records"])
+    assert [p["id"] for p in doc["records"]] == list(range(1, doc["total"] + 1))
+    names = [p["name"] for p in doc["records"]]
+    assert names == sorted(names)  # rebuildctl's sort=name
+    assert {json.dumps(p | {"id": 0}, sort_keys=True) for p in doc["records"]} == rows
 
 
 # -- the full site: lists, search, maintainers, dashboard, feeds, badges, per-arch v0 ----
@@ -779,9 +793,10 @@ def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
     records = [*views[0].records.values(), _built(odd, Status.GOOD, 30, {"log": "x"})]
     for r in records:
         a = api_v0.v0_attempt(r)
-        has = {"log": True, "attestation": False, "diffoscope": a is not None}
-        fast = [p.line for p in api_v0.pkg_lines(r, a, {k for k, v in has.items() if v})]
-        assert fast == [encode(d) for d in api_v0.pkg_releases(r, a, has)]
+        for has in ({"log"}, {"log", "diffoscope", "attestation"}):
+            for p in api_v0.pkg_lines(r, a, has):
+                record = PkgRelease.from_json(json.loads(p.line))
+                assert p.line == encode(record.to_json())
 
 
 def test_search_index_stays_shallow_for_names_sharing_long_prefixes() -> None:

@@ -13,8 +13,8 @@ produces identical bytes.
 >>> a = Artifact("hello", "1.0-1", "amd64", "https://mirror.example/hello.deb", "0" * 64, 1)
 >>> g = BuildGroup("hello", "1.0-1", "debian", "bookworm", "main", "amd64",
 ...                "https://mirror.example/x", (a,))
->>> pkg_releases(GroupRecord(g))[0]["status"]
-'UNKWN'
+>>> [p.status for p in pkg_lines(GroupRecord(g), None, ())]
+['UNKWN']
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Container, Iterable, Mapping, Sequence
-from enum import Enum
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from rebuilder.api import v0
 from rebuilder.model import Attempt, GroupRecord, Status, format_time
@@ -61,33 +60,12 @@ def built_at(attempt: Attempt) -> _dt.datetime:
     return attempt.started_at + _dt.timedelta(seconds=int(attempt.duration))
 
 
-class _Auto(Enum):
-    CURRENT = "current"  # pkg_releases: "find the attempt yourself"
-
-
-def pkg_releases(
-    record: GroupRecord,
-    attempt: Attempt | Literal[_Auto.CURRENT] | None = _Auto.CURRENT,
-    has: Mapping[str, bool] | None = None,
-) -> list[dict[str, Any]]:
-    """rebuilderd's ``PkgRelease`` objects (as JSON) for every artifact of one group.
-
-    ``attempt`` is :func:`v0_attempt` of the record (found when not given);
-    ``has`` tells which v0 build files are published (``diffoscope``,
-    ``attestation``); by default, those the attempt lists with a safe store path.
-    """
-    if attempt is _Auto.CURRENT:
-        attempt = v0_attempt(record)
-    if has is None:
-        files = attempt.files if attempt else {}
-        has = {k: paths.store_rel(files.get(k, "")) is not None for k in paths.API_KINDS}
-    return [p.to_json() for p in _releases(record, attempt, {k for k, v in has.items() if v})]
-
-
 def _releases(
     record: GroupRecord, attempt: Attempt | None, has: Container[str]
 ) -> list[v0.PkgRelease]:
-    """``suite`` is the group's component (rebuilderd's convention: Debian ``main``)."""
+    """rebuilderd's ``PkgRelease`` for every artifact of one group; ``attempt`` is
+    :func:`v0_attempt`'s, ``has`` the v0 build files published for it. ``suite`` is the
+    group's component (rebuilderd's convention: Debian ``main``, Arch ``core``)."""
     g = record.group
     status = _V0[record.status]
     build_id = attempt.build_id if attempt else None
@@ -102,27 +80,9 @@ def _releases(
     ]
 
 
-def _pkg_sort_key(p: Mapping[str, Any]) -> tuple[str, ...]:
-    return (p["name"], p["version"], p["architecture"], p["suite"], p["artifact_url"], p["status"])
-
-
-_encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
-
-
-def unique_pkgs(pkgs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sorted, with exact duplicates (the same group in overlapping profiles) dropped."""
-    unique = {_encode(p): p for p in pkgs}
-    return [unique[k] for k in sorted(unique, key=lambda k: (_pkg_sort_key(unique[k]), k))]
-
-
-def pkgs_list(pkgs: Sequence[dict[str, Any]]) -> bytes:
-    """``api/v0/pkgs/list`` from :func:`unique_pkgs` rows."""
-    return v0.pkgs_list([_encode(p) for p in pkgs])
-
-
 class PkgLine(NamedTuple):
     """One ``PkgRelease`` as the render handles it: its sort key, what the dashboard
-    counts, and the object already encoded (exactly as :func:`pkgs_list` writes it)."""
+    counts, and the object already encoded (:meth:`rebuilder.api.v0.PkgRelease.encode`)."""
 
     sort: tuple[str, ...]
     suite: str
@@ -135,7 +95,7 @@ _V0 = {s: s.v0 for s in Status}
 
 
 def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str]) -> list[PkgLine]:
-    """:func:`pkg_releases`, encoded (``has`` holds the v0 build files published)."""
+    """:func:`_releases`, encoded (``has`` holds the v0 build files published)."""
     out = []
     for p in _releases(record, attempt, has):
         key = (p.name, p.version, p.architecture, p.suite, p.artifact_url, p.status)
@@ -144,7 +104,8 @@ def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str])
 
 
 def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:
-    """Sorted like :func:`unique_pkgs`, exact duplicates dropped."""
+    """Sorted by name, version, architecture, suite, URL and status; exact duplicates (the
+    same group in overlapping profiles) dropped."""
     unique = {p.line: p for p in lines}
     return sorted(unique.values(), key=lambda p: (p.sort, p.line))
 
