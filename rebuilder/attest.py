@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from rebuilder.api import v0
 from rebuilder.errors import RebuilderError
 
 log = logging.getLogger(__name__)
@@ -357,7 +358,7 @@ def _public_key_from_der(der: bytes) -> Ed25519PublicKey:
 
 def public_keys_json(keys: Iterable[SigningKey | Ed25519PublicKey]) -> dict[str, list[str]]:
     """rebuilderd's ``api/v0/public-keys`` document: ``{"current": [<PEM>, ...]}``."""
-    return {"current": [public_key_pem(k) for k in keys]}
+    return v0.public_keys([public_key_pem(k) for k in keys])
 
 
 def public_keys_from_json(doc: Any) -> list[Ed25519PublicKey]:

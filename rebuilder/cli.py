@@ -314,12 +314,13 @@ def _pkg_entries(args: argparse.Namespace) -> list[client.PkgEntry]:
     if args.host:
         entries = client.fetch_pkgs(args.host, cache_dir=client.default_cache_dir())
     else:
-        entries = [client.PkgEntry.from_json(d) for d in pipeline.local_pkgs(_load_config(args))]
+        entries = [client.PkgEntry.from_v1(d) for d in pipeline.local_pkgs(_load_config(args))]
+    entries.sort(key=lambda e: (e.name, e.version, e.architecture, e.release or "", e.suite))
     return [
         e
         for e in entries
         if (not args.name or fnmatch.fnmatchcase(e.name, args.name))
-        and (not args.status or e.status.v0 in {s.v0 for s in args.status})
+        and (not args.status or e.status in args.status)
         and (not args.distro or e.distro == args.distro)
         and (not args.suite or e.suite == args.suite)
         and (not args.architecture or e.architecture == args.architecture)
@@ -328,8 +329,10 @@ def _pkg_entries(args: argparse.Namespace) -> list[client.PkgEntry]:
 
 def cmd_pkgs_ls(args: argparse.Namespace) -> int:
     entries = _pkg_entries(args)
-    if args.json:
+    if args.json_v0:
         _print_json([e.to_json() for e in entries])
+    elif args.json:
+        _print_json([e.to_v1(i).to_json() for i, e in enumerate(entries, start=1)])
     else:
         for e in entries:
             print(client.format_pkg_line(e))
@@ -371,7 +374,7 @@ def cmd_pkgs_file(args: argparse.Namespace) -> int:
         raise RebuilderError(f"{args.name!r} is ambiguous ({found}); add --version/--architecture")
     e = entries[0]
     base = args.host or str(_load_config(args).settings.site_dir / e.distro)
-    sys.stdout.buffer.write(client.fetch_build_file(base, e.build_id or 0, args.kind))
+    sys.stdout.buffer.write(client.fetch_build_file(base, e, args.kind))
     return 0
 
 
@@ -501,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = pkgs_sub.add_parser("ls", parents=[common], help="list packages and their status")
     p.set_defaults(handler=cmd_pkgs_ls)
     query_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="v1 BinaryPackage objects (rebuildctl's)")
+    p.add_argument("--json-v0", action="store_true", help="v0 PkgRelease objects instead")
     for kind in ("log", "diffoscope", "attestation"):
         p = pkgs_sub.add_parser(kind, parents=[common], help=f"print a package's {kind}")
         p.set_defaults(handler=cmd_pkgs_file, kind=kind)

@@ -28,10 +28,10 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -271,49 +271,114 @@ def _get(
 ) -> bool:
     """Stream ``url`` into ``out``, retrying transient failures. False for an accepted 404."""
     clock = _Clock(url, promised_size)
-    attempt = 0
-    while True:
-        attempt += 1
+
+    def once(last: bool) -> bool:
         out.seek(0)
         out.truncate()
         clock.check()
+        with (
+            session().get(url, stream=True, timeout=min(timeout, clock.left())) as r,
+            clock.watch(r),
+        ):
+            if r.status_code == 404 and missing_ok:
+                return False
+            if r.status_code in _TRANSIENT_STATUS and not last:
+                raise _Transient(f"HTTP {r.status_code}")
+            if r.status_code in (404, 410):
+                raise NotFoundError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
+            if r.status_code >= 400:
+                raise FetchError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
+            total = 0
+            for chunk in r.iter_content(_CHUNK):
+                clock.check()
+                total += len(chunk)
+                if max_size is not None and total > max_size:
+                    raise FetchError(f"{url}: larger than {max_size} bytes")
+                if promised_size is not None and total > promised_size:
+                    raise ChecksumError(
+                        f"{url}: checksum mismatch: more than the {promised_size} bytes "
+                        "the index says"
+                    )
+                out.write(chunk)
+            clock.check()  # a connection cut at the deadline may look like a short answer
+            return True
+
+    return _retrying(url, retries, once, clock)
+
+
+T = TypeVar("T")
+
+
+def _retrying(url: str, retries: int, once: Callable[[bool], T], clock: _Clock | None = None) -> T:
+    """``once(last)`` until it returns, retrying transient failures with backoff (the one
+    retry policy of every HTTP request this tool makes); ``last`` is true on the final try.
+    With a ``clock``, no retry waits past its deadline."""
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            with (
-                session().get(url, stream=True, timeout=min(timeout, clock.left())) as r,
-                clock.watch(r),
-            ):
-                if r.status_code == 404 and missing_ok:
-                    return False
-                if r.status_code in _TRANSIENT_STATUS and attempt <= retries:
-                    raise _Transient(f"HTTP {r.status_code}")
-                if r.status_code in (404, 410):
-                    raise NotFoundError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
-                if r.status_code >= 400:
-                    raise FetchError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
-                total = 0
-                for chunk in r.iter_content(_CHUNK):
-                    clock.check()
-                    total += len(chunk)
-                    if max_size is not None and total > max_size:
-                        raise FetchError(f"{url}: larger than {max_size} bytes")
-                    if promised_size is not None and total > promised_size:
-                        raise ChecksumError(
-                            f"{url}: checksum mismatch: more than the {promised_size} bytes "
-                            "the index says"
-                        )
-                    out.write(chunk)
-                clock.check()  # a connection cut at the deadline may look like a short answer
-                return True
+            return once(attempt > retries)
         except (_Transient, requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as e:  # fmt: skip
-            clock.check()
+            if clock is not None:
+                clock.check()
             if attempt > retries:
                 raise FetchError(f"{url}: {_describe(e)} (after {attempt} tries)") from None
-            delay = min(BACKOFF * 2 ** (attempt - 1), max(0.0, clock.left()))
-            log.warning("%s: %s; retrying in %.0f s", url, _describe(e), delay)
+            delay = BACKOFF * 2 ** (attempt - 1)
+            if clock is not None:
+                delay = min(delay, max(0.0, clock.left()))
+            log.warning("%s: %s; retrying in %.1f s", url, _describe(e), delay)
             time.sleep(delay)
         except requests.RequestException as e:
             raise FetchError(f"{url}: {_describe(e)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A server's whole answer to :func:`request`, whatever its status."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def request(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    timeout: float = TIMEOUT,
+    retries: int = RETRIES,
+    max_size: int = 1 << 30,
+    deadline: float = 30 * 60.0,
+) -> Answer:
+    """One request with the retry policy, its answer read whole (at most ``max_size``
+    bytes, within ``deadline`` seconds): for callers that look at the status themselves.
+    Only requests that change nothing may be sent (they are retried)."""
+
+    def once(last: bool) -> Answer:
+        body = {"json": json_body} if method == "POST" else {}
+        with session().request(
+            method, url, headers=dict(headers or {}), timeout=timeout, stream=True, **body
+        ) as r:
+            if r.status_code in _TRANSIENT_STATUS and not last:
+                raise _Transient(f"HTTP {r.status_code}")
+            # The timeout bounds each wait, not the whole answer: a server dripping bytes
+            # (or sending without end) is cut off by the deadline and the size limit.
+            ends = time.monotonic() + deadline
+            chunks, size = [], 0
+            for chunk in r.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > max_size:
+                    raise FetchError(f"{url}: answer larger than {max_size >> 20} MiB")
+                if time.monotonic() > ends:
+                    raise FetchError(f"{url}: answer took longer than {deadline:.0f} s")
+                chunks.append(chunk)
+            return Answer(r.status_code, r.reason or "", r.headers, b"".join(chunks))
+
+    return _retrying(url, retries, once)
 
 
 class _Transient(Exception):
@@ -325,6 +390,10 @@ def _describe(e: BaseException) -> str:
         return "timed out"
     if isinstance(e, requests.ConnectionError):
         return "connection failed"
+    if isinstance(e, requests.exceptions.ChunkedEncodingError):
+        return "connection broken while reading the answer"
+    if isinstance(e, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return "not a valid URL"
     return str(e) or type(e).__name__
 
 

@@ -39,8 +39,9 @@ class Status(StrEnum):
 
     @property
     def v0(self) -> str:
-        """The status as rebuilderd's v0 API spells it (it has no FAIL)."""
-        return "BAD" if self is Status.FAIL else self.value
+        """The status as rebuilderd's v0 API spells it: it has no FAIL, and rebuilderd 0.28
+        lists a build that failed as UNKWN (with its build id: nothing was compared)."""
+        return "UNKWN" if self is Status.FAIL else self.value
 
 
 def utcnow() -> _dt.datetime:

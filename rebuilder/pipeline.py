@@ -163,11 +163,10 @@ def render(
     for p in config.profiles.values():
         st = states.get(p.name) or state.load(s.state_dir, p.name, p.distro)
         states[p.name] = st
-        n = (queue_length or {}).get(p.name)
-        if n is None:
-            n = len(plan.plan({p.name: st.records}, utcnow(), policies(s)))
+        jobs = plan.plan({p.name: st.records}, utcnow(), policies(s))  # the API's queue
+        n = (queue_length or {}).get(p.name, len(jobs))
         last_run = state.last_run(s.state_dir, p.name)
-        views.append(site.ProfileView(p, st.records, n, last_run, st.passes))
+        views.append(site.ProfileView(p, st.records, n, last_run, st.passes, jobs))
     changed = set().union(*(st.changed for st in states.values())) if incremental else None
     site.render(
         s.site_dir, views, changed=changed, public_keys=_public_keys(s), site_url=s.site_url
@@ -183,13 +182,18 @@ def _public_keys(s: Settings) -> list[str]:
 
 
 def local_pkgs(config: Config) -> list[dict[str, object]]:
-    """rebuilderd's v0 package list of every configured profile, from the local state."""
+    """rebuilderd's v1 binary packages of every configured profile, from the local state."""
     out: list[dict[str, object]] = []
+    now = utcnow()
     for p in config.profiles.values():
         st = state.load(config.settings.state_dir, p.name, p.distro)
         for key in sorted(st.records):
-            if st.records[key].seen:
-                out.extend(site.api_v0.pkg_releases(st.records[key]))
+            record = st.records[key]
+            if record.seen:
+                attempt = site.api_v0.v0_attempt(record)
+                served = site.api_v1.published(attempt)
+                rows = site.api_v1.binary_rows(record, attempt, served, now)
+                out.extend(r.record.to_json() | {"id": len(out) + i} for i, r in enumerate(rows, 1))
     return out
 
 

@@ -113,6 +113,12 @@ def test_queue_ls_and_remote_status(mirror: tuple[Archive, str], tmp_path: Path)
     try:
         st = rebuild(tmp_path, "status", "-H", f"{site_url}/debian")
         assert st.returncode == 0, st.stderr
-        assert "main" in st.stdout and "GOOD" in st.stdout.upper()
+        assert "all suites" in st.stdout and "GOOD" in st.stdout  # v1: builds by status
+        queue = rebuild(tmp_path, "queue", "ls", "--json", "-H", f"{site_url}/debian")
+        assert queue.returncode == 0, queue.stderr  # the site publishes its queue now
+        local = json.loads(rebuild(work, "queue", "ls", "--json").stdout)
+        assert [e["pkgbase"]["name"] for e in json.loads(queue.stdout)] == [
+            e["pkgbase"]["name"] for e in local
+        ]
     finally:
         stop()

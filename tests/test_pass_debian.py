@@ -66,13 +66,17 @@ def test_full_pass_good_bad_fail_site_and_audit_log(mirror: tuple[Archive, str],
     log = gzip.decompress((work / "site" / "builds" / fail["files"]["log"]).read_bytes())
     assert b"broken only builds for the original upload" in log
 
-    # rebuilderd-compatible API: FAIL shown as BAD, logs as plain text
+    # rebuilderd-compatible API: FAIL is UNKWN with its build id (as rebuilderd 0.28), logs plain
     pkgs = json.loads((work / "site" / "debian" / "api" / "v0" / "pkgs" / "list").read_text())
     by_name = {p["name"]: p for p in pkgs}
     assert by_name["repro"]["status"] == "GOOD" and by_name["repro-doc"]["status"] == "GOOD"
     assert by_name["timestamped"]["status"] == "BAD" and by_name["timestamped"]["has_diffoscope"]
-    assert by_name["broken"]["status"] == "BAD"
+    assert by_name["broken"]["status"] == "UNKWN" and by_name["broken"]["build_id"]
     assert by_name["repro"]["has_attestation"]
+    v1 = json.loads((work / "site/debian/api/v1/packages/binary").read_text())["records"]
+    v1_status = {p["name"]: (p["status"], p["build_id"] is not None) for p in v1}
+    assert v1_status["broken"] == (None, True)  # v1: a build that compared nothing, FAIL
+    assert v1_status["timestamped"] == ("BAD", True) and v1_status["repro"] == ("GOOD", True)
     bid = by_name["broken"]["build_id"]
     v0_log = work / "site" / "debian" / "api" / "v0" / "builds" / str(bid) / "log"
     assert b"broken only builds" in v0_log.read_bytes()

@@ -19,8 +19,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from rebuilder.api.v0 import PkgRelease
 from rebuilder.model import ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
-from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, paths, render
+from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, api_v1, paths, render
 from rebuilder.site import history_point as site_history_point
 
 from .fixtures.site import (
@@ -84,7 +85,7 @@ def test_pkgs_list_has_rebuilderd_shape_and_values(rendered) -> None:
     }  # fmt: skip
     assert by_name["hello-doc"]["build_id"] == 1  # one object per artifact
     assert by_name["bad"]["status"] == "BAD" and by_name["bad"]["has_diffoscope"] is True
-    assert by_name["fail"]["status"] == "BAD"  # v0 has no FAIL
+    assert by_name["fail"]["status"] == "UNKWN"  # v0 has no FAIL: rebuilderd 0.28 says UNKWN
     assert by_name["fail"]["build_id"] == 3 and by_name["fail"]["has_diffoscope"] is False
     assert by_name["new"]["status"] == "UNKWN" and by_name["new"]["build_id"] is None
     assert by_name["new"]["built_at"] is None
@@ -104,8 +105,8 @@ def test_dashboard_and_index_json(rendered) -> None:
     assert set(board) == {"suites", "active_builds", "queue_length", "now"}
     assert board["queue_length"] == 4 and board["active_builds"] == []
     assert board["now"] == "2024-05-06T07:08:09"
-    # artifacts of seen groups: hello + hello-doc; bad + fail; new, bumped + 10 hostile names
-    assert board["suites"]["main"] == {"good": 2, "unknown": 12, "bad": 2}
+    # artifacts of seen groups: hello + hello-doc; bad; fail, new, bumped + 10 hostile names
+    assert board["suites"]["main"] == {"good": 2, "unknown": 13, "bad": 1}
     assert board["suites"][XSS] == {"good": 0, "unknown": 0, "bad": 1}
     index = json.loads((site / "index.json").read_text())
     main = index["profiles"][0]
@@ -221,9 +222,16 @@ def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:
         rel = p.relative_to(site)
         assert ".." not in rel.parts and "\x00" not in str(rel)
         assert all(len(part.encode()) <= paths.MAX_SEGMENT + 10 for part in rel.parts), rel
-        if p.is_symlink():  # only the per-architecture v0 trees' link to the builds folder
-            assert rel.parts[2:] == ("api", "v0", "builds"), rel
-            assert p.resolve() == (site / "debian/api/v0/builds").resolve()
+        if p.is_symlink():  # per-architecture builds folders, v1 files linking to v0 or by-name
+            target = p.resolve()
+            assert target.exists() and target.is_relative_to(site.resolve()), rel
+            if rel.parts[2:] == ("api", "v0", "builds"):
+                assert target == (site / "debian/api/v0/builds").resolve()
+            elif "by-name" in rel.parts:
+                assert target.parent == p.parent.resolve(), rel
+            else:
+                assert rel.parts[:3] == ("debian", "api", "v1"), rel
+                assert target.is_relative_to((site / "debian/api/v0/builds").resolve()), rel
 
 
 def test_second_render_writes_nothing_and_builds_is_untouched(tmp_path: Path) -> None:
@@ -355,11 +363,24 @@ def test_store_paths_cannot_escape(tmp_path: Path) -> None:
     assert found is not None and found[1].st_size == 4
 
 
-def test_pkg_releases_alone_agrees_with_the_rendered_list(rendered) -> None:
-    """The pipeline calls ``api_v0.pkg_releases(record)`` on its own (``client``'s local list)."""
+def test_binary_rows_alone_agree_with_the_rendered_v1_list(rendered) -> None:
+    """The pipeline calls ``api_v1.binary_rows`` on its own (``pkgs ls`` without -H)."""
     site, views, _ = rendered
-    rows = [p for v in views for r in v.records.values() if r.seen for p in api_v0.pkg_releases(r)]
-    assert api_v0.unique_pkgs(rows) == _pkgs(site)
+    rows = {
+        json.dumps(row.record.to_json() | {"id": 0}, sort_keys=True)
+        for v in views
+        for r in v.records.values()
+        if r.seen
+        for row in api_v1.binary_rows(
+            r, api_v0.v0_attempt(r), api_v1.published(api_v0.v0_attempt(r)), NOW
+        )
+    }
+    doc = json.loads((site / "debian/api/v1/packages/binary").read_text())
+    assert doc["total"] == len(doc["records"])
+    assert [p["id"] for p in doc["records"]] == list(range(1, doc["total"] + 1))
+    names = [p["name"] for p in doc["records"]]
+    assert names == sorted(names)  # rebuildctl's sort=name
+    assert {json.dumps(p | {"id": 0}, sort_keys=True) for p in doc["records"]} == rows
 
 
 # -- the full site: lists, search, maintainers, dashboard, feeds, badges, per-arch v0 ----
@@ -605,7 +626,7 @@ def test_per_architecture_v0_trees(rendered, tmp_path: Path, caplog) -> None:
     assert (site / "debian/amd64/api/v0/builds/1/log").read_text() == LOG_GOOD
     assert (site / "debian/arm64/api/v0/builds/3/log").read_text() == "plain failure log\n"
     board = json.loads((site / "debian/arm64/api/v0/dashboard").read_text())
-    assert board["suites"] == {"main": {"good": 0, "unknown": 0, "bad": 1}}
+    assert board["suites"] == {"main": {"good": 0, "unknown": 1, "bad": 0}}  # FAIL: UNKWN
     # an architecture named "api" would shadow the distro's own tree: it gets none
     other = tmp_path / "other"
     g = site_group("odd", arch="api")
@@ -681,9 +702,10 @@ def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
     records = [*views[0].records.values(), built_record(odd, Status.GOOD, 30, {"log": "x"})]
     for r in records:
         a = api_v0.v0_attempt(r)
-        has = {"log": True, "attestation": False, "diffoscope": a is not None}
-        fast = [p.line for p in api_v0.pkg_lines(r, a, {k for k, v in has.items() if v})]
-        assert fast == [encode(d) for d in api_v0.pkg_releases(r, a, has)]
+        for has in ({"log"}, {"log", "diffoscope", "attestation"}):
+            for p in api_v0.pkg_lines(r, a, has):
+                record = PkgRelease.from_json(json.loads(p.line))
+                assert p.line == encode(record.to_json())
 
 
 def test_search_index_stays_shallow_for_names_sharing_long_prefixes() -> None:

@@ -35,9 +35,10 @@ from typing import Any
 
 import jinja2
 
+from rebuilder.api import v0
 from rebuilder.config import Profile
-from rebuilder.model import Attempt, GroupRecord, Status, utcnow
-from rebuilder.site import api_v0, badges, feeds, history, html, links, paths, search
+from rebuilder.model import Attempt, GroupRecord, Job, Status, utcnow
+from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, links, paths, search
 from rebuilder.site.history import history_point
 from rebuilder.site.output import MAX_SERVED, Output, RenderStats, Transform
 from rebuilder.site.paths import SiteError
@@ -68,13 +69,15 @@ REPORT_CSP = (
 class ProfileView:
     """What the site shows of one profile: its records (key = ``BuildGroup.key``), its
     queue, when it last ran, and its pass history (``ProfileState.passes``: dicts of
-    :func:`history_point`'s shape, oldest first) for the dashboard's chart."""
+    :func:`history_point`'s shape, oldest first) for the dashboard's chart. ``queue``
+    (the planned jobs, in order) is published as the API's build queue."""
 
     profile: Profile
     records: Mapping[str, GroupRecord]
     queue_length: int = 0
     last_pass: _dt.datetime | None = None  # naive UTC
     history: Sequence[Mapping[str, Any]] = ()
+    queue: Sequence[Job] = ()
 
 
 _NAME = {s: s.value for s in Status}  # Enum.value is a slow property; this is a dict
@@ -119,6 +122,10 @@ class _Collected:
     """What the aggregates need, gathered in the one walk over every record."""
 
     pkgs: dict[str, list[api_v0.PkgLine]] = field(default_factory=lambda: defaultdict(list))
+    v1: dict[str, list[api_v1.BinaryRow]] = field(default_factory=lambda: defaultdict(list))
+    jobs: dict[str, list[tuple[Job, GroupRecord | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     queues: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     entries: list[search.Entry] = field(default_factory=list)
     search_suites: list[list[str]] = field(default_factory=list)
@@ -190,9 +197,11 @@ def render(
     jobs: list[_Job] = []
     for view in views:
         got.queues[view.profile.distro] += view.queue_length
+        got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
         got.profiles.append(_render_profile(out, cfg, view, got, keep_dirs, jobs))
     finish_groups = _start_groups(out, cfg, jobs)  # in other processes while we go on
     _render_v0(out, got, when, public_keys)
+    _render_v1(out, got, views, when, public_keys)
     _render_maintainers(out, cfg, got)
     for name, data in search.build(got.entries, got.search_suites).items():
         out.write(f"{paths.SEARCH}/{name}", data)
@@ -207,7 +216,7 @@ def render(
         [paths.profile_dir(v.profile.name) for v in views]
         + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
         + [b for bases in _arch_bases(got).values() for _, b in bases],  # symlinked builds/
-        [paths.api_base(d) for d in got.pkgs],
+        [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base)],
         deep=changed is None,
         skip=keep_dirs if changed is not None else (),
     )
@@ -305,11 +314,13 @@ def _render_profile(
                 suite_ids[where] = len(got.search_suites)
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
             _collect(got, result, distro, record, attempt, served, found, item, suite_ids[where])
+            got.v1[distro].extend(api_v1.binary_rows(record, attempt, served, cfg.now))
         if cfg.changed is not None and key not in cfg.changed:
             suite_dir = stem.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
             if served:
                 out.keep_dir(next(iter(served.values())).rpartition("/")[0])
+                out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
             out.stats.skipped += 1
             continue
         jobs.append((name, record, attempt, served, found, page))
@@ -472,6 +483,8 @@ def _render_group(
             if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
                 for name in (kind, f"{kind}.html"):
                     served.pop(name, None)
+    if attempt is not None and served:
+        api_v1.write_build(out, record, attempt, served)
     v0 = {attempt.build_id: served} if attempt and served else {}
     suite_page = paths.suite_dir(profile, g.release, g.component, g.architecture) + "/index.html"
     distro_page = links.package_page(
@@ -617,9 +630,24 @@ def _write_v0(
     now: _dt.datetime,
     keys: bytes,
 ) -> None:
-    out.write(f"{base}/pkgs/list", api_v0.pkgs_list_lines([p.line for p in lines]))
+    out.write(f"{base}/pkgs/list", v0.pkgs_list([p.line for p in lines]))
     out.write(f"{base}/dashboard", api_v0.dumps(api_v0.dashboard(lines, queue, now)))
     out.write(f"{base}/public-keys", keys)
+
+
+def _render_v1(
+    out: Output,
+    got: _Collected,
+    views: Sequence[ProfileView],
+    now: _dt.datetime,
+    public_keys: Sequence[str],
+) -> None:
+    """Each distribution's v1 tree (rebuildctl's), and v0's build queue."""
+    for distro in sorted(got.pkgs):
+        api_v1.write_packages(out, distro, got.v1[distro])
+        api_v1.write_queue(out, distro, got.jobs[distro], now)
+        records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
+        api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
 
 
 def _arch_bases(got: _Collected) -> dict[str, list[tuple[str, str]]]:

@@ -13,19 +13,18 @@ produces identical bytes.
 >>> a = Artifact("hello", "1.0-1", "amd64", "https://mirror.example/hello.deb", "0" * 64, 1)
 >>> g = BuildGroup("hello", "1.0-1", "debian", "bookworm", "main", "amd64",
 ...                "https://mirror.example/x", (a,))
->>> pkg_releases(GroupRecord(g))[0]["status"]
-'UNKWN'
+>>> [p.status for p in pkg_lines(GroupRecord(g), None, ())]
+['UNKWN']
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import json
 from collections.abc import Container, Iterable, Mapping, Sequence
-from enum import Enum
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
+from rebuilder.api import v0
 from rebuilder.model import Attempt, GroupRecord, Status, format_time
 from rebuilder.site import paths
 
@@ -61,84 +60,29 @@ def built_at(attempt: Attempt) -> _dt.datetime:
     return attempt.started_at + _dt.timedelta(seconds=int(attempt.duration))
 
 
-class _Auto(Enum):
-    CURRENT = "current"  # pkg_releases: "find the attempt yourself"
-
-
-def pkg_releases(
-    record: GroupRecord,
-    attempt: Attempt | Literal[_Auto.CURRENT] | None = _Auto.CURRENT,
-    has: Mapping[str, bool] | None = None,
-) -> list[dict[str, Any]]:
-    """rebuilderd's ``PkgRelease`` objects for every artifact of one group.
-
-    ``attempt`` is :func:`v0_attempt` of the record (found when not given);
-    ``suite`` is the group's component (rebuilderd's convention: Debian
-    ``main``, Arch ``core``...); ``has`` tells which v0 build files are
-    published (``diffoscope``, ``attestation``); by default, those the
-    attempt lists with a safe store path.
-    """
-    if attempt is _Auto.CURRENT:
-        attempt = v0_attempt(record)
-    if has is None:
-        files = attempt.files if attempt else {}
-        has = {k: paths.store_rel(files.get(k, "")) is not None for k in paths.API_KINDS}
+def _releases(
+    record: GroupRecord, attempt: Attempt | None, has: Container[str]
+) -> list[v0.PkgRelease]:
+    """rebuilderd's ``PkgRelease`` for every artifact of one group; ``attempt`` is
+    :func:`v0_attempt`'s, ``has`` the v0 build files published for it. ``suite`` is the
+    group's component (rebuilderd's convention: Debian ``main``, Arch ``core``)."""
     g = record.group
-    status = record.status.v0
+    status = _V0[record.status]
     build_id = attempt.build_id if attempt else None
     when = format_time(built_at(attempt)) if attempt else None
-    has_diffoscope = bool(attempt and has.get("diffoscope"))
-    has_attestation = bool(attempt and has.get("attestation"))
+    dif = attempt is not None and "diffoscope" in has
+    att = attempt is not None and "attestation" in has
+    make = v0.PkgRelease
     return [
-        {
-            "name": a.name,
-            "version": a.version,
-            "status": status,
-            "distro": g.distro,
-            "suite": g.component,
-            "architecture": a.architecture,
-            "artifact_url": a.url,
-            "build_id": build_id,
-            "built_at": when,
-            "has_diffoscope": has_diffoscope,
-            "has_attestation": has_attestation,
-        }
+        make(a.name, a.version, status, g.distro, g.component, a.architecture, a.url, *build)
         for a in g.artifacts
+        for build in [(build_id, when, dif, att)]
     ]
-
-
-def _pkg_sort_key(p: Mapping[str, Any]) -> tuple[str, ...]:
-    return (p["name"], p["version"], p["architecture"], p["suite"], p["artifact_url"], p["status"])
-
-
-_encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
-
-
-def unique_pkgs(pkgs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sorted, with exact duplicates (the same group in overlapping profiles) dropped."""
-    unique = {_encode(p): p for p in pkgs}
-    return [unique[k] for k in sorted(unique, key=lambda k: (_pkg_sort_key(unique[k]), k))]
-
-
-def pkgs_list(pkgs: Sequence[dict[str, Any]]) -> bytes:
-    """``api/v0/pkgs/list`` from :func:`unique_pkgs` rows.
-
-    One object per line, so that the file diffs well and still parses as one list.
-    """
-    return pkgs_list_lines([_encode(p) for p in pkgs])
-
-
-def pkgs_list_lines(lines: Sequence[str]) -> bytes:
-    """``api/v0/pkgs/list`` from encoded objects (:attr:`PkgLine.line`), in order."""
-    if not lines:
-        return b"[]\n"
-    text = "[\n" + ",\n".join(lines) + "\n]\n"
-    return text.encode("utf-8", "surrogatepass")
 
 
 class PkgLine(NamedTuple):
     """One ``PkgRelease`` as the render handles it: its sort key, what the dashboard
-    counts, and the object already encoded (exactly as :func:`pkgs_list` writes it)."""
+    counts, and the object already encoded (:meth:`rebuilder.api.v0.PkgRelease.encode`)."""
 
     sort: tuple[str, ...]
     suite: str
@@ -147,58 +91,21 @@ class PkgLine(NamedTuple):
     line: str
 
 
-def _js(s: str) -> str:
-    """``s`` as a JSON string; printable ASCII but ``"`` and ``\\`` needs no escaping."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return f'"{s}"'
-    return json.dumps(s, ensure_ascii=False)
-
-
-_js_few = functools.lru_cache(maxsize=4096)(_js)  # distros, components, architectures
 _V0 = {s: s.v0 for s in Status}
 
 
-_FLAGS = {
-    (att, dif): f'"has_attestation": {str(att).lower()}, "has_diffoscope": {str(dif).lower()}'
-    for att in (False, True)
-    for dif in (False, True)
-}
-
-
 def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str]) -> list[PkgLine]:
-    """:func:`pkg_releases`, encoded: the same objects, a few times faster.
-
-    ``has`` holds the v0 build files published for ``attempt``. A
-    Debian-sized render encodes ~80,000 of these on every pass.
-    """
-    g = record.group
-    status = _V0[record.status]
-    if attempt is None:
-        build = '"build_id": null, "built_at": null'
-        flags = _FLAGS[False, False]
-    else:
-        when = (attempt.started_at + _dt.timedelta(seconds=int(attempt.duration))).replace(
-            microsecond=0
-        )
-        build = f'"build_id": {int(attempt.build_id)}, "built_at": "{when.isoformat()}"'
-        flags = _FLAGS["attestation" in has, "diffoscope" in has]
-    tail = f'"distro": {_js_few(g.distro)}, {flags}'
-    component = g.component
-    suite = _js_few(component)
+    """:func:`_releases`, encoded (``has`` holds the v0 build files published)."""
     out = []
-    for a in g.artifacts:
-        line = (
-            f'{{"architecture": {_js_few(a.architecture)}, "artifact_url": {_js(a.url)}, {build}, '
-            f'{tail}, "name": {_js(a.name)}, "status": "{status}", "suite": {suite}, '
-            f'"version": {_js(a.version)}}}'
-        )
-        key = (a.name, a.version, a.architecture, component, a.url, status)
-        out.append(PkgLine(key, component, status, a.architecture, line))
+    for p in _releases(record, attempt, has):
+        key = (p.name, p.version, p.architecture, p.suite, p.artifact_url, p.status)
+        out.append(PkgLine(key, p.suite, p.status, p.architecture, p.encode()))
     return out
 
 
 def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:
-    """Sorted like :func:`unique_pkgs`, exact duplicates dropped."""
+    """Sorted by name, version, architecture, suite, URL and status; exact duplicates (the
+    same group in overlapping profiles) dropped."""
     unique = {p.line: p for p in lines}
     return sorted(unique.values(), key=lambda p: (p.sort, p.line))
 
@@ -284,8 +191,8 @@ def suite_row(
     """One group of a suite's JSON (``SUITE_FIELDS``), encoded."""
     when = "null" if built is None else f'"{built}"'
     bid = "null" if build_id is None else str(int(build_id))
-    url = _js(paths.url(page))
-    return f'[{_js(name)},{_js(version)},"{status}",{when},{bid},{url}]'
+    url = v0.json_str(paths.url(page))
+    return f'[{v0.json_str(name)},{v0.json_str(version)},"{status}",{when},{bid},{url}]'
 
 
 def suite_shard(
@@ -334,4 +241,4 @@ def group(
 
 def public_keys(pems: Sequence[str]) -> dict[str, list[str]]:
     """rebuilderd's ``PublicKeys``: the PEM of each current signing key."""
-    return {"current": list(pems)}
+    return v0.public_keys(list(pems))

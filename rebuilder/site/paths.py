@@ -195,6 +195,32 @@ def arch_api_base(distro: str, architecture: str) -> str | None:
     return f"{segment(distro)}/{seg}/api/v0"
 
 
+def api_v1_base(distro: str) -> str:
+    """rebuilderd's v1 API root for one distribution, beside v0."""
+    return api_base(distro)[: -len("v0")] + "v1"
+
+
+def by_name(name: str) -> tuple[str, str | None] | None:
+    """The file names of one package's ``api/v1/packages/by-name/`` page: the name as a
+    client form-encodes it in ``?name=`` (nginx looks it up undecoded) and, when it
+    differs, the name itself (Caddy decodes ``{query.name}``). None: no safe file name.
+
+    >>> by_name("libstdc++6"), by_name("hello"), by_name("..")
+    (('libstdc%2B%2B6', 'libstdc++6'), ('hello', None), None)
+    """
+    encoded = "".join(
+        c if c.isascii() and (c.isalnum() or c in "*-._") else "+" if c == " " else
+        "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        for c in name
+    )  # fmt: skip
+    if encoded in ("", ".", "..") or len(encoded) > MAX_SEGMENT:
+        return None
+    plain = name != encoded and len(name.encode("utf-8", "surrogatepass")) <= MAX_SEGMENT
+    if plain and ("/" in name or "\0" in name or name.startswith(".")):
+        plain = False
+    return encoded, name if plain else None
+
+
 def api_build_dir(distro: str, build_id: int) -> str:
     """``<distro>/api/v0/builds/<id>``: where rebuilderd serves a build's ``API_KINDS``."""
     return f"{api_base(distro)}/builds/{int(build_id)}"

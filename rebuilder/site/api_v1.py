@@ -1,0 +1,252 @@
+"""rebuilderd's v1 read API as static files, for rebuildctl (which speaks only v1).
+
+Per distribution, beside ``api/v0``::
+
+    api/v1/packages/binary            every binary package, one ResultPage, sorted by name
+    api/v1/packages/by-name/<name>    the page of one name (what ``?name=<name>`` answers)
+    api/v1/page-end                   an empty page (what ``?after=<id>`` answers)
+    api/v1/queue                      the build queue, one ResultPage
+    api/v1/workers                    an empty page: a static site has no workers
+    api/v1/dashboard                  builds by status, jobs available and pending
+    api/v1/meta/public-keys           the signing keys
+    api/v1/builds/<id>/log            links to the v0 copy
+    api/v1/builds/<id>/artifacts/<artifact id>/attestation|diffoscope
+
+A record's ``id`` is its place in the sorted list (1..n), so id order is name order, and an
+``artifact_id`` is the artifact's place in its group (1..n). A plain static server ignores
+query strings: rebuildctl walks a list until a page comes back empty, so against such a
+server ``pkgs ls`` and ``queue ls`` (of a non-empty queue) never end, and ``--name`` finds
+the whole list. docs/site.md gives the nginx and Caddy rules that route ``?after=`` to
+``page-end`` and ``?name=`` to ``by-name/``; our own client stops at ``total``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Container, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from rebuilder.api import v0, v1
+from rebuilder.model import Attempt, GroupRecord, Job, Status
+from rebuilder.site import paths
+from rebuilder.site.output import Output
+
+log = logging.getLogger(__name__)
+
+PAGE_END = "page-end"
+_encode = json.JSONEncoder(sort_keys=False, ensure_ascii=False, separators=(",", ":")).encode
+
+
+class BinaryRow(NamedTuple):
+    """One binary package before it gets its id: its sort key and its record."""
+
+    sort: tuple[str, ...]
+    record: v1.BinaryPackage
+
+
+def binary_rows(
+    record: GroupRecord, attempt: Attempt | None, served: Container[str], now: _dt.datetime
+) -> list[BinaryRow]:
+    """The v1 binary packages of one seen group, id 0 (set by :func:`write_packages`).
+
+    ``attempt`` is the one v0 names (None while the current version is unbuilt);
+    an artifact's status is its own comparison's; a failed build gives null.
+    """
+    g = record.group
+    results = {r.name: r for r in attempt.artifacts} if attempt else {}
+    rows = []
+    for i, a in enumerate(g.artifacts, start=1):
+        status: str | None = None
+        artifact_id = None
+        if attempt is not None and attempt.status in (Status.GOOD, Status.BAD):
+            result = results.get(a.name)
+            good = result.identical if result else attempt.status is Status.GOOD
+            status, artifact_id = ("GOOD" if good else "BAD"), i
+        has_log = (status == "GOOD" and "attestation" in served) or (
+            status == "BAD" and "diffoscope" in served
+        )
+        p = v1.BinaryPackage(
+            id=0,
+            name=a.name,
+            version=a.version,
+            distribution=g.distro,
+            release=g.release or None,
+            component=g.component or None,
+            architecture=a.architecture,
+            url=a.url,
+            status=status,
+            build_id=attempt.build_id if attempt else None,
+            artifact_id=artifact_id,
+            diffoscope_log_id=artifact_id if has_log and status == "BAD" else None,
+            attestation_log_id=artifact_id if has_log and status == "GOOD" else None,
+            last_seen=record.last_seen or now,
+            seen_in_last_sync=record.seen,
+        )
+        key = (a.name, a.version, a.architecture, g.release, g.component, a.url, status or "")
+        rows.append(BinaryRow(key, p))
+    return rows
+
+
+def published(attempt: Attempt | None) -> set[str]:
+    """The v0 build files an attempt has a safe store path for."""
+    files = attempt.files if attempt else {}
+    return {k for k in paths.API_KINDS if paths.store_rel(files.get(k, "")) is not None}
+
+
+def write_packages(out: Output, distro: str, rows: Iterable[BinaryRow]) -> None:
+    """``packages/binary``, the by-name pages and ``page-end`` of one distribution."""
+    base = paths.api_v1_base(distro)
+    unique = {(r.sort, r.record): r for r in rows}  # a group in overlapping profiles: once
+    ordered = [unique[k] for k in sorted(unique, key=lambda k: (k[0], k[1].build_id or 0))]
+    lines = []
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for i, row in enumerate(ordered, start=1):
+        line = _encode(row.record.to_json() | {"id": i})
+        lines.append(line)
+        by_name[row.record.name].append(line)
+    out.write(f"{base}/packages/binary", _page(lines))
+    out.write(f"{base}/{PAGE_END}", _page([], total=0))
+    for name, named in by_name.items():
+        files = paths.by_name(name)
+        if files is None:
+            log.warning("site: no v1 by-name page for a package named %.60r", name)
+            continue
+        encoded, plain = files
+        out.write(f"{base}/packages/by-name/{encoded}", _page(named))
+        if plain is not None:
+            out.symlink(f"{base}/packages/by-name/{plain}", encoded)
+
+
+def _page(lines: Sequence[str], total: int | None = None) -> bytes:
+    """A ResultPage from encoded records, one per line."""
+    n = len(lines) if total is None else total
+    if not lines:
+        return f'{{"total": {n}, "records": []}}\n'.encode()
+    body = ",\n".join(lines)
+    return f'{{"total": {n}, "records": [\n{body}\n]}}\n'.encode("utf-8", "surrogatepass")
+
+
+def queued_at(record: GroupRecord | None, now: _dt.datetime) -> _dt.datetime:
+    """When a job joined the queue, as well as the state knows: when its retry fell due,
+    else when its group was first seen."""
+    if record is None:
+        return now
+    if record.next_retry is not None and record.next_retry <= now:
+        return record.next_retry
+    return record.first_seen or now
+
+
+def write_queue(
+    out: Output,
+    distro: str,
+    jobs: Sequence[tuple[Job, GroupRecord | None]],
+    now: _dt.datetime,
+) -> None:
+    """v0's ``queue/list`` and v1's ``queue`` of one distribution, in queue order."""
+    items, records = [], []
+    for i, (job, record) in enumerate(jobs, start=1):
+        g = job.group
+        when = queued_at(record, now)
+        items.append(
+            v0.QueueItem(
+                i, g.name, g.version, g.distro, g.component, g.architecture, when, g.input_url,
+                tuple(v0.PkgArtifact(a.name, a.version, a.url) for a in g.artifacts),
+            )
+        )  # fmt: skip
+        records.append(
+            _encode(
+                v1.QueuedJob(
+                    i, g.name, g.version, g.distro, g.release or None, g.architecture, g.distro,
+                    g.input_url, when, priority=0 if job.reason == "requeued" else 1,
+                ).to_json()
+            )
+        )  # fmt: skip
+    queue_list = v0.QueueList(now, tuple(items)).to_json()
+    out.write(f"{paths.api_base(distro)}/queue/list", _dumps(queue_list))
+    out.write(f"{paths.api_v1_base(distro)}/queue", _page(records))
+
+
+def write_meta(
+    out: Output,
+    distro: str,
+    records: Iterable[GroupRecord],
+    queue_length: int,
+    now: _dt.datetime,
+    public_keys: Sequence[str],
+) -> None:
+    """``dashboard``, ``workers`` and ``meta/public-keys`` of one distribution."""
+    base = paths.api_v1_base(distro)
+    counts = {s: 0 for s in Status}
+    pending = 0
+    for r in records:
+        if r.seen:
+            counts[r.status] += 1
+            if r.next_retry is not None and r.next_retry > now:
+                pending += 1
+    board = v1.Dashboard(
+        good=counts[Status.GOOD], bad=counts[Status.BAD], fail=counts[Status.FAIL],
+        unknown=counts[Status.UNKWN], running=0, available=queue_length, pending=pending,
+    )  # fmt: skip
+    out.write(f"{base}/dashboard", _dumps(board.to_json()))
+    out.write(f"{base}/workers", _page([], total=0))
+    out.write(f"{base}/meta/public-keys", _dumps(v0.public_keys(list(public_keys))))
+
+
+def _dumps(doc: Any) -> bytes:
+    return (json.dumps(doc, sort_keys=True, ensure_ascii=False) + "\n").encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def build_dir(distro: str, build_id: int) -> str:
+    return f"{paths.api_v1_base(distro)}/builds/{int(build_id)}"
+
+
+def write_build(
+    out: Output, record: GroupRecord, attempt: Attempt, served: Mapping[str, str]
+) -> None:
+    """One build's v1 files, each a link to (or a piece of) its v0 copy."""
+    g = record.group
+    base = build_dir(g.distro, attempt.build_id)
+    v0_dir = "../../../v0/builds/" + str(int(attempt.build_id))
+    if "log" in served:
+        out.symlink(f"{base}/log", f"{v0_dir}/log")
+    rows = binary_rows(record, attempt, served, attempt.started_at)
+    links = _links(out, served.get("attestation"))
+    for row in rows:
+        p = row.record
+        if p.artifact_id is None:
+            continue
+        folder = f"{base}/artifacts/{p.artifact_id}"
+        up = "../../" + v0_dir
+        if p.diffoscope_log_id is not None:
+            out.symlink(f"{folder}/diffoscope", f"{up}/diffoscope")
+        if p.attestation_log_id is not None:
+            filename = p.url.rpartition("/")[2]
+            result = next((r for r in attempt.artifacts if r.name == p.name), None)
+            link = links.get(result.filename if result else filename)
+            if link is None and len(links) <= 1:
+                out.symlink(f"{folder}/attestation", f"{up}/attestation")
+            elif link is not None:
+                out.write(f"{folder}/attestation", link)
+
+
+def _links(out: Output, v0_attestation: str | None) -> dict[str, bytes]:
+    """The links of a build's attestation by product file name, when it holds several
+    (one per artifact); empty for a single link (served as it is) or none."""
+    if v0_attestation is None:
+        return {}
+    doc = out.read_json(v0_attestation)
+    if not isinstance(doc, list):
+        return {}
+    found: dict[str, bytes] = {}
+    for link in doc:
+        signed = link.get("signed") if isinstance(link, dict) else None
+        products = signed.get("products") if isinstance(signed, dict) else None
+        if isinstance(products, dict):
+            for name in products:
+                found[str(name)] = _dumps(link)[:-1]
+    return found
