@@ -22,7 +22,9 @@ Layout of one attempt (removed when the build ends, whatever happens)::
         .rebuilder-diffoscope/             diffoscope's scratch space
 
 and what is kept, under ``<results_dir>/<build_id>/``: ``log.gz``,
-``diffoscope.txt.gz``, ``diffoscope.html.gz``, ``attestation``, ``meta/<name>``.
+``diffoscope.txt.gz``, ``diffoscope.html.gz``, ``diffoscope.json.gz``, ``attestation``,
+``meta/<name>``. A BAD attempt's causes are classified from the JSON report here
+(:mod:`rebuilder.causes`), so the state and the site have them without re-reading it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import fetch
+from rebuilder import causes, fetch
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
 from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
@@ -124,6 +126,7 @@ def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None
     build.tail.append(f"verdict: {status.value}{f' ({reason})' if reason else ''}")
     build.tail.append(f"duration: {duration:.3f} s")
     files = build.store()
+    verdict = causes.classify(build.diff.json) if status is Status.BAD and build.diff else None
     return Attempt(
         build_id=job.build_id,
         version=job.group.version,
@@ -135,6 +138,8 @@ def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None
         inputs_digest=job.group.inputs_digest,
         artifacts=results,
         files=files,
+        causes=verdict.causes if verdict else (),
+        differences=verdict.files if verdict else (),
     )
 
 
@@ -406,6 +411,8 @@ class _Build:
             items.append(("diffoscope", "diffoscope.txt.gz", _gzip(self.diff.text)))
         if self.diff is not None and self.diff.html is not None:
             items.append(("diffoscope_html", "diffoscope.html.gz", _gzip(self.diff.html)))
+        if self.diff is not None and self.diff.json is not None:
+            items.append(("diffoscope_json", "diffoscope.json.gz", _gzip(self.diff.json)))
         if self.attestation is not None:
             items.append(("attestation", "attestation", self.attestation))
         for name, data in self.meta_data.items():
