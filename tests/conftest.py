@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from .bad_rebuilds import Pair, build_pairs
 from .debian_archive import Archive, build_archive, copy_archive, serve, stop_agent
 from .test_sync_alpine import AlpineRepo, build_repo, copy_repo
 
@@ -41,3 +42,9 @@ def alpine_served(alpine_repo: AlpineRepo, tmp_path: Path) -> Iterator[tuple[Alp
     url, stop = serve(repo.mirror)
     yield repo, url
     stop()
+
+
+@pytest.fixture(scope="session")
+def bad_pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pair]:
+    """Real BAD rebuilds of a tiny package and diffoscope's JSON on each, built once."""
+    return build_pairs(tmp_path_factory.mktemp("bad-rebuilds"))

@@ -1,5 +1,7 @@
 """The rendered site in a real headless Chromium: dashboard, search as you type, a
-package page, its log; no console errors (CSP violations count), screenshots saved.
+package page, its log; no console errors (CSP violations count), screenshots saved;
+nothing scrolls sideways on a phone; a BAD page (diffoscope's reports of a real BAD
+rebuild, tests/bad_rebuilds.py) says why above the fold; every internal link answers.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and Python's ``selenium``;
 skips with the reason when one is missing.
@@ -7,13 +9,19 @@ skips with the reason when one is missing.
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import os
 from pathlib import Path
 
 import pytest
 
+from rebuilder import causes
+from rebuilder.build import diffoscope
+from rebuilder.model import Status
 from rebuilder.site import ProfileView, render
 from tests import browser_helpers as browser
+from tests.bad_rebuilds import Pair
 from tests.test_site import NOW, XSS, _built, _group, _views, _write_store
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
@@ -22,14 +30,42 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PREFIX = "mirror/rebuilder"  # served below a path prefix: every link must be relative
 
 
+PROBE = "p/debian-main/bookworm/main/amd64/pkg/probe.html"
+
+
+def _real_bad(root: Path, pair: Pair, build_id: int, scratch: Path) -> dict[str, str]:
+    """diffoscope's reports on a real BAD rebuild, stored as the runner stores them."""
+    report = diffoscope.compare([(pair.first, pair.second)], scratch, timeout=120, limit=1 << 22)
+    assert report.text and report.html and report.json, report.notes
+    files = {}
+    for kind, name, data in (
+        ("diffoscope", "diffoscope.txt.gz", report.text),
+        ("diffoscope_html", "diffoscope.html.gz", report.html),
+        ("diffoscope_json", "diffoscope.json.gz", report.json),
+        ("log", "log.gz", b"dpkg-buildpackage -us -uc -b\n" * 3),
+    ):
+        path = root / "builds" / str(build_id) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(data, mtime=0))
+        files[kind] = f"{build_id}/{name}"
+    return files
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -> Path:
     www = tmp_path_factory.mktemp("www")
     root = www / PREFIX
     views = _views(root)
     recs = dict(views[0].records)
-    from rebuilder.model import Status
-
+    probe = _group("probe", maintainers=("Jane <jane@example.org>",))
+    files = _real_bad(root, bad_pairs["build_path"], 900, tmp_path_factory.mktemp("diffoscope"))
+    verdict = causes.classify(gzip.decompress((root / "builds/900/diffoscope.json.gz").read_bytes()))
+    rec = _built(probe, Status.BAD, 900, files, next_retry=NOW)
+    rec.attempts[0] = dataclasses.replace(
+        rec.attempts[0], reason="differs: probe_1.0_amd64.deb", causes=verdict.causes,
+        differences=verdict.files,
+    )  # fmt: skip
+    recs[probe.key] = rec
     for i in range(60):  # enough names for a few shards
         g = _group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
         _write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")

@@ -12,7 +12,7 @@ import pytest
 
 from rebuilder import causes
 from rebuilder.causes import Leaf, cause_of, classify
-from tests.bad_rebuilds import Pair, build_pairs
+from tests.bad_rebuilds import Pair
 
 needs = pytest.mark.skipif(
     shutil.which("diffoscope") is None or shutil.which("dpkg-buildpackage") is None,
@@ -20,9 +20,9 @@ needs = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pair]:
-    return build_pairs(tmp_path_factory.mktemp("bad-rebuilds"))
+@pytest.fixture
+def pairs(bad_pairs: dict[str, Pair]) -> dict[str, Pair]:
+    return bad_pairs  # built once per session, in conftest
 
 
 def _verdict(pair: Pair) -> causes.Verdict:

@@ -185,6 +185,9 @@ def render(
     touched = None if changed is None else _touched(out, views, changed)
     cfg = _Settings(html.environment(templates), changed, touched, site_url, pages, when)
     got = _Collected()
+    # Leaves first, indexes last: a page is written only after what it links down to, so
+    # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
+    _copy_static(out, templates)
     _render_status_badges(out)
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     jobs: list[_Job] = []
@@ -192,15 +195,16 @@ def render(
         got.queues[view.profile.distro] += view.queue_length
         got.profiles.append(_render_profile(out, cfg, view, got, keep_dirs, jobs))
     finish_groups = _start_groups(out, cfg, jobs)  # in other processes while we go on
+    _render_badges(out, got)
+    finish_groups()
+    for p in got.profiles:
+        _render_suites(out, cfg, p)
     _render_v0(out, got, when, public_keys)
     _render_maintainers(out, cfg, got)
     for name, data in search.build(got.entries, got.search_suites).items():
         out.write(f"{paths.SEARCH}/{name}", data)
     _render_feeds(out, cfg, got)
-    _render_badges(out, got)
     _render_dashboard(out, cfg, got, public_keys)
-    _copy_static(out, templates)
-    finish_groups()
     if changed is not None:
         _remove_stale_groups(out, views, changed)
     out.prune(
@@ -282,8 +286,8 @@ def _render_profile(
     keep_dirs: set[str],
     jobs: list[_Job],
 ) -> _Profile:
-    """Walk a profile's records: collect what the aggregates need, queue the group pages
-    to render, and render its suite lists."""
+    """Walk a profile's records: collect what the aggregates need and queue the group
+    pages to render (its suite lists are rendered after them, by :func:`_render_suites`)."""
     name, distro = view.profile.name, view.profile.distro
     result = _Profile(view)
     by_suite: dict[tuple[str, str, str], list[_Item]] = defaultdict(list)
@@ -318,13 +322,22 @@ def _render_profile(
         for it in items:
             counts[it.record.status] += 1
         summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where))
-        suite = _Suite(summary, items)
-        if cfg.touched is None or (name, *where) in cfg.touched.suites:
+        result.suites.append(_Suite(summary, items))
+    return result
+
+
+def _render_suites(out: Output, cfg: _Settings, p: _Profile) -> None:
+    """A profile's suite lists: those a changed group is on (every one in a full render)."""
+    name = p.view.profile.name
+    for suite in p.suites:
+        s = suite.summary
+        if (
+            cfg.touched is None
+            or (name, s.release, s.component, s.architecture) in cfg.touched.suites
+        ):
             _render_suite(out, cfg, name, suite)
         else:
-            out.keep(f"{summary.dir}/{f}" for f in _suite_files(suite))
-        result.suites.append(suite)
-    return result
+            out.keep(f"{s.dir}/{f}" for f in _suite_files(suite))
 
 
 def _item(
@@ -478,8 +491,10 @@ def _render_group(
         cfg.package_pages, g.distro, name=g.name, version=g.version, release=g.release,
         component=g.component, architecture=g.architecture,
     )  # fmt: skip
-    ctx = html.group_context(profile, record, page, suite_page, v0, distro_page)
-    out.write(page, _page(cfg.env, "group.html", ctx))
+    if record.seen:  # the page's badge and JSON before the page that links them
+        target = _status_badge(_NAME[record.status])
+        out.link(paths.badge_file(profile, g.key, ".svg"), target + ".svg")
+        out.link(paths.badge_file(profile, g.key, ".json"), target + ".json")
     files = {a.build_id: _store_urls(a) for a in record.attempts}
     if attempt is not None and served:
         files[attempt.build_id] = {**files.get(attempt.build_id, {}), **served}
@@ -488,10 +503,22 @@ def _render_group(
         for c in (history.change(profile, record, page, st) for st in found)
     ]
     out.write(page[:-5] + ".json", api_v0.group(profile, record, page, files, changes))
-    if record.seen:
-        target = _status_badge(_NAME[record.status])
-        out.link(paths.badge_file(profile, g.key, ".svg"), target + ".svg")
-        out.link(paths.badge_file(profile, g.key, ".json"), target + ".json")
+    tail = _log_end(out, served) if record.status is Status.FAIL else ""
+    ctx = html.group_context(profile, record, page, suite_page, v0, distro_page, tail)
+    out.write(page, _page(cfg.env, "group.html", ctx))
+
+
+def _log_end(out: Output, served: Mapping[str, str], size: int = 16 << 10) -> str:
+    """The last lines of a FAIL's plain v0 log copy (just served): its end, not all of it."""
+    rel = served.get("log")
+    if rel is None:
+        return ""
+    try:
+        with open(f"{out.root}/{rel}", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return html.log_tail(f.read(size))
+    except OSError:
+        return ""
 
 
 def _store_urls(a: Attempt) -> dict[str, str]:

@@ -25,6 +25,7 @@ import jinja2
 import markupsafe
 
 import rebuilder
+from rebuilder import causes
 from rebuilder.model import Attempt, GroupRecord, Status
 from rebuilder.site import api_v0, history, paths
 
@@ -39,6 +40,7 @@ FILE_LABELS = (
     ("environment", "environment"),
 )
 PAGE_SIZE = 500  # rows of one list page
+TAIL_LINES = 15  # last lines of a FAIL's log shown on its page
 MAX_TEXT_VIEW = 4 * 1024 * 1024  # characters of a log shown in its HTML view
 _BROKEN_FIRST = {Status.BAD: 0, Status.FAIL: 0, Status.UNKWN: 1, Status.GOOD: 2}
 
@@ -429,6 +431,48 @@ def artifact_rows(record: GroupRecord) -> list[ArtifactRow]:
     return rows
 
 
+class Why(NamedTuple):
+    """What a BAD or FAIL page says first: the causes and differing files (BAD) or the
+    reason and the log's last lines (FAIL), and where to read more."""
+
+    status: str
+    reason: str
+    causes: list[tuple[str, str]]  # (name, label)
+    files: list[tuple[str, str]]  # (file, label of its cause)
+    tail: str
+    links: list[tuple[str, str]]  # (label, href)
+
+
+def why(record: GroupRecord, page: str, v0: Mapping[str, str], tail: str) -> Why | None:
+    """The top of a BAD or FAIL group page, from the attempt at its current inputs."""
+    if record.status not in (Status.BAD, Status.FAIL):
+        return None
+    attempt = api_v0.attempt_for_version(record)
+    if attempt is None:
+        return None
+    labels = dict(attempt_links(attempt, page, v0))
+    wanted = ("diffoscope (html)", "diffoscope", "log") if record.status is Status.BAD else ("log",)
+    links = [(k, labels[k]) for k in wanted if k in labels]
+    return Why(
+        record.status.value,
+        attempt.reason,
+        [(c, causes.label(c)) for c in attempt.causes],
+        [(f, causes.label(c) if c else "") for f, c in attempt.differences],
+        tail,
+        links,
+    )
+
+
+def log_tail(data: bytes, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log's end.
+
+    >>> log_tail(b"a\\nb\\nc\\n", 2)
+    'b\\nc'
+    """
+    text = data.decode("utf-8", "replace").rstrip("\n")
+    return "\n".join(text.split("\n")[-lines:])
+
+
 def group_context(
     profile: str,
     record: GroupRecord,
@@ -436,6 +480,7 @@ def group_context(
     suite_page: str,
     v0_files: Mapping[int, Mapping[str, str]],
     distro_page: str | None,
+    tail: str = "",
 ) -> dict[str, Any]:
     """A build group's page: where it lives, its artifacts, every attempt (newest first)."""
     g = record.group
@@ -467,6 +512,7 @@ def group_context(
         "maintainers": maintainers,
         "first_seen": when(record.first_seen),
         "last_seen": when(record.last_seen),
+        "why": why(record, page, _v0_of(record, v0_files), tail),
         "next_retry": when(record.next_retry) if record.next_retry else None,
         "retries": record.retries,
         "artifacts": artifact_rows(record),
@@ -476,6 +522,11 @@ def group_context(
         "shields": paths.href(page, badge.removesuffix(".svg") + ".json") if badge else None,
         "suite_url": paths.href(page, suite_page),
     }
+
+
+def _v0_of(record: GroupRecord, v0_files: Mapping[int, Mapping[str, str]]) -> Mapping[str, str]:
+    attempt = api_v0.attempt_for_version(record)
+    return v0_files.get(attempt.build_id, {}) if attempt else {}
 
 
 def text_context(page: str, title: str, text: str, plain: str, back: str | None) -> dict[str, Any]:
