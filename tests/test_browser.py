@@ -9,9 +9,14 @@ skips with the reason when one is missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,15 @@ PREFIX = "mirror/rebuilder"  # served below a path prefix: every link must be re
 
 
 PROBE = "p/debian-main/bookworm/main/amd64/pkg/probe.html"
+
+
+class _Hrefs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [v for k, v in attrs if k in ("href", "src") and v]
 
 
 def _real_bad(root: Path, pair: Pair, build_id: int, scratch: Path) -> dict[str, str]:
@@ -59,7 +73,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -
     recs = dict(views[0].records)
     probe = _group("probe", maintainers=("Jane <jane@example.org>",))
     files = _real_bad(root, bad_pairs["build_path"], 900, tmp_path_factory.mktemp("diffoscope"))
-    verdict = causes.classify(gzip.decompress((root / "builds/900/diffoscope.json.gz").read_bytes()))
+    report = (root / "builds" / files["diffoscope_json"]).read_bytes()
+    verdict = causes.classify(gzip.decompress(report))
     rec = _built(probe, Status.BAD, 900, files, next_retry=NOW)
     rec.attempts[0] = dataclasses.replace(
         rec.attempts[0], reason="differs: probe_1.0_amd64.deb", causes=verdict.causes,
@@ -171,3 +186,123 @@ def test_list_pages_and_maintainers_without_javascript(site: Path, tmp_path: Pat
         d.find_element(By.PARTIAL_LINK_TEXT, "Jane").click()
         assert "hello" in d.find_element(By.TAG_NAME, "main").text
         assert browser.errors(d) == []
+
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+# (name, page): one of each kind a visitor meets
+PAGES = [
+    ("dashboard", "index.html"),
+    ("list", "p/debian-main/bookworm/main/amd64/index.html"),
+    ("group", "p/debian-main/bookworm/main/amd64/pkg/hello.html"),
+    ("bad", PROBE),
+    ("fail", "p/debian-main/bookworm/main/arm64/pkg/fail.html"),
+    ("report", "debian/api/v0/builds/900/diffoscope-report.html"),
+    ("diffoscope", "debian/api/v0/builds/900/diffoscope.html"),
+    ("log", "debian/api/v0/builds/900/log.html"),
+    ("maintainers", "maintainers.html"),
+]
+
+
+@contextlib.contextmanager
+def _phone(driver):  # type: ignore[no-untyped-def]
+    """A 390x844 phone screen (its viewport meta honoured) for the block."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _overflow(driver, width: int) -> int:  # type: ignore[no-untyped-def]
+    """How many CSS pixels the page is wider than a screen ``width`` wide (0: no sideways
+    scroll). Not innerWidth: a phone zooms out to fit a wide page, which widens it."""
+    wide = driver.execute_script(
+        "return Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    )
+    return max(0, int(wide) - width)
+
+
+def test_nothing_scrolls_sideways_on_a_phone(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    with browser.serve(site) as base, _phone(driver):
+        browser.errors(driver)
+        wide = {}
+        for name, page in PAGES:
+            driver.get(f"{base}/{PREFIX}/{page}")
+            wide[name] = _overflow(driver, PHONE["width"])
+            _shot(driver, f"phone-{name}")
+        assert wide == {name: 0 for name, _ in PAGES}
+        # the check sees a page that is too wide
+        driver.execute_script("document.body.style.minWidth = '800px'")
+        assert _overflow(driver, PHONE["width"]) > 0
+        assert browser.errors(driver) == []
+
+
+def test_desktop_screenshots(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    driver.set_window_size(1366, 900)
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        for name, page in PAGES:
+            driver.get(f"{base}/{PREFIX}/{page}")
+            assert _overflow(driver, driver.execute_script("return window.innerWidth")) == 0, name
+            _shot(driver, f"desktop-{name}")
+        assert browser.errors(driver) == []
+
+
+def test_bad_page_names_the_cause_and_the_files_above_the_fold(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base, _phone(driver):
+        driver.get(f"{base}/{PREFIX}/{PROBE}")
+        why = driver.find_element(By.CSS_SELECTOR, "section.why")
+        assert [c.text for c in why.find_elements(By.CSS_SELECTOR, ".cause")] == [
+            "embedded build path"
+        ]
+        files = [li.text for li in why.find_elements(By.CSS_SELECTOR, ".files li")]
+        assert files == ["probe_1.0_amd64.deb › data.tar › ./usr/bin/probe — embedded build path"]
+        fold = driver.execute_script("return window.innerHeight")
+        bottom = driver.execute_script(
+            "return document.querySelector('section.why .files').getBoundingClientRect().bottom"
+        )
+        assert 0 < bottom <= fold
+        assert "retry due" in driver.find_element(By.TAG_NAME, "main").text
+        # the report: named after the package, with the way back
+        why.find_element(By.LINK_TEXT, "diffoscope (html)").click()
+        assert driver.title.startswith("diffoscope: probe 1.0-1")
+        driver.find_element(By.LINK_TEXT, "probe 1.0-1").click()
+        assert driver.current_url.endswith(PROBE)
+
+
+def test_fail_page_shows_the_reason_and_the_log_s_last_lines(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        driver.get(f"{base}/{PREFIX}/p/debian-main/bookworm/main/arm64/pkg/fail.html")
+        why = driver.find_element(By.CSS_SELECTOR, "section.why")
+        assert "Why it FAILed" in why.text
+        assert driver.find_element(By.CSS_SELECTOR, "section.why pre").text == "plain failure log"
+
+
+def test_every_internal_link_answers_200(site: Path) -> None:
+    """A crawl from the dashboard: every page, file and asset the site links to is there."""
+    with browser.serve(site) as base:
+        top = f"{base}/{PREFIX}/"
+        todo, seen, broken = [top + "index.html"], {top + "index.html"}, []
+        while todo and len(seen) < 20000:
+            u = todo.pop()
+            try:
+                with urllib.request.urlopen(u, timeout=10) as r:
+                    kind, body = r.headers.get_content_type(), r.read()
+            except urllib.error.HTTPError as e:
+                broken.append((u, e.code))
+                continue
+            if kind != "text/html":
+                continue
+            parser = _Hrefs()
+            parser.feed(body.decode("utf-8", "replace"))
+            for link in parser.links:
+                target = urllib.parse.urljoin(u, link).partition("#")[0].partition("?")[0]
+                if target.startswith(top) and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        assert broken == []
+        assert len(seen) > 200

@@ -22,6 +22,7 @@ store is read, never written: every write goes through
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import multiprocessing
 import os
@@ -58,10 +59,6 @@ MAX_WORKERS = 4
 DASHBOARD_CHANGES = 30  # regressions and newly reproduced groups listed on the dashboard
 FEED_ITEMS = 100
 _STATUS_FILE = {s: s.value.lower() for s in Status}
-REPORT_CSP = (
-    b'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-    b"style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'\">\n"
-)
 
 
 @dataclass(frozen=True)
@@ -482,7 +479,9 @@ def _render_group(
         for kind in list(served):
             if kind.endswith(".html"):
                 continue
-            if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
+            if not out.serve(
+                attempt.files[kind], _outputs(cfg, record, attempt, kind, served, page)
+            ):
                 for name in (kind, f"{kind}.html"):
                     served.pop(name, None)
     v0 = {attempt.build_id: served} if attempt and served else {}
@@ -526,37 +525,35 @@ def _store_urls(a: Attempt) -> dict[str, str]:
 
 
 def _outputs(
-    cfg: _Settings, record: GroupRecord, attempt: Attempt, kind: str, served: Mapping[str, str]
+    cfg: _Settings,
+    record: GroupRecord,
+    attempt: Attempt,
+    kind: str,
+    served: Mapping[str, str],
+    page: str,
 ) -> list[tuple[str, Transform | None]]:
-    """Where a store file goes: its plain copy, its readable view, or the CSP-wrapped report."""
+    """Where a store file goes: its plain copy, its readable view, or the wrapped report;
+    the views and the report name the package and link back to its page."""
     target = served[kind]
+    name = f"{record.group.name} {attempt.version}"
     if kind == "diffoscope_html":
-        return [(target, _with_report_csp)]
+        title = f"diffoscope: {name} (build {attempt.build_id})"
+        back = (name, paths.href(target, page))
+        return [(target, functools.partial(html.report_page, title=title, back=back,
+                                           root=paths.root_prefix(target)))]  # fmt: skip
     outputs: list[tuple[str, Transform | None]] = [(target, None)]
     view = served.get(f"{kind}.html")
     if view:
-        g = record.group
-        title = f"{kind} of build {attempt.build_id}: {g.name} {attempt.version}"
+        title = f"{kind}: {name} (build {attempt.build_id})"
         plain = paths.href(view, target)
+        back = (name, paths.href(view, page))
 
         def as_page(data: bytes) -> bytes:
             text = data.decode("utf-8", "replace")
-            return _page(cfg.env, "text.html", html.text_context(view, title, text, plain, None))
+            return _page(cfg.env, "text.html", html.text_context(view, title, text, plain, back))
 
         outputs.append((view, as_page))
     return outputs
-
-
-def _with_report_csp(data: bytes) -> bytes:
-    """diffoscope's report behind a CSP that allows its inline styles and nothing else.
-
-    The ``<meta>`` goes first: an HTML parser puts it into the implied
-    ``<head>`` before any of the report's own markup, so no script can run.
-    """
-    head = data[:64].lstrip().lower()
-    if head.startswith(b"<!doctype"):
-        data = data[data.index(b">") + 1 :]
-    return b"<!DOCTYPE html>\n" + REPORT_CSP + data
 
 
 def _list_pages(suite: _Suite) -> list[tuple[str, str, Status | None, int, int]]:

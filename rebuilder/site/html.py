@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -529,8 +530,11 @@ def _v0_of(record: GroupRecord, v0_files: Mapping[int, Mapping[str, str]]) -> Ma
     return v0_files.get(attempt.build_id, {}) if attempt else {}
 
 
-def text_context(page: str, title: str, text: str, plain: str, back: str | None) -> dict[str, Any]:
-    """A log or diffoscope text as a page: escaped by the template, cut when huge."""
+def text_context(
+    page: str, title: str, text: str, plain: str, back: tuple[str, str] | None
+) -> dict[str, Any]:
+    """A log or diffoscope text as a page: escaped by the template, cut when huge;
+    ``back`` is (label, href) of the group page."""
     cut = len(text) > MAX_TEXT_VIEW
     return {
         "root": paths.root_prefix(page),
@@ -540,3 +544,48 @@ def text_context(page: str, title: str, text: str, plain: str, back: str | None)
         "plain": plain,
         "back": back,
     }
+
+
+# -- diffoscope's own HTML report ---------------------------------------------------------
+
+REPORT_CSP = (
+    b'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    b"style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'\">\n"
+)
+# our bar on top, and on a phone the side-by-side tables wrap instead of scrolling sideways
+_REPORT_HEAD = b"""<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+.rb-nav{font:15px/1.4 system-ui,sans-serif;padding:.4rem 0;margin:0 0 .6rem;
+border-bottom:1px solid #ccc}
+@media (max-width:40rem){
+body.diffoscope{margin:.4rem}
+.diffoscope table.diff{table-layout:fixed;width:100%}
+.diffoscope col.colines{width:2.2em}
+.diffoscope td,.diffoscope .diffheader div,.diffoscope .source{word-break:break-all;
+white-space:pre-wrap}
+}
+</style>
+"""
+_BODY = re.compile(rb"<body[^>]*>")
+
+
+def report_page(data: bytes, *, title: str, back: tuple[str, str], root: str) -> bytes:
+    """diffoscope's report behind a CSP that allows its inline styles and nothing else,
+    titled by us, with a bar linking back to the package's page and the site.
+
+    Our ``<meta>``, ``<title>`` and ``<style>`` go first: an HTML parser puts them
+    into the implied ``<head>`` before any of the report's own markup, so no script
+    can run, and the first ``<title>`` (ours) is the page's.
+    """
+    head = data[:64].lstrip().lower()
+    if head.startswith(b"<!doctype"):
+        data = data[data.index(b">") + 1 :]
+    label, href = back
+    nav = (
+        f'<p class="rb-nav"><a href="{e(root)}index.html">rebuilder</a> › '
+        f'<a href="{e(href)}">{e(label)}</a> › diffoscope report</p>\n'
+    ).encode("utf-8", "surrogateescape")
+    m = _BODY.search(data, 0, 1 << 16)
+    data = data[: m.end()] + b"\n" + nav + data[m.end() :] if m else nav + data
+    top = f"<title>{e(title)}</title>\n".encode("utf-8", "surrogateescape")
+    return b"<!DOCTYPE html>\n" + REPORT_CSP + top + _REPORT_HEAD + data
