@@ -268,7 +268,8 @@ def test_bad_page_names_the_cause_and_the_files_above_the_fold(site: Path, drive
         # the report: named after the package, with the way back
         why.find_element(By.LINK_TEXT, "diffoscope (html)").click()
         assert driver.title.startswith("diffoscope: probe 1.0-1")
-        driver.find_element(By.LINK_TEXT, "probe 1.0-1").click()
+        driver.find_element(By.LINK_TEXT, "probe 1.0-1").click()  # to the search for it
+        driver.find_element(By.CSS_SELECTOR, "#search-body a").click()
         assert driver.current_url.endswith(PROBE)
 
 

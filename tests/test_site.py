@@ -302,7 +302,7 @@ def test_every_relative_link_resolves(rendered) -> None:
         parser = _Links()
         parser.feed(page.read_text())
         for link in parser.links:
-            link = link.partition("#")[0] or page.name
+            link = link.partition("#")[0].partition("?")[0] or page.name
             if urlsplit(link).scheme:
                 assert urlsplit(link).scheme in ("http", "https"), link
                 continue

@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -479,9 +480,7 @@ def _render_group(
         for kind in list(served):
             if kind.endswith(".html"):
                 continue
-            if not out.serve(
-                attempt.files[kind], _outputs(cfg, record, attempt, kind, served, page)
-            ):
+            if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
                 for name in (kind, f"{kind}.html"):
                     served.pop(name, None)
     v0 = {attempt.build_id: served} if attempt and served else {}
@@ -530,15 +529,16 @@ def _outputs(
     attempt: Attempt,
     kind: str,
     served: Mapping[str, str],
-    page: str,
 ) -> list[tuple[str, Transform | None]]:
     """Where a store file goes: its plain copy, its readable view, or the wrapped report;
     the views and the report name the package and link back to its page."""
     target = served[kind]
     name = f"{record.group.name} {attempt.version}"
+    # a build id's files are shared by every profile holding the group: the way back is the
+    # search for its name (which lists it in each), not one profile's page
+    back = (name, paths.root_prefix(target) + "index.html?q=" + quote(record.group.name, safe=""))
     if kind == "diffoscope_html":
         title = f"diffoscope: {name} (build {attempt.build_id})"
-        back = (name, paths.href(target, page))
         return [(target, functools.partial(html.report_page, title=title, back=back,
                                            root=paths.root_prefix(target)))]  # fmt: skip
     outputs: list[tuple[str, Transform | None]] = [(target, None)]
@@ -546,7 +546,6 @@ def _outputs(
     if view:
         title = f"{kind}: {name} (build {attempt.build_id})"
         plain = paths.href(view, target)
-        back = (name, paths.href(view, page))
 
         def as_page(data: bytes) -> bytes:
             text = data.decode("utf-8", "replace")
