@@ -202,7 +202,9 @@ class Attempt:
 
     ``files`` maps a kind (``log``, ``diffoscope``, ``attestation``,
     ``buildinfo``, ``environment``...) to a path relative to the results
-    store; the site serves them.
+    store; the site serves them. A BAD attempt compared by diffoscope carries
+    ``causes`` (:mod:`rebuilder.causes` names) and ``differences``: (file,
+    cause) of the differing files, a few.
     """
 
     build_id: int
@@ -215,6 +217,8 @@ class Attempt:
     inputs_digest: str = ""
     artifacts: tuple[ArtifactResult, ...] = ()
     files: dict[str, str] = field(default_factory=dict)
+    causes: tuple[str, ...] = ()
+    differences: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -231,6 +235,10 @@ class Attempt:
             d["reason"] = self.reason
         if self.inputs_digest:
             d["inputs_digest"] = self.inputs_digest
+        if self.causes:
+            d["causes"] = list(self.causes)
+        if self.differences:
+            d["differences"] = [{"file": f, "cause": c} for f, c in self.differences]
         return d
 
     @classmethod
@@ -246,6 +254,10 @@ class Attempt:
             inputs_digest=d.get("inputs_digest", ""),
             artifacts=tuple(ArtifactResult.from_json(a) for a in d.get("artifacts", ())),
             files=dict(d.get("files", {})),
+            causes=tuple(str(c) for c in d.get("causes", ())),
+            differences=tuple(
+                (str(x.get("file", "")), str(x.get("cause", ""))) for x in d.get("differences", ())
+            ),
         )
 
 

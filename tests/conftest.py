@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .fixtures.alpine import AlpineRepo, build_repo, copy_repo
+from .fixtures.bad_rebuilds import Pair, build_pairs
 from .fixtures.debian import Archive, build_archive, copy_archive
 from .fixtures.gpg import stop_agent
 from .fixtures.http import serve
@@ -112,3 +113,9 @@ def tails_served(tails_mirror: TailsMirror, tmp_path: Path) -> Iterator[tuple[Ta
     url, stop = serve(fx.mirror)
     yield fx, url
     stop()
+
+
+@pytest.fixture(scope="session")
+def bad_pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pair]:
+    """Real BAD rebuilds of a tiny package and diffoscope's JSON on each, built once."""
+    return build_pairs(tmp_path_factory.mktemp("bad-rebuilds"))

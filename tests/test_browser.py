@@ -1,5 +1,7 @@
 """The rendered site in a real headless Chromium: dashboard, search as you type, a
-package page, its log; no console errors (CSP violations count), screenshots saved.
+package page, its log; no console errors (CSP violations count), screenshots saved;
+nothing scrolls sideways on a phone; a BAD page (diffoscope's reports of a real BAD
+rebuild, tests/fixtures/bad_rebuilds.py) says why above the fold; every internal link answers.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and Python's ``selenium``;
 skips with the reason when one is missing.
@@ -7,14 +9,25 @@ skips with the reason when one is missing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import gzip
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from rebuilder import causes
+from rebuilder.build import diffoscope
+from rebuilder.model import Status
 from rebuilder.site import ProfileView, render
 
 from .fixtures import browser
+from .fixtures.bad_rebuilds import Pair
 from .fixtures.site import NOW, XSS, built_record, site_group, site_views, write_store
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
@@ -23,14 +36,52 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PREFIX = "mirror/rebuilder"  # served below a path prefix: every link must be relative
 
 
+PROBE = "p/debian-main/bookworm/main/amd64/pkg/probe.html"
+
+
+class _Hrefs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+def _real_bad(root: Path, pair: Pair, build_id: int, scratch: Path) -> dict[str, str]:
+    """diffoscope's reports on a real BAD rebuild, stored as the runner stores them."""
+    report = diffoscope.compare([(pair.first, pair.second)], scratch, timeout=120, limit=1 << 22)
+    assert report.text and report.html and report.json, report.notes
+    files = {}
+    for kind, name, data in (
+        ("diffoscope", "diffoscope.txt.gz", report.text),
+        ("diffoscope_html", "diffoscope.html.gz", report.html),
+        ("diffoscope_json", "diffoscope.json.gz", report.json),
+        ("log", "log.gz", b"dpkg-buildpackage -us -uc -b\n" * 3),
+    ):
+        path = root / "builds" / str(build_id) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(data, mtime=0))
+        files[kind] = f"{build_id}/{name}"
+    return files
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -> Path:
     www = tmp_path_factory.mktemp("www")
     root = www / PREFIX
     views = site_views(root)
     recs = dict(views[0].records)
-    from rebuilder.model import Status
-
+    probe = site_group("probe", maintainers=("Jane <jane@example.org>",))
+    files = _real_bad(root, bad_pairs["build_path"], 900, tmp_path_factory.mktemp("diffoscope"))
+    report = (root / "builds" / files["diffoscope_json"]).read_bytes()
+    verdict = causes.classify(gzip.decompress(report))
+    rec = built_record(probe, Status.BAD, 900, files, next_retry=NOW)
+    rec.attempts[0] = dataclasses.replace(
+        rec.attempts[0], reason="differs: probe_1.0_amd64.deb", causes=verdict.causes,
+        differences=verdict.files,
+    )  # fmt: skip
+    recs[probe.key] = rec
     for i in range(60):  # enough names for a few shards
         g = site_group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
         write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")
@@ -136,3 +187,124 @@ def test_list_pages_and_maintainers_without_javascript(site: Path, tmp_path: Pat
         d.find_element(By.PARTIAL_LINK_TEXT, "Jane").click()
         assert "hello" in d.find_element(By.TAG_NAME, "main").text
         assert browser.errors(d) == []
+
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+# (name, page): one of each kind a visitor meets
+PAGES = [
+    ("dashboard", "index.html"),
+    ("list", "p/debian-main/bookworm/main/amd64/index.html"),
+    ("group", "p/debian-main/bookworm/main/amd64/pkg/hello.html"),
+    ("bad", PROBE),
+    ("fail", "p/debian-main/bookworm/main/arm64/pkg/fail.html"),
+    ("report", "debian/api/v0/builds/900/diffoscope-report.html"),
+    ("diffoscope", "debian/api/v0/builds/900/diffoscope.html"),
+    ("log", "debian/api/v0/builds/900/log.html"),
+    ("maintainers", "maintainers.html"),
+]
+
+
+@contextlib.contextmanager
+def _phone(driver):
+    """A 390x844 phone screen (its viewport meta honoured) for the block."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _overflow(driver, width: int) -> int:
+    """How many CSS pixels the page is wider than a screen ``width`` wide (0: no sideways
+    scroll). Not innerWidth: a phone zooms out to fit a wide page, which widens it."""
+    wide = driver.execute_script(
+        "return Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    )
+    return max(0, int(wide) - width)
+
+
+def test_nothing_scrolls_sideways_on_a_phone(site: Path, driver) -> None:
+    with browser.serve(site) as base, _phone(driver):
+        browser.errors(driver)
+        wide = {}
+        for name, page in PAGES:
+            driver.get(f"{base}/{PREFIX}/{page}")
+            wide[name] = _overflow(driver, PHONE["width"])
+            _shot(driver, f"phone-{name}")
+        assert wide == {name: 0 for name, _ in PAGES}
+        # the check sees a page that is too wide
+        driver.execute_script("document.body.style.minWidth = '800px'")
+        assert _overflow(driver, PHONE["width"]) > 0
+        assert browser.errors(driver) == []
+
+
+def test_desktop_screenshots(site: Path, driver) -> None:
+    driver.set_window_size(1366, 900)
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        for name, page in PAGES:
+            driver.get(f"{base}/{PREFIX}/{page}")
+            assert _overflow(driver, driver.execute_script("return window.innerWidth")) == 0, name
+            _shot(driver, f"desktop-{name}")
+        assert browser.errors(driver) == []
+
+
+def test_bad_page_names_the_cause_and_the_files_above_the_fold(site: Path, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base, _phone(driver):
+        driver.get(f"{base}/{PREFIX}/{PROBE}")
+        why = driver.find_element(By.CSS_SELECTOR, "section.why")
+        assert [c.text for c in why.find_elements(By.CSS_SELECTOR, ".cause")] == [
+            "embedded build path"
+        ]
+        files = [li.text for li in why.find_elements(By.CSS_SELECTOR, ".files li")]
+        assert files == ["probe_1.0_amd64.deb › data.tar › ./usr/bin/probe — embedded build path"]
+        fold = driver.execute_script("return window.innerHeight")
+        bottom = driver.execute_script(
+            "return document.querySelector('section.why .files').getBoundingClientRect().bottom"
+        )
+        assert 0 < bottom <= fold
+        assert "retry due" in driver.find_element(By.TAG_NAME, "main").text
+        # the report: named after the package, with the way back
+        why.find_element(By.LINK_TEXT, "diffoscope (html)").click()
+        assert driver.title.startswith("diffoscope: probe 1.0-1")
+        driver.find_element(By.LINK_TEXT, "probe 1.0-1").click()  # to the search for it
+        driver.find_element(By.CSS_SELECTOR, "#search-body a").click()
+        assert driver.current_url.endswith(PROBE)
+
+
+def test_fail_page_shows_the_reason_and_the_log_s_last_lines(site: Path, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        driver.get(f"{base}/{PREFIX}/p/debian-main/bookworm/main/arm64/pkg/fail.html")
+        why = driver.find_element(By.CSS_SELECTOR, "section.why")
+        assert "Why it FAILed" in why.text
+        assert driver.find_element(By.CSS_SELECTOR, "section.why pre").text == "plain failure log"
+
+
+def test_every_internal_link_answers_200(site: Path) -> None:
+    """A crawl from the dashboard: every page, file and asset the site links to is there."""
+    with browser.serve(site) as base:
+        top = f"{base}/{PREFIX}/"
+        todo, seen, broken = [top + "index.html"], {top + "index.html"}, []
+        while todo and len(seen) < 20000:
+            u = todo.pop()
+            try:
+                with urllib.request.urlopen(u, timeout=10) as r:
+                    kind, body = r.headers.get_content_type(), r.read()
+            except urllib.error.HTTPError as e:
+                broken.append((u, e.code))
+                continue
+            if kind != "text/html":
+                continue
+            parser = _Hrefs()
+            parser.feed(body.decode("utf-8", "replace"))
+            for link in parser.links:
+                target = urllib.parse.urljoin(u, link).partition("#")[0].partition("?")[0]
+                if target.startswith(top) and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        assert broken == []
+        assert len(seen) > 200

@@ -60,6 +60,9 @@ def test_full_pass_good_bad_fail_site_and_audit_log(mirror: tuple[Archive, str],
     # diffoscope names the file that differs
     report = gzip.decompress((work / "site" / "builds" / bad["files"]["diffoscope"]).read_bytes())
     assert b"usr/share/timestamped/built-at" in report
+    # ... and the classifier says why: the build time written into a file
+    assert bad["causes"] == ["captures_build_time"]
+    assert bad["differences"][0]["file"].endswith("data.tar › ./usr/share/timestamped/built-at")
 
     # the FAIL keeps its log with the backend's reason
     fail = state["groups"][f"{a.suite}/main/{arch}/broken"]["attempts"][0]

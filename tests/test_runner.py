@@ -234,6 +234,10 @@ def test_bad_build_keeps_a_diffoscope_report(tmp_path: Path, served: tuple[Path,
     assert "-hello world" in report and "+hello there" in report
     html = gzip.decompress((ctx.results_dir / attempt.files["diffoscope_html"]).read_bytes())
     assert b"<ins>there</ins>" in html and b"<del>world</del>" in html
+    # the JSON report is kept and classified: text changed, no known cause
+    assert attempt.files["diffoscope_json"] == "7/diffoscope.json.gz"
+    assert attempt.causes == ("unknown",)
+    assert attempt.differences == (("hello_1.0-1_amd64.deb", "unknown"),)
     assert "attestation" not in attempt.files
     assert list(ctx.work_dir.iterdir()) == []
 

@@ -201,7 +201,7 @@ def test_every_relative_link_resolves(rendered) -> None:
         parser = _Links()
         parser.feed(page.read_text())
         for link in parser.links:
-            link = link.partition("#")[0] or page.name
+            link = link.partition("#")[0].partition("?")[0] or page.name
             if urlsplit(link).scheme:
                 assert urlsplit(link).scheme in ("http", "https"), link
                 continue
@@ -210,6 +210,34 @@ def test_every_relative_link_resolves(rendered) -> None:
             assert target.is_file(), (page, link)
             checked += 1
     assert checked > 100
+
+
+def test_pages_are_written_after_the_pages_they_link_down_to(tmp_path: Path, monkeypatch) -> None:
+    """Leaves first: when a page is written, the group pages, build files, badges and static
+    files it links to are on disk already (links up, to lists and the dashboard, may wait)."""
+    from rebuilder.site import output
+
+    site = tmp_path / "site"
+    early: list[tuple[str, str]] = []
+    write = output.Output.write
+
+    def checked(self: output.Output, rel: str, data: bytes) -> bool:
+        if rel.endswith(".html"):
+            parser = _Links()
+            parser.feed(data.decode("utf-8", "replace"))
+            for link in parser.links:
+                link = link.partition("#")[0]
+                if not link or urlsplit(link).scheme:
+                    continue
+                target = os.path.normpath(f"{site}/{rel.rpartition('/')[0]}/{unquote(link)}")
+                down = re.search(r"/pkg/|/builds/|/static/|/badges?/", target)
+                if down and not os.path.exists(target):
+                    early.append((rel, link))
+        return write(self, rel, data)
+
+    monkeypatch.setattr(output.Output, "write", checked)
+    render(site, site_views(site), now=NOW)
+    assert early == []
 
 
 def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 diffoscope runs under the same supervisor as a backend (own process group,
 killed at its timeout, never outliving the pass). Its reports are capped: the
 text report by diffoscope's own ``--max-text-report-size`` and then by us, the
-HTML one by ``--max-report-size``. Several differing artifacts are compared as
+HTML one by ``--max-report-size``; the JSON one (for :mod:`rebuilder.causes`) is
+kept only whole, up to the same limit. Several differing artifacts are compared as
 two directories (``published/`` and ``rebuilt/``) so that one build has one
 report that names every differing file.
 """
@@ -33,6 +34,7 @@ class DiffoscopeReport:
     text: bytes | None
     html: bytes | None
     notes: tuple[str, ...]
+    json: bytes | None = None  # whole, or None: a cut JSON report is no JSON
 
 
 def available() -> str | None:
@@ -55,16 +57,14 @@ def compare(
     scratch.mkdir(parents=True, exist_ok=True)
     left, right = _operands(pairs, scratch)
     text_path, html_path = scratch / "report.txt", scratch / "report.html"
+    json_path = scratch / "report.json"
     cmd = [
         exe,
-        "--text",
-        str(text_path),
-        "--html",
-        str(html_path),
-        "--max-text-report-size",
-        str(max(limit, 1)),
-        "--max-report-size",
-        str(max(limit, _MIN_HTML_LIMIT)),
+        "--text", str(text_path),
+        "--html", str(html_path),
+        "--json", str(json_path),
+        "--max-text-report-size", str(max(limit, 1)),
+        "--max-report-size", str(max(limit, _MIN_HTML_LIMIT)),
         "--exclude-directory-metadata=yes",
         "--no-progress",
         "--",
@@ -91,7 +91,9 @@ def compare(
         notes.append(f"diffoscope exited with {outcome.code}")
     text = _read_capped(text_path, limit)
     html = _read_capped(html_path, max(limit, _MIN_HTML_LIMIT))
-    return DiffoscopeReport(text, html, tuple(notes))
+    data = _read_capped(json_path, limit)
+    whole = data if data is not None and json_path.stat().st_size <= limit else None
+    return DiffoscopeReport(text, html, tuple(notes), whole)
 
 
 def _operands(pairs: list[tuple[Path, Path]], scratch: Path) -> tuple[Path, Path]:

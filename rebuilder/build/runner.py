@@ -22,7 +22,9 @@ Layout of one attempt (removed when the build ends, whatever happens)::
         .rebuilder-diffoscope/             diffoscope's scratch space
 
 and what is kept, under ``<results_dir>/<build_id>/``: ``log.gz``,
-``diffoscope.txt.gz``, ``diffoscope.html.gz``, ``attestation``, ``meta/<name>``.
+``diffoscope.txt.gz``, ``diffoscope.html.gz``, ``diffoscope.json.gz``, ``attestation``,
+``meta/<name>``. A BAD attempt's causes are classified from the JSON report here
+(:mod:`rebuilder.causes`), so the state and the site have them without re-reading it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, fetch
+from rebuilder import attest, causes, fetch
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
 from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
@@ -127,6 +129,7 @@ def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None
     build.tail.append(f"verdict: {status.value}{f' ({reason})' if reason else ''}")
     build.tail.append(f"duration: {duration:.3f} s")
     files = build.store()
+    verdict = causes.classify(build.diff.json) if status is Status.BAD and build.diff else None
     return Attempt(
         build_id=job.build_id,
         version=job.group.version,
@@ -138,6 +141,8 @@ def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None
         inputs_digest=job.group.inputs_digest,
         artifacts=results,
         files=files,
+        causes=verdict.causes if verdict else (),
+        differences=verdict.files if verdict else (),
     )
 
 
@@ -425,6 +430,9 @@ class _Build:
         if self.diff is not None and self.diff.html is not None:
             html = self._redacted(self.diff.html)
             items.append(("diffoscope_html", "diffoscope.html.gz", _gzip(html)))
+        if self.diff is not None and self.diff.json is not None:
+            json_report = self._redacted(self.diff.json)
+            items.append(("diffoscope_json", "diffoscope.json.gz", _gzip(json_report)))
         if self.attestation is not None:
             items.append(("attestation", "attestation", self.attestation))
         for name, data in self.meta_data.items():

@@ -22,6 +22,7 @@ store is read, never written: every write goes through
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -59,10 +61,6 @@ MAX_WORKERS = 4
 DASHBOARD_CHANGES = 30  # regressions and newly reproduced groups listed on the dashboard
 FEED_ITEMS = 100
 _STATUS_FILE = {s: s.value.lower() for s in Status}
-REPORT_CSP = (
-    b'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-    b"style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'\">\n"
-)
 
 
 @dataclass(frozen=True)
@@ -192,6 +190,9 @@ def render(
     touched = None if changed is None else _touched(out, views, changed)
     cfg = _Settings(html.environment(templates), changed, touched, site_url, pages, when)
     got = _Collected()
+    # Leaves first, indexes last: a page is written only after what it links down to, so
+    # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
+    _copy_static(out, templates)
     _render_status_badges(out)
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     jobs: list[_Job] = []
@@ -200,16 +201,17 @@ def render(
         got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
         got.profiles.append(_render_profile(out, cfg, view, got, keep_dirs, jobs))
     finish_groups = _start_groups(out, cfg, jobs)  # in other processes while we go on
+    _render_badges(out, got)
+    finish_groups()
+    for p in got.profiles:
+        _render_suites(out, cfg, p)
     _render_v0(out, got, when, public_keys)
     _render_v1(out, got, views, when, public_keys)
     _render_maintainers(out, cfg, got)
     for name, data in search.build(got.entries, got.search_suites).items():
         out.write(f"{paths.SEARCH}/{name}", data)
     _render_feeds(out, cfg, got)
-    _render_badges(out, got)
     _render_dashboard(out, cfg, got, public_keys)
-    _copy_static(out, templates)
-    finish_groups()
     if changed is not None:
         _remove_stale_groups(out, views, changed)
     out.prune(
@@ -291,8 +293,8 @@ def _render_profile(
     keep_dirs: set[str],
     jobs: list[_Job],
 ) -> _Profile:
-    """Walk a profile's records: collect what the aggregates need, queue the group pages
-    to render, and render its suite lists."""
+    """Walk a profile's records: collect what the aggregates need and queue the group
+    pages to render (its suite lists are rendered after them, by :func:`_render_suites`)."""
     name, distro = view.profile.name, view.profile.distro
     result = _Profile(view)
     by_suite: dict[tuple[str, str, str], list[_Item]] = defaultdict(list)
@@ -329,13 +331,22 @@ def _render_profile(
         for it in items:
             counts[it.record.status] += 1
         summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where))
-        suite = _Suite(summary, items)
-        if cfg.touched is None or (name, *where) in cfg.touched.suites:
+        result.suites.append(_Suite(summary, items))
+    return result
+
+
+def _render_suites(out: Output, cfg: _Settings, p: _Profile) -> None:
+    """A profile's suite lists: those a changed group is on (every one in a full render)."""
+    name = p.view.profile.name
+    for suite in p.suites:
+        s = suite.summary
+        if (
+            cfg.touched is None
+            or (name, s.release, s.component, s.architecture) in cfg.touched.suites
+        ):
             _render_suite(out, cfg, name, suite)
         else:
-            out.keep(f"{summary.dir}/{f}" for f in _suite_files(suite))
-        result.suites.append(suite)
-    return result
+            out.keep(f"{s.dir}/{f}" for f in _suite_files(suite))
 
 
 def _item(
@@ -491,8 +502,10 @@ def _render_group(
         cfg.package_pages, g.distro, name=g.name, version=g.version, release=g.release,
         component=g.component, architecture=g.architecture,
     )  # fmt: skip
-    ctx = html.group_context(profile, record, page, suite_page, v0, distro_page)
-    out.write(page, _page(cfg.env, "group.html", ctx))
+    if record.seen:  # the page's badge and JSON before the page that links them
+        target = _status_badge(_NAME[record.status])
+        out.link(paths.badge_file(profile, g.key, ".svg"), target + ".svg")
+        out.link(paths.badge_file(profile, g.key, ".json"), target + ".json")
     files = {a.build_id: _store_urls(a) for a in record.attempts}
     if attempt is not None and served:
         files[attempt.build_id] = {**files.get(attempt.build_id, {}), **served}
@@ -501,10 +514,22 @@ def _render_group(
         for c in (history.change(profile, record, page, st) for st in found)
     ]
     out.write(page[:-5] + ".json", api_v0.group(profile, record, page, files, changes))
-    if record.seen:
-        target = _status_badge(_NAME[record.status])
-        out.link(paths.badge_file(profile, g.key, ".svg"), target + ".svg")
-        out.link(paths.badge_file(profile, g.key, ".json"), target + ".json")
+    tail = _log_end(out, served) if record.status is Status.FAIL else ""
+    ctx = html.group_context(profile, record, page, suite_page, v0, distro_page, tail)
+    out.write(page, _page(cfg.env, "group.html", ctx))
+
+
+def _log_end(out: Output, served: Mapping[str, str], size: int = 16 << 10) -> str:
+    """The last lines of a FAIL's plain v0 log copy (just served): its end, not all of it."""
+    rel = served.get("log")
+    if rel is None:
+        return ""
+    try:
+        with open(f"{out.root}/{rel}", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return html.log_tail(f.read(size))
+    except OSError:
+        return ""
 
 
 def _store_urls(a: Attempt) -> dict[str, str]:
@@ -512,37 +537,35 @@ def _store_urls(a: Attempt) -> dict[str, str]:
 
 
 def _outputs(
-    cfg: _Settings, record: GroupRecord, attempt: Attempt, kind: str, served: Mapping[str, str]
+    cfg: _Settings,
+    record: GroupRecord,
+    attempt: Attempt,
+    kind: str,
+    served: Mapping[str, str],
 ) -> list[tuple[str, Transform | None]]:
-    """Where a store file goes: its plain copy, its readable view, or the CSP-wrapped report."""
+    """Where a store file goes: its plain copy, its readable view, or the wrapped report;
+    the views and the report name the package and link back to its page."""
     target = served[kind]
+    name = f"{record.group.name} {attempt.version}"
+    # a build id's files are shared by every profile holding the group: the way back is the
+    # search for its name (which lists it in each), not one profile's page
+    back = (name, paths.root_prefix(target) + "index.html?q=" + quote(record.group.name, safe=""))
     if kind == "diffoscope_html":
-        return [(target, _with_report_csp)]
+        title = f"diffoscope: {name} (build {attempt.build_id})"
+        return [(target, functools.partial(html.report_page, title=title, back=back,
+                                           root=paths.root_prefix(target)))]  # fmt: skip
     outputs: list[tuple[str, Transform | None]] = [(target, None)]
     view = served.get(f"{kind}.html")
     if view:
-        g = record.group
-        title = f"{kind} of build {attempt.build_id}: {g.name} {attempt.version}"
+        title = f"{kind}: {name} (build {attempt.build_id})"
         plain = paths.href(view, target)
 
         def as_page(data: bytes) -> bytes:
             text = data.decode("utf-8", "replace")
-            return _page(cfg.env, "text.html", html.text_context(view, title, text, plain, None))
+            return _page(cfg.env, "text.html", html.text_context(view, title, text, plain, back))
 
         outputs.append((view, as_page))
     return outputs
-
-
-def _with_report_csp(data: bytes) -> bytes:
-    """diffoscope's report behind a CSP that allows its inline styles and nothing else.
-
-    The ``<meta>`` goes first: an HTML parser puts it into the implied
-    ``<head>`` before any of the report's own markup, so no script can run.
-    """
-    head = data[:64].lstrip().lower()
-    if head.startswith(b"<!doctype"):
-        data = data[data.index(b">") + 1 :]
-    return b"<!DOCTYPE html>\n" + REPORT_CSP + data
 
 
 def _list_pages(suite: _Suite) -> list[tuple[str, str, Status | None, int, int]]:

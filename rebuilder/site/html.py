@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import jinja2
 import markupsafe
 
 import rebuilder
+from rebuilder import causes
 from rebuilder.model import Attempt, GroupRecord, Status
 from rebuilder.site import api_v0, history, paths
 
@@ -42,6 +44,7 @@ FILE_LABELS = (
     ("environment", "environment"),
 )
 PAGE_SIZE = 500  # rows of one list page
+TAIL_LINES = 15  # last lines of a FAIL's log shown on its page
 MAX_TEXT_VIEW = 4 * 1024 * 1024  # characters of a log shown in its HTML view
 _BROKEN_FIRST = {Status.BAD: 0, Status.FAIL: 0, Status.UNKWN: 1, Status.GOOD: 2}
 
@@ -432,6 +435,48 @@ def artifact_rows(record: GroupRecord) -> list[ArtifactRow]:
     return rows
 
 
+class Why(NamedTuple):
+    """What a BAD or FAIL page says first: the causes and differing files (BAD) or the
+    reason and the log's last lines (FAIL), and where to read more."""
+
+    status: str
+    reason: str
+    causes: list[tuple[str, str]]  # (name, label)
+    files: list[tuple[str, str]]  # (file, label of its cause)
+    tail: str
+    links: list[tuple[str, str]]  # (label, href)
+
+
+def why(record: GroupRecord, page: str, v0: Mapping[str, str], tail: str) -> Why | None:
+    """The top of a BAD or FAIL group page, from the attempt at its current inputs."""
+    if record.status not in (Status.BAD, Status.FAIL):
+        return None
+    attempt = api_v0.attempt_for_version(record)
+    if attempt is None:
+        return None
+    labels = dict(attempt_links(attempt, page, v0))
+    wanted = ("diffoscope (html)", "diffoscope", "log") if record.status is Status.BAD else ("log",)
+    links = [(k, labels[k]) for k in wanted if k in labels]
+    return Why(
+        record.status.value,
+        attempt.reason,
+        [(c, causes.label(c)) for c in attempt.causes],
+        [(f, causes.label(c) if c else "") for f, c in attempt.differences],
+        tail,
+        links,
+    )
+
+
+def log_tail(data: bytes, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log's end.
+
+    >>> log_tail(b"a\\nb\\nc\\n", 2)
+    'b\\nc'
+    """
+    text = data.decode("utf-8", "replace").rstrip("\n")
+    return "\n".join(text.split("\n")[-lines:])
+
+
 def group_context(
     profile: str,
     record: GroupRecord,
@@ -439,6 +484,7 @@ def group_context(
     suite_page: str,
     v0_files: Mapping[int, Mapping[str, str]],
     distro_page: str | None,
+    tail: str = "",
 ) -> dict[str, Any]:
     """A build group's page: where it lives, its artifacts, every attempt (newest first)."""
     g = record.group
@@ -470,6 +516,7 @@ def group_context(
         "maintainers": maintainers,
         "first_seen": when(record.first_seen),
         "last_seen": when(record.last_seen),
+        "why": why(record, page, _v0_of(record, v0_files), tail),
         "next_retry": when(record.next_retry) if record.next_retry else None,
         "retries": record.retries,
         "artifacts": artifact_rows(record),
@@ -481,8 +528,16 @@ def group_context(
     }
 
 
-def text_context(page: str, title: str, text: str, plain: str, back: str | None) -> dict[str, Any]:
-    """A log or diffoscope text as a page: escaped by the template, cut when huge."""
+def _v0_of(record: GroupRecord, v0_files: Mapping[int, Mapping[str, str]]) -> Mapping[str, str]:
+    attempt = api_v0.attempt_for_version(record)
+    return v0_files.get(attempt.build_id, {}) if attempt else {}
+
+
+def text_context(
+    page: str, title: str, text: str, plain: str, back: tuple[str, str] | None
+) -> dict[str, Any]:
+    """A log or diffoscope text as a page: escaped by the template, cut when huge;
+    ``back`` is (label, href) of the group page."""
     cut = len(text) > MAX_TEXT_VIEW
     return {
         "root": paths.root_prefix(page),
@@ -492,3 +547,48 @@ def text_context(page: str, title: str, text: str, plain: str, back: str | None)
         "plain": plain,
         "back": back,
     }
+
+
+# -- diffoscope's own HTML report ---------------------------------------------------------
+
+REPORT_CSP = (
+    b'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    b"style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'\">\n"
+)
+# our bar on top, and on a phone the side-by-side tables wrap instead of scrolling sideways
+_REPORT_HEAD = b"""<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+.rb-nav{font:15px/1.4 system-ui,sans-serif;padding:.4rem 0;margin:0 0 .6rem;
+border-bottom:1px solid #ccc}
+@media (max-width:40rem){
+body.diffoscope{margin:.4rem}
+.diffoscope table.diff{table-layout:fixed;width:100%}
+.diffoscope col.colines{width:2.2em}
+.diffoscope td,.diffoscope .diffheader div,.diffoscope .source{word-break:break-all;
+white-space:pre-wrap}
+}
+</style>
+"""
+_BODY = re.compile(rb"<body[^>]*>")
+
+
+def report_page(data: bytes, *, title: str, back: tuple[str, str], root: str) -> bytes:
+    """diffoscope's report behind a CSP that allows its inline styles and nothing else,
+    titled by us, with a bar linking back to the package's page and the site.
+
+    Our ``<meta>``, ``<title>`` and ``<style>`` go first: an HTML parser puts them
+    into the implied ``<head>`` before any of the report's own markup, so no script
+    can run, and the first ``<title>`` (ours) is the page's.
+    """
+    head = data[:64].lstrip().lower()
+    if head.startswith(b"<!doctype"):
+        data = data[data.index(b">") + 1 :]
+    label, href = back
+    nav = (
+        f'<p class="rb-nav"><a href="{e(root)}index.html">rebuilder</a> › '
+        f'<a href="{e(href)}">{e(label)}</a> › diffoscope report</p>\n'
+    ).encode("utf-8", "surrogateescape")
+    m = _BODY.search(data, 0, 1 << 16)
+    data = data[: m.end()] + b"\n" + nav + data[m.end() :] if m else nav + data
+    top = f"<title>{e(title)}</title>\n".encode("utf-8", "surrogateescape")
+    return b"<!DOCTYPE html>\n" + REPORT_CSP + top + _REPORT_HEAD + data
