@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from .fixtures import archlinux as ar
 from .fixtures.alpine import AlpineRepo, build_repo, copy_repo
 from .fixtures.bad_rebuilds import Pair, build_pairs
 from .fixtures.debian import Archive, build_archive, copy_archive
@@ -61,6 +62,25 @@ def pytest_make_collect_report(
     return report
 
 
+# -- slow tests ------------------------------------------------------------------------------
+#
+# `pytest -m "not slow"` is the quick run for development. A test is slow when it builds
+# packages or repositories, runs `rebuild` or a browser: a module whose own fixtures do so
+# says `pytestmark = pytest.mark.slow`; a test that asks for one of the fixture
+# repositories below is marked here, so none can be forgotten.
+
+BUILDS_PACKAGES = {
+    "archive", "mirror", "alpine_repo", "alpine_served", "arch_repo", "arch_served",
+    "tails_mirror", "tails_served",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BUILDS_PACKAGES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 # -- the fixture repositories ----------------------------------------------------------------
 
 
@@ -91,6 +111,21 @@ def alpine_served(alpine_repo: AlpineRepo, tmp_path: Path) -> Iterator[tuple[Alp
     """A copy of the Alpine repository, served: tests may change it."""
     repo = copy_repo(alpine_repo, tmp_path)
     url, stop = serve(repo.mirror)
+    yield repo, url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def arch_repo() -> ar.ArchRepo:
+    """The Arch Linux fixture repository (makepkg builds, signed databases), built once."""
+    return ar.shared_repo()
+
+
+@pytest.fixture
+def arch_served(arch_repo: ar.ArchRepo, tmp_path: Path) -> Iterator[tuple[ar.ArchRepo, str]]:
+    """A copy of the Arch Linux repository, served: tests may change it."""
+    repo = ar.copy_repo(arch_repo, tmp_path / "mirror")
+    url, stop = serve(repo.root)
     yield repo, url
     stop()
 

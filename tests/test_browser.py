@@ -30,7 +30,10 @@ from .fixtures import browser
 from .fixtures.bad_rebuilds import Pair
 from .fixtures.site import NOW, XSS, built_record, site_group, site_views, write_store
 
-pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+pytestmark = [
+    pytest.mark.slow,  # starts Chromium
+    pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing())),
+]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PREFIX = "mirror/rebuilder"  # served below a path prefix: every link must be relative

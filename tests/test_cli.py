@@ -6,9 +6,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .fixtures.debian import Archive
 from .fixtures.http import serve
 from .fixtures.operator import BACKEND, operator_dir, rebuild
+
+pytestmark = pytest.mark.slow  # runs rebuild
 
 
 def test_sync_print_json_plan_reasons_and_requeue(mirror: tuple[Archive, str], tmp_path: Path):

@@ -56,6 +56,8 @@ from rebuilder.model import Artifact, Attempt, BuildGroup, Job, Status
 from .fixtures.debian import Archive
 from .fixtures.operator import operator_dir, rebuild
 
+pytestmark = pytest.mark.slow  # starts Dask clusters, runs rebuild
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BACKEND = r"""

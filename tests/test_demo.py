@@ -18,6 +18,8 @@ import requests
 from rebuilder.config import host_apt_mirror
 from rebuilder.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # runs rebuild's demo over Debian's archive
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "rebuilder" / "demo" / "debian-bookworm.toml"
 EXPECTED = {"distro-info-data", "debvm", "midge"}

@@ -21,11 +21,15 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from rebuilder.sync import alpine as apk
 
 from .fixtures.alpine import ARCH, BRANCH, BUILDDATE, REPO, AlpineRepo
 from .fixtures.operator import operator_workdir
 from .fixtures.operator import rebuild as run_rebuild
+
+pytestmark = pytest.mark.slow  # builds packages, runs rebuild
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKEND = REPO_ROOT / "tests" / "backends" / "alpine-from-aports.sh"

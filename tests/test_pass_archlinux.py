@@ -12,30 +12,22 @@ import gzip
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .fixtures import archlinux as ar
-from .fixtures.http import serve
 from .fixtures.operator import operator_workdir
 from .fixtures.operator import rebuild as run_rebuild
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "tests" / "backends" / "archlinux-makepkg.sh"
 
-pytestmark = pytest.mark.skipif(bool(ar.missing_tools()),
-                                reason=f"needs {', '.join(ar.missing_tools())}")  # fmt: skip
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[tuple[ar.ArchRepo, str]]:
-    repo = ar.copy_repo(ar.shared_repo(), tmp_path / "mirror")
-    url, stop = serve(repo.root)
-    yield repo, url
-    stop()
+pytestmark = [
+    pytest.mark.slow,  # builds packages, runs rebuild
+    pytest.mark.skipif(bool(ar.missing_tools()), reason=f"needs {', '.join(ar.missing_tools())}"),
+]
 
 
 def operator_dir(tmp_path: Path, repo: ar.ArchRepo, url: str, backend: Path | None) -> Path:
@@ -62,8 +54,10 @@ def state(work: Path) -> dict[str, Any]:
     return groups
 
 
-def test_full_pass_rebuilds_with_makepkg(mirror: tuple[ar.ArchRepo, str], tmp_path: Path) -> None:
-    repo, url = mirror
+def test_full_pass_rebuilds_with_makepkg(
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
+) -> None:
+    repo, url = arch_served
     work = operator_dir(tmp_path, repo, url, BACKEND)
     r = rebuild(work, repo, "run")
     assert r.returncode == 0, r.stderr
@@ -116,10 +110,10 @@ def test_full_pass_rebuilds_with_makepkg(mirror: tuple[ar.ArchRepo, str], tmp_pa
 
 
 def test_package_leaving_the_repository_is_marked_unseen(
-    mirror: tuple[ar.ArchRepo, str], tmp_path: Path
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
 ) -> None:
     """A database update (core loses broken) is seen; the group is kept, marked unseen."""
-    repo, url = mirror
+    repo, url = arch_served
     work = operator_dir(tmp_path, repo, url, BACKEND)
     assert rebuild(work, repo, "run", "--max-builds", "0").returncode == 0
     members = ar.tar_members(ar.read_db_tar(repo, "core"))
@@ -133,9 +127,9 @@ def test_package_leaving_the_repository_is_marked_unseen(
 
 @pytest.mark.skipif(shutil.which("repro") is not None, reason="archlinux-repro is installed")
 def test_shipped_backend_fails_cleanly_without_repro(
-    mirror: tuple[ar.ArchRepo, str], tmp_path: Path
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
 ) -> None:
-    repo, url = mirror
+    repo, url = arch_served
     work = operator_dir(tmp_path, repo, url, backend=None)
     r = rebuild(work, repo, "run", "--jobs", "1")
     assert r.returncode == 0, r.stderr

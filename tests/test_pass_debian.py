@@ -23,6 +23,8 @@ from .fixtures import ROOT
 from .fixtures.debian import Archive, resign_with_other_key, tamper_packages
 from .fixtures.operator import BACKEND, operator_dir, rebuild
 
+pytestmark = pytest.mark.slow  # builds packages, runs rebuild
+
 
 def statuses(work: Path) -> dict[str, str]:
     data = json.loads((work / "state" / "fixture.json").read_text())

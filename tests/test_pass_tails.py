@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from .fixtures import ROOT
 from .fixtures.gpg import gpg, stop_agent
 from .fixtures.operator import operator_workdir
@@ -34,6 +36,8 @@ from .fixtures.tails import (
     write_listings,
     write_sums,
 )
+
+pytestmark = pytest.mark.slow  # builds images, runs rebuild
 
 
 def operator_dir(tmp_path: Path, url: str, channels: str = '"stable", "alpha"') -> Path:
@@ -144,13 +148,15 @@ def test_untrusted_tag_and_bad_image_signature_fail(
     assert "tails-amd64-6.11.iso: no good signature" in log_of(work, rec)
 
 
-def test_shipped_tails_sh_needs_its_settings(built: TailsMirror, tmp_path: Path):
-    img = built.release_dir("stable", "6.10") / "tails-amd64-6.10.img"
+def test_shipped_tails_sh_needs_its_settings(tails_mirror: TailsMirror, tmp_path: Path):
+    img = tails_mirror.release_dir("stable", "6.10") / "tails-amd64-6.10.img"
     env = dict(os.environ, REBUILDERD_OUTDIR=str(tmp_path))
     backend = ROOT / "rebuilder" / "build" / "backends" / "tails.sh"
     r = subprocess.run([str(backend), str(img)], env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "REBUILDER_TAILS_GIT" in r.stderr
-    env.update(REBUILDER_TAILS_GIT=str(built.git), REBUILDER_TAILS_KEYRING=str(built.keyring))
+    env.update(
+        REBUILDER_TAILS_GIT=str(tails_mirror.git), REBUILDER_TAILS_KEYRING=str(tails_mirror.keyring)
+    )
     r = subprocess.run([str(backend), str(img)], env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "rake not found" in r.stderr
     (tmp_path / "bin").mkdir()

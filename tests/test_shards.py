@@ -6,8 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from .fixtures.debian import Archive
 from .fixtures.operator import operator_dir, rebuild
+
+pytestmark = pytest.mark.slow  # runs rebuild
 
 
 def normalised(work: Path) -> dict[str, tuple]:

@@ -47,23 +47,10 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def repo() -> ar.ArchRepo:
-    return ar.shared_repo()
-
-
-@pytest.fixture(scope="module")
-def url(repo: ar.ArchRepo) -> Iterator[str]:
-    base, stop = serve(repo.root)
+def url(arch_repo: ar.ArchRepo) -> Iterator[str]:
+    """The shared repository, served unchanged for the module."""
+    base, stop = serve(arch_repo.root)
     yield base
-    stop()
-
-
-@pytest.fixture
-def mutable(repo: ar.ArchRepo, tmp_path: Path) -> Iterator[tuple[ar.ArchRepo, str]]:
-    """A copy of the repository, served: for tests that change it."""
-    copy = ar.copy_repo(repo, tmp_path / "mirror")
-    base, stop = serve(copy.root)
-    yield copy, base
     stop()
 
 
@@ -107,47 +94,49 @@ def sha(n: int) -> str:
 
 
 def test_sync_groups_by_pkgbase_with_verified_artifacts(
-    repo: ar.ArchRepo, url: str, tmp_path: Path
+    arch_repo: ar.ArchRepo, url: str, tmp_path: Path
 ) -> None:
-    snap = run(repo.profile(url), tmp_path)
+    snap = run(arch_repo.profile(url), tmp_path)
     assert snap.distro == "archlinux" and snap.profile == "arch" and not snap.unchanged
     groups = by_name(snap)
     assert set(groups) == {"repro", "broken", "timestamped"}
     assert [g.name for g in snap.groups] == ["broken", "repro", "timestamped"]  # by repo, name
-    for fx in repo.pkgbases:
+    for fx in arch_repo.pkgbases:
         g = groups[fx.base]
         assert (g.distro, g.release, g.component, g.architecture, g.version) == (
             "archlinux",
             arch.DEFAULT_RELEASE,
             fx.repo,
-            repo.arch,
+            arch_repo.arch,
             fx.version,
         )
         assert g.maintainers == (fx.packager,) and g.method == "" and g.sources == ()
         assert [a.name for a in g.artifacts] == sorted(n for n, _ in fx.packages)
         for a in g.artifacts:
-            local = repo.repo_dir(fx.repo) / fx.filename(a.name, repo.arch)
-            assert a.url == f"{url}/{fx.repo}/os/{repo.arch}/{local.name}"
+            local = arch_repo.repo_dir(fx.repo) / fx.filename(a.name, arch_repo.arch)
+            assert a.url == f"{url}/{fx.repo}/os/{arch_repo.arch}/{local.name}"
             assert a.filename == local.name and a.version == fx.version
             assert a.sha256 == sha256(local) and a.size == local.stat().st_size
         # the build input is the first package file by name, with its checksum
         assert g.input_url == g.artifacts[0].url and g.input_sha256 == g.artifacts[0].sha256
     assert [(a.name, a.architecture) for a in groups["repro"].artifacts] == [
-        ("repro", repo.arch),
+        ("repro", arch_repo.arch),
         ("repro-doc", "any"),
     ]
     assert set(snap.fingerprints) == {
-        f"{url}/core/os/{repo.arch}/core.db",
-        f"{url}/extra/os/{repo.arch}/extra.db",
+        f"{url}/core/os/{arch_repo.arch}/core.db",
+        f"{url}/extra/os/{arch_repo.arch}/extra.db",
         "profile-settings",
     }
-    assert snap.fingerprints[f"{url}/core/os/{repo.arch}/core.db"] == sha256(repo.db("core"))
+    assert snap.fingerprints[f"{url}/core/os/{arch_repo.arch}/core.db"] == sha256(
+        arch_repo.db("core")
+    )
 
 
 def test_unchanged_databases_are_not_parsed_again(
-    mutable: tuple[ar.ArchRepo, str], tmp_path: Path
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
 ) -> None:
-    repo, url = mutable
+    repo, url = arch_served
     first = run(repo.profile(url), tmp_path)
     again = run(repo.profile(url), tmp_path, previous=first.fingerprints)
     assert again.unchanged and again.groups == () and again.fingerprints == first.fingerprints
@@ -166,12 +155,14 @@ def test_unchanged_databases_are_not_parsed_again(
     }
 
 
-def test_filters_on_packager_and_package_names(repo: ar.ArchRepo, url: str, tmp_path: Path) -> None:
-    snap = run(repo.profile(url, maintainers=("Bob Example <bob@",)), tmp_path)
+def test_filters_on_packager_and_package_names(
+    arch_repo: ar.ArchRepo, url: str, tmp_path: Path
+) -> None:
+    snap = run(arch_repo.profile(url, maintainers=("Bob Example <bob@",)), tmp_path)
     assert [g.name for g in snap.groups] == ["timestamped"]
-    assert run(repo.profile(url, maintainers=("Nobody",)), tmp_path).groups == ()
+    assert run(arch_repo.profile(url, maintainers=("Nobody",)), tmp_path).groups == ()
     # pkgs/excludes match package names: a split package may be kept alone
-    snap = run(repo.profile(url, pkgs=("repro*",), excludes=("repro",)), tmp_path)
+    snap = run(arch_repo.profile(url, pkgs=("repro*",), excludes=("repro",)), tmp_path)
     (g,) = snap.groups
     assert [a.name for a in g.artifacts] == ["repro-doc"]
     assert g.input_url == g.artifacts[0].url and g.input_url.endswith("-any.pkg.tar.zst")
@@ -179,14 +170,14 @@ def test_filters_on_packager_and_package_names(repo: ar.ArchRepo, url: str, tmp_
 
 @pytest.mark.parametrize("compression", ["zst", "gz", "xz", "bz2", "none"])
 def test_every_compression_is_read(
-    mutable: tuple[ar.ArchRepo, str],
+    arch_served: tuple[ar.ArchRepo, str],
     tmp_path: Path,
-    repo: ar.ArchRepo,
+    arch_repo: ar.ArchRepo,
     url: str,
     compression: str,
 ) -> None:
-    want = run(repo.profile(url), tmp_path / "want").groups
-    copy, copy_url = mutable
+    want = run(arch_repo.profile(url), tmp_path / "want").groups
+    copy, copy_url = arch_served
     for name in ar.REPOS:
         ar.write_db(copy, name, ar.read_db_tar(copy, name), compression=compression)
     got = run(copy.profile(copy_url), tmp_path / "got").groups
@@ -195,30 +186,32 @@ def test_every_compression_is_read(
     ]
 
 
-def test_explicit_release_names_the_groups(repo: ar.ArchRepo, url: str, tmp_path: Path) -> None:
-    p = repo.profile(
+def test_explicit_release_names_the_groups(
+    arch_repo: ar.ArchRepo, url: str, tmp_path: Path
+) -> None:
+    p = arch_repo.profile(
         url, releases=(Release("arch-2024", f"{url}/${{repo}}/os/${{arch}}"),), source=""
     )
     snap = run(p, tmp_path)
     assert {g.release for g in snap.groups} == {"arch-2024"}
     assert {g.key for g in snap.groups} == {
-        f"arch-2024/core/{repo.arch}/repro",
-        f"arch-2024/core/{repo.arch}/broken",
-        f"arch-2024/extra/{repo.arch}/timestamped",
+        f"arch-2024/core/{arch_repo.arch}/repro",
+        f"arch-2024/core/{arch_repo.arch}/broken",
+        f"arch-2024/extra/{arch_repo.arch}/timestamped",
     }
 
 
 def test_registry_and_print_json_through_the_cli(
-    repo: ar.ArchRepo, url: str, tmp_path: Path
+    arch_repo: ar.ArchRepo, url: str, tmp_path: Path
 ) -> None:
     assert syncer("archlinux") is arch.sync
     (tmp_path / "rebuilder.toml").write_text(f"""
 [profile."arch"]
 distro = "archlinux"
 components = ["core", "extra"]
-architecture = "{repo.arch}"
+architecture = "{arch_repo.arch}"
 source = "{url}/$repo/os/$arch"
-keyring = "{repo.keyring}"
+keyring = "{arch_repo.keyring}"
 """)
     r = subprocess.run(
         [sys.executable, str(REPO / "rebuild.py"), "sync", "arch", "--print-json"],
@@ -243,9 +236,9 @@ keyring = "{repo.keyring}"
 
 
 def test_altered_database_fails_its_signature(
-    mutable: tuple[ar.ArchRepo, str], tmp_path: Path
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
 ) -> None:
-    repo, url = mutable
+    repo, url = arch_served
     data = ar.read_db_tar(repo, "core")
     sig = repo.db("core").with_name("core.db.sig").read_bytes()
     ar.write_db(repo, "core", data.replace(b"Carol Example", b"Carol Exampel"), sign=False)
@@ -255,9 +248,9 @@ def test_altered_database_fails_its_signature(
 
 
 def test_unsigned_database_fails_only_with_a_keyring(
-    mutable: tuple[ar.ArchRepo, str], tmp_path: Path
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
 ) -> None:
-    repo, url = mutable
+    repo, url = arch_served
     ar.write_db(repo, "extra", ar.read_db_tar(repo, "extra"), sign=False)
     with pytest.raises(SignatureError, match=r"extra\.db: not signed"):
         run(repo.profile(url), tmp_path)
@@ -266,9 +259,9 @@ def test_unsigned_database_fails_only_with_a_keyring(
 
 
 def test_database_signed_by_another_key_fails(
-    mutable: tuple[ar.ArchRepo, str], tmp_path: Path
+    arch_served: tuple[ar.ArchRepo, str], tmp_path: Path
 ) -> None:
-    repo, url = mutable
+    repo, url = arch_served
     home, key = ar.other_key(repo)
     ar.sign_file(repo, repo.db("core"), gnupghome=home, key=key)
     with pytest.raises(SignatureError, match="not in the keyring"):
@@ -451,9 +444,11 @@ def test_empty_repository_has_no_groups(tmp_path: Path) -> None:
     assert run(local_profile(tmp_path / "m"), tmp_path / "c").groups == ()
 
 
-def test_missing_database_names_its_url(url: str, repo: ar.ArchRepo, tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match=rf"{url}/testing/os/{repo.arch}/testing\.db: HTTP 404"):
-        run(repo.profile(url, components=("core", "testing")), tmp_path)
+def test_missing_database_names_its_url(url: str, arch_repo: ar.ArchRepo, tmp_path: Path) -> None:
+    with pytest.raises(
+        FetchError, match=rf"{url}/testing/os/{arch_repo.arch}/testing\.db: HTTP 404"
+    ):
+        run(arch_repo.profile(url, components=("core", "testing")), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -481,6 +476,7 @@ def test_mirror_templates() -> None:
     assert arch.mirror_url("/srv/$repo-$arch", "extra", "aarch64") == "/srv/extra-aarch64"
 
 
+@pytest.mark.slow  # runs rebuild
 def test_cli_reports_a_broken_database_in_one_line(tmp_path: Path) -> None:
     write_local(tmp_path / "m", "core", b"\x28\xb5\x2f\xfd garbage", compression="none")
     (tmp_path / "rebuilder.toml").write_text(f"""

@@ -21,6 +21,8 @@ from .fixtures.debian import Archive
 from .fixtures.http import serve
 from .fixtures.operator import operator_dir, rebuild
 
+pytestmark = pytest.mark.slow  # runs rebuild
+
 
 @pytest.fixture
 def rebuilders(mirror: tuple[Archive, str], tmp_path: Path):
