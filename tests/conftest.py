@@ -71,7 +71,7 @@ def pytest_make_collect_report(
 
 BUILDS_PACKAGES = {
     "archive", "mirror", "alpine_repo", "alpine_served", "arch_repo", "arch_served",
-    "tails_mirror", "tails_served",
+    "tails_mirror", "tails_served", "bad_pairs",
 }  # fmt: skip
 
 

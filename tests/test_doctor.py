@@ -8,10 +8,14 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from rebuilder.build import tools
 
 from .fixtures.debian import Archive
 from .fixtures.operator import operator_workdir, rebuild
+
+pytestmark = pytest.mark.slow  # runs rebuild
 
 
 def _profile(a: Archive, url: str, method: str) -> str:

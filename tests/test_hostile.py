@@ -20,6 +20,8 @@ import pytest
 from .fixtures.debian import Archive
 from .fixtures.operator import operator_dir, rebuild
 
+pytestmark = pytest.mark.slow  # runs rebuild
+
 
 class _Trickle(SimpleHTTPRequestHandler):
     """Serves a directory, but files whose name ends with ``slow`` one byte at a time."""

@@ -8,8 +8,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .fixtures.debian import Archive
 from .fixtures.operator import BACKEND, operator_dir, rebuild
+
+pytestmark = pytest.mark.slow  # runs rebuild
 
 
 def _profile(a: Archive, url: str, name: str = "fixture", **extra: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from .fixtures import archlinux as ar
+from .fixtures.http import serve
 from .fixtures.operator import operator_workdir
 from .fixtures.operator import rebuild as run_rebuild
 

@@ -33,6 +33,8 @@ from rebuilder.site import ProfileView, render
 from .fixtures.http import serve
 from .fixtures.sid_chroot import SidTools, sid_tools, stop
 
+pytestmark = pytest.mark.slow  # a Debian sid chroot with rebuilderd's tools, a real rebuilderd
+
 REPO = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 5, 1, 12, 0, 0)
 NO_COLOR = {"NO_COLOR": "1", "CLICOLOR": "0", "TERM": "dumb"}

@@ -30,6 +30,8 @@ from .fixtures import ROOT as REPO
 from .fixtures.debian import Archive
 from .fixtures.operator import BACKEND
 
+pytestmark = pytest.mark.slow  # runs the workflow's steps: rebuild, git
+
 WORKFLOW = REPO / ".github" / "workflows" / "rebuild.yml"
 SKIPPED = ("Set up", "Set up the container")  # apt/pip installs: done by scripts/setup here
 
