@@ -28,7 +28,7 @@ import yaml
 
 from .fixtures import ROOT as REPO
 from .fixtures.debian import Archive
-from .fixtures.operator import BACKEND
+from .fixtures.operator import fixture_profile
 
 pytestmark = pytest.mark.slow  # runs the workflow's steps: rebuild, git
 
@@ -172,32 +172,10 @@ def _fork(tmp_path: Path, a: Archive, url: str) -> Path:
     shutil.copytree(REPO / ".ci", seed / ".ci")
     shutil.copytree(REPO / "state", seed / "state")
     shutil.copy(REPO / ".gitignore", seed / ".gitignore")
-    down = f"http://127.0.0.1:{_closed_port()}/debian"
-    (seed / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 300
-diffoscope_timeout = 120
-
-[profile."fixture"]
-distro = "debian"
-releases = ["{a.suite}"]
-components = ["main"]
-architectures = ["{a.arch}", "all"]
-source = "{url}"
-keyring = "{a.keyring}"
-buildinfo_url = "{url}"
-
-[profile."mirror-down"]
-distro = "debian"
-releases = ["{a.suite}"]
-source = "{down}"
-keyring = "{a.keyring}"
-buildinfo_url = "{down}"
-
-[backend."debian"]
-path = "{BACKEND}"
-""")
+    settings = "[rebuilder]\njobs = 2\nbuild_timeout = 300\ndiffoscope_timeout = 120\n"
+    down_url = f"http://127.0.0.1:{_closed_port()}/debian"
+    down = fixture_profile(a, down_url, backend=None, name="mirror-down")  # one [backend]
+    (seed / "rebuilder.toml").write_text(settings + fixture_profile(a, url) + down)
     git = ["git", "-C", str(seed), "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
