@@ -158,7 +158,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    index = pipeline.render(_load_config(args))
+    index = pipeline.render_site(_load_config(args))
     log.info("site rendered: %s", index.resolve())
     return 0
 

@@ -314,8 +314,9 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
         if limit:
             _build(config, states, todo[:limit], opts, deadline, report)
         queue_length = _finish(s, profiles, states, synced, now)
-    report.queued = sum(queue_length.values())
-    _publish(config, profiles, states, queue_length, opts, report)
+        report.queued = sum(queue_length.values())
+        # under the lock: another pass or render must not overlap this one's last stage
+        _publish(config, profiles, states, queue_length, opts, report)
     return report
 
 
@@ -375,16 +376,83 @@ def _publish(
     opts: PassOptions,
     report: PassReport,
 ) -> None:
-    """Render the site and commit the state: the end of a pass and of a merge."""
+    """Render the site and commit the state: the end of a pass and of a merge.
+
+    The state is already saved; what is left to render and to commit is saved
+    first (``state.PENDING_NAME``), so that a render or commit that fails (a
+    full disk) is finished by the next pass instead of being lost.
+    """
     s = config.settings
+    pending = state.load_pending(s.state_dir)
+    _add_pending(pending, states, report)
+    state.save_pending(s.state_dir, pending)
     if opts.render:
+        full = "*" in pending["render"]
+        for name, keys in pending["render"].items():
+            if name in config.profiles and name not in states:
+                states[name] = state.load(s.state_dir, name, config.profiles[name].distro)
+            if name in states:
+                states[name].changed.update(keys)
         report.site_index = render(
-            config, states=states, queue_length=queue_length, incremental=True
+            config, states=states, queue_length=queue_length, incremental=not full
         )
+        pending["render"] = {}
+        state.save_pending(s.state_dir, pending)
     if opts.commit:
-        files = [state.state_path(s.state_dir, p.name) for p in profiles]
+        names = {p.name for p in profiles} | set(pending["commit"].get("changes", {}))
+        files = [state.state_path(s.state_dir, n) for n in sorted(names) if n in config.profiles]
         files.append(s.state_dir / state.META_NAME)
-        report.commit = audit.commit(s.state_dir, files, _commit_message(report))
+        message = _commit_message(_pending_report(pending["commit"]))
+        report.commit = audit.commit(s.state_dir, files, message)
+        pending["commit"] = {}
+        state.save_pending(s.state_dir, pending)
+
+
+def render_site(config: Config) -> Path:
+    """``rebuild render``: a full render, under the state lock, that also finishes what an
+    earlier pass left unrendered."""
+    s = config.settings
+    with state.locked(s.state_dir):
+        index = render(config)
+        pending = state.load_pending(s.state_dir)
+        if pending.get("render"):
+            pending["render"] = {}
+            state.save_pending(s.state_dir, pending)
+    return index
+
+
+def _add_pending(
+    pending: dict[str, Any], states: dict[str, state.ProfileState], report: PassReport
+) -> None:
+    """Fold this pass's changed groups and its report into the pending work."""
+    render_keys = pending.setdefault("render", {})
+    for name, st in states.items():
+        if st.changed:
+            render_keys[name] = sorted(set(render_keys.get(name, ())) | st.changed)
+    c = pending.setdefault("commit", {})
+    built = Counter(c.get("built", {}))
+    built.update(report.built)
+    changes = c.get("changes", {})
+    for name, ch in report.changes.items():
+        old = changes.get(name, [0, 0, 0, 0])
+        changes[name] = [
+            a + b for a, b in zip(old, (ch.new, ch.updated, ch.gone, ch.back), strict=True)
+        ]
+    c.update(
+        built=dict(built),
+        changes={k: v for k, v in changes.items() if any(v)},
+        regressions=[*c.get("regressions", []), *report.regressions],
+        abandoned=c.get("abandoned", 0) + report.abandoned,
+        passes=c.get("passes", 0) + 1,
+    )
+
+
+def _pending_report(c: dict[str, Any]) -> PassReport:
+    """The report the audit commit describes: every pass since the last commit."""
+    r = PassReport(built=Counter(c.get("built", {})), abandoned=c.get("abandoned", 0))
+    r.changes = {k: state.SnapshotChanges(*v) for k, v in c.get("changes", {}).items()}
+    r.regressions = list(c.get("regressions", []))
+    return r
 
 
 def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
@@ -599,8 +667,8 @@ def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> Pa
             n = prune_attempt_files(states, s.site_dir / "builds", opts.keep_files)
             log.info("retention: dropped the files of %d older attempts", n)
         queue_length = _finish(s, profiles, states, profiles, now)
-    report.queued = sum(queue_length.values())
-    _publish(config, profiles, states, queue_length, opts, report)
+        report.queued = sum(queue_length.values())
+        _publish(config, profiles, states, queue_length, opts, report)
     return report
 
 
