@@ -251,8 +251,11 @@ class Journal:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            try:  # after a failed write, closing flushes the same bytes again and fails again
+                f.close()
+            except OSError as e:
+                raise _cannot_write(self.path, e) from None
 
 
 def _write_or_fail(f: Any, data: bytes, path: Path) -> None:
