@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import gzip
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 from rebuilder import attest, audit, distros, fetch, plan, shards, site, state, sync
 from rebuilder.build import BuildContext, BuildPool, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
-from rebuilder.build.runner import write_atomic
+from rebuilder.build.runner import remove_tree, write_atomic
 from rebuilder.config import Config, Profile, Settings
 from rebuilder.errors import RebuilderError
 from rebuilder.model import (
@@ -307,6 +309,7 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
     report = PassReport()
     now = utcnow()
     with state.locked(s.state_dir), fetch.deadline(opts.max_time, "--max-time"):
+        sweep_work_dirs(s)
         states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
         synced = _sync_all(s, profiles, states, opts.force_sync, report, now)
         todo = plan.plan({p.name: states[p.name].records for p in synced}, now, policies(s))
@@ -613,6 +616,7 @@ def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> Pass
 def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptions) -> PassReport:
     """Build one shard without touching the state (``build --plan``); resumable."""
     deadline = time.monotonic() + opts.max_time if opts.max_time else None
+    sweep_work_dirs(config.settings)
     number, jobs = shards.read_shard(shard_file)
     done = {a.build_id for _, a in shards.read_results(results)} if results.is_dir() else set()
     todo = [j for j in jobs if j.build_id not in done]
@@ -771,10 +775,57 @@ def _backend(config: Config, name: str) -> Path:
 
 @contextlib.contextmanager
 def _work_dir(s: Settings) -> Iterator[Path]:
+    """The pass's own work directory, flocked (``.lock``) while the pass runs: a pass
+    killed with SIGKILL leaves it behind, and the next pass's sweep knows it is stale."""
     base = s.cache_dir / "work"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=base, prefix="pass-") as d:
-        yield Path(d)
+        fd = os.open(Path(d) / _WORK_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield Path(d)
+        finally:
+            os.close(fd)
+
+
+_WORK_LOCK = ".lock"
+_UNLOCKED_GRACE = 300  # seconds a pass dir may lack its lock (just created, or an old version's)
+
+
+def sweep_work_dirs(s: Settings) -> int:
+    """Remove the work directories of passes that died (not a running pass's); how many."""
+    base = s.cache_dir / "work"
+    try:
+        dirs = [d for d in base.iterdir() if d.name.startswith("pass-") and d.is_dir()]
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for d in dirs:
+        if _running(d):
+            continue
+        log.info("removing the work directory of an interrupted pass: %s", d)
+        remove_tree(d)
+        removed += not d.exists()
+    return removed
+
+
+def _running(d: Path) -> bool:
+    try:
+        fd = os.open(d / _WORK_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        try:
+            return time.time() - d.stat().st_mtime < _UNLOCKED_GRACE
+        except FileNotFoundError:
+            return True  # gone already: nothing to do
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]:

@@ -7,8 +7,10 @@ asserts a duration: timeouts here are guards against a hang.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
+import os
 import subprocess
 import threading
 import time
@@ -192,3 +194,31 @@ def test_render_and_commit_run_under_the_state_lock(
     assert r.returncode == 2
     line = last_line(r)
     assert line.startswith("rebuild: error: ") and "state: another pass is running (pid " in line
+
+
+# --- point 8: the work directories of killed passes are swept ------------------------------
+
+
+def test_a_pass_sweeps_the_work_dirs_of_dead_passes_only(
+    mirror: tuple[Archive, str], tmp_path: Path
+) -> None:
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    base = work / ".cache" / "work"
+    dead = base / "pass-dead"  # killed with SIGKILL: its lock file is there, nobody holds it
+    (dead / "7-x" / "ro").mkdir(parents=True)
+    (dead / "7-x" / "ro" / "big.deb").write_bytes(bytes(1 << 20))
+    (dead / "7-x" / "ro").chmod(0o500)  # a backend may leave read-only directories
+    (dead / ".lock").write_text("")
+    old = base / "pass-old"  # an older version's, without a lock file
+    old.mkdir()
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    fresh = base / "pass-fresh"  # created this instant by a pass about to take its lock
+    fresh.mkdir()
+    live = base / "pass-live"  # a running pass (a shard build on this host) holds its lock
+    live.mkdir()
+    with (live / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = rebuild(work, "run", "--max-builds", "0", "--no-commit")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in base.iterdir()) == ["pass-fresh", "pass-live"]

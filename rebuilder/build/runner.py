@@ -454,7 +454,7 @@ class _Build:
 
     def cleanup(self) -> None:
         if self.dir is not None:
-            _rmtree(self.dir)
+            remove_tree(self.dir)
             self.dir = None
 
 
@@ -576,7 +576,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _rmtree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove an attempt dir, also when a backend left read-only directories in it."""
 
     def fix(func: Callable[..., object], p: str, _exc: object) -> None:
