@@ -29,7 +29,7 @@ from rebuilder.build import BuildContext, BuildPool, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
 from rebuilder.build.runner import remove_tree, write_atomic
 from rebuilder.config import Config, Profile, Settings
-from rebuilder.errors import RebuilderError
+from rebuilder.errors import RebuilderError, StateError
 from rebuilder.model import (
     Artifact,
     Attempt,
@@ -460,7 +460,31 @@ def _pending_report(c: dict[str, Any]) -> PassReport:
 
 def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
     with fetch.deadline(s.sync_timeout, f"sync of {p.name}"):
-        return sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+        snap = sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+    if not force:
+        _check_gone(p, st, snap)
+    return snap
+
+
+# A sync that would mark more than this share of a profile's groups gone (and at least
+# _GONE_MIN of them) is refused without --force-sync: a filter typo or a half-empty mirror
+# would otherwise unpublish most of the site in one pass.
+_GONE_SHARE = 0.5
+_GONE_MIN = 2
+
+
+def _check_gone(p: Profile, st: state.ProfileState, snap: Snapshot) -> None:
+    if snap.unchanged:
+        return
+    seen = [k for k, rec in st.records.items() if rec.seen]
+    present = {g.key for g in snap.groups}
+    gone = sum(1 for k in seen if k not in present)
+    if gone >= _GONE_MIN and gone > _GONE_SHARE * len(seen):
+        raise StateError(
+            f"this sync would mark {gone} of {len(seen)} groups of {p.name} gone (a filter "
+            "typo or a half-empty mirror?); nothing was changed; to accept it, run again with "
+            "--force-sync (rebuild sync: --force)"
+        )
 
 
 def _cache(s: Settings, p: Profile) -> Path:

@@ -222,3 +222,37 @@ def test_a_pass_sweeps_the_work_dirs_of_dead_passes_only(
         r = rebuild(work, "run", "--max-builds", "0", "--no-commit")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in base.iterdir()) == ["pass-fresh", "pass-live"]
+
+
+# --- point 7: a sync that would unpublish most of a profile asks for --force-sync ----------
+
+
+def test_a_sync_marking_most_groups_gone_needs_force(
+    mirror: tuple[Archive, str], tmp_path: Path
+) -> None:
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    assert rebuild(work, "sync").returncode == 0
+    path = work / "state" / "fixture.json"
+    before = path.read_bytes()
+    cfg = work / "rebuilder.toml"
+    text = cfg.read_text().replace(
+        'components = ["main"]\n', 'components = ["main"]\npkgs = ["reprro*"]\n'
+    )
+    cfg.write_text(text)  # a typo: matches nothing
+    why = (
+        "this sync would mark 4 of 4 groups of fixture gone (a filter typo or a half-empty "
+        "mirror?); nothing was changed; to accept it, run again with --force-sync "
+        "(rebuild sync: --force)"
+    )
+    r = rebuild(work, "sync")
+    assert r.returncode == 2 and last_line(r) == f"rebuild: error: {why}"
+    r = rebuild(work, "run", "--no-commit")
+    assert r.returncode == 1
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("rebuild: error")] == [
+        f"rebuild: error: fixture: {why}"
+    ]
+    assert path.read_bytes() == before  # the state is intact
+    assert rebuild(work, "sync", "--force").returncode == 0
+    groups = json.loads(path.read_text())["groups"]
+    assert len(groups) == 4 and not any(g["seen"] for g in groups.values())
