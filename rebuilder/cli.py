@@ -158,7 +158,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    index = pipeline.render(_load_config(args))
+    index = pipeline.render_site(_load_config(args))
     log.info("site rendered: %s", index.resolve())
     return 0
 
@@ -445,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-render", action="store_true", help="do not render the site")
     p.add_argument("--executor", metavar="URL", default="",
                    help="local (default), dask://HOST:PORT or tls://HOST:PORT?ca=..")  # fmt: skip
-    p.add_argument("--force-sync", action="store_true", help="re-read indexes even if unchanged")
+    p.add_argument("--force-sync", action="store_true",
+                   help="re-read indexes even if unchanged; accept most groups gone")  # fmt: skip
 
     p = add("sync", cmd_sync, "update the state from the repositories, without building")
     p.add_argument("profiles", nargs="*", metavar="PROFILE")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import gzip
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,9 +27,9 @@ from urllib.parse import unquote, urlsplit
 from rebuilder import attest, audit, distros, fetch, plan, shards, site, state, sync
 from rebuilder.build import BuildContext, BuildPool, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
-from rebuilder.build.runner import write_atomic
+from rebuilder.build.runner import remove_tree, write_atomic
 from rebuilder.config import Config, Profile, Settings
-from rebuilder.errors import RebuilderError
+from rebuilder.errors import RebuilderError, StateError
 from rebuilder.model import (
     Artifact,
     Attempt,
@@ -307,6 +309,7 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
     report = PassReport()
     now = utcnow()
     with state.locked(s.state_dir), fetch.deadline(opts.max_time, "--max-time"):
+        sweep_work_dirs(s)
         states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
         synced = _sync_all(s, profiles, states, opts.force_sync, report, now)
         todo = plan.plan({p.name: states[p.name].records for p in synced}, now, policies(s))
@@ -314,8 +317,9 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
         if limit:
             _build(config, states, todo[:limit], opts, deadline, report)
         queue_length = _finish(s, profiles, states, synced, now)
-    report.queued = sum(queue_length.values())
-    _publish(config, profiles, states, queue_length, opts, report)
+        report.queued = sum(queue_length.values())
+        # under the lock: another pass or render must not overlap this one's last stage
+        _publish(config, profiles, states, queue_length, opts, report)
     return report
 
 
@@ -375,21 +379,112 @@ def _publish(
     opts: PassOptions,
     report: PassReport,
 ) -> None:
-    """Render the site and commit the state: the end of a pass and of a merge."""
+    """Render the site and commit the state: the end of a pass and of a merge.
+
+    The state is already saved; what is left to render and to commit is saved
+    first (``state.PENDING_NAME``), so that a render or commit that fails (a
+    full disk) is finished by the next pass instead of being lost.
+    """
     s = config.settings
+    pending = state.load_pending(s.state_dir)
+    _add_pending(pending, states, report)
+    state.save_pending(s.state_dir, pending)
     if opts.render:
+        full = "*" in pending["render"]
+        for name, keys in pending["render"].items():
+            if name in config.profiles and name not in states:
+                states[name] = state.load(s.state_dir, name, config.profiles[name].distro)
+            if name in states:
+                states[name].changed.update(keys)
         report.site_index = render(
-            config, states=states, queue_length=queue_length, incremental=True
+            config, states=states, queue_length=queue_length, incremental=not full
         )
+        pending["render"] = {}
+        state.save_pending(s.state_dir, pending)
     if opts.commit:
-        files = [state.state_path(s.state_dir, p.name) for p in profiles]
+        names = {p.name for p in profiles} | set(pending["commit"].get("changes", {}))
+        files = [state.state_path(s.state_dir, n) for n in sorted(names) if n in config.profiles]
         files.append(s.state_dir / state.META_NAME)
-        report.commit = audit.commit(s.state_dir, files, _commit_message(report))
+        message = _commit_message(_pending_report(pending["commit"]))
+        report.commit = audit.commit(s.state_dir, files, message)
+        pending["commit"] = {}
+        state.save_pending(s.state_dir, pending)
+
+
+def render_site(config: Config) -> Path:
+    """``rebuild render``: a full render, under the state lock, that also finishes what an
+    earlier pass left unrendered."""
+    s = config.settings
+    with state.locked(s.state_dir):
+        index = render(config)
+        pending = state.load_pending(s.state_dir)
+        if pending.get("render"):
+            pending["render"] = {}
+            state.save_pending(s.state_dir, pending)
+    return index
+
+
+def _add_pending(
+    pending: dict[str, Any], states: dict[str, state.ProfileState], report: PassReport
+) -> None:
+    """Fold this pass's changed groups and its report into the pending work."""
+    render_keys = pending.setdefault("render", {})
+    for name, st in states.items():
+        if st.changed:
+            render_keys[name] = sorted(set(render_keys.get(name, ())) | st.changed)
+    c = pending.setdefault("commit", {})
+    built = Counter(c.get("built", {}))
+    built.update(report.built)
+    changes = c.get("changes", {})
+    for name, ch in report.changes.items():
+        old = changes.get(name, [0, 0, 0, 0])
+        changes[name] = [
+            a + b for a, b in zip(old, (ch.new, ch.updated, ch.gone, ch.back), strict=True)
+        ]
+    c.update(
+        built=dict(built),
+        changes={k: v for k, v in changes.items() if any(v)},
+        regressions=[*c.get("regressions", []), *report.regressions],
+        abandoned=c.get("abandoned", 0) + report.abandoned,
+        passes=c.get("passes", 0) + 1,
+    )
+
+
+def _pending_report(c: dict[str, Any]) -> PassReport:
+    """The report the audit commit describes: every pass since the last commit."""
+    r = PassReport(built=Counter(c.get("built", {})), abandoned=c.get("abandoned", 0))
+    r.changes = {k: state.SnapshotChanges(*v) for k, v in c.get("changes", {}).items()}
+    r.regressions = list(c.get("regressions", []))
+    return r
 
 
 def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
     with fetch.deadline(s.sync_timeout, f"sync of {p.name}"):
-        return sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+        snap = sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+    if not force:
+        _check_gone(p, st, snap)
+    return snap
+
+
+# A sync that would mark more than this share of a profile's groups gone (and at least
+# _GONE_MIN of them) is refused without --force-sync: a filter typo or a half-empty mirror
+# would otherwise unpublish most of the site in one pass.
+_GONE_SHARE = 0.5
+_GONE_MIN = 2
+
+
+def _check_gone(p: Profile, st: state.ProfileState, snap: Snapshot) -> None:
+    if snap.unchanged:
+        return
+    seen = [k for k, rec in st.records.items() if rec.seen]
+    present = {g.key for g in snap.groups}
+    gone = sum(1 for k in seen if k not in present)
+    if gone >= _GONE_MIN and gone > _GONE_SHARE * len(seen):
+        raise StateError(
+            f"this sync would mark {gone} of {len(seen)} groups of {p.name} gone (a filter "
+            "typo or a half-empty mirror?); nothing was changed; to accept it, run again with "
+            "--force-sync (rebuild sync: --force)"
+        )
 
 
 def _cache(s: Settings, p: Profile) -> Path:
@@ -545,6 +640,7 @@ def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> Pass
 def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptions) -> PassReport:
     """Build one shard without touching the state (``build --plan``); resumable."""
     deadline = time.monotonic() + opts.max_time if opts.max_time else None
+    sweep_work_dirs(config.settings)
     number, jobs = shards.read_shard(shard_file)
     done = {a.build_id for _, a in shards.read_results(results)} if results.is_dir() else set()
     todo = [j for j in jobs if j.build_id not in done]
@@ -599,8 +695,8 @@ def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> Pa
             n = prune_attempt_files(states, s.site_dir / "builds", opts.keep_files)
             log.info("retention: dropped the files of %d older attempts", n)
         queue_length = _finish(s, profiles, states, profiles, now)
-    report.queued = sum(queue_length.values())
-    _publish(config, profiles, states, queue_length, opts, report)
+        report.queued = sum(queue_length.values())
+        _publish(config, profiles, states, queue_length, opts, report)
     return report
 
 
@@ -703,10 +799,57 @@ def _backend(config: Config, name: str) -> Path:
 
 @contextlib.contextmanager
 def _work_dir(s: Settings) -> Iterator[Path]:
+    """The pass's own work directory, flocked (``.lock``) while the pass runs: a pass
+    killed with SIGKILL leaves it behind, and the next pass's sweep knows it is stale."""
     base = s.cache_dir / "work"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=base, prefix="pass-") as d:
-        yield Path(d)
+        fd = os.open(Path(d) / _WORK_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield Path(d)
+        finally:
+            os.close(fd)
+
+
+_WORK_LOCK = ".lock"
+_UNLOCKED_GRACE = 300  # seconds a pass dir may lack its lock (just created, or an old version's)
+
+
+def sweep_work_dirs(s: Settings) -> int:
+    """Remove the work directories of passes that died (not a running pass's); how many."""
+    base = s.cache_dir / "work"
+    try:
+        dirs = [d for d in base.iterdir() if d.name.startswith("pass-") and d.is_dir()]
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for d in dirs:
+        if _running(d):
+            continue
+        log.info("removing the work directory of an interrupted pass: %s", d)
+        remove_tree(d)
+        removed += not d.exists()
+    return removed
+
+
+def _running(d: Path) -> bool:
+    try:
+        fd = os.open(d / _WORK_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        try:
+            return time.time() - d.stat().st_mtime < _UNLOCKED_GRACE
+        except FileNotFoundError:
+            return True  # gone already: nothing to do
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]:

@@ -251,8 +251,11 @@ class Journal:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            try:  # after a failed write, closing flushes the same bytes again and fails again
+                f.close()
+            except OSError as e:
+                raise _cannot_write(self.path, e) from None
 
 
 def _write_or_fail(f: Any, data: bytes, path: Path) -> None:
@@ -414,3 +417,30 @@ def last_run(state_dir: Path, profile: str) -> dt.datetime | None:
         return parse_time(last_runs(state_dir).get(profile))
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------- what a pass left undone
+
+PENDING_NAME = ".pending.json"  # untracked: groups not yet rendered, results not yet committed
+
+
+def load_pending(state_dir: Path) -> dict[str, Any]:
+    """What an earlier pass saved in the state but did not render or commit (its render
+    failed, say, on a full disk): ``{"render": {profile: [keys]}, "commit": {...}}``."""
+    try:
+        data = json.loads((state_dir / PENDING_NAME).read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        log.warning("%s: unreadable; the next render is a full one", state_dir / PENDING_NAME)
+        return {"render": {"*": []}}
+    return data if isinstance(data, dict) else {}
+
+
+def save_pending(state_dir: Path, pending: dict[str, Any]) -> None:
+    """Save (or, when nothing is left, remove) the pending work of the passes so far."""
+    path = state_dir / PENDING_NAME
+    if not any(pending.values()):
+        path.unlink(missing_ok=True)
+        return
+    atomic_write(path, (json.dumps(pending, sort_keys=True) + "\n").encode())

@@ -152,3 +152,37 @@ def test_a_new_upload_changes_only_its_own_line(tmp_path):
     assert len(changed) == 2  # the group that changed, and the sync time
     assert '"b"' in changed[0] or "2.0-1" in changed[0]
     assert changed[1].startswith('"synced_at"')
+
+
+def test_a_full_disk_while_journaling_names_the_journal(tmp_path):
+    """/dev/full fails every write with ENOSPC, as a full disk does."""
+    g = group("a")
+    os.symlink("/dev/full", tmp_path / "p.journal")
+    j = state.Journal(tmp_path, "p")
+    rec = GroupRecord(g, Status.GOOD, [attempt(g, Status.GOOD)])
+    message = f"{tmp_path / 'p.journal'}: cannot write: No space left on device (disk full)"
+    with pytest.raises(StateError) as e:
+        j.append(rec)
+    assert str(e.value).startswith(message)
+    with pytest.raises(StateError) as e:  # the pass closes its journals on the way out
+        j.close()
+    assert str(e.value).startswith(message)
+    j.close()  # once closed, closed
+
+
+def test_a_write_error_while_storing_results_names_the_file(tmp_path):
+    """A file size limit (RLIMIT_FSIZE) makes the OS refuse the write, as a full disk would."""
+    target = tmp_path / "7" / "log.gz"
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from pathlib import Path
+        from rebuilder.build.runner import write_atomic
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+        try:
+            write_atomic(Path({str(target)!r}), bytes(1000))
+        except OSError as e:
+            print(e.filename, e.strerror)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == f"{target} File too large", r.stdout + r.stderr
+    assert os.listdir(target.parent) == []  # no temp file left behind

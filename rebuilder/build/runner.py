@@ -454,7 +454,7 @@ class _Build:
 
     def cleanup(self) -> None:
         if self.dir is not None:
-            _rmtree(self.dir)
+            remove_tree(self.dir)
             self.dir = None
 
 
@@ -558,19 +558,25 @@ def _gzip(data: bytes) -> bytes:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a results file whole or not at all (a temp file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk: the error names the file, not only "No space left"
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _rmtree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove an attempt dir, also when a backend left read-only directories in it."""
 
     def fix(func: Callable[..., object], p: str, _exc: object) -> None:
