@@ -19,13 +19,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rebuilder import __version__, attest, client, config, pipeline
+from rebuilder import __version__, attest, client, config, pipeline, workdir
 from rebuilder.errors import ConfigError, RebuilderError
 from rebuilder.model import Job, Status, utcnow
 
 log = logging.getLogger("rebuilder")
 
 Handler = Callable[[argparse.Namespace], int]
+
+PROFILES_HELP = "profiles of the config to use (default: all)"
+JSON_HELP = "machine-readable JSON on stdout"
+NAME_HELP = "a glob on the binary or the source package name (either matches)"
 
 
 # ------------------------------------------------------------------ helpers
@@ -167,6 +171,8 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     n = pipeline.requeue(
         _load_config(args), args.profiles, status=args.status, name=args.name, reset=args.reset
     )
+    if not n:
+        log.warning("no build group matches %s", _describe_filters(args) or "(no groups)")
     log.info("%d build groups requeued", n)
     return 0
 
@@ -214,6 +220,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    cfg = workdir.init(Path(args.dir))
+    cfg = cfg.resolve()
+    log.info("new working directory: %s (edit it, then `rebuild run --config %s`)", cfg, cfg)
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.key) if args.key else _load_config(args).settings.signing_key
     attest.generate_key(path)
@@ -256,17 +269,43 @@ def _read_text(path: Path, what: str) -> str:
 def _pkg_entries(args: argparse.Namespace) -> list[client.PkgEntry]:
     if args.host:
         entries = client.fetch_pkgs(args.host, cache_dir=client.default_cache_dir())
+        # a remote v0 list says BAD for FAIL: --status FAIL and BAD both mean "not GOOD, built"
+        wanted = {s.v0 for s in args.status or ()}
+        status_of: Callable[[client.PkgEntry], str] = lambda e: e.status.v0  # noqa: E731
     else:
-        entries = [client.PkgEntry.from_json(d) for d in pipeline.local_pkgs(_load_config(args))]
-    return [
+        entries = [_local_entry(d) for d in pipeline.local_pkgs(_load_config(args))]
+        wanted = {s.value for s in args.status or ()}
+        status_of = lambda e: e.status.value  # noqa: E731
+    found = [
         e
         for e in entries
-        if (not args.name or fnmatch.fnmatchcase(e.name, args.name))
-        and (not args.status or e.status.v0 in {s.v0 for s in args.status})
+        if (not args.name or _name_matches(args.name, e.name, e.source))
+        and (not wanted or status_of(e) in wanted)
         and (not args.distro or e.distro == args.distro)
         and (not args.suite or e.suite == args.suite)
         and (not args.architecture or e.architecture == args.architecture)
     ]
+    if not found:
+        log.warning("no package matches %s", _describe_filters(args) or "(the list is empty)")
+    return found
+
+
+def _local_entry(d: dict[str, object]) -> client.PkgEntry:
+    e = client.PkgEntry.from_json(d)
+    return dataclasses.replace(e, status=Status(d["local_status"]), source=str(d["source"]))
+
+
+def _name_matches(pattern: str, *names: str) -> bool:
+    """``--name``: a glob on the binary or the source package name (either matches)."""
+    return any(n and fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
+def _describe_filters(args: argparse.Namespace) -> str:
+    parts = [f"--status {s.value}" for s in getattr(args, "status", None) or ()]
+    for key in ("name", "distro", "suite", "architecture"):
+        if getattr(args, key, None):
+            parts.append(f"--{key} {getattr(args, key)}")
+    return " ".join(parts)
 
 
 def cmd_pkgs_ls(args: argparse.Namespace) -> int:
@@ -313,6 +352,9 @@ def cmd_pkgs_file(args: argparse.Namespace) -> int:
         found = ", ".join(sorted({f"{e.name} {e.version} {e.architecture}" for e in entries}))
         raise RebuilderError(f"{args.name!r} is ambiguous ({found}); add --version/--architecture")
     e = entries[0]
+    if args.kind == "diffoscope" and not e.has_diffoscope:
+        why = "only a BAD build has one" if e.status == Status.GOOD else "none was made"
+        raise RebuilderError(f"{e.name} {e.version}: {e.status.value}: no diffoscope ({why})")
     base = args.host or str(_load_config(args).settings.site_dir / e.distro)
     sys.stdout.buffer.write(client.fetch_build_file(base, e.build_id or 0, args.kind))
     return 0
@@ -375,8 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    p = sub.add_parser("init", help="make a working directory: config, git, .gitignore",
+                       description="make a working directory: config, git, .gitignore")  # fmt: skip
+    p.set_defaults(handler=cmd_init)
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="default: here")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
     p = add("run", cmd_run, "one pass: sync, plan, build, record, render, commit")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (default: cores)")
     p.add_argument("--max-builds", type=int, metavar="N", help="at most N builds (0: none)")
     p.add_argument("--max-time", type=parse_duration, metavar="DURATION",
@@ -388,13 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-sync", action="store_true", help="re-read indexes even if unchanged")
 
     p = add("sync", cmd_sync, "update the state from the repositories, without building")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("--print-json", action="store_true", help="print the snapshot, save nothing")
     p.add_argument("--force", action="store_true", help="re-read indexes even if unchanged")
 
     p = add("plan", cmd_plan, "what the next pass would build, in order, and why")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--shards", type=int, metavar="N",
                    help="sync, then write the queue as N job files")  # fmt: skip
     p.add_argument("--no-sync", action="store_true",
@@ -409,45 +458,49 @@ def build_parser() -> argparse.ArgumentParser:
     add("render", cmd_render, "render the static site from the state")
 
     p = add("status", cmd_status, "counts per profile and status, queue length, last pass")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     queue = sub.add_parser("queue", help="the build queue")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
     p = queue_sub.add_parser("ls", parents=[common], help="list the queue, next build first")
     p.set_defaults(handler=cmd_queue_ls)
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
     p.add_argument("--head", action="store_true", help="only the next 25")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     pkgs = sub.add_parser("pkgs", help="package queries and queue control")
     pkgs_sub = pkgs.add_subparsers(dest="pkgs_command", required=True, metavar="COMMAND")
     p = pkgs_sub.add_parser("requeue", parents=[common], help="build matching packages first")
     p.set_defaults(handler=cmd_requeue)
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
-    p.add_argument("--status", type=Status, action="append", choices=list(Status))
-    p.add_argument("--name", metavar="GLOB", help="source package name (glob)")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
+    p.add_argument("--status", type=Status, action="append", choices=list(Status),
+                   help="only groups with this status (repeat for several)")  # fmt: skip
+    p.add_argument("--name", metavar="GLOB", help=NAME_HELP)
     p.add_argument("--reset", action="store_true", help="also reset the status to UNKWN")
 
     def query_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
-        p.add_argument("--name", metavar="GLOB")
-        p.add_argument("--status", type=Status, action="append", choices=list(Status))
-        p.add_argument("--distro")
-        p.add_argument("--suite")
-        p.add_argument("--architecture")
+        p.add_argument("--name", metavar="GLOB", help=NAME_HELP)
+        p.add_argument("--status", type=Status, action="append", choices=list(Status),
+                       help="only this status (repeat for several); a remote v0 list "
+                       "says BAD for FAIL")  # fmt: skip
+        p.add_argument("--distro", help="only this distribution (debian, archlinux...)")
+        p.add_argument("--suite", help="only this component, as rebuilderd's suite "
+                       "(main, core...)")  # fmt: skip
+        p.add_argument("--architecture", help="only this architecture (amd64, all...)")
 
     p = pkgs_sub.add_parser("ls", parents=[common], help="list packages and their status")
     p.set_defaults(handler=cmd_pkgs_ls)
     query_options(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     for kind in ("log", "diffoscope", "attestation"):
         p = pkgs_sub.add_parser(kind, parents=[common], help=f"print a package's {kind}")
         p.set_defaults(handler=cmd_pkgs_file, kind=kind)
         query_options(p)
-        p.add_argument("--version")
+        p.add_argument("--version", help="the package version, when several are listed")
 
     p = add("keygen", cmd_keygen, "create the attestation signing key (Ed25519, mode 0600)")
     p.add_argument("--key", metavar="PATH", help="default: [rebuilder] signing_key")
@@ -458,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     att_sub = att.add_subparsers(dest="att_command", required=True, metavar="COMMAND")
     p = att_sub.add_parser("verify", parents=[common], help="check a signed in-toto link")
     p.set_defaults(handler=cmd_attestation_verify)
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the attestation (in-toto link) file")
     p.add_argument("--key", required=True, metavar="PUBKEY", help="public key file (PEM or hex)")
     p.add_argument("--artifact", metavar="PATH", help="check the link's digests against a file")
 
@@ -466,10 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-H", "--host", action="append", metavar="URL", help="a rebuilder; repeat")
     p.add_argument("--require", type=int, default=1, metavar="K",
                    help="GOOD from at least K rebuilders (default 1)")  # fmt: skip
-    p.add_argument("--filter", type=Status, action="append", choices=list(Status))
+    p.add_argument("--filter", type=Status, action="append", choices=list(Status),
+                   help="print only packages with this verdict (repeat for several)")  # fmt: skip
     p.add_argument("--summary", action="store_true", help="only the summary lines")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--dpkg-status", default="/var/lib/dpkg/status", metavar="FILE")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--dpkg-status", default="/var/lib/dpkg/status", metavar="FILE",
+                   help="dpkg's database of installed packages (default: %(default)s)")  # fmt: skip
     p.add_argument("--pacman-db", metavar="DIR", help="pacman's local database instead")
     p.add_argument("--check-files", action="store_true",
                    help="check attestations against the local package files")  # fmt: skip
@@ -477,8 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where package files are (default: apt's and pacman's caches)")  # fmt: skip
 
     p = add("build", cmd_build, "rebuild one package, or one shard, outside any state")
-    p.add_argument("distro", nargs="?")
-    p.add_argument("artifact_url", nargs="?", metavar="ARTIFACT_URL")
+    p.add_argument("distro", nargs="?", help="the distribution: debian, archlinux, alpine, tails")
+    p.add_argument("artifact_url", nargs="?", metavar="ARTIFACT_URL",
+                   help="the published package to check, e.g. a .deb in a pool")  # fmt: skip
     p.add_argument("--plan", metavar="FILE", help="build the jobs of a shard file")
     p.add_argument("--results", metavar="DIR", help="with --plan: where results go")
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (with --plan)")

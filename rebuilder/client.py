@@ -150,6 +150,7 @@ class PkgEntry:
     has_diffoscope: bool = False
     has_attestation: bool = False
     artifact_id: int | None = None
+    source: str = ""  # the source package, when known (our local state; not in v0's JSON)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -217,7 +218,8 @@ def format_pkg_line(entry: PkgEntry) -> str:
         info += f", #{entry.build_id}"
     pkg = f"{entry.name} {entry.version}"
     url = json.dumps(entry.artifact_url, ensure_ascii=False)
-    return f"[{entry.status.v0:<5}] {pkg:<60} ({info}) {url}"
+    # rebuilderd's v0 JSON has no FAIL, so only our local state shows one
+    return f"[{entry.status.value:<5}] {pkg:<60} ({info}) {url}"
 
 
 def _pkg_v1(d: Any) -> PkgEntry:

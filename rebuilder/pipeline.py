@@ -66,6 +66,8 @@ class PassReport:
     queued: int = 0
     errors: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # "profile: key version: OLD -> NEW"
+    tracked: dict[str, int] = field(default_factory=dict)  # groups of profiles new in the state
     changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
     commit: str | None = None
     site_index: Path | None = None
@@ -173,13 +175,17 @@ def _public_keys(s: Settings) -> list[str]:
 
 
 def local_pkgs(config: Config) -> list[dict[str, object]]:
-    """rebuilderd's v0 package list of every configured profile, from the local state."""
+    """rebuilderd's v0 package list of every configured profile, from the local state,
+    each entry with two more keys: ``source`` (its source package) and ``local_status``
+    (the verdict as recorded: FAIL stays FAIL, where v0 says BAD)."""
     out: list[dict[str, object]] = []
     for p in config.profiles.values():
         st = state.load(config.settings.state_dir, p.name, p.distro)
         for key in sorted(st.records):
-            if st.records[key].seen:
-                out.extend(site.api_v0.pkg_releases(st.records[key]))
+            rec = st.records[key]
+            if rec.seen:
+                extra = {"source": rec.group.name, "local_status": rec.status.value}
+                out.extend({**d, **extra} for d in site.api_v0.pkg_releases(rec))
     return out
 
 
@@ -208,19 +214,28 @@ def requeue(
     status: Sequence[Status] | None = None,
     name: str | None = None,
     reset: bool = False,
+    commit: bool = True,
 ) -> int:
-    """Mark matching groups to be built first in the next pass (``rebuild pkgs requeue``)."""
+    """Mark matching groups to be built first in the next pass (``rebuild pkgs requeue``);
+    the change is its own audit commit. The number of groups matched."""
     sd = config.settings.state_dir
-    n = 0
+    matched: list[str] = []
+    files = []
     with state.locked(sd):
         for p in config.select(names):
             st = state.load(sd, p.name, p.distro)
-            k = plan.requeue(st.records.values(), status=status or (), name=name, reset=reset)
-            if k:
+            recs = plan.requeue(st.records.values(), status=status or (), name=name, reset=reset)
+            if recs:
                 st.dirty = True
                 state.save(sd, st)
-            n += k
-    return n
+                files.append(state.state_path(sd, p.name))
+                matched += [f"{p.name}: {r.group.key} {r.group.version}" for r in recs]
+        if matched and commit:
+            how = [f"--status {s.value}" for s in status or ()]
+            how += [f"--name {name}"] * bool(name) + ["--reset"] * reset
+            head = f"rebuilder requeue: {len(matched)} groups" + (f" ({' '.join(how)})" * bool(how))
+            audit.commit(sd, files, head + "\n\n" + audit.bounded_list(matched))
+    return len(matched)
 
 
 def build_one(
@@ -322,7 +337,10 @@ def _sync_all(
             report.errors.append(f"{p.name}: {e}")
             log.error("error: %s: %s", p.name, e)
             continue
+        first = not st.records
         report.changes[p.name] = st.apply_snapshot(snap, now)
+        if first and st.records:
+            report.tracked[p.name] = len(st.records)
         _log_changes(p.name, report.changes[p.name], snap)
         synced.append(p)
         if st.dirty:  # the sync is safe on disk before any build starts
@@ -421,6 +439,11 @@ def _build(
 
 def _count(report: PassReport, job: Job, before: Status, attempt: Attempt) -> None:
     report.built[attempt.status.value] += 1
+    if before != attempt.status:
+        g = job.group
+        report.verdicts.append(
+            f"{job.profile}: {g.key} {g.version}: {before.value} -> {attempt.status.value}"
+        )
     if before == Status.GOOD and attempt.status in (Status.BAD, Status.FAIL):
         report.regressions.append(
             f"{job.profile} {job.group.key} {job.group.version}: GOOD -> {attempt.status}"
@@ -613,15 +636,21 @@ def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]
 
 
 def _commit_message(report: PassReport) -> str:
+    """The audit commit: what changed, the packages whose verdict changed (bounded)."""
     built = sum(report.built.values())
     new = ", ".join(f"{report.built[s]} {s}" for s in ("GOOD", "BAD", "FAIL") if report.built[s])
     head = f"rebuilder pass: {built} built" + (f" ({new})" if new else "")
+    if report.tracked:
+        what = ", ".join(f"{n} groups of {name}" for name, n in report.tracked.items())
+        head += f"; now tracking {what}"
     lines = [head, ""]
     for name, ch in report.changes.items():
         if ch:
             lines.append(
                 f"{name}: {ch.new} new, {ch.updated} updated, {ch.gone} gone, {ch.back} back"
             )
+    if report.verdicts:
+        lines += ["", "Verdicts changed:", audit.bounded_list(report.verdicts)]
     if report.regressions:
         lines += ["", "Regressions:", *(f"  {r}" for r in report.regressions)]
     if report.abandoned:

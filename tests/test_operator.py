@@ -4,6 +4,7 @@ backend script of tests/backends."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -111,3 +112,81 @@ def test_profile_errors_name_file_profile_and_key_once(tmp_path: Path) -> None:
     )
     r = rebuild(tmp_path, "status")
     assert r.returncode == 0, r.stderr
+
+
+def _git(work: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(work), *args], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+
+
+def test_init_audit_log_and_local_listings(mirror: tuple[Archive, str], tmp_path: Path) -> None:
+    a, url = mirror
+    r = rebuild(tmp_path, "init", "op")
+    assert r.returncode == 0, r.stderr
+    work = tmp_path / "op"
+    assert "rebuilder.toml" in _git(work, "show", "--stat", "HEAD")
+    first = _git(work, "log", "-1", "--format=%B")
+    assert first.startswith("rebuilder: new working directory") and ".gitignore" in first
+    assert rebuild(tmp_path, "init", "op").returncode == 2  # never overwrites
+    text = (work / "rebuilder.toml").read_text().split("[profile.")[0]  # keep [rebuilder]
+    text += _profile(a, url, buildinfo_url=f'"{url}"')
+    text += f'[backend."debian"]\npath = "{BACKEND}"\n'
+    (work / "rebuilder.toml").write_text(text)
+
+    r = rebuild(work, "run")
+    assert r.returncode == 0, r.stderr
+    msg = _git(work, "log", "-1", "--format=%B")
+    assert msg.startswith("rebuilder pass: 4 built (2 GOOD, 1 BAD, 1 FAIL); now tracking 4 groups")
+    assert f"  fixture: fixture/main/{a.arch}/repro 1.0: UNKWN -> GOOD\n" in msg
+    assert f"  fixture: fixture/main/{a.arch}/broken 1.0: UNKWN -> FAIL\n" in msg
+    # `git add -A` would commit nothing secret: key, site, cache, journals, lock are ignored
+    (work / "state" / "fixture.journal").write_text("")
+    added = _git(work, "add", "-A", "--dry-run")
+    assert added == "add 'rebuilder.toml'\n", added  # only the operator's own edit
+    assert (work / "rebuilder.key").exists() and (work / "site" / "index.html").exists()
+
+    r = rebuild(work, "pkgs", "requeue", "--status", "BAD")
+    assert r.returncode == 0 and "1 build groups requeued" in r.stderr
+    msg = _git(work, "log", "-1", "--format=%B")
+    assert msg.startswith("rebuilder requeue: 1 groups (--status BAD)")
+    assert f"  fixture: fixture/main/{a.arch}/timestamped 1.0" in msg
+    assert _git(work, "show", "--format=", "--name-only", "HEAD").split() == ["state/fixture.json"]
+
+    def ls(*args: str) -> list[str]:
+        out = rebuild(work, "pkgs", "ls", *args)
+        assert out.returncode == 0, out.stderr
+        return [ln.split("] ", 1)[1].split()[0] for ln in out.stdout.splitlines()]
+
+    assert ls("--status", "FAIL") == ["broken"]
+    assert ls("--status", "BAD") == ["timestamped"]
+    assert rebuild(work, "pkgs", "ls", "--status", "FAIL").stdout.startswith("[FAIL ]")
+    assert sorted(ls("--name", "repro")) == ["repro", "repro-doc"]  # the source's binaries
+    assert ls("--name", "repro-doc") == ["repro-doc"]  # or a binary
+    assert ls("--suite", "main", "--architecture", "all") == ["repro-doc"]  # suite: component
+    nothing = rebuild(work, "pkgs", "ls", "--name", "nosuch*")
+    assert nothing.stdout == "" and "no package matches --name nosuch*" in nothing.stderr
+    r = rebuild(work, "pkgs", "requeue", "--name", "repro-doc")
+    assert "1 build groups requeued" in r.stderr  # the same --name as pkgs ls
+    assert "no build group matches" in rebuild(work, "pkgs", "requeue", "--name", "x*").stderr
+    d = rebuild(work, "pkgs", "diffoscope", "--name", "repro", "--architecture", a.arch)
+    assert d.returncode == 2 and "repro 1.0: GOOD: no diffoscope" in d.stderr, d.stderr
+    assert "Traceback" not in d.stderr
+
+
+def test_every_option_has_help_text() -> None:
+    from rebuilder.cli import build_parser
+
+    def walk(parser):
+        for action in parser._actions:  # argparse keeps no public list of them
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+            elif action.dest != "help":
+                yield parser.prog, action
+
+    missing = [
+        f"{prog} {'/'.join(action.option_strings) or action.dest}"
+        for prog, action in walk(build_parser())
+        if not action.help
+    ]
+    assert missing == []
