@@ -144,6 +144,13 @@ def test_init_audit_log_and_local_listings(mirror: tuple[Archive, str], tmp_path
     added = _git(work, "add", "-A", "--dry-run")
     assert added == "add 'rebuilder.toml'\n", added  # only the operator's own edit
     assert (work / "rebuilder.key").exists() and (work / "site" / "index.html").exists()
+    # a FAIL's reason quotes the backend's last error line, on the group and list pages
+    data = json.loads((work / "state" / "fixture.json").read_text())
+    broken = next(v for k, v in data["groups"].items() if k.endswith("/broken"))
+    reason = broken["attempts"][-1]["reason"]
+    assert reason.startswith("backend exited with ") and len(reason) > 25, reason
+    listing = (work / "site/p/fixture/fixture/main" / a.arch / "index.html").read_text()
+    assert '<td class="reason">backend exited with ' in listing
 
     r = rebuild(work, "pkgs", "requeue", "--status", "BAD")
     assert r.returncode == 0 and "1 build groups requeued" in r.stderr

@@ -226,7 +226,7 @@ class _Build:
         if outcome.how != "exit" or outcome.code is None:
             raise _Fail(f"backend supervision failed: {outcome.detail or outcome.how}")
         if outcome.code != 0:
-            raise _Fail(_exit_reason(outcome.code))
+            raise _Fail(_exit_reason(outcome.code, backend_error(self.output.last_lines())))
         return self._compare(outdir, input_path)
 
     def _check_cancel(self) -> None:
@@ -436,14 +436,40 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
-def _exit_reason(code: int) -> str:
+def _exit_reason(code: int, error: str = "") -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = str(-code)
-        return f"backend killed by signal {name}"
-    return f"backend exited with {code}"
+        return f"backend killed by signal {name}" + (f": {error}" if error else "")
+    return f"backend exited with {code}" + (f": {error}" if error else "")
+
+
+# a line that reads like an error: what a FAIL's reason should quote
+_ERROR_LINE = re.compile(
+    r"(?i)\b(error|fatal|failed|failure|cannot|can't|unable|not found|no such|missing|denied)\b"
+    r"|^E: |^dpkg-[a-z]+: error"
+)
+REASON_LIMIT = 300  # characters of the backend's line in a reason
+
+
+def backend_error(lines: list[str]) -> str:
+    """The backend's own last error line (else its last line), for a FAIL's reason.
+
+    >>> backend_error(["building", "E: Unable to locate package foo", "cleaning up"])
+    'E: Unable to locate package foo'
+    >>> backend_error(["all went well", "bye"])
+    'bye'
+    """
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line) and not line.startswith("[rebuilder]"):
+            return _clip(line)
+    return _clip(lines[-1]) if lines else ""
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= REASON_LIMIT else line[: REASON_LIMIT - 1] + "…"
 
 
 def _names(results: list[ArtifactResult]) -> str:
