@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rebuilder import __version__, attest, client, config, pipeline, workdir
+from rebuilder import __version__, attest, client, config, pipeline, state, workdir
 from rebuilder.errors import ConfigError, RebuilderError
 from rebuilder.model import Job, Status, utcnow
 
@@ -95,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report.commit:
         log.info("state committed: %s", report.commit[:12])
     log.info("%s", report.summary())
+    if report.interrupted:
+        return 130
     return 1 if report.errors else 0
 
 
@@ -164,6 +166,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = "  ".join(f"{s.value} {r['counts'][s.value]}" for s in Status)
         last = r["last_pass"] or "never"
         print(f"{r['profile']:<24} {counts}  queue {r['queue']}  last pass {last}")
+    live = state.running_pass(_load_config(args).settings.state_dir)
+    if live is not None:
+        print(live.describe())
     return 0
 
 
@@ -323,8 +328,10 @@ def cmd_queue_ls(args: argparse.Namespace) -> int:
     if args.host:
         entries = client.fetch_queue(args.host, cache_dir=client.default_cache_dir(), limit=limit)
     else:
-        jobs = pipeline.queue(_load_config(args), args.profiles)[:limit]
-        entries = [_queue_entry(i, j, utcnow()) for i, j in enumerate(jobs, 1)]
+        jobs, live = pipeline.waiting(_load_config(args), args.profiles)
+        if live is not None:
+            log.info("%s (not listed)", live.describe())
+        entries = [_queue_entry(i, j, utcnow()) for i, j in enumerate(jobs[:limit], 1)]
     if args.json:
         _print_json([e.to_json() for e in entries])
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
-from rebuilder.build import BuildContext, BuildPool, run_build
+from rebuilder.build import BuildContext, BuildPool, PoolSummary, run_build
 from rebuilder.build.backends import check_backend, shipped_backend
 from rebuilder.config import Config, Profile, Settings
 from rebuilder.errors import RebuilderError
@@ -71,16 +71,18 @@ class PassReport:
     changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
     commit: str | None = None
     site_index: Path | None = None
+    interrupted: bool = False  # Ctrl-C: the running builds were stopped and stay queued
 
     def summary(self) -> str:
         built = sum(self.built.values())
         counts = ", ".join(f"{self.built[s.value]} {s.value}" for s in Status if s != Status.UNKWN)
         parts = [f"{built} built ({counts})", f"{self.queued} still queued"]
         if self.abandoned:
-            parts.append(f"{self.abandoned} abandoned at the time limit")
+            when = "when interrupted" if self.interrupted else "at the time limit"
+            parts.append(f"{self.abandoned} abandoned {when}")
         if self.errors:
             parts.append(f"{len(self.errors)} profile(s) failed to sync")
-        return "pass done: " + ", ".join(parts)
+        return ("pass interrupted: " if self.interrupted else "pass done: ") + ", ".join(parts)
 
 
 def policies(settings: Settings) -> plan.Policies:
@@ -190,11 +192,13 @@ def local_pkgs(config: Config) -> list[dict[str, object]]:
 
 
 def status(config: Config, names: Sequence[str]) -> list[dict[str, object]]:
-    """Counts per profile and status, queue length and last pass, from the state."""
+    """Counts per profile and status, queue length and last pass, from the state; and the
+    pass running now, if any (its builds are not counted as queued)."""
     rows = []
+    live = state.running_pass(config.settings.state_dir)
     for p in config.select(names):
         st = state.load(config.settings.state_dir, p.name, p.distro)
-        queued = plan.plan({p.name: st.records}, utcnow(), policies(config.settings))
+        queued = [j for j in queue_of(config, p, st) if not _is_running(live, j)]
         rows.append(
             {
                 "profile": p.name,
@@ -202,9 +206,29 @@ def status(config: Config, names: Sequence[str]) -> list[dict[str, object]]:
                 "counts": st.counts(),
                 "queue": len(queued),
                 "last_pass": format_time(state.last_run(config.settings.state_dir, p.name)),
+                "running": None if live is None else {
+                    "pid": live.pid, "started": live.started,
+                    "builds": [b for b in live.builds if b.get("profile") == p.name],
+                },
             }
-        )
+        )  # fmt: skip
     return rows
+
+
+def queue_of(config: Config, p: Profile, st: state.ProfileState) -> list[Job]:
+    return plan.plan({p.name: st.records}, utcnow(), policies(config.settings))
+
+
+def _is_running(live: state.RunningPass | None, job: Job) -> bool:
+    return live is not None and any(
+        b.get("profile") == job.profile and b.get("key") == job.group.key for b in live.builds
+    )
+
+
+def waiting(config: Config, names: Sequence[str]) -> tuple[list[Job], state.RunningPass | None]:
+    """The queue without the builds a running pass is doing now, and that pass (``queue ls``)."""
+    live = state.running_pass(config.settings.state_dir)
+    return [j for j in queue(config, names) if not _is_running(live, j)], live
 
 
 def requeue(
@@ -431,7 +455,10 @@ def _build(
         st.record(rec)
 
     try:
-        report.abandoned = _run_jobs(config, jobs, s.site_dir / "builds", record, opts, deadline)
+        summary = _run_jobs(
+            config, jobs, s.site_dir / "builds", record, opts, deadline, s.state_dir
+        )
+        report.abandoned, report.interrupted = summary.abandoned, summary.interrupted
     finally:
         for j in journals.values():
             j.close()
@@ -457,15 +484,24 @@ def _run_jobs(
     record: Callable[[Job, Attempt], None],
     opts: PassOptions,
     deadline: float | None,
-) -> int:
-    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned."""
+    state_dir: Path | None = None,
+) -> PoolSummary:
+    """Build ``jobs`` in parallel, ``record`` each result as it comes.
+
+    The running builds are shown (:class:`Progress`) and, with ``state_dir``, written
+    to its running file for ``status`` and ``queue ls`` in other processes.
+    """
     s = config.settings
     progress = Progress(len(jobs), "build")
+    live = _LiveBuilds(progress, state_dir)
 
     def on_result(job: Job, attempt: Attempt) -> None:
         record(job, attempt)
-        what = f"{job.group.name} {job.group.version} {job.group.architecture}"
-        progress.item(what, attempt.status.value, attempt.duration)
+        live.finished(job)
+        progress.item(_what(job), attempt.status.value, attempt.duration, key=job.build_id)
+
+    def on_stop(running: int) -> None:
+        progress.note(f"stopping {running} builds... (Ctrl-C again to quit at once)")
 
     key = attest.ensure_key(s.signing_key)
     with _work_dir(s) as work, contextlib.ExitStack() as stack:
@@ -474,7 +510,7 @@ def _run_jobs(
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=s.diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
             env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
-            sign=_signer(key),
+            sign=_signer(key), watch=live.watch,
         )  # fmt: skip
         # resolved before any build starts, so a missing backend fails the pass at once
         contexts = {
@@ -494,10 +530,72 @@ def _run_jobs(
             build = remote.remote_builder(ex, lambda j: contexts[backend_name(j)], signing_key=key)
             slots = opts.jobs or 2 * max(1, remote.cluster_slots(ex))
         try:
-            summary = BuildPool(slots).run(jobs, build, on_result, deadline=deadline)
+            summary = BuildPool(slots).run(
+                jobs, live.wrap(build), on_result, deadline=deadline, on_stop=on_stop
+            )
         finally:
             progress.close()
-    return summary.abandoned
+            live.close()
+    return summary
+
+
+def _what(job: Job) -> str:
+    g = job.group
+    return f"{g.name} {g.version} {g.architecture}"
+
+
+class _LiveBuilds:
+    """The builds running now: shown by the progress display, written for other processes."""
+
+    def __init__(self, progress: Progress, state_dir: Path | None) -> None:
+        self.progress, self.state_dir = progress, state_dir
+        self.started = format_time(utcnow()) or ""
+        self.lock = threading.Lock()
+        self.builds: dict[int, dict[str, object]] = {}
+        self.describe: dict[int, Callable[[], str]] = {}
+
+    def watch(self, job: Job, describe: Callable[[], str]) -> None:
+        """BuildContext.watch: the local runner says how to ask what a build is doing."""
+        self.describe[job.build_id] = describe
+
+    def wrap(
+        self, build: Callable[[Job, threading.Event], Attempt]
+    ) -> Callable[[Job, threading.Event], Attempt]:
+        def tracked(job: Job, cancel: threading.Event) -> Attempt:
+            g = job.group
+            with self.lock:
+                self.builds[job.build_id] = {
+                    "profile": job.profile, "key": g.key, "name": g.name, "version": g.version,
+                    "since": format_time(utcnow()),
+                }  # fmt: skip
+                self._write()
+            self.progress.started(job.build_id, _what(job), lambda: self._doing(job.build_id))
+            try:
+                return build(job, cancel)
+            except BaseException:  # abandoned or crashed: no result comes for it
+                self.finished(job)
+                self.progress.forget(job.build_id)
+                raise
+
+        return tracked
+
+    def _doing(self, build_id: int) -> str:
+        describe = self.describe.get(build_id)
+        return describe() if describe else ""
+
+    def finished(self, job: Job) -> None:
+        with self.lock:
+            if self.builds.pop(job.build_id, None) is not None:
+                self._write()
+            self.describe.pop(job.build_id, None)
+
+    def _write(self) -> None:
+        if self.state_dir is not None:
+            state.write_running(self.state_dir, self.started, list(self.builds.values()))
+
+    def close(self) -> None:
+        if self.state_dir is not None:
+            state.clear_running(self.state_dir)
 
 
 # ------------------------------------------------------------------ shards
@@ -545,7 +643,8 @@ def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptio
         report.built[attempt.status.value] += 1
 
     try:
-        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline)
+        summary = _run_jobs(config, todo, results / "builds", record, opts, deadline)
+        report.abandoned, report.interrupted = summary.abandoned, summary.interrupted
     finally:
         writer.close()
     report.queued = report.abandoned

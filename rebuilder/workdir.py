@@ -23,6 +23,7 @@ GITIGNORE = """\
 /state/*.journal
 /state/.rebuilder.lock
 /state/.last-run.json
+/state/.running.json
 """
 
 FIRST_COMMIT = """\

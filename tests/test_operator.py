@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pty
+import select
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from .debian_archive import Archive
-from .helpers import BACKEND, operator_dir, rebuild
+from .helpers import BACKEND, REPO, operator_dir, rebuild
 
 
 def _profile(a: Archive, url: str, name: str = "fixture", **extra: str) -> str:
@@ -197,3 +203,103 @@ def test_every_option_has_help_text() -> None:
         if not action.help
     ]
     assert missing == []
+
+
+def _slow_backend(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A backend that, for "timestamped", says what it does and waits for ``go`` (bounded);
+    on SIGTERM it takes a moment and notes that in ``stopped``."""
+    go, stopped = tmp_path / "go", tmp_path / "stopped"
+    script = tmp_path / "slow.sh"
+    script.write_text(f"""#!/bin/sh
+case "$1" in *timestamped*)
+    echo "creating base chroot"
+    trap 'sleep 1; echo stopped > {stopped}; exit 143' TERM
+    i=0
+    while [ ! -e {go} ] && [ $i -lt 1500 ]; do sleep 0.2; i=$((i+1)); done;;
+esac
+exec {BACKEND} "$@"
+""")
+    script.chmod(0o755)
+    return script, go, stopped
+
+
+def _wait_for(check, what: str, tries: int = 600) -> None:
+    for _ in range(tries):  # bounded: 600 x 0.2 s
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_a_running_pass_is_reported_and_ctrl_c_answers_at_once(
+    mirror: tuple[Archive, str], tmp_path: Path
+) -> None:
+    a, url = mirror
+    script, _go, stopped = _slow_backend(tmp_path)
+    work = operator_dir(tmp_path, a, url, backend=script)
+    err = tmp_path / "pass.err"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with err.open("w") as f:
+        proc = subprocess.Popen([sys.executable, str(REPO / "rebuild.py"), "run", "--no-commit"],
+                                cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=f)  # fmt: skip
+    try:
+        # under cron (no terminal): a line when each build starts and when it ends
+        _wait_for(lambda: "build started: timestamped 1.0" in err.read_text(), "start line")
+        _wait_for(lambda: err.read_text().count("build ") >= 7, "the other builds' lines")
+        st = rebuild(work, "status")
+        assert f"a pass is running (pid {proc.pid}, started " in st.stdout, st.stdout
+        assert "1 builds running: timestamped 1.0" in st.stdout
+        ls = rebuild(work, "pkgs", "ls")
+        assert "interrupted" not in ls.stderr and ls.returncode == 0
+        assert "[GOOD ] repro " in ls.stdout  # the running pass's results so far
+        q = rebuild(work, "queue", "ls")
+        assert "timestamped" not in q.stdout and "1 builds running" in q.stderr
+        js = json.loads(rebuild(work, "status", "--json").stdout)
+        assert [b["name"] for b in js[0]["running"]["builds"]] == ["timestamped"]
+
+        proc.send_signal(signal.SIGINT)
+        # the answer comes before the backend has even finished stopping
+        _wait_for(lambda: "stopping 1 builds..." in err.read_text(), "stopping line")
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.read_text()
+    assert stopped.exists()  # the backend was stopped, not left behind
+    assert "pass interrupted: 3 built (2 GOOD, 0 BAD, 1 FAIL), 1 still queued" in text, text
+    assert "1 abandoned when interrupted" in text and "Traceback" not in text
+    assert "timestamped" in rebuild(work, "plan", "--no-sync").stdout  # queued again
+    assert "a pass is running" not in rebuild(work, "status").stdout
+
+
+def test_a_terminal_shows_running_builds_with_phase_and_time(
+    mirror: tuple[Archive, str], tmp_path: Path
+) -> None:
+    a, url = mirror
+    script, go, _stopped = _slow_backend(tmp_path)
+    work = operator_dir(tmp_path, a, url, backend=script)
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    proc = subprocess.Popen([sys.executable, str(REPO / "rebuild.py"), "run", "--no-commit"],
+                            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=slave)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    try:
+        for _ in range(600):  # bounded
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+            if b"timestamped 1.0 " in seen and b"creating base chroot" in seen:
+                break
+        shown = seen.decode(errors="replace")
+        assert f"  timestamped 1.0 {a.arch} · " in shown and "· creating base chroot" in shown
+        assert "running ·" in shown  # the bar counts the running builds
+        go.touch()
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)

@@ -99,12 +99,17 @@ class BuildContext:
     env: Mapping[str, str] = field(default_factory=dict)
     sign: Callable[[Job, Path, Path], bytes] | None = None
     grace: float = 10.0
+    # told of each build as it starts, with a function that says what it is doing now
+    # (for a progress display; not sent to remote workers)
+    watch: Callable[[Job, Callable[[], str]], None] | None = None
 
 
 def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None) -> Attempt:
     """Rebuild ``job``'s group and return the attempt; raises only :class:`Abandoned`."""
     build = _Build(job, ctx, cancel)
     started_at, t0 = utcnow(), time.monotonic()
+    if ctx.watch is not None:
+        ctx.watch(job, build.describe)
     try:
         status, reason, results = build.run()
     except _Fail as e:
@@ -190,6 +195,7 @@ class _Build:
         self.dir: Path | None = None
         self.head: list[str] = []
         self.output = LogCap(ctx.log_limit)
+        self.phase = "starting"
         self.tail: list[str] = []
         self.results: tuple[ArtifactResult, ...] = ()
         self.diff: diffoscope.DiffoscopeReport | None = None
@@ -215,9 +221,12 @@ class _Build:
         outdir, meta_dir = self.dir / ".rebuilder-out", self.dir / ".rebuilder-meta"
         outdir.mkdir()
         meta_dir.mkdir()
+        self.phase = "downloading"
         input_path = self._download_all()
         self._check_cancel()
+        self.phase = "backend"
         outcome = self._run_backend(input_path, outdir, meta_dir)
+        self.phase = "comparing"
         self._collect_meta(meta_dir)
         if outcome.how == "cancel":
             raise Abandoned(f"build {self.job.build_id} abandoned: the pass ran out of time")
@@ -228,6 +237,13 @@ class _Build:
         if outcome.code != 0:
             raise _Fail(_exit_reason(outcome.code, backend_error(self.output.last_lines())))
         return self._compare(outdir, input_path)
+
+    def describe(self) -> str:
+        """What the build is doing now: its phase, or the backend's last line of output."""
+        if self.phase == "backend":
+            lines = self.output.last_lines(1)
+            return lines[0][:200] if lines else "backend started"
+        return self.phase
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
