@@ -206,6 +206,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         input_url=args.input_url,
         backends=backends,
         diffoscope=args.diffoscope,
+        method=args.method,
+        release=args.release,
+        keyring=args.keyring,
+        check_valid_until=not args.no_check_valid_until,
     )
     sys.stderr.write(log_text)
     for a in attempt.artifacts:
@@ -550,6 +554,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-url", metavar="URL", help="build input (default: the artifact)")
     p.add_argument("--backend", action="append", metavar="DISTRO=PATH", help="backend script")
     p.add_argument("--diffoscope", action="store_true", help="run diffoscope on a mismatch")
+    p.add_argument(
+        "--method",
+        metavar="METHOD",
+        help="build method (Debian: debrebuild, the default, or suite-chroot: "
+        "the .dsc is found in the mirror's Sources unless --input-url names it)",
+    )
+    p.add_argument(
+        "--release",
+        metavar="SUITE",
+        help="with suite-chroot: the suite to build in (default: stable)",
+    )
+    p.add_argument(
+        "--keyring",
+        metavar="FILE",
+        help="with suite-chroot: keyring of the mirror's Release (default: Debian's)",
+    )
+    p.add_argument("--no-check-valid-until", action="store_true",
+                   help="accept an expired Release (a frozen or snapshot mirror)")  # fmt: skip
     return parser
 
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, audit, fetch, plan, shards, site, state, sync
+from rebuilder import attest, audit, fetch, oneoff, plan, shards, site, state, sync
 from rebuilder.build import BuildContext, BuildPool, PoolSummary, run_build
 from rebuilder.build.backends import check_backend, shipped_backend
-from rebuilder.config import Config, Profile, Settings
+from rebuilder.config import Config, Profile, Settings, check_method, resolve_paths
 from rebuilder.errors import RebuilderError
 from rebuilder.model import (
     Artifact,
@@ -270,30 +270,53 @@ def build_one(
     input_url: str | None = None,
     backends: dict[str, Path] | None = None,
     diffoscope: bool = False,
+    method: str | None = None,
+    release: str | None = None,
+    keyring: str | None = None,
+    check_valid_until: bool = True,
 ) -> tuple[Attempt, str]:
-    """Rebuild one package outside any state (``rebuild build``); the attempt and its log."""
-    s = config.settings if config else Settings()
-    given = (backends or {}).get(distro) or (config.backends.get(distro) if config else None)
-    backend = check_backend(given) if given else shipped_backend(distro)
+    """Rebuild one package outside any state (``rebuild build``); the attempt and its log.
+
+    ``method`` suite-chroot (Debian) finds the source package in the mirror's ``release``
+    (see :mod:`rebuilder.oneoff`); the backend caches base chroots in the cache dir.
+    """
+    s = config.settings if config else resolve_paths(Settings(), Path.cwd())
+    if method is not None:
+        check_method(
+            Profile("build", distro, (), method=method, origin="rebuild build"),
+            {**(config.backends if config else {}), **(backends or {})},
+        )
     with tempfile.TemporaryDirectory(prefix="rebuild-one-") as tmp:
         tmpdir = Path(tmp)
         local = tmpdir / "published" / Path(urlsplit(artifact_url).path).name
         digest = fetch.download(artifact_url, local)
         artifact = artifact_from_file(distro, artifact_url, local, digest)
-        # a Debian pool URL names its component (backends may need it: pool/<component>/...)
-        pool = urlsplit(artifact_url).path.partition("/pool/")[2]
-        component = pool.split("/", 1)[0] if "/" in pool else "direct"
-        group = BuildGroup(
-            name=artifact.name, version=artifact.version, distro=distro, release="direct",
-            component=component, architecture=artifact.architecture,
-            input_url=input_url or artifact_url, artifacts=(artifact,),
-        )  # fmt: skip
+        if distro == "debian" and method == oneoff.SUITE_CHROOT:
+            group = oneoff.suite_chroot_group(
+                artifact, release, input_url, cache_dir=_cache(s, "build"), keyring=keyring,
+                check_valid_until=check_valid_until, work=tmpdir,
+            )  # fmt: skip
+        else:
+            # a Debian pool URL names its component (backends may need it: pool/<component>/...)
+            pool = urlsplit(artifact_url).path.partition("/pool/")[2]
+            component = pool.split("/", 1)[0] if "/" in pool else "direct"
+            group = BuildGroup(
+                name=artifact.name, version=artifact.version, distro=distro,
+                release=release or "direct", component=component,
+                architecture=artifact.architecture, input_url=input_url or artifact_url,
+                artifacts=(artifact,), method=method,
+            )  # fmt: skip
+        job = Job("direct", group, "direct", build_id=1)
+        name = backend_name(job)
+        given = (backends or {}).get(name) or (config.backends.get(name) if config else None)
         ctx = BuildContext(
-            backend=backend, results_dir=tmpdir / "results", work_dir=tmpdir,
+            backend=check_backend(given) if given else shipped_backend(name),
+            results_dir=tmpdir / "results", work_dir=tmpdir,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
+            env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
         )  # fmt: skip
-        attempt = run_build(Job("direct", group, "direct", build_id=1), ctx)
+        attempt = run_build(job, ctx)
         texts = [_read_result(ctx.results_dir, attempt, k) for k in ("log", "diffoscope")]
     return attempt, "".join(texts)
 
@@ -418,8 +441,8 @@ def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snaps
     return sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
 
 
-def _cache(s: Settings, p: Profile) -> Path:
-    return s.cache_dir / "sync" / p.name
+def _cache(s: Settings, p: Profile | str) -> Path:
+    return s.cache_dir / "sync" / (p if isinstance(p, str) else p.name)
 
 
 def _log_changes(name: str, ch: state.SnapshotChanges, snap: Snapshot) -> None:

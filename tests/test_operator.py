@@ -303,3 +303,42 @@ def test_a_terminal_shows_running_builds_with_phase_and_time(
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+
+
+def test_build_one_with_suite_chroot_finds_the_dsc_and_its_files(
+    mirror: tuple[Archive, str], tmp_path: Path
+) -> None:
+    a, url = mirror
+    seen = tmp_path / "seen"
+    check = tmp_path / "check.sh"  # the real test backend, after a look at what it was given
+    check.write_text(f"""#!/bin/sh
+{{ echo "input=$1"; echo "release=$REBUILDER_RELEASE"; echo "cache=$REBUILDER_CACHE_DIR"
+   ls; }} > {seen}
+exec {BACKEND} "$@"
+""")
+    check.chmod(0o755)
+    deb = f"{url}/{a.package('repro').pool_dir}/repro_1.0_{a.arch}.deb"
+    r = rebuild(tmp_path, "build", "debian", deb, "--method", "suite-chroot", "--release",
+                a.suite, "--keyring", str(a.keyring),
+                "--backend", f"debian-suite-chroot={check}")  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip().endswith("GOOD"), r.stderr
+    given = seen.read_text().splitlines()
+    assert given[0].startswith("input=/") and given[0].endswith("/repro_1.0.dsc")
+    assert given[1] == f"release={a.suite}"
+    assert given[2] == f"cache={tmp_path / '.cache' / 'build'}"
+    assert "repro_1.0.tar.xz" in given[3:]  # the .dsc's files were downloaded beside it
+
+    # the .dsc named directly; its files come from the .dsc itself
+    dsc = f"{url}/{a.package('repro').pool_dir}/repro_1.0.dsc"
+    backend = f"debian-suite-chroot={check}"
+    r = rebuild(tmp_path, "build", "debian", deb, "--method", "suite-chroot", "--release",
+                a.suite, "--input-url", dsc, "--backend", backend)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip().endswith("GOOD"), r.stderr
+    assert "repro_1.0.tar.xz" in seen.read_text().splitlines()[3:]
+
+    bad = rebuild(tmp_path, "build", "debian", deb, "--method", "suite-chrot")
+    assert bad.returncode == 2 and "unknown method 'suite-chrot'" in bad.stderr
+    gone = rebuild(tmp_path, "build", "debian", deb, "--method", "suite-chroot", "--release",
+                   "nosuch", "--keyring", str(a.keyring))  # fmt: skip
+    assert gone.returncode != 0 and gone.stderr.startswith("rebuild: error: ")
+    assert "Traceback" not in gone.stderr and "dists/nosuch" in gone.stderr
