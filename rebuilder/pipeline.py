@@ -304,7 +304,7 @@ def build_one(
                 name=artifact.name, version=artifact.version, distro=distro,
                 release=release or "direct", component=component,
                 architecture=artifact.architecture, input_url=input_url or artifact_url,
-                artifacts=(artifact,), method=method,
+                artifacts=(artifact,), method=method or "",
             )  # fmt: skip
         job = Job("direct", group, "direct", build_id=1)
         name = backend_name(job)
