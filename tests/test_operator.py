@@ -342,3 +342,17 @@ exec {BACKEND} "$@"
                    "nosuch", "--keyring", str(a.keyring))  # fmt: skip
     assert gone.returncode != 0 and gone.stderr.startswith("rebuild: error: ")
     assert "Traceback" not in gone.stderr and "dists/nosuch" in gone.stderr
+
+
+def test_plan_syncs_first_or_says_the_state_is_older(
+    mirror: tuple[Archive, str], tmp_path: Path
+) -> None:
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    stale = rebuild(work, "plan", "--no-sync")
+    assert stale.stdout == "" and "the state is older than the config" in stale.stderr
+    fresh = rebuild(work, "plan")  # a fresh config: plan syncs first
+    assert fresh.returncode == 0, fresh.stderr
+    assert len(fresh.stdout.splitlines()) == 4 and "4 builds queued" in fresh.stderr
+    again = rebuild(work, "plan", "--no-sync")
+    assert "older than the config" not in again.stderr and len(again.stdout.splitlines()) == 4
