@@ -36,6 +36,25 @@ def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return r
 
 
+def bounded_list(items: Sequence[str], limit: int = 50) -> str:
+    """Indented lines of the first ``limit`` items, then "and N more" (a commit stays short).
+
+    >>> print(bounded_list(["a", "b", "c"], limit=2))
+      a
+      b
+      and 1 more
+    """
+    lines = [f"  {x}" for x in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  and {len(items) - limit} more")
+    return "\n".join(lines)
+
+
+def git_init(path: Path) -> None:
+    """A new git repository at ``path`` (``rebuild init``)."""
+    _git(path, "init", "-q")
+
+
 def work_tree(path: Path) -> Path | None:
     r = _git(path, "rev-parse", "--show-toplevel", check=False)
     return Path(r.stdout.strip()) if r.returncode == 0 else None

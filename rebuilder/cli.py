@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rebuilder import __version__, attest, client, config, pipeline
+from rebuilder import __version__, attest, client, config, pipeline, state, workdir
 from rebuilder.build import tools
 from rebuilder.errors import ConfigError, RebuilderError
 from rebuilder.model import Job, Status, utcnow
@@ -29,6 +29,10 @@ from rebuilder.model import Job, Status, utcnow
 log = logging.getLogger("rebuilder")
 
 Handler = Callable[[argparse.Namespace], int]
+
+PROFILES_HELP = "profiles of the config to use (default: all)"
+JSON_HELP = "machine-readable JSON on stdout"
+NAME_HELP = "a glob on the binary or the source package name (either matches)"
 
 
 # ------------------------------------------------------------------ helpers
@@ -108,6 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report.commit:
         log.info("state committed: %s", report.commit[:12])
     log.info("%s", report.summary())
+    if report.interrupted:
+        return 130
     return 1 if report.errors else 0
 
 
@@ -179,6 +185,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = "  ".join(f"{s.value} {r['counts'][s.value]}" for s in Status)
         last = r["last_pass"] or "never"
         print(f"{r['profile']:<24} {counts}  queue {r['queue']}  last pass {last}")
+    live = state.running_pass(_load_config(args).settings.state_dir)
+    if live is not None:
+        print(live.describe())
     return 0
 
 
@@ -186,6 +195,8 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     n = pipeline.requeue(
         _load_config(args), args.profiles, status=args.status, name=args.name, reset=args.reset
     )
+    if not n:
+        log.warning("no build group matches %s", _describe_filters(args) or "(no groups)")
     log.info("%d build groups requeued", n)
     return 0
 
@@ -214,6 +225,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         input_url=args.input_url,
         backends=backends,
         diffoscope=args.diffoscope,
+        method=args.method,
+        release=args.release,
+        keyring=args.keyring,
+        check_valid_until=not args.no_check_valid_until,
     )
     sys.stderr.write(log_text)
     for a in attempt.artifacts:
@@ -271,6 +286,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    cfg = workdir.init(Path(args.dir))
+    cfg = cfg.resolve()
+    log.info("new working directory: %s (edit it, then `rebuild run --config %s`)", cfg, cfg)
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.key) if args.key else _load_config(args).settings.signing_key
     attest.generate_key(path)
@@ -312,19 +334,40 @@ def _read_text(path: Path, what: str) -> str:
 
 def _pkg_entries(args: argparse.Namespace) -> list[client.PkgEntry]:
     if args.host:
+        # FAIL where the server says so (v1); a v0-only server lists a failed build as UNKWN
         entries = client.fetch_pkgs(args.host, cache_dir=client.default_cache_dir())
     else:
-        entries = [client.PkgEntry.from_v1(d) for d in pipeline.local_pkgs(_load_config(args))]
+        entries = [_local_entry(d) for d in pipeline.local_pkgs(_load_config(args))]
     entries.sort(key=lambda e: (e.name, e.version, e.architecture, e.release or "", e.suite))
-    return [
+    found = [
         e
         for e in entries
-        if (not args.name or fnmatch.fnmatchcase(e.name, args.name))
+        if (not args.name or _name_matches(args.name, e.name, e.source))
         and (not args.status or e.status in args.status)
         and (not args.distro or e.distro == args.distro)
         and (not args.suite or e.suite == args.suite)
         and (not args.architecture or e.architecture == args.architecture)
     ]
+    if not found:
+        log.warning("no package matches %s", _describe_filters(args) or "(the list is empty)")
+    return found
+
+
+def _local_entry(d: dict[str, object]) -> client.PkgEntry:
+    return dataclasses.replace(client.PkgEntry.from_v1(d), source=str(d["source"]))
+
+
+def _name_matches(pattern: str, *names: str) -> bool:
+    """``--name``: a glob on the binary or the source package name (either matches)."""
+    return any(n and fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
+def _describe_filters(args: argparse.Namespace) -> str:
+    parts = [f"--status {s.value}" for s in getattr(args, "status", None) or ()]
+    for key in ("name", "distro", "suite", "architecture"):
+        if getattr(args, key, None):
+            parts.append(f"--{key} {getattr(args, key)}")
+    return " ".join(parts)
 
 
 def cmd_pkgs_ls(args: argparse.Namespace) -> int:
@@ -344,8 +387,10 @@ def cmd_queue_ls(args: argparse.Namespace) -> int:
     if args.host:
         entries = client.fetch_queue(args.host, cache_dir=client.default_cache_dir(), limit=limit)
     else:
-        jobs = pipeline.queue(_load_config(args), args.profiles)[:limit]
-        entries = [_queue_entry(i, j, utcnow()) for i, j in enumerate(jobs, 1)]
+        jobs, live = pipeline.waiting(_load_config(args), args.profiles)
+        if live is not None:
+            log.info("%s (not listed)", live.describe())
+        entries = [_queue_entry(i, j, utcnow()) for i, j in enumerate(jobs[:limit], 1)]
     if args.json:
         _print_json([e.to_json() for e in entries])
     else:
@@ -373,6 +418,9 @@ def cmd_pkgs_file(args: argparse.Namespace) -> int:
         found = ", ".join(sorted({f"{e.name} {e.version} {e.architecture}" for e in entries}))
         raise RebuilderError(f"{args.name!r} is ambiguous ({found}); add --version/--architecture")
     e = entries[0]
+    if args.kind == "diffoscope" and not e.has_diffoscope:
+        why = "only a BAD build has one" if e.status == Status.GOOD else "none was made"
+        raise RebuilderError(f"{e.name} {e.version}: {e.status.value}: no diffoscope ({why})")
     base = args.host or str(_load_config(args).settings.site_dir / e.distro)
     sys.stdout.buffer.write(client.fetch_build_file(base, e, args.kind))
     return 0
@@ -435,8 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    p = sub.add_parser("init", help="make a working directory: config, git, .gitignore",
+                       description="make a working directory: config, git, .gitignore")  # fmt: skip
+    p.set_defaults(handler=cmd_init)
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="default: here")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
     p = add("run", cmd_run, "one pass: sync, plan, build, record, render, commit")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (default: cores)")
     p.add_argument("--max-builds", type=int, metavar="N", help="at most N builds (0: none)")
     p.add_argument("--max-time", type=parse_duration, metavar="DURATION",
@@ -449,13 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-read indexes even if unchanged; accept most groups gone")  # fmt: skip
 
     p = add("sync", cmd_sync, "update the state from the repositories, without building")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("--print-json", action="store_true", help="print the snapshot, save nothing")
     p.add_argument("--force", action="store_true", help="re-read indexes even if unchanged")
 
     p = add("plan", cmd_plan, "what the next pass would build, in order, and why")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--shards", type=int, metavar="N",
                    help="sync, then write the queue as N job files")  # fmt: skip
     p.add_argument("--no-sync", action="store_true",
@@ -472,35 +527,39 @@ def build_parser() -> argparse.ArgumentParser:
     add("render", cmd_render, "render the static site from the state")
 
     p = add("status", cmd_status, "counts per profile and status, queue length, last pass")
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     queue = sub.add_parser("queue", help="the build queue")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
     p = queue_sub.add_parser("ls", parents=[common], help="list the queue, next build first")
     p.set_defaults(handler=cmd_queue_ls)
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
     p.add_argument("--head", action="store_true", help="only the next 25")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     pkgs = sub.add_parser("pkgs", help="package queries and queue control")
     pkgs_sub = pkgs.add_subparsers(dest="pkgs_command", required=True, metavar="COMMAND")
     p = pkgs_sub.add_parser("requeue", parents=[common], help="build matching packages first")
     p.set_defaults(handler=cmd_requeue)
-    p.add_argument("profiles", nargs="*", metavar="PROFILE")
-    p.add_argument("--status", type=Status, action="append", choices=list(Status))
-    p.add_argument("--name", metavar="GLOB", help="source package name (glob)")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
+    p.add_argument("--status", type=Status, action="append", choices=list(Status),
+                   help="only groups with this status (repeat for several)")  # fmt: skip
+    p.add_argument("--name", metavar="GLOB", help=NAME_HELP)
     p.add_argument("--reset", action="store_true", help="also reset the status to UNKWN")
 
     def query_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
-        p.add_argument("--name", metavar="GLOB")
-        p.add_argument("--status", type=Status, action="append", choices=list(Status))
-        p.add_argument("--distro")
-        p.add_argument("--suite")
-        p.add_argument("--architecture")
+        p.add_argument("--name", metavar="GLOB", help=NAME_HELP)
+        p.add_argument("--status", type=Status, action="append", choices=list(Status),
+                       help="only this status (repeat for several); a remote v0 list "
+                       "says BAD for FAIL")  # fmt: skip
+        p.add_argument("--distro", help="only this distribution (debian, archlinux...)")
+        p.add_argument("--suite", help="only this component, as rebuilderd's suite "
+                       "(main, core...)")  # fmt: skip
+        p.add_argument("--architecture", help="only this architecture (amd64, all...)")
 
     p = pkgs_sub.add_parser("ls", parents=[common], help="list packages and their status")
     p.set_defaults(handler=cmd_pkgs_ls)
@@ -511,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = pkgs_sub.add_parser(kind, parents=[common], help=f"print a package's {kind}")
         p.set_defaults(handler=cmd_pkgs_file, kind=kind)
         query_options(p)
-        p.add_argument("--version")
+        p.add_argument("--version", help="the package version, when several are listed")
 
     p = add("doctor", cmd_doctor, "the tools each build method needs, and which are missing here")
     p.add_argument("--apt", action="store_true",
@@ -526,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     att_sub = att.add_subparsers(dest="att_command", required=True, metavar="COMMAND")
     p = att_sub.add_parser("verify", parents=[common], help="check a signed in-toto link")
     p.set_defaults(handler=cmd_attestation_verify)
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the attestation (in-toto link) file")
     p.add_argument("--key", required=True, metavar="PUBKEY", help="public key file (PEM or hex)")
     p.add_argument("--artifact", metavar="PATH", help="check the link's digests against a file")
 
@@ -534,10 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-H", "--host", action="append", metavar="URL", help="a rebuilder; repeat")
     p.add_argument("--require", type=int, default=1, metavar="K",
                    help="GOOD from at least K rebuilders (default 1)")  # fmt: skip
-    p.add_argument("--filter", type=Status, action="append", choices=list(Status))
+    p.add_argument("--filter", type=Status, action="append", choices=list(Status),
+                   help="print only packages with this verdict (repeat for several)")  # fmt: skip
     p.add_argument("--summary", action="store_true", help="only the summary lines")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--dpkg-status", default="/var/lib/dpkg/status", metavar="FILE")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--dpkg-status", default="/var/lib/dpkg/status", metavar="FILE",
+                   help="dpkg's database of installed packages (default: %(default)s)")  # fmt: skip
     p.add_argument("--pacman-db", metavar="DIR", help="pacman's local database instead")
     p.add_argument("--check-files", action="store_true",
                    help="check attestations against the local package files")  # fmt: skip
@@ -545,8 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where package files are (default: apt's and pacman's caches)")  # fmt: skip
 
     p = add("build", cmd_build, "rebuild one package, or one shard, outside any state")
-    p.add_argument("distro", nargs="?")
-    p.add_argument("artifact_url", nargs="?", metavar="ARTIFACT_URL")
+    p.add_argument("distro", nargs="?", help="the distribution: debian, archlinux, alpine, tails")
+    p.add_argument("artifact_url", nargs="?", metavar="ARTIFACT_URL",
+                   help="the published package to check, e.g. a .deb in a pool")  # fmt: skip
     p.add_argument("--plan", metavar="FILE", help="build the jobs of a shard file")
     p.add_argument("--results", metavar="DIR", help="with --plan: where results go")
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (with --plan)")
@@ -555,6 +617,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-url", metavar="URL", help="build input (default: the artifact)")
     p.add_argument("--backend", action="append", metavar="DISTRO=PATH", help="backend script")
     p.add_argument("--diffoscope", action="store_true", help="run diffoscope on a mismatch")
+    p.add_argument(
+        "--method",
+        metavar="METHOD",
+        help="build method (Debian: debrebuild, the default, or suite-chroot: "
+        "the .dsc is found in the mirror's Sources unless --input-url names it)",
+    )
+    p.add_argument(
+        "--release",
+        metavar="SUITE",
+        help="with suite-chroot: the suite to build in (default: stable)",
+    )
+    p.add_argument(
+        "--keyring",
+        metavar="FILE",
+        help="with suite-chroot: keyring of the mirror's Release (default: Debian's)",
+    )
+    p.add_argument("--no-check-valid-until", action="store_true",
+                   help="accept an expired Release (a frozen or snapshot mirror)")  # fmt: skip
     return parser
 
 

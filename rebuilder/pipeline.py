@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, audit, distros, fetch, plan, shards, site, state, sync
-from rebuilder.build import BuildContext, BuildPool, run_build, tools
+from rebuilder import attest, audit, distros, fetch, oneoff, plan, shards, site, state, sync
+from rebuilder.build import BuildContext, BuildPool, PoolSummary, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
 from rebuilder.build.runner import remove_tree, write_atomic
-from rebuilder.config import Config, Profile, Settings
+from rebuilder.config import Config, Profile, Settings, check_method, resolve_paths
 from rebuilder.errors import RebuilderError, StateError
 from rebuilder.model import (
     Artifact,
@@ -70,20 +70,24 @@ class PassReport:
     queued: int = 0
     errors: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # "profile: key version: OLD -> NEW"
+    tracked: dict[str, int] = field(default_factory=dict)  # groups of profiles new in the state
     changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
     commit: str | None = None
     site_index: Path | None = None
     synced: int = 0  # profiles that synced (plan --shards)
+    interrupted: bool = False  # Ctrl-C: the running builds were stopped and stay queued
 
     def summary(self) -> str:
         built = sum(self.built.values())
         counts = ", ".join(f"{self.built[s.value]} {s.value}" for s in Status if s != Status.UNKWN)
         parts = [f"{built} built ({counts})", f"{self.queued} still queued"]
         if self.abandoned:
-            parts.append(f"{self.abandoned} abandoned at the time limit")
+            when = "when interrupted" if self.interrupted else "at the time limit"
+            parts.append(f"{self.abandoned} abandoned {when}")
         if self.errors:
             parts.append(f"{len(self.errors)} profile(s) failed to sync")
-        return "pass done: " + ", ".join(parts)
+        return ("pass interrupted: " if self.interrupted else "pass done: ") + ", ".join(parts)
 
 
 def policies(settings: Settings) -> plan.Policies:
@@ -184,7 +188,8 @@ def _public_keys(s: Settings) -> list[str]:
 
 
 def local_pkgs(config: Config) -> list[dict[str, object]]:
-    """rebuilderd's v1 binary packages of every configured profile, from the local state."""
+    """rebuilderd's v1 binary packages of every configured profile, from the local state,
+    each with one more key, ``source``: its source package (``--name`` matches either)."""
     out: list[dict[str, object]] = []
     now = utcnow()
     for p in config.profiles.values():
@@ -195,16 +200,21 @@ def local_pkgs(config: Config) -> list[dict[str, object]]:
                 attempt = site.api_v0.v0_attempt(record)
                 served = site.api_v1.published(attempt)
                 rows = site.api_v1.binary_rows(record, attempt, served, now)
-                out.extend(r.record.to_json() | {"id": len(out) + i} for i, r in enumerate(rows, 1))
+                out.extend(
+                    r.record.to_json() | {"id": len(out) + i, "source": record.group.name}
+                    for i, r in enumerate(rows, 1)
+                )
     return out
 
 
 def status(config: Config, names: Sequence[str]) -> list[dict[str, Any]]:
-    """Counts per profile and status, queue length and last pass, from the state."""
+    """Counts per profile and status, queue length and last pass, from the state; and the
+    pass running now, if any (its builds are not counted as queued)."""
     rows = []
+    live = state.running_pass(config.settings.state_dir)
     for p in config.select(names):
         st = state.load(config.settings.state_dir, p.name, p.distro)
-        queued = plan.plan({p.name: st.records}, utcnow(), policies(config.settings))
+        queued = [j for j in queue_of(config, p, st) if not _is_running(live, j)]
         rows.append(
             {
                 "profile": p.name,
@@ -212,9 +222,29 @@ def status(config: Config, names: Sequence[str]) -> list[dict[str, Any]]:
                 "counts": st.counts(),
                 "queue": len(queued),
                 "last_pass": format_time(state.last_run(config.settings.state_dir, p.name)),
+                "running": None if live is None else {
+                    "pid": live.pid, "started": live.started,
+                    "builds": [b for b in live.builds if b.get("profile") == p.name],
+                },
             }
-        )
+        )  # fmt: skip
     return rows
+
+
+def queue_of(config: Config, p: Profile, st: state.ProfileState) -> list[Job]:
+    return plan.plan({p.name: st.records}, utcnow(), policies(config.settings))
+
+
+def _is_running(live: state.RunningPass | None, job: Job) -> bool:
+    return live is not None and any(
+        b.get("profile") == job.profile and b.get("key") == job.group.key for b in live.builds
+    )
+
+
+def waiting(config: Config, names: Sequence[str]) -> tuple[list[Job], state.RunningPass | None]:
+    """The queue without the builds a running pass is doing now, and that pass (``queue ls``)."""
+    live = state.running_pass(config.settings.state_dir)
+    return [j for j in queue(config, names) if not _is_running(live, j)], live
 
 
 def requeue(
@@ -224,19 +254,28 @@ def requeue(
     status: Sequence[Status] | None = None,
     name: str | None = None,
     reset: bool = False,
+    commit: bool = True,
 ) -> int:
-    """Mark matching groups to be built first in the next pass (``rebuild pkgs requeue``)."""
+    """Mark matching groups to be built first in the next pass (``rebuild pkgs requeue``);
+    the change is its own audit commit. The number of groups matched."""
     sd = config.settings.state_dir
-    n = 0
+    matched: list[str] = []
+    files = []
     with state.locked(sd):
         for p in config.select(names):
             st = state.load(sd, p.name, p.distro)
-            k = plan.requeue(st.records.values(), status=status or (), name=name, reset=reset)
-            if k:
+            recs = plan.requeue(st.records.values(), status=status or (), name=name, reset=reset)
+            if recs:
                 st.dirty = True
                 state.save(sd, st)
-            n += k
-    return n
+                files.append(state.state_path(sd, p.name))
+                matched += [f"{p.name}: {r.group.key} {r.group.version}" for r in recs]
+        if matched and commit:
+            how = [f"--status {s.value}" for s in status or ()]
+            how += [f"--name {name}"] * bool(name) + ["--reset"] * reset
+            head = f"rebuilder requeue: {len(matched)} groups" + (f" ({' '.join(how)})" * bool(how))
+            audit.commit(sd, files, head + "\n\n" + audit.bounded_list(matched))
+    return len(matched)
 
 
 def build_one(
@@ -247,31 +286,54 @@ def build_one(
     input_url: str | None = None,
     backends: dict[str, Path] | None = None,
     diffoscope: bool = False,
+    method: str | None = None,
+    release: str | None = None,
+    keyring: str | None = None,
+    check_valid_until: bool = True,
 ) -> tuple[Attempt, str]:
-    """Rebuild one package outside any state (``rebuild build``); the attempt and its log."""
-    s = config.settings if config else Settings()
-    given = (backends or {}).get(distro) or (config.backends.get(distro) if config else None)
-    backend = check_backend(given) if given else shipped_backend(distro)
+    """Rebuild one package outside any state (``rebuild build``); the attempt and its log.
+
+    ``method`` suite-chroot (Debian) finds the source package in the mirror's ``release``
+    (see :mod:`rebuilder.oneoff`); the backend caches base chroots in the cache dir.
+    """
+    s = config.settings if config else resolve_paths(Settings(), Path.cwd())
+    if method is not None:
+        check_method(
+            Profile("build", distro, (), method=method, origin="rebuild build"),
+            {**(config.backends if config else {}), **(backends or {})},
+        )
     with tempfile.TemporaryDirectory(prefix="rebuild-one-") as tmp:
         tmpdir = Path(tmp)
         local = tmpdir / "published" / Path(urlsplit(artifact_url).path).name
         digest = fetch.download(artifact_url, local)
         artifact = artifact_from_file(distro, artifact_url, local, digest)
-        # a Debian pool URL names its component (backends may need it: pool/<component>/...)
-        pool = urlsplit(artifact_url).path.partition("/pool/")[2]
-        component = pool.split("/", 1)[0] if "/" in pool else "direct"
-        group = BuildGroup(
-            name=artifact.name, version=artifact.version, distro=distro, release="direct",
-            component=component, architecture=artifact.architecture,
-            input_url=input_url or artifact_url, artifacts=(artifact,),
-        )  # fmt: skip
+        if distro == "debian" and method == oneoff.SUITE_CHROOT:
+            group = oneoff.suite_chroot_group(
+                artifact, release, input_url, cache_dir=_cache(s, "build"), keyring=keyring,
+                check_valid_until=check_valid_until, work=tmpdir,
+            )  # fmt: skip
+        else:
+            # a Debian pool URL names its component (backends may need it: pool/<component>/...)
+            pool = urlsplit(artifact_url).path.partition("/pool/")[2]
+            component = pool.split("/", 1)[0] if "/" in pool else "direct"
+            group = BuildGroup(
+                name=artifact.name, version=artifact.version, distro=distro,
+                release=release or "direct", component=component,
+                architecture=artifact.architecture, input_url=input_url or artifact_url,
+                artifacts=(artifact,), method=method or "",
+            )  # fmt: skip
+        job = Job("direct", group, "direct", build_id=1)
+        name = backend_name(job)
+        given = (backends or {}).get(name) or (config.backends.get(name) if config else None)
         ctx = BuildContext(
-            backend=backend, results_dir=tmpdir / "results", work_dir=tmpdir,
+            backend=check_backend(given) if given else shipped_backend(name),
+            results_dir=tmpdir / "results", work_dir=tmpdir,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
-            missing_tools="" if given else tools.missing_reason(distro),
+            missing_tools="" if given else tools.missing_reason(name),
+            env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
         )  # fmt: skip
-        attempt = run_build(Job("direct", group, "direct", build_id=1), ctx)
+        attempt = run_build(job, ctx)
         texts = [_read_result(ctx.results_dir, attempt, k) for k in ("log", "diffoscope")]
     return attempt, "".join(texts)
 
@@ -341,7 +403,10 @@ def _sync_all(
             report.errors.append(f"{p.name}: {e}")
             log.error("error: %s: %s", p.name, e)
             continue
+        first = not st.records
         report.changes[p.name] = st.apply_snapshot(snap, now)
+        if first and st.records:
+            report.tracked[p.name] = len(st.records)
         _log_changes(p.name, report.changes[p.name], snap)
         synced.append(p)
         if st.dirty:  # the sync is safe on disk before any build starts
@@ -487,8 +552,8 @@ def _check_gone(p: Profile, st: state.ProfileState, snap: Snapshot) -> None:
         )
 
 
-def _cache(s: Settings, p: Profile) -> Path:
-    return s.cache_dir / "sync" / p.name
+def _cache(s: Settings, p: Profile | str) -> Path:
+    return s.cache_dir / "sync" / (p if isinstance(p, str) else p.name)
 
 
 def _log_changes(name: str, ch: state.SnapshotChanges, snap: Snapshot) -> None:
@@ -525,9 +590,10 @@ def _build(
 
     try:
         key = attest.ensure_key(s.signing_key)
-        report.abandoned = _run_jobs(
-            config, jobs, s.site_dir / "builds", record, opts, deadline, key
+        summary = _run_jobs(
+            config, jobs, s.site_dir / "builds", record, opts, deadline, key, s.state_dir
         )
+        report.abandoned, report.interrupted = summary.abandoned, summary.interrupted
     finally:
         for j in journals.values():
             j.close()
@@ -535,6 +601,11 @@ def _build(
 
 def _count(report: PassReport, job: Job, before: Status, attempt: Attempt) -> None:
     report.built[attempt.status.value] += 1
+    if before != attempt.status:
+        g = job.group
+        report.verdicts.append(
+            f"{job.profile}: {g.key} {g.version}: {before.value} -> {attempt.status.value}"
+        )
     if before == Status.GOOD and attempt.status in (Status.BAD, Status.FAIL):
         report.regressions.append(
             f"{job.profile} {job.group.key} {job.group.version}: GOOD -> {attempt.status}"
@@ -549,18 +620,25 @@ def _run_jobs(
     opts: PassOptions,
     deadline: float | None,
     key: attest.SigningKey | None,
-) -> int:
-    """Build ``jobs`` in parallel, ``record`` each result as it comes; the number abandoned.
+    state_dir: Path | None = None,
+) -> PoolSummary:
+    """Build ``jobs`` in parallel, ``record`` each result as it comes.
 
-    ``key`` None: attestations are left unsigned, for the merge to sign.
+    ``key`` None: attestations are left unsigned, for the merge to sign. The running
+    builds are shown (:class:`Progress`) and, with ``state_dir``, written to its running
+    file for ``status`` and ``queue ls`` in other processes.
     """
     s = config.settings
     progress = Progress(len(jobs), "build")
+    live = _LiveBuilds(progress, state_dir)
 
     def on_result(job: Job, attempt: Attempt) -> None:
         record(job, attempt)
-        what = f"{job.group.name} {job.group.version} {job.group.architecture}"
-        progress.item(what, attempt.status.value, attempt.duration)
+        live.finished(job)
+        progress.item(_what(job), attempt.status.value, attempt.duration, key=job.build_id)
+
+    def on_stop(running: int) -> None:
+        progress.note(f"stopping {running} builds... (Ctrl-C again to quit at once)")
 
     with _work_dir(s) as work, contextlib.ExitStack() as stack:
         base = BuildContext(
@@ -568,7 +646,7 @@ def _run_jobs(
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=s.diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
             env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
-            sign=_signer(key),
+            sign=_signer(key), watch=live.watch,
         )  # fmt: skip
         # resolved before any build starts, so a missing backend fails the pass at once
         contexts = {
@@ -593,10 +671,72 @@ def _run_jobs(
             build = remote.remote_builder(ex, lambda j: contexts[backend_name(j)], signing_key=key)
             slots = opts.jobs or 2 * max(1, remote.cluster_slots(ex))
         try:
-            summary = BuildPool(slots).run(jobs, build, on_result, deadline=deadline)
+            summary = BuildPool(slots).run(
+                jobs, live.wrap(build), on_result, deadline=deadline, on_stop=on_stop
+            )
         finally:
             progress.close()
-    return summary.abandoned
+            live.close()
+    return summary
+
+
+def _what(job: Job) -> str:
+    g = job.group
+    return f"{g.name} {g.version} {g.architecture}"
+
+
+class _LiveBuilds:
+    """The builds running now: shown by the progress display, written for other processes."""
+
+    def __init__(self, progress: Progress, state_dir: Path | None) -> None:
+        self.progress, self.state_dir = progress, state_dir
+        self.started = format_time(utcnow()) or ""
+        self.lock = threading.Lock()
+        self.builds: dict[int, dict[str, object]] = {}
+        self.describe: dict[int, Callable[[], str]] = {}
+
+    def watch(self, job: Job, describe: Callable[[], str]) -> None:
+        """BuildContext.watch: the local runner says how to ask what a build is doing."""
+        self.describe[job.build_id] = describe
+
+    def wrap(
+        self, build: Callable[[Job, threading.Event], Attempt]
+    ) -> Callable[[Job, threading.Event], Attempt]:
+        def tracked(job: Job, cancel: threading.Event) -> Attempt:
+            g = job.group
+            with self.lock:
+                self.builds[job.build_id] = {
+                    "profile": job.profile, "key": g.key, "name": g.name, "version": g.version,
+                    "since": format_time(utcnow()),
+                }  # fmt: skip
+                self._write()
+            self.progress.started(job.build_id, _what(job), lambda: self._doing(job.build_id))
+            try:
+                return build(job, cancel)
+            except BaseException:  # abandoned or crashed: no result comes for it
+                self.finished(job)
+                self.progress.forget(job.build_id)
+                raise
+
+        return tracked
+
+    def _doing(self, build_id: int) -> str:
+        describe = self.describe.get(build_id)
+        return describe() if describe else ""
+
+    def finished(self, job: Job) -> None:
+        with self.lock:
+            if self.builds.pop(job.build_id, None) is not None:
+                self._write()
+            self.describe.pop(job.build_id, None)
+
+    def _write(self) -> None:
+        if self.state_dir is not None:
+            state.write_running(self.state_dir, self.started, list(self.builds.values()))
+
+    def close(self) -> None:
+        if self.state_dir is not None:
+            state.clear_running(self.state_dir)
 
 
 # ------------------------------------------------------------------ shards
@@ -653,7 +793,8 @@ def build_shard(config: Config, shard_file: Path, results: Path, opts: PassOptio
 
     try:
         # a shard never holds the signing key: its links are unsigned, the merge signs them
-        report.abandoned = _run_jobs(config, todo, results / "builds", record, opts, deadline, None)
+        summary = _run_jobs(config, todo, results / "builds", record, opts, deadline, None)
+        report.abandoned, report.interrupted = summary.abandoned, summary.interrupted
     finally:
         writer.close()
     report.queued = report.abandoned
@@ -858,15 +999,21 @@ def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]
 
 
 def _commit_message(report: PassReport) -> str:
+    """The audit commit: what changed, the packages whose verdict changed (bounded)."""
     built = sum(report.built.values())
     new = ", ".join(f"{report.built[s]} {s}" for s in ("GOOD", "BAD", "FAIL") if report.built[s])
     head = f"rebuilder pass: {built} built" + (f" ({new})" if new else "")
+    if report.tracked:
+        what = ", ".join(f"{n} groups of {name}" for name, n in report.tracked.items())
+        head += f"; now tracking {what}"
     lines = [head, ""]
     for name, ch in report.changes.items():
         if ch:
             lines.append(
                 f"{name}: {ch.new} new, {ch.updated} updated, {ch.gone} gone, {ch.back} back"
             )
+    if report.verdicts:
+        lines += ["", "Verdicts changed:", audit.bounded_list(report.verdicts)]
     if report.regressions:
         lines += ["", "Regressions:", *(f"  {r}" for r in report.regressions)]
     if report.abandoned:

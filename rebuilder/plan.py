@@ -101,21 +101,23 @@ def requeue(
     name: str | None = None,
     reset: bool = False,
     priority: int = 1,
-) -> int:
+) -> list[GroupRecord]:
     """Mark matching groups to be built first in the next pass; ``reset`` also forgets the
-    verdict (back to UNKWN, as rebuildctl's ``--reset``). Returns how many matched."""
+    verdict (back to UNKWN, as rebuildctl's ``--reset``). ``name`` is a glob on the source
+    package or any of its binaries (as ``pkgs ls --name``). Returns the matched records."""
     wanted = set(status)
-    n = 0
+    out = []
     for rec in records:
         if not rec.seen or (wanted and rec.status not in wanted):
             continue
-        if name is not None and not fnmatch.fnmatchcase(rec.group.name, name):
+        names = (rec.group.name, *(a.name for a in rec.group.artifacts))
+        if name is not None and not any(fnmatch.fnmatchcase(n, name) for n in names):
             continue
         rec.requeued = max(priority, 1)
         if reset:
             rec.status = Status.UNKWN
-        n += 1
-    return n
+        out.append(rec)
+    return out
 
 
 def after_attempt(rec: GroupRecord, attempt: Attempt, policies: Policies) -> bool:

@@ -184,7 +184,10 @@ def load(state_dir: Path, profile: str, distro: str) -> ProfileState:
         _fill(st, _parse(path, raw))
     replayed = _replay_journal(st, journal_path(state_dir, profile))
     if replayed:
-        log.info("%s: replayed %d results of an interrupted pass", profile, replayed)
+        if running_pass(state_dir) is None:
+            log.info("%s: replayed %d results of an interrupted pass", profile, replayed)
+        else:  # a live pass's journal: its results so far, nothing was interrupted
+            log.debug("%s: %d results of the running pass included", profile, replayed)
         st.dirty = True
     return st
 
@@ -444,3 +447,69 @@ def save_pending(state_dir: Path, pending: dict[str, Any]) -> None:
         path.unlink(missing_ok=True)
         return
     atomic_write(path, (json.dumps(pending, sort_keys=True) + "\n").encode())
+
+
+# ---------------------------------------------------------------- a pass in progress
+
+RUNNING_NAME = ".running.json"  # the running pass's builds (not tracked)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningPass:
+    """A pass that holds the state directory now, as another process sees it."""
+
+    pid: int
+    started: str
+    builds: tuple[dict[str, Any], ...] = ()  # {"profile", "key", "name", "version", "since"}
+
+    def describe(self) -> str:
+        names = ", ".join(f"{b.get('name')} {b.get('version')}" for b in self.builds[:5])
+        more = f" and {len(self.builds) - 5} more" if len(self.builds) > 5 else ""
+        doing = f": {names}{more}" if names else ""
+        return (
+            f"a pass is running (pid {self.pid}, started {self.started}); "
+            f"{len(self.builds)} builds running{doing}"
+        )
+
+
+def write_running(state_dir: Path, started: str, builds: list[dict[str, Any]]) -> None:
+    """What the pass is building now, for ``status`` and ``queue ls`` in another process."""
+    doc = {"pid": os.getpid(), "started": started, "builds": builds}
+    atomic_write(state_dir / RUNNING_NAME, (json.dumps(doc, sort_keys=True) + "\n").encode())
+
+
+def clear_running(state_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / RUNNING_NAME).unlink()
+
+
+def running_pass(state_dir: Path) -> RunningPass | None:
+    """The pass holding ``state_dir``'s lock, if another process does; else None."""
+    path = state_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace")
+        else:
+            return None  # nobody holds it
+    finally:
+        os.close(fd)
+    words = holder.split()
+    pid = int(words[1]) if len(words) > 1 and words[0] == "pid" and words[1].isdigit() else 0
+    if pid == os.getpid():
+        return None  # this process's own pass
+    started = ""
+    builds: tuple[dict[str, Any], ...] = ()
+    try:
+        doc = json.loads((state_dir / RUNNING_NAME).read_bytes())
+        if isinstance(doc, dict) and doc.get("pid") == pid:
+            started = str(doc.get("started", ""))
+            builds = tuple(b for b in doc.get("builds", []) if isinstance(b, dict))
+    except (OSError, ValueError):
+        pass
+    return RunningPass(pid, started or "?", builds)

@@ -57,11 +57,11 @@ def test_requeue_first_and_ignores_limits():
     g = group("z")
     rec = GroupRecord(g, Status.GOOD, [attempt(g, Status.GOOD)])
     other = GroupRecord(group("a"))
-    assert plan.requeue([rec, other], status=[Status.GOOD], name="z*") == 1
+    assert plan.requeue([rec, other], status=[Status.GOOD], name="z*") == [rec]
     assert q(other, rec) == [("z", "requeued"), ("a", "new")]
     plan.after_attempt(rec, attempt(g, Status.GOOD, 2), POL)
     assert rec.requeued == 0
-    assert plan.requeue([rec], reset=True) == 1 and rec.status == Status.UNKWN
+    assert plan.requeue([rec], reset=True) == [rec] and rec.status == Status.UNKWN
 
 
 def test_unseen_never_queued():

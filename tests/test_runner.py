@@ -319,12 +319,11 @@ def test_backend_error_is_fail_with_its_log(tmp_path: Path, served: tuple[Path, 
     ctx = context(tmp_path, script)
     attempt = run_build(job, ctx)
     assert attempt.status is Status.FAIL
-    assert attempt.reason == "backend exited with 1"
+    # the reason quotes the backend's own last error line
+    assert attempt.reason == "backend exited with 1: dpkg-buildpackage: error: oops"
     assert attempt.artifacts == ()
     log = read_log(ctx, attempt.files)
-    assert (
-        "dpkg-buildpackage: error: oops" in log and "verdict: FAIL (backend exited with 1)" in log
-    )
+    assert "verdict: FAIL (backend exited with 1: dpkg-buildpackage: error: oops)" in log
     assert list(ctx.work_dir.iterdir()) == []
 
 
@@ -655,7 +654,7 @@ def test_debian_backend_names_what_the_host_lacks(
     monkeypatch.setenv("PATH", str(bindir))
     ctx = context(tmp_path, shipped_backend("debian"))
     attempt = run_build(job, ctx)
-    assert attempt.status is Status.FAIL and attempt.reason == "backend exited with 2"
+    assert attempt.status is Status.FAIL and attempt.reason.startswith("backend exited with 2: ")
     assert "debrebuild not found (install devscripts, sbuild, mmdebstrap, uidmap)" in read_log(
         ctx, attempt.files
     )
@@ -674,7 +673,7 @@ def test_debian_backend_stops_when_debrebuild_cannot_start(
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
     ctx = context(tmp_path, shipped_backend("debian"))
     attempt = run_build(job, ctx)
-    assert attempt.status is Status.FAIL and attempt.reason == "backend exited with 2"
+    assert attempt.status is Status.FAIL and attempt.reason.startswith("backend exited with 2: ")
     log = read_log(ctx, attempt.files)
     assert "libstring-shellquote-perl" in log and "debrebuild does not start" in log
     assert not (tmp_path / "debrebuild.args").exists()

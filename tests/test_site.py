@@ -732,8 +732,10 @@ def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
         a = api_v0.v0_attempt(r)
         for has in ({"log"}, {"log", "diffoscope", "attestation"}):
             for p in api_v0.pkg_lines(r, a, has):
-                record = PkgRelease.from_json(json.loads(p.line))
-                assert p.line == encode(record.to_json())
+                doc = json.loads(p.line)
+                assert p.line == encode(doc)
+                if doc["name"]:  # the v0 record reader refuses a hostile index's empty name
+                    assert doc == PkgRelease.from_json(doc).to_json()
 
 
 def test_search_index_stays_shallow_for_names_sharing_long_prefixes() -> None:

@@ -281,6 +281,22 @@ class LogCap:
         """How many bytes were dropped."""
         return max(0, self.total - self.limit)
 
+    def last_lines(self, n: int = 200) -> list[str]:
+        """The last complete-or-not non-blank lines kept (at most ``n``), oldest first.
+
+        >>> cap = LogCap(100)
+        >>> cap.feed(b"one\\n\\ntwo\\n")
+        >>> cap.last_lines()
+        ['one', 'two']
+        """
+        window = 16384
+        if len(self._tail) >= window:
+            buf = bytes(self._tail[-window:])
+        else:
+            buf = bytes(self._head[-(window - len(self._tail)) :]) + bytes(self._tail)
+        text = buf.decode(errors="replace").replace("\r", "\n")
+        return [ln.strip() for ln in text.splitlines() if ln.strip()][-n:]
+
     def getvalue(self) -> bytes:
         if not self.truncated:
             return bytes(self._head + self._tail)

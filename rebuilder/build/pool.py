@@ -57,6 +57,7 @@ class PoolSummary:
     abandoned: int = 0
     elapsed: float = 0.0
     deadline_reached: bool = False
+    interrupted: bool = False  # Ctrl-C: running builds were stopped and count as abandoned
 
     @property
     def built(self) -> int:
@@ -85,12 +86,22 @@ class BuildPool:
         *,
         deadline: float | None = None,
         progress: Callable[[PoolProgress], None] | None = None,
+        on_stop: Callable[[int], None] | None = None,
     ) -> PoolSummary:
-        """Build every job until ``deadline`` (a ``time.monotonic()`` value); see the module doc."""
+        """Build every job until ``deadline`` (a ``time.monotonic()`` value); see the module doc.
+
+        On Ctrl-C, ``on_stop(number of running builds)`` is called at once, the running
+        builds are stopped (abandoned: they stay queued) and the summary says
+        ``interrupted``; a second Ctrl-C while they stop raises.
+        """
         if self.executor is not None:
-            return _Run(self.jobs, self.executor, build, on_result, deadline, progress).run(jobs)
+            run = _Run(self.jobs, self.executor, build, on_result, deadline, progress)
+            run.on_stop = on_stop
+            return run.run(jobs)
         with cf.ThreadPoolExecutor(self.jobs, thread_name_prefix="rebuild") as executor:
-            return _Run(self.jobs, executor, build, on_result, deadline, progress).run(jobs)
+            run = _Run(self.jobs, executor, build, on_result, deadline, progress)
+            run.on_stop = on_stop
+            return run.run(jobs)
 
 
 class _Run:
@@ -112,8 +123,39 @@ class _Run:
         self.counts: Counter[Status] = Counter()
         self.abandoned = 0
         self.t0 = time.monotonic()
+        self.on_stop: Callable[[int], None] | None = None
+        self.interrupted = False
 
     def run(self, jobs: Iterable[Job]) -> PoolSummary:
+        try:
+            self._loop(jobs)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if self.on_stop is not None:
+                self.on_stop(len(self.in_flight))
+            else:
+                log.warning("stopping %d builds...", len(self.in_flight))
+            self._stop_running()
+        return PoolSummary(
+            counts=dict(self.counts),
+            abandoned=self.abandoned,
+            elapsed=time.monotonic() - self.t0,
+            deadline_reached=self.cancel.is_set() and not self.interrupted,
+            interrupted=self.interrupted,
+        )
+
+    def _stop_running(self) -> None:
+        """Stop the backends and wait for them; the builds count as abandoned."""
+        if not self.in_flight:
+            return
+        self.cancel.set()
+        cf.wait(self.in_flight)
+        for future in list(self.in_flight):
+            if not future.cancelled() and isinstance(future.exception(), Abandoned):
+                self.abandoned += 1
+        self.in_flight.clear()
+
+    def _loop(self, jobs: Iterable[Job]) -> None:
         pending: Iterator[Job] | None = iter(jobs)
         try:
             while True:
@@ -136,20 +178,11 @@ class _Run:
                 )
                 for future in done:
                     self._finish(future)
-        finally:
-            # Leaving early (on_result raised, KeyboardInterrupt): stop the backends, then go.
-            if self.in_flight:
-                self.cancel.set()
-                cf.wait(self.in_flight)
-                for future in list(self.in_flight):
-                    if not future.cancelled() and isinstance(future.exception(), Abandoned):
-                        self.abandoned += 1
-        return PoolSummary(
-            counts=dict(self.counts),
-            abandoned=self.abandoned,
-            elapsed=time.monotonic() - self.t0,
-            deadline_reached=self.cancel.is_set(),
-        )
+        except KeyboardInterrupt:
+            raise  # run() says so at once, then stops the builds
+        except BaseException:
+            self._stop_running()  # on_result raised: stop the backends, then go
+            raise
 
     def _past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline

@@ -104,12 +104,17 @@ class BuildContext:
     sign: Callable[[Job, Path, Path], bytes] | None = None
     grace: float = 10.0
     missing_tools: str = ""  # non-empty: the backend cannot run here, and this says why
+    # told of each build as it starts, with a function that says what it is doing now
+    # (for a progress display; not sent to remote workers)
+    watch: Callable[[Job, Callable[[], str]], None] | None = None
 
 
 def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None) -> Attempt:
     """Rebuild ``job``'s group and return the attempt; raises only :class:`Abandoned`."""
     build = _Build(job, ctx, cancel)
     started_at, t0 = utcnow(), time.monotonic()
+    if ctx.watch is not None:
+        ctx.watch(job, build.describe)
     try:
         status, reason, results = build.run()
     except _Fail as e:
@@ -198,6 +203,7 @@ class _Build:
         self.dir: Path | None = None
         self.head: list[str] = []
         self.output = LogCap(ctx.log_limit)
+        self.phase = "starting"
         self.tail: list[str] = []
         self.results: tuple[ArtifactResult, ...] = ()
         self.diff: diffoscope.DiffoscopeReport | None = None
@@ -227,9 +233,12 @@ class _Build:
         outdir, meta_dir = self.dir / ".rebuilder-out", self.dir / ".rebuilder-meta"
         outdir.mkdir()
         meta_dir.mkdir()
+        self.phase = "downloading"
         input_path = self._download_all()
         self._check_cancel()
+        self.phase = "backend"
         outcome = self._run_backend(input_path, outdir, meta_dir)
+        self.phase = "comparing"
         self._collect_meta(meta_dir)
         if outcome.how == "cancel":
             raise Abandoned(f"build {self.job.build_id} abandoned: the pass ran out of time")
@@ -238,8 +247,15 @@ class _Build:
         if outcome.how != "exit" or outcome.code is None:
             raise _Fail(f"backend supervision failed: {outcome.detail or outcome.how}")
         if outcome.code != 0:
-            raise _Fail(_exit_reason(outcome.code))
+            raise _Fail(_exit_reason(outcome.code, backend_error(self.output.last_lines())))
         return self._compare(outdir, input_path)
+
+    def describe(self) -> str:
+        """What the build is doing now: its phase, or the backend's last line of output."""
+        if self.phase == "backend":
+            lines = self.output.last_lines(1)
+            return lines[0][:200] if lines else "backend started"
+        return self.phase
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -480,14 +496,40 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
-def _exit_reason(code: int) -> str:
+def _exit_reason(code: int, error: str = "") -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = str(-code)
-        return f"backend killed by signal {name}"
-    return f"backend exited with {code}"
+        return f"backend killed by signal {name}" + (f": {error}" if error else "")
+    return f"backend exited with {code}" + (f": {error}" if error else "")
+
+
+# a line that reads like an error: what a FAIL's reason should quote
+_ERROR_LINE = re.compile(
+    r"(?i)\b(error|fatal|failed|failure|cannot|can't|unable|not found|no such|missing|denied)\b"
+    r"|^E: |^dpkg-[a-z]+: error"
+)
+REASON_LIMIT = 300  # characters of the backend's line in a reason
+
+
+def backend_error(lines: list[str]) -> str:
+    """The backend's own last error line (else its last line), for a FAIL's reason.
+
+    >>> backend_error(["building", "E: Unable to locate package foo", "cleaning up"])
+    'E: Unable to locate package foo'
+    >>> backend_error(["all went well", "bye"])
+    'bye'
+    """
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line) and not line.startswith("[rebuilder]"):
+            return _clip(line)
+    return _clip(lines[-1]) if lines else ""
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= REASON_LIMIT else line[: REASON_LIMIT - 1] + "…"
 
 
 def _names(results: list[ArtifactResult]) -> str:

@@ -35,6 +35,7 @@ class PkgEntry:
     artifact_id: int | None = None
     release: str | None = None
     id: int | None = None
+    source: str = ""  # the source package, when known (our local state; in neither API)
 
     def to_v0(self) -> v0.PkgRelease:
         return v0.PkgRelease(

@@ -349,6 +349,9 @@ def _render_suites(out: Output, cfg: _Settings, p: _Profile) -> None:
             out.keep(f"{s.dir}/{f}" for f in _suite_files(suite))
 
 
+_REASON_SHOWN = 160  # characters of a BAD or FAIL reason in a list row
+
+
 def _item(
     key: str, record: GroupRecord, page: str, suite_dir: str, attempt: Attempt | None
 ) -> _Item:
@@ -360,7 +363,9 @@ def _item(
         link = "pkg/" + paths.url(name)  # the common case, from the suite's folder
     else:  # a key whose parts are not the group's own (a release holding '/'...)
         link = paths.href(suite_dir + "/index.html", page)
-    row = html.Row(g.name, g.version, _NAME[record.status], built, link)
+    why = last.reason if last and record.status in (Status.BAD, Status.FAIL) else ""
+    why = why if len(why) <= _REASON_SHOWN else why[: _REASON_SHOWN - 1] + "…"
+    row = html.Row(g.name, g.version, _NAME[record.status], built, link, reason=why)
     return _Item(key, record, page, row, attempt)
 
 

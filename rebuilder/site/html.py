@@ -162,13 +162,15 @@ class Row(NamedTuple):
     built: _dt.datetime | None  # start of the newest attempt
     url: str  # link from the list page's folder
     extra: str = ""  # escaped HTML of further cells (maintainer pages: profile and suite)
+    reason: str = ""  # why the newest attempt is BAD or FAIL
 
 
 def row_html(r: Row) -> str:
     built = r.built.strftime("%Y-%m-%d %H:%M") if r.built else "–"
     return (
         f'<tr><td><a href="{e(r.url)}">{e(r.name)}</a></td><td>{e(r.version)}</td>'
-        f'<td class="s-{r.status}">{r.status}</td>{r.extra}<td>{built}</td></tr>\n'
+        f'<td class="s-{r.status}">{r.status}</td>{r.extra}<td class="reason">{e(r.reason)}</td>'
+        f"<td>{built}</td></tr>\n"
     )
 
 
