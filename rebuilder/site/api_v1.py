@@ -110,7 +110,9 @@ def write_packages(out: Output, distro: str, rows: Iterable[BinaryRow]) -> None:
         line = _encode(row.record.to_json() | {"id": i})
         lines.append(line)
         by_name[row.record.name].append(line)
-    out.write(f"{base}/packages/binary", _page(lines))
+    # Every by-name page is a piece of the whole list: when the list is as it was, each
+    # page that exists is too, and is not read again (most passes change nothing here).
+    same = not out.write(f"{base}/packages/binary", _page(lines))
     out.write(f"{base}/{PAGE_END}", _page([], total=0))
     for name, named in by_name.items():
         files = paths.by_name(name)
@@ -118,7 +120,12 @@ def write_packages(out: Output, distro: str, rows: Iterable[BinaryRow]) -> None:
             log.warning("site: no v1 by-name page for a package named %.60r", name)
             continue
         encoded, plain = files
-        out.write(f"{base}/packages/by-name/{encoded}", _page(named))
+        page = f"{base}/packages/by-name/{encoded}"
+        if same and os.path.lexists(os.path.join(out.root, page)):
+            out.keep([page])
+            out.stats.unchanged += 1
+        else:
+            out.write(page, _page(named))
         if plain is not None:
             out.symlink(f"{base}/packages/by-name/{plain}", encoded)
 
