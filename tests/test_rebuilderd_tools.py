@@ -402,7 +402,9 @@ def test_verify_check_files_against_a_real_rebuilderd(daemon: dict[str, object])
     assert by_name["fail-0002"].status is Status.UNKWN  # FAIL: not reproduced, not refuted
 
 
-def test_our_cli_against_a_real_rebuilderd(daemon: dict[str, object], tmp_path: Path) -> None:
+def test_our_cli_against_a_real_rebuilderd(
+    tools: SidTools, daemon: dict[str, object], tmp_path: Path
+) -> None:
     from .fixtures.operator import rebuild
 
     url = str(daemon["url"])
@@ -416,3 +418,13 @@ def test_our_cli_against_a_real_rebuilderd(daemon: dict[str, object], tmp_path: 
     assert "(debian, sid, main, amd64)" in ls.stdout
     log = rebuild(tmp_path, "pkgs", "log", "-H", url, "--name", "good-0003")
     assert log.returncode == 0 and "building good-0003_1.0-1_amd64.buildinfo" in log.stdout
+    # --json: rebuildctl's BinaryPackage objects; --json-v0: v0's PkgRelease
+    keys = ("id", "name", "version", "status", "build_id", "artifact_id", "release", "url")
+    ours = json.loads(rebuild(tmp_path, "pkgs", "ls", "--json", "-H", url).stdout)
+    theirs = json.loads(tools.run(["rebuildctl", "-H", url, "pkgs", "ls", "--json"]).stdout)
+    assert sorted([p[k] for k in keys] for p in ours) == sorted(
+        [p[k] for k in keys] for p in theirs
+    )
+    v0_shape = json.loads(rebuild(tmp_path, "pkgs", "ls", "--json-v0", "-H", url).stdout)
+    fail = next(p for p in v0_shape if p["name"] == "fail-0002")
+    assert fail["status"] == "UNKWN" and fail["build_id"] is not None  # v0 has no FAIL

@@ -25,10 +25,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from rebuilder import attest
 from rebuilder.api import v0, v1
 from rebuilder.model import Attempt, GroupRecord, Job, Status
 from rebuilder.site import paths
@@ -37,6 +39,7 @@ from rebuilder.site.output import Output
 log = logging.getLogger(__name__)
 
 PAGE_END = "page-end"
+MAX_ATTESTATION = 64 << 20  # bytes read of a build's attestation to split it
 _encode = json.JSONEncoder(sort_keys=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -107,7 +110,9 @@ def write_packages(out: Output, distro: str, rows: Iterable[BinaryRow]) -> None:
         line = _encode(row.record.to_json() | {"id": i})
         lines.append(line)
         by_name[row.record.name].append(line)
-    out.write(f"{base}/packages/binary", _page(lines))
+    # Every by-name page is a piece of the whole list: when the list is as it was, each
+    # page that exists is too, and is not read again (most passes change nothing here).
+    same = not out.write(f"{base}/packages/binary", _page(lines))
     out.write(f"{base}/{PAGE_END}", _page([], total=0))
     for name, named in by_name.items():
         files = paths.by_name(name)
@@ -115,7 +120,12 @@ def write_packages(out: Output, distro: str, rows: Iterable[BinaryRow]) -> None:
             log.warning("site: no v1 by-name page for a package named %.60r", name)
             continue
         encoded, plain = files
-        out.write(f"{base}/packages/by-name/{encoded}", _page(named))
+        page = f"{base}/packages/by-name/{encoded}"
+        if same and os.path.lexists(os.path.join(out.root, page)):
+            out.keep([page])
+            out.stats.unchanged += 1
+        else:
+            out.write(page, _page(named))
         if plain is not None:
             out.symlink(f"{base}/packages/by-name/{plain}", encoded)
 
@@ -236,17 +246,22 @@ def write_build(
 
 def _links(out: Output, v0_attestation: str | None) -> dict[str, bytes]:
     """The links of a build's attestation by product file name, when it holds several
-    (one per artifact); empty for a single link (served as it is) or none."""
+    (one per artifact, :func:`rebuilder.attest.encode_links`); empty for a single link
+    (served as it is) or none."""
     if v0_attestation is None:
         return {}
-    doc = out.read_json(v0_attestation)
-    if not isinstance(doc, list):
+    try:
+        with open(os.path.join(out.root, v0_attestation), "rb") as f:
+            links = attest.decode_links(f.read(MAX_ATTESTATION + 1)[:MAX_ATTESTATION])
+    except (OSError, attest.AttestationError):
+        return {}
+    if len(links) < 2:
         return {}
     found: dict[str, bytes] = {}
-    for link in doc:
+    for link in links:
         signed = link.get("signed") if isinstance(link, dict) else None
         products = signed.get("products") if isinstance(signed, dict) else None
         if isinstance(products, dict):
             for name in products:
-                found[str(name)] = _dumps(link)[:-1]
+                found[str(name)] = attest.canonical_json(link)
     return found
