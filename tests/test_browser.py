@@ -254,6 +254,7 @@ def test_desktop_screenshots(site: Path, driver) -> None:
 
 def test_bad_page_names_the_cause_and_the_files_above_the_fold(site: Path, driver) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     with browser.serve(site) as base, _phone(driver):
         driver.get(f"{base}/{PREFIX}/{PROBE}")
@@ -273,7 +274,10 @@ def test_bad_page_names_the_cause_and_the_files_above_the_fold(site: Path, drive
         why.find_element(By.LINK_TEXT, "diffoscope (html)").click()
         assert driver.title.startswith("diffoscope: probe 1.0-1")
         driver.find_element(By.LINK_TEXT, "probe 1.0-1").click()  # to the search for it
-        driver.find_element(By.CSS_SELECTOR, "#search-body a").click()
+        found = WebDriverWait(driver, 10).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#search-body a")
+        )
+        found[0].click()
         assert driver.current_url.endswith(PROBE)
 
 

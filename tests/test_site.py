@@ -774,3 +774,42 @@ def test_recorded_environment_is_linked_and_unpublished_digests_show_the_compare
     href = re.search(r'href="([^"]*installed-packages\.txt)"', page)
     assert href and (next(site.rglob("pkg/tails.html")).parent / unquote(href.group(1))).is_file()
     assert page.count(digest) >= 2  # published (as compared) and rebuilt, side by side
+
+
+def test_causes_are_shown_counted_and_listed(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    recs = {}
+    for i, (name, cs) in enumerate(
+        [
+            ("pathy", ("captures_build_path",)),
+            ("stampy", ("timestamps_in_gzip_headers", "captures_build_path")),
+            ("umasky", ("different_due_to_umask",)),
+            ("plain", ()),  # not classified (an older attempt): counted in no cause
+        ]
+    ):
+        g = _group(name)
+        rec = _built(g, Status.BAD, 40 + i, {})
+        files = (("x.deb › data.tar › ./usr/bin/x", cs[0]),) if cs else ()
+        rec.attempts[0] = replace(rec.attempts[0], causes=cs, differences=files)
+        recs[g.key] = GroupRecord.from_json(json.loads(json.dumps(rec.to_json())))  # as stored
+    render(site, [ProfileView(_profile(), recs, 0, NOW)], now=NOW)
+    index = json.loads((site / "index.json").read_text())
+    (suite,) = index["profiles"][0]["suites"]
+    want = {"captures_build_path": 2, "different_due_to_umask": 1, "timestamps_in_gzip_headers": 1}
+    assert suite["causes"] == want and index["profiles"][0]["causes"] == want
+    base = site / "p/debian-main/bookworm/main/amd64"
+    listed = re.findall(
+        r'href="pkg/(\w+)\.html"', (base / "cause-captures_build_path.html").read_text()
+    )
+    assert listed == ["pathy", "stampy"]
+    assert (
+        "<strong>embedded build path 2</strong>"
+        in (base / "cause-captures_build_path.html").read_text()
+    )
+    assert 'href="cause-different_due_to_umask.html"' in (base / "bad.html").read_text()
+    board = (site / "index.html").read_text()
+    assert "Causes of BAD" in board
+    assert 'cause-captures_build_path.html">embedded build path</a> 2' in board
+    page = (base / "pkg/stampy.html").read_text()
+    assert "timestamp in a gzip header</strong> <code>timestamps_in_gzip_headers</code>" in page
+    assert "x.deb › data.tar › ./usr/bin/x" in page

@@ -328,9 +328,12 @@ def _render_profile(
         jobs.append((name, record, attempt, served, found, page))
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
+        causes: dict[str, int] = defaultdict(int)
         for it in items:
             counts[it.record.status] += 1
-        summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where))
+            for c in _causes(it):
+                causes[c] += 1
+        summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where), dict(causes))
         result.suites.append(_Suite(summary, items))
     return result
 
@@ -588,8 +591,25 @@ def _list_pages(suite: _Suite) -> list[tuple[str, str, Status | None, int, int]]
     return out
 
 
+def _causes(it: _Item) -> tuple[str, ...]:
+    """The causes a BAD group's current attempt was classified with."""
+    if it.record.status is not Status.BAD or it.attempt is None:
+        return ()
+    return it.attempt.causes
+
+
+def _cause_pages(suite: _Suite) -> list[tuple[str, str, int, int]]:
+    """(file name, cause, page, pages) of the lists of the BAD groups of each cause."""
+    out = []
+    for cause, n in sorted(suite.summary.causes.items()):
+        pages = html.pages_of(n)
+        out += [(paths.cause_page(cause, i), cause, i, pages) for i in range(1, pages + 1)]
+    return out
+
+
 def _suite_files(suite: _Suite) -> list[str]:
-    return [name for name, *_ in _list_pages(suite)] + ["index.json"]
+    pages = [name for name, *_ in _list_pages(suite)] + [n for n, *_ in _cause_pages(suite)]
+    return [*pages, "index.json"]
 
 
 def _render_suite(out: Output, cfg: _Settings, profile: str, suite: _Suite) -> None:
@@ -611,6 +631,16 @@ def _render_suite(out: Output, cfg: _Settings, profile: str, suite: _Suite) -> N
     for name, sort, only, n, pages in _list_pages(suite):
         chunk = lists[sort, only][(n - 1) * html.PAGE_SIZE : n * html.PAGE_SIZE]
         ctx = html.list_context(profile, s, f"{s.dir}/{name}", chunk, only, sort, n, pages)
+        out.write(f"{s.dir}/{name}", _page(cfg.env, "suite.html", ctx))
+    by_cause: dict[str, list[str]] = defaultdict(list)
+    for it, h in by_name:
+        for c in _causes(it):
+            by_cause[c].append(h)
+    for name, cause, n, pages in _cause_pages(suite):
+        chunk = by_cause[cause][(n - 1) * html.PAGE_SIZE : n * html.PAGE_SIZE]
+        ctx = html.list_context(
+            profile, s, f"{s.dir}/{name}", chunk, Status.BAD, "name", n, pages, cause
+        )
         out.write(f"{s.dir}/{name}", _page(cfg.env, "suite.html", ctx))
     shard_rows = []
     for it in items:
@@ -784,7 +814,7 @@ def _render_dashboard(
         suites = [
             api_v0.suite_entry(
                 s.release, s.component, s.architecture, s.counts,
-                paths.url(f"{s.dir}/index.html"), paths.url(f"{s.dir}/index.json"),
+                paths.url(f"{s.dir}/index.html"), paths.url(f"{s.dir}/index.json"), s.causes,
             )
             for s in summaries
         ]  # fmt: skip
@@ -802,7 +832,14 @@ def _render_dashboard(
         }
         entries.append(
             api_v0.profile_entry(
-                prof.name, prof.distro, view.queue_length, view.last_pass, urls, p.counts, suites
+                prof.name,
+                prof.distro,
+                view.queue_length,
+                view.last_pass,
+                urls,
+                p.counts,
+                suites,
+                _sum_causes(summaries),
             )
         )
     page = html.index_context(blocks, signed=bool(public_keys))
@@ -815,6 +852,14 @@ def _render_dashboard(
         "attestations": "signed" if public_keys else "unsigned",
     }
     out.write("index.json", api_v0.dumps(api_v0.index(entries, top), indent=1))
+
+
+def _sum_causes(suites: Sequence[html.SuiteSummary]) -> dict[str, int]:
+    total: dict[str, int] = defaultdict(int)
+    for s in suites:
+        for c, n in s.causes.items():
+            total[c] += n
+    return dict(sorted(total.items()))
 
 
 def _page(env: jinja2.Environment, template: str, ctx: Mapping[str, Any]) -> bytes:

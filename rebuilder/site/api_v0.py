@@ -143,13 +143,16 @@ def suite_entry(
     counts: Mapping[Status, int],
     url: str,
     shard: str,
+    causes: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """One suite of one profile in ``index.json``: its list page and its JSON shard."""
+    """One suite of one profile in ``index.json``: its list page and its JSON shard, and
+    its BAD groups counted by cause (:mod:`rebuilder.causes`)."""
     return {
         "release": release,
         "component": component,
         "architecture": architecture,
         **counts_entry(counts),
+        "causes": dict(sorted((causes or {}).items())),
         "url": url,
         "json": shard,
     }
@@ -163,15 +166,17 @@ def profile_entry(
     links: Mapping[str, Any],
     counts: Mapping[Status, int],
     suites: list[dict[str, Any]],
+    causes: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """One profile in ``index.json``; ``links`` holds ``api``, ``arch_api``, ``feeds``,
-    ``badge``..."""
+    ``badge``...; ``causes`` counts its BAD groups by cause."""
     return {
         "name": name,
         "distro": distro,
         "queue_length": queue_length,
         "last_pass": format_time(last_pass),
         **counts_entry(counts),
+        "causes": dict(sorted((causes or {}).items())),
         **links,
         "suites": suites,
     }

@@ -19,7 +19,7 @@ import functools
 import html
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +77,7 @@ class SuiteSummary:
     architecture: str
     counts: Mapping[Status, int]
     dir: str  # site-relative
+    causes: Mapping[str, int] = field(default_factory=dict)  # BAD groups per cause
 
     @property
     def total(self) -> int:
@@ -178,7 +179,9 @@ def pages_of(n: int) -> int:
     return max(1, -(-n // PAGE_SIZE))
 
 
-def pager(status: str | None, sort: str, page: int, pages: int) -> list[tuple[str, str | None]]:
+def pager(
+    status: str | None, sort: str, page: int, pages: int, cause: str | None = None
+) -> list[tuple[str, str | None]]:
     """(label, href or None for the current page) for a page list: first, last and
     the pages near the current one."""
     if pages <= 1:
@@ -189,7 +192,8 @@ def pager(status: str | None, sort: str, page: int, pages: int) -> list[tuple[st
     for n in show:
         if n - prev > 1:
             out.append(("…", None))
-        out.append((str(n), None if n == page else paths.list_page(status, sort, n)))
+        target = paths.cause_page(cause, n) if cause else paths.list_page(status, sort, n)
+        out.append((str(n), None if n == page else target))
         prev = n
     return out
 
@@ -203,8 +207,10 @@ def list_context(
     sort: str,
     page: int,
     pages: int,
+    cause: str | None = None,
 ) -> dict[str, Any]:
-    """One page of a suite's list (every status, or one), sorted by name or date."""
+    """One page of a suite's list (every status, or one, or the BAD of one cause), sorted
+    by name or date (a cause's list: by name)."""
     st = status.value.lower() if status else None
     return {
         "root": paths.root_prefix(page_file),
@@ -225,11 +231,22 @@ def list_context(
         "sort": sort,
         "page": page,
         "pages": pages,
-        "pager": pager(st, sort, page, pages),
+        "pager": pager(st, sort, page, pages, cause),
+        "cause": (cause, causes.label(cause)) if cause else None,
+        "causes": [
+            (c, causes.label(c), n, paths.cause_page(c, 1), c == cause)
+            for c, n in _by_order(summary.causes)
+        ],
         "json": "index.json",
         "reproduced": summary.reproduced,
         "rows": markupsafe.Markup("".join(rows)),
     }
+
+
+def _by_order(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Cause counts in :data:`causes.ORDER` (names it does not know last, by name)."""
+    rank = {c: i for i, c in enumerate(causes.ORDER)}
+    return sorted(counts.items(), key=lambda x: (rank.get(x[0], len(rank)), x[0]))
 
 
 # -- the dashboard ----------------------------------------------------------------------
@@ -308,9 +325,16 @@ def profile_context(
             )
         )  # fmt: skip
     total = sum(totals.values())
+    cause_rows = [
+        (f"{s.release}/{s.component}/{s.architecture}", f"{paths.url(s.dir)}/index.html",
+         [(causes.label(c), n, f"{paths.url(s.dir)}/{paths.cause_page(c, 1)}")
+          for c, n in _by_order(s.causes)])
+        for s in suites if s.causes
+    ]  # fmt: skip
     return {
         "name": name,
         "distro": distro,
+        "causes": cause_rows,
         "queue_length": queue_length,
         "last_pass": when(last_pass),
         "api": paths.url(paths.api_base(distro)) + "/",

@@ -168,6 +168,15 @@ def list_page(status: str | None, sort: str, page: int) -> str:
     return "-".join(parts) + ".html"
 
 
+def cause_page(cause: str, page: int) -> str:
+    """One page of a suite's list of the BAD groups with one cause (``cause-<name>.html``).
+
+    >>> cause_page("captures_build_path", 1), cause_page("x/y", 2)
+    ('cause-captures_build_path.html', 'cause-x%2Fy-2.html')
+    """
+    return f"cause-{segment(cause)}" + (f"-{page}" if page > 1 else "") + ".html"
+
+
 def badge_file(profile: str, key: str, suffix: str) -> str:
     """A build group's badge (``suffix`` ``.svg`` or ``.json``), beside its suite's ``pkg/``."""
     page = group_page(profile, key)
