@@ -787,12 +787,12 @@ def test_causes_are_shown_counted_and_listed(tmp_path: Path) -> None:
             ("plain", ()),  # not classified (an older attempt): counted in no cause
         ]
     ):
-        g = _group(name)
-        rec = _built(g, Status.BAD, 40 + i, {})
+        g = site_group(name)
+        rec = built_record(g, Status.BAD, 40 + i, {})
         files = (("x.deb › data.tar › ./usr/bin/x", cs[0]),) if cs else ()
         rec.attempts[0] = replace(rec.attempts[0], causes=cs, differences=files)
         recs[g.key] = GroupRecord.from_json(json.loads(json.dumps(rec.to_json())))  # as stored
-    render(site, [ProfileView(_profile(), recs, 0, NOW)], now=NOW)
+    render(site, [ProfileView(site_profile(), recs, 0, NOW)], now=NOW)
     index = json.loads((site / "index.json").read_text())
     (suite,) = index["profiles"][0]["suites"]
     want = {"captures_build_path": 2, "different_due_to_umask": 1, "timestamps_in_gzip_headers": 1}
