@@ -13,23 +13,9 @@ import pytest
 from rebuilder.build import tools
 
 from .fixtures.debian import Archive
-from .fixtures.operator import operator_workdir, rebuild
+from .fixtures.operator import fixture_profile, operator_workdir, rebuild
 
 pytestmark = pytest.mark.slow  # runs rebuild
-
-
-def _profile(a: Archive, url: str, method: str) -> str:
-    return f"""
-[profile."fixture"]
-distro = "debian"
-releases = ["{a.suite}"]
-components = ["main"]
-architectures = ["{a.arch}", "all"]
-source = "{url}"
-keyring = "{a.keyring}"
-buildinfo_url = "{url}"
-method = "{method}"
-"""
 
 
 def _narrow_path(tmp_path: Path, keep: tuple[str, ...]) -> str:
@@ -80,7 +66,7 @@ def test_a_missing_tool_fails_the_build_saying_which(
 ) -> None:
     a, url = mirror
     # the shipped debrebuild backend (no [backend] override) on a host without its tools
-    work = operator_workdir(tmp_path, _profile(a, url, "debrebuild"))
+    work = operator_workdir(tmp_path, fixture_profile(a, url))
     path = _narrow_path(tmp_path, ("git", "gpgv", "gpg"))
     r = rebuild(work, "run", env={"PATH": path})
     assert r.returncode == 0, r.stderr

@@ -180,14 +180,12 @@ exit 3
         REBUILDER_ARTIFACTS=published.name,
         REBUILDER_CACHE_DIR=str(tmp_path / "cache"),
     )
-    r = subprocess.run(
-        [str(SHIPPED), str(cwd / published.name)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def backend() -> subprocess.CompletedProcess[str]:
+        cmd = [str(SHIPPED), str(cwd / published.name)]
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+    r = backend()
     assert r.returncode == 2 and "the build in alpine:3.99 failed" in r.stderr, r.stderr
     args = (record / "args").read_text().splitlines()
     new = alpine_repo.commits[1]
@@ -205,12 +203,5 @@ exit 3
 
     # without the aports URL: one clear line
     env.pop("REBUILDER_APORTS_URL")
-    r = subprocess.run(
-        [str(SHIPPED), str(cwd / published.name)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = backend()
     assert r.returncode != 0 and "REBUILDER_APORTS_URL" in r.stderr

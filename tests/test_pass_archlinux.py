@@ -171,34 +171,15 @@ def _split_package_attestation_verifies(
             f"%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n%ARCH%\n{arch}\n\n"
         )
     url, stop = serve(work / "site")
+    verify = ["verify", "-H", f"{url}/archlinux", "--pacman-db", str(local), "--check-files"]
+    verify += ["--package-cache", str(cache)]
     try:
-        r = run_rebuild(
-            work,
-            "verify",
-            "-H",
-            f"{url}/archlinux",
-            "--pacman-db",
-            str(local),
-            "--check-files",
-            "--package-cache",
-            str(cache),
-            "--json",
-        )
+        r = run_rebuild(work, *verify, "--json")
         assert r.returncode == 0, r.stdout + r.stderr
         checks = [c for v in json.loads(r.stdout)["packages"] for c in v["checks"].values()]
         assert len(checks) == 2 and {c["outcome"] for c in checks} == {"ok"}, r.stdout
         (cache / files[1].name).write_bytes(b"not what was rebuilt")
-        r = run_rebuild(
-            work,
-            "verify",
-            "-H",
-            f"{url}/archlinux",
-            "--pacman-db",
-            str(local),
-            "--check-files",
-            "--package-cache",
-            str(cache),
-        )
+        r = run_rebuild(work, *verify)
         assert r.returncode == 1 and "does not match the local file" in r.stdout, r.stdout
     finally:
         stop()

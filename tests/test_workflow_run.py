@@ -28,7 +28,7 @@ import yaml
 
 from .fixtures import ROOT as REPO
 from .fixtures.debian import Archive
-from .fixtures.operator import BACKEND
+from .fixtures.operator import BACKEND, SETTINGS, fixture_profile
 
 pytestmark = pytest.mark.slow  # runs the workflow's steps: rebuild, git
 
@@ -184,21 +184,7 @@ def _fork(tmp_path: Path, a: Archive, url: str) -> Path:
     shutil.copytree(REPO / "state", seed / "state")
     shutil.copy(REPO / ".gitignore", seed / ".gitignore")
     down = f"http://127.0.0.1:{_closed_port()}/debian"
-    (seed / "rebuilder.toml").write_text(f"""
-[rebuilder]
-jobs = 2
-build_timeout = 300
-diffoscope_timeout = 120
-
-[profile."fixture"]
-distro = "debian"
-releases = ["{a.suite}"]
-components = ["main"]
-architectures = ["{a.arch}", "all"]
-source = "{url}"
-keyring = "{a.keyring}"
-buildinfo_url = "{url}"
-
+    (seed / "rebuilder.toml").write_text(f"""{SETTINGS}{fixture_profile(a, url)}
 [profile."mirror-down"]
 distro = "debian"
 releases = ["{a.suite}"]
