@@ -36,8 +36,12 @@ def main(site: Path) -> int:
         return 0
     auth = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
     http = fetch.session()
-    r = http.get(f"{api}/repos/{repo}/actions/artifacts", params={"name": ARTIFACT, "per_page": 1},
-                 headers=auth, timeout=60)  # fmt: skip
+    r = http.get(
+        f"{api}/repos/{repo}/actions/artifacts",
+        params={"name": ARTIFACT, "per_page": 1},
+        headers=auth,
+        timeout=60,
+    )
     r.raise_for_status()
     found = [a for a in r.json().get("artifacts", []) if not a.get("expired")]
     if not found:

@@ -47,8 +47,10 @@ def _log(kb: int, rng: random.Random) -> bytes:
     size = 0
     while size < kb * 1024:
         line = b"I: step %d: %s compiling something/%x.c\n" % (
-            len(lines), rng.randbytes(8).hex().encode(), rng.randrange(1 << 20),
-        )  # fmt: skip
+            len(lines),
+            rng.randbytes(8).hex().encode(),
+            rng.randrange(1 << 20),
+        )
         lines.append(line)
         size += len(line)
     return b"".join(lines)
@@ -73,8 +75,10 @@ def weigh(site: Path) -> tuple[int, int, Counter[str]]:
 
 def report(label: str, site: Path) -> int:
     disk, tar, parts = weigh(site)
-    print(f"{label}: on disk {disk / 1e6:,.0f} MB, Pages artifact {tar / 1e6:,.0f} MB "
-          f"({tar / PAGES_LIMIT:.0%} of the 1 GB limit)")  # fmt: skip
+    print(
+        f"{label}: on disk {disk / 1e6:,.0f} MB, Pages artifact {tar / 1e6:,.0f} MB "
+        f"({tar / PAGES_LIMIT:.0%} of the 1 GB limit)"
+    )
     for top, n in parts.most_common(6):
         print(f"    {top:<32} {n / 1e6:9,.1f} MB")
     return tar
@@ -99,8 +103,10 @@ def main() -> int:
         for _ in range(args.rounds):
             gen.change(site, records, args.groups // 10, rng)
         attempts = sum(len(r.attempts) for r in records.values())
-        print(f"{len(records)} groups, {attempts} attempts, logs of {args.log_kb} KiB "
-              f"(synthesized in {time.perf_counter() - t:.0f} s)")  # fmt: skip
+        print(
+            f"{len(records)} groups, {attempts} attempts, logs of {args.log_kb} KiB "
+            f"(synthesized in {time.perf_counter() - t:.0f} s)"
+        )
         profile = Profile("debian-trixie", "debian", (Release("trixie", "https://mirror.example"),))
         now = dt.datetime(2024, 6, 1)
 

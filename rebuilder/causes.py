@@ -54,9 +54,14 @@ LABELS = {
     UNKNOWN: "unknown",
 }
 OURS = frozenset(
-    {"captures_build_time", "random_order_in_tarball", "toolchain_drift", "captures_locale",
-     MD5SUMS_ONLY}
-)  # fmt: skip
+    {
+        "captures_build_time",
+        "random_order_in_tarball",
+        "toolchain_drift",
+        "captures_locale",
+        MD5SUMS_ONLY,
+    }
+)
 # the order causes are listed in (and the dashboard's columns): most specific first
 ORDER = tuple(LABELS)
 
@@ -168,9 +173,11 @@ def _build_id(leaf: Leaf) -> bool:
 
 def _gzip_header(leaf: Leaf) -> bool:
     lines = leaf.removed + leaf.added
-    return leaf.source.startswith("filetype from file") and all(
-        "gzip compressed data" in x for x in lines
-    ) and _same_after(leaf, (re.compile(r"last modified: [^,]*"), ""))  # fmt: skip
+    return (
+        leaf.source.startswith("filetype from file")
+        and all("gzip compressed data" in x for x in lines)
+        and _same_after(leaf, (re.compile(r"last modified: [^,]*"), ""))
+    )
 
 
 def _zip_times(leaf: Leaf) -> bool:

@@ -280,8 +280,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             pkg = t.package or "(not packaged in Debian)"
             print(f"  {'ok' if ok else 'MISSING':<8} {t.command:<28} {pkg}")
     if missing and cfg:
-        log.warning("%d tool(s) missing; install them with: apt-get install $(rebuild doctor "
-                    "--apt)", missing)  # fmt: skip
+        log.warning(
+            "%d tool(s) missing; install them with: apt-get install $(rebuild doctor --apt)",
+            missing,
+        )
         return 1
     return 0
 
@@ -402,10 +404,18 @@ def cmd_queue_ls(args: argparse.Namespace) -> int:
 def _queue_entry(position: int, job: Job, now: dt.datetime) -> client.QueueEntry:
     g = job.group
     return client.QueueEntry(
-        position, g.name, g.version, g.distro, g.component, g.architecture, now, now,
-        release=g.release, input_url=g.input_url,
+        position,
+        g.name,
+        g.version,
+        g.distro,
+        g.component,
+        g.architecture,
+        now,
+        now,
+        release=g.release,
+        input_url=g.input_url,
         artifacts=tuple((a.name, a.version, a.url) for a in g.artifacts),
-    )  # fmt: skip
+    )
 
 
 def cmd_pkgs_file(args: argparse.Namespace) -> int:
@@ -483,8 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = sub.add_parser("init", help="make a working directory: config, git, .gitignore",
-                       description="make a working directory: config, git, .gitignore")  # fmt: skip
+    p = sub.add_parser(
+        "init",
+        help="make a working directory: config, git, .gitignore",
+        description="make a working directory: config, git, .gitignore",
+    )
     p.set_defaults(handler=cmd_init)
     p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="default: here")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -494,14 +507,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (default: cores)")
     p.add_argument("--max-builds", type=int, metavar="N", help="at most N builds (0: none)")
-    p.add_argument("--max-time", type=parse_duration, metavar="DURATION",
-                   help="stop starting builds after this long, e.g. 5h30m")  # fmt: skip
+    p.add_argument(
+        "--max-time",
+        type=parse_duration,
+        metavar="DURATION",
+        help="stop starting builds after this long, e.g. 5h30m",
+    )
     p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
     p.add_argument("--no-render", action="store_true", help="do not render the site")
-    p.add_argument("--executor", metavar="URL", default="",
-                   help="local (default), dask://HOST:PORT or tls://HOST:PORT?ca=..")  # fmt: skip
-    p.add_argument("--force-sync", action="store_true",
-                   help="re-read indexes even if unchanged; accept most groups gone")  # fmt: skip
+    p.add_argument(
+        "--executor",
+        metavar="URL",
+        default="",
+        help="local (default), dask://HOST:PORT or tls://HOST:PORT?ca=..",
+    )
+    p.add_argument(
+        "--force-sync",
+        action="store_true",
+        help="re-read indexes even if unchanged; accept most groups gone",
+    )
 
     p = add("sync", cmd_sync, "update the state from the repositories, without building")
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
@@ -511,16 +535,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plan", cmd_plan, "what the next pass would build, in order, and why")
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.add_argument("--shards", type=int, metavar="N",
-                   help="sync, then write the queue as N job files")  # fmt: skip
-    p.add_argument("--no-sync", action="store_true",
-                   help="plan from the state as it is, without syncing first")  # fmt: skip
+    p.add_argument(
+        "--shards", type=int, metavar="N", help="sync, then write the queue as N job files"
+    )
+    p.add_argument(
+        "--no-sync", action="store_true", help="plan from the state as it is, without syncing first"
+    )
     p.add_argument("--out", metavar="DIR", help="where --shards writes shard-<i>.json")
 
     p = add("merge", cmd_merge, "fold shard results into the state, render, commit once")
     p.add_argument("results", nargs="+", metavar="RESULTS", help="results dirs of build --plan")
-    p.add_argument("--keep-files", type=int, default=0, metavar="N",
-                   help="keep the result files of each group's last N attempts only")  # fmt: skip
+    p.add_argument(
+        "--keep-files",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the result files of each group's last N attempts only",
+    )
     p.add_argument("--no-commit", action="store_true", help="do not commit the state to git")
     p.add_argument("--no-render", action="store_true", help="do not render the site")
 
@@ -545,20 +576,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = pkgs_sub.add_parser("requeue", parents=[common], help="build matching packages first")
     p.set_defaults(handler=cmd_requeue)
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help=PROFILES_HELP)
-    p.add_argument("--status", type=Status, action="append", choices=list(Status),
-                   help="only groups with this status (repeat for several)")  # fmt: skip
+    p.add_argument(
+        "--status",
+        type=Status,
+        action="append",
+        choices=list(Status),
+        help="only groups with this status (repeat for several)",
+    )
     p.add_argument("--name", metavar="GLOB", help=NAME_HELP)
     p.add_argument("--reset", action="store_true", help="also reset the status to UNKWN")
 
     def query_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-H", "--host", metavar="URL", help="a rebuilder (ours or rebuilderd)")
         p.add_argument("--name", metavar="GLOB", help=NAME_HELP)
-        p.add_argument("--status", type=Status, action="append", choices=list(Status),
-                       help="only this status (repeat for several); a remote v0 list "
-                       "says BAD for FAIL")  # fmt: skip
+        p.add_argument(
+            "--status",
+            type=Status,
+            action="append",
+            choices=list(Status),
+            help="only this status (repeat for several); a remote v0-only "
+            "server lists a failed build as UNKWN",
+        )
         p.add_argument("--distro", help="only this distribution (debian, archlinux...)")
-        p.add_argument("--suite", help="only this component, as rebuilderd's suite "
-                       "(main, core...)")  # fmt: skip
+        p.add_argument("--suite", help="only this component, as rebuilderd's suite (main, core...)")
         p.add_argument("--architecture", help="only this architecture (amd64, all...)")
 
     p = pkgs_sub.add_parser("ls", parents=[common], help="list packages and their status")
@@ -573,8 +613,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--version", help="the package version, when several are listed")
 
     p = add("doctor", cmd_doctor, "the tools each build method needs, and which are missing here")
-    p.add_argument("--apt", action="store_true",
-                   help="print only the apt packages the configured profiles need")  # fmt: skip
+    p.add_argument(
+        "--apt",
+        action="store_true",
+        help="print only the apt packages the configured profiles need",
+    )
 
     p = add("keygen", cmd_keygen, "create the attestation signing key (Ed25519, mode 0600)")
     p.add_argument("--key", metavar="PATH", help="default: [rebuilder] signing_key")
@@ -591,29 +634,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("verify", cmd_verify, "were the packages installed here reproduced?")
     p.add_argument("-H", "--host", action="append", metavar="URL", help="a rebuilder; repeat")
-    p.add_argument("--require", type=int, default=1, metavar="K",
-                   help="GOOD from at least K rebuilders (default 1)")  # fmt: skip
-    p.add_argument("--filter", type=Status, action="append", choices=list(Status),
-                   help="print only packages with this verdict (repeat for several)")  # fmt: skip
+    p.add_argument(
+        "--require",
+        type=int,
+        default=1,
+        metavar="K",
+        help="GOOD from at least K rebuilders (default 1)",
+    )
+    p.add_argument(
+        "--filter",
+        type=Status,
+        action="append",
+        choices=list(Status),
+        help="print only packages with this verdict (repeat for several)",
+    )
     p.add_argument("--summary", action="store_true", help="only the summary lines")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.add_argument("--dpkg-status", default="/var/lib/dpkg/status", metavar="FILE",
-                   help="dpkg's database of installed packages (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--dpkg-status",
+        default="/var/lib/dpkg/status",
+        metavar="FILE",
+        help="dpkg's database of installed packages (default: %(default)s)",
+    )
     p.add_argument("--pacman-db", metavar="DIR", help="pacman's local database instead")
-    p.add_argument("--check-files", action="store_true",
-                   help="check attestations against the local package files")  # fmt: skip
-    p.add_argument("--package-cache", action="append", default=[], metavar="DIR",
-                   help="where package files are (default: apt's and pacman's caches)")  # fmt: skip
+    p.add_argument(
+        "--check-files",
+        action="store_true",
+        help="check attestations against the local package files",
+    )
+    p.add_argument(
+        "--package-cache",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where package files are (default: apt's and pacman's caches)",
+    )
 
     p = add("build", cmd_build, "rebuild one package, or one shard, outside any state")
     p.add_argument("distro", nargs="?", help="the distribution: debian, archlinux, alpine, tails")
-    p.add_argument("artifact_url", nargs="?", metavar="ARTIFACT_URL",
-                   help="the published package to check, e.g. a .deb in a pool")  # fmt: skip
+    p.add_argument(
+        "artifact_url",
+        nargs="?",
+        metavar="ARTIFACT_URL",
+        help="the published package to check, e.g. a .deb in a pool",
+    )
     p.add_argument("--plan", metavar="FILE", help="build the jobs of a shard file")
     p.add_argument("--results", metavar="DIR", help="with --plan: where results go")
     p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel builds (with --plan)")
-    p.add_argument("--max-time", type=parse_duration, metavar="DURATION",
-                   help="with --plan: stop starting builds after this long")  # fmt: skip
+    p.add_argument(
+        "--max-time",
+        type=parse_duration,
+        metavar="DURATION",
+        help="with --plan: stop starting builds after this long",
+    )
     p.add_argument("--input-url", metavar="URL", help="build input (default: the artifact)")
     p.add_argument("--backend", action="append", metavar="DISTRO=PATH", help="backend script")
     p.add_argument("--diffoscope", action="store_true", help="run diffoscope on a mismatch")
@@ -633,8 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="with suite-chroot: keyring of the mirror's Release (default: Debian's)",
     )
-    p.add_argument("--no-check-valid-until", action="store_true",
-                   help="accept an expired Release (a frozen or snapshot mirror)")  # fmt: skip
+    p.add_argument(
+        "--no-check-valid-until",
+        action="store_true",
+        help="accept an expired Release (a frozen or snapshot mirror)",
+    )
     return parser
 
 

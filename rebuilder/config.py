@@ -133,10 +133,22 @@ class Config:
 
 
 _PROFILE_KEYS = {
-    "distro", "suite", "releases", "components", "architecture", "architectures", "source",
-    "maintainers", "maintainer", "pkgs", "excludes", "keyring", "check_valid_until",
-    "buildinfo_url", "method",
-}  # fmt: skip
+    "distro",
+    "suite",
+    "releases",
+    "components",
+    "architecture",
+    "architectures",
+    "source",
+    "maintainers",
+    "maintainer",
+    "pkgs",
+    "excludes",
+    "keyring",
+    "check_valid_until",
+    "buildinfo_url",
+    "method",
+}
 
 
 def load(path: Path | str | None = None, *, sync_config: Path | str | None = None) -> Config:
@@ -218,8 +230,9 @@ def check_method(p: Profile, backends: Mapping[str, Path]) -> None:
     )
 
 
-def _check_backend_names(backends: Mapping[str, Path], profiles: Mapping[str, Profile],
-                         where: str) -> None:  # fmt: skip
+def _check_backend_names(
+    backends: Mapping[str, Path], profiles: Mapping[str, Profile], where: str
+) -> None:
     """A ``[backend."x"]`` must name a distribution or a ``<distro>-<method>`` a profile uses:
     a typo would otherwise leave the shipped backend in use, silently."""
     known = set(distros.DISTROS) | {f"{p.distro}-{p.method}" for p in profiles.values() if p.method}

@@ -227,8 +227,14 @@ def download(
             else:
                 # more bytes than the index promised is a checksum failure, found early
                 promised = size if max_size is None else None
-                _get(url, out, timeout=timeout, retries=retries, max_size=max_size,
-                     promised_size=promised)  # fmt: skip
+                _get(
+                    url,
+                    out,
+                    timeout=timeout,
+                    retries=retries,
+                    max_size=max_size,
+                    promised_size=promised,
+                )
             out.flush()
             got_size = out.tell()
             out.seek(0)
@@ -318,8 +324,12 @@ def _retrying(url: str, retries: int, once: Callable[[bool], T], clock: _Clock |
         attempt += 1
         try:
             return once(attempt > retries)
-        except (_Transient, requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as e:  # fmt: skip
+        except (
+            _Transient,
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as e:
             if clock is not None:
                 clock.check()
             if attempt > retries:

@@ -90,8 +90,7 @@ def check_count(n: int) -> None:
 
 def write_index(out: Path, n: int, jobs: int, errors: Sequence[str]) -> Path:
     """``shards.json``: the shard numbers written (what a CI matrix runs) and sync errors."""
-    doc = {"schema": SCHEMA_VERSION, "shards": list(range(n)), "jobs": jobs,
-           "errors": list(errors)}  # fmt: skip
+    doc = {"schema": SCHEMA_VERSION, "shards": list(range(n)), "jobs": jobs, "errors": list(errors)}
     path = out / INDEX_NAME
     path.write_text(json.dumps(doc, sort_keys=True) + "\n")
     return path

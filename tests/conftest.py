@@ -70,9 +70,16 @@ def pytest_make_collect_report(
 # repositories below is marked here, so none can be forgotten.
 
 BUILDS_PACKAGES = {
-    "archive", "mirror", "alpine_repo", "alpine_served", "arch_repo", "arch_served",
-    "tails_mirror", "tails_served", "bad_pairs",
-}  # fmt: skip
+    "archive",
+    "mirror",
+    "alpine_repo",
+    "alpine_served",
+    "arch_repo",
+    "arch_served",
+    "tails_mirror",
+    "tails_served",
+    "bad_pairs",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -279,7 +279,9 @@ def test_several_links_verify_by_the_product_each_names(
     data = attest.encode_links(links)
     assert attest.encode_links(links[:1]) == links[0]  # one link stays rebuilderd's shape
     assert [d["signed"]["name"] for d in attest.decode_links(data)] == [
-        "rebuild hello_2.10-3_amd64.deb", "rebuild hello-doc_2.10-3_all.deb"]  # fmt: skip
+        "rebuild hello_2.10-3_amd64.deb",
+        "rebuild hello-doc_2.10-3_all.deb",
+    ]
     assert attest.verify_link(data, key.public, doc).product == doc.name
     assert attest.verify_link(data, key.public, files["artifact"]).product == files["artifact"].name
     renamed = tmp_path / "hello-doc_1%3a2.10-3_all.deb"  # a cache's spelling: found by digest

@@ -81,9 +81,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -
     verdict = causes.classify(gzip.decompress(report))
     rec = built_record(probe, Status.BAD, 900, files, next_retry=NOW)
     rec.attempts[0] = dataclasses.replace(
-        rec.attempts[0], reason="differs: probe_1.0_amd64.deb", causes=verdict.causes,
+        rec.attempts[0],
+        reason="differs: probe_1.0_amd64.deb",
+        causes=verdict.causes,
         differences=verdict.files,
-    )  # fmt: skip
+    )
     recs[probe.key] = rec
     for i in range(60):  # enough names for a few shards
         g = site_group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
@@ -140,9 +142,10 @@ def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:
         assert set(names) == {"hello", "hello-doc"}
         _shot(driver, "dashboard-search")
         link = next(
-            a for a in driver.find_elements(By.CSS_SELECTOR, "#search-body a")
+            a
+            for a in driver.find_elements(By.CSS_SELECTOR, "#search-body a")
             if a.text == "hello" and "debian-main/" in a.get_attribute("href")
-        )  # fmt: skip
+        )
         link.click()
         assert driver.find_element(By.TAG_NAME, "h1").text.startswith("hello 1.0-1")
         assert f"/{PREFIX}/p/debian-main/bookworm/main/amd64/pkg/hello.html" in driver.current_url

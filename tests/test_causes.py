@@ -87,18 +87,21 @@ def _leaf(source: str, removed: list[str], added: list[str], *, file: str = "x.d
 def test_each_rule_on_the_lines_diffoscope_prints() -> None:
     ls = "-rw-r--r--   0 root         (0) root         (0)       33 2024-01-01 00:00:00.000000 ./a"
     cases = {
-        "random_order_in_tarball": _leaf("file list", [ls, ls.replace("./a", "./b")],
-                                         [ls.replace("./a", "./b"), ls]),
+        "random_order_in_tarball": _leaf(
+            "file list", [ls, ls.replace("./a", "./b")], [ls.replace("./a", "./b"), ls]
+        ),
         "timestamps_in_tarball": _leaf("file list", [ls], [ls.replace("2024-01-01", "2025-03-04")]),
         "users_and_groups_in_tarball": _leaf("file list", [ls], [ls.replace("root  ", "jane  ")]),
         "random_order_in_md5sums": _leaf("./md5sums", ["1 a", "2 b"], ["2 b", "1 a"]),
-        "toolchain_drift": _leaf("./control", ["Depends: libc6 (>= 2.36)"],
-                                 ["Depends: libc6 (>= 2.38)"]),
-        "captures_locale": _leaf("foo.txt", ["built with LANG=en_US.UTF-8"],
-                                 ["built with LANG=C.UTF-8"]),
+        "toolchain_drift": _leaf(
+            "./control", ["Depends: libc6 (>= 2.36)"], ["Depends: libc6 (>= 2.38)"]
+        ),
+        "captures_locale": _leaf(
+            "foo.txt", ["built with LANG=en_US.UTF-8"], ["built with LANG=C.UTF-8"]
+        ),
         "captures_build_time": _leaf("built-at", ["1764459585.123"], ["1764459599.456"]),
         "unknown": _leaf("hello.txt", ["hello world"], ["hello there"]),
-    }  # fmt: skip
+    }
     assert {name: cause_of(leaf) for name, leaf in cases.items()} == {n: n for n in cases}
     # a size alone follows from another change: a consequence, never a cause of its own
     assert cause_of(_leaf("file list", [ls], [ls.replace(" 33 ", " 34 ")])) == "~layout"

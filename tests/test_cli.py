@@ -47,16 +47,26 @@ def test_build_one_package_directly(mirror: tuple[Archive, str], tmp_path: Path)
     pool = f"{url}/{a.package('timestamped').pool_dir}"
     deb = f"{pool}/timestamped_1.0_{a.arch}.deb"
     info = f"{url}/buildinfo-pool/t/timestamped/timestamped_1.0_{a.arch}.buildinfo"
-    r = rebuild(tmp_path, "build", "debian", deb, "--input-url", info,
-                "--backend", f"debian={BACKEND}", "--diffoscope")  # fmt: skip
+    r = rebuild(
+        tmp_path,
+        "build",
+        "debian",
+        deb,
+        "--input-url",
+        info,
+        "--backend",
+        f"debian={BACKEND}",
+        "--diffoscope",
+    )
     assert r.returncode == 1, r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("BAD")
     assert "usr/share/timestamped/built-at" in r.stderr  # the diffoscope report
 
     deb = f"{url}/{a.package('repro').pool_dir}/repro_1.0_{a.arch}.deb"
     info = f"{url}/buildinfo-pool/r/repro/repro_1.0_{a.arch}.buildinfo"
-    r = rebuild(tmp_path, "build", "debian", deb, "--input-url", info,
-                "--backend", f"debian={BACKEND}")  # fmt: skip
+    r = rebuild(
+        tmp_path, "build", "debian", deb, "--input-url", info, "--backend", f"debian={BACKEND}"
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("GOOD"), r.stderr
 
 

@@ -996,19 +996,37 @@ def test_queue_published_by_a_static_site(tmp_path: Path) -> None:
     t = datetime.datetime(2024, 5, 1, 9, 0)
     items = (
         api_v0.QueueItem(
-            1, "hello", "2.10-3", "debian", "main", "amd64", t,
+            1,
+            "hello",
+            "2.10-3",
+            "debian",
+            "main",
+            "amd64",
+            t,
             "https://mirror.example/buildinfo/hello_2.10-3_amd64.buildinfo",
             (api_v0.PkgArtifact("hello", "2.10-3", "https://mirror.example/hello.deb"),),
         ),
         api_v0.QueueItem(2, "zlib", "1.3-1", "debian", "main", "amd64", t.replace(minute=1)),
-    )  # fmt: skip
+    )
     doc = api_v0.QueueList(t.replace(hour=10), items).to_json()
     assert set(doc["queue"][0]) == {
-        "id", "pkgbase", "version", "queued_at", "worker_id", "started_at", "last_ping"
-    }  # fmt: skip
+        "id",
+        "pkgbase",
+        "version",
+        "queued_at",
+        "worker_id",
+        "started_at",
+        "last_ping",
+    }
     assert set(doc["queue"][0]["pkgbase"]) == {
-        "name", "version", "distro", "suite", "architecture", "input_url", "artifacts"
-    }  # fmt: skip
+        "name",
+        "version",
+        "distro",
+        "suite",
+        "architecture",
+        "input_url",
+        "artifacts",
+    }
     listing = tmp_path / "api" / "v0" / "queue" / "list"
     listing.parent.mkdir(parents=True)
     listing.write_text(json.dumps(doc))

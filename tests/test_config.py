@@ -103,10 +103,11 @@ def test_a_method_backend_table_is_known_and_a_key_beside_the_site_is_fine(tmp_p
     cfg = config.load(
         write(
             tmp_path,
-            '[rebuilder]\nsigning_key = "site-key/rebuilder.key"\n' + PROFILE
+            '[rebuilder]\nsigning_key = "site-key/rebuilder.key"\n'
+            + PROFILE
             + 'method = "suite-chroot"\n[backend."debian-suite-chroot"]\npath = "b.sh"\n',
         )
-    )  # fmt: skip
+    )
     assert cfg.backends["debian-suite-chroot"] == tmp_path / "b.sh"
 
 

@@ -51,8 +51,9 @@ def test_cron_from_another_folder_uses_the_config_folder(
     assert list(elsewhere.iterdir()) == []  # no ./state, ./site, ./.cache, no key here
     for name in ("state/fixture.json", "site/index.html", "rebuilder.key", ".cache"):
         assert (work / name).exists(), name
-    log = subprocess.run(["git", "-C", str(work), "log", "--format=%s"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    log = subprocess.run(
+        ["git", "-C", str(work), "log", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout
     assert log.count("rebuilder pass") == 1
 
     # every command reads the same state from anywhere

@@ -71,16 +71,19 @@ def test_full_pass_good_bad_fail(alpine_served: tuple[AlpineRepo, str], tmp_path
     groups = state(work)["groups"]
     prefix = f"{BRANCH}/{REPO}/{ARCH}/"
     assert {k.removeprefix(prefix): v["status"] for k, v in groups.items()} == {
-        "hello": "GOOD", "stamp": "BAD", "broken": "FAIL"
-    }  # fmt: skip
+        "hello": "GOOD",
+        "stamp": "BAD",
+        "broken": "FAIL",
+    }
 
     # GOOD: both packages of the origin, byte for byte; "expected" is the published file's
     # digest although the index published none
     hello = groups[prefix + "hello"]
     (attempt,) = hello["attempts"]
     assert {a["filename"] for a in attempt["artifacts"]} == {
-        "hello-1.0-r0.apk", "hello-doc-1.0-r0.apk"
-    }  # fmt: skip
+        "hello-1.0-r0.apk",
+        "hello-doc-1.0-r0.apk",
+    }
     for a in attempt["artifacts"]:
         published = hashlib.sha256((repo.pkgdir / a["filename"]).read_bytes()).hexdigest()
         assert a["expected_sha256"] == a["built_sha256"] == published
@@ -134,11 +137,15 @@ def test_graft_signature(alpine_repo: AlpineRepo, tmp_path: Path):
     resigned.write_bytes(other + unsigned.read_bytes())
     for rebuilt in (unsigned, resigned):
         out = tmp_path / "out.apk"
-        subprocess.run([str(SHIPPED), "--graft-signature", str(published), str(rebuilt),
-                        str(out)], check=True)  # fmt: skip
+        subprocess.run(
+            [str(SHIPPED), "--graft-signature", str(published), str(rebuilt), str(out)], check=True
+        )
         assert out.read_bytes() == data
-    r = subprocess.run([str(SHIPPED), "--graft-signature", str(unsigned), str(unsigned),
-                        str(tmp_path / "x")], capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [str(SHIPPED), "--graft-signature", str(unsigned), str(unsigned), str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "not a signed package" in r.stderr
 
 
@@ -161,14 +168,24 @@ exit 3
     out = tmp_path / "out"
     out.mkdir()
     env = dict(
-        os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", REBUILDERD_OUTDIR=str(out),
-        REBUILDER_APORTS_URL=str(alpine_repo.aports), REBUILDER_RELEASE=BRANCH,
-        REBUILDER_COMPONENT=REPO, REBUILDER_ARCH=ARCH, REBUILDER_CONTAINER="podman",
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        REBUILDERD_OUTDIR=str(out),
+        REBUILDER_APORTS_URL=str(alpine_repo.aports),
+        REBUILDER_RELEASE=BRANCH,
+        REBUILDER_COMPONENT=REPO,
+        REBUILDER_ARCH=ARCH,
+        REBUILDER_CONTAINER="podman",
         REBUILDER_MIRROR=f"https://mirror.example/alpine/{BRANCH}/{REPO}/{ARCH}",
-        REBUILDER_ARTIFACTS=published.name, REBUILDER_CACHE_DIR=str(tmp_path / "cache"),
-    )  # fmt: skip
-    r = subprocess.run([str(SHIPPED), str(cwd / published.name)], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+        REBUILDER_ARTIFACTS=published.name,
+        REBUILDER_CACHE_DIR=str(tmp_path / "cache"),
+    )
+
+    def backend() -> subprocess.CompletedProcess[str]:
+        cmd = [str(SHIPPED), str(cwd / published.name)]
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+    r = backend()
     assert r.returncode == 2 and "the build in alpine:3.99 failed" in r.stderr, r.stderr
     args = (record / "args").read_text().splitlines()
     new = alpine_repo.commits[1]
@@ -186,6 +203,5 @@ exit 3
 
     # without the aports URL: one clear line
     env.pop("REBUILDER_APORTS_URL")
-    r = subprocess.run([str(SHIPPED), str(cwd / published.name)], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = backend()
     assert r.returncode != 0 and "REBUILDER_APORTS_URL" in r.stderr

@@ -74,7 +74,9 @@ def test_full_pass_rebuilds_with_makepkg(
     # GOOD: both split packages rebuilt bit for bit from the first one's .BUILDINFO
     (good,) = groups[f"rolling/core/{a}/repro"]["attempts"]
     assert [x["filename"] for x in good["artifacts"]] == [
-        f"repro-1.0-1-{a}.pkg.tar.zst", "repro-doc-1.0-1-any.pkg.tar.zst"]  # fmt: skip
+        f"repro-1.0-1-{a}.pkg.tar.zst",
+        "repro-doc-1.0-1-any.pkg.tar.zst",
+    ]
     assert all(x["built_sha256"] == x["expected_sha256"] for x in good["artifacts"])
     assert good["files"]["attestation"]
 
@@ -96,9 +98,11 @@ def test_full_pass_rebuilds_with_makepkg(
     pkgs = json.loads((work / "site" / "archlinux" / "api" / "v0" / "pkgs" / "list").read_text())
     rows = {p["name"]: (p["suite"], p["architecture"], p["status"]) for p in pkgs}
     assert rows == {
-        "repro": ("core", a, "GOOD"), "repro-doc": ("core", "any", "GOOD"),
-        "broken": ("core", a, "BAD"), "timestamped": ("extra", a, "BAD"),
-    }  # fmt: skip
+        "repro": ("core", a, "GOOD"),
+        "repro-doc": ("core", "any", "GOOD"),
+        "broken": ("core", a, "BAD"),
+        "timestamped": ("extra", a, "BAD"),
+    }
 
     _split_package_attestation_verifies(work, repo, good)
 
@@ -145,14 +149,17 @@ def _split_package_attestation_verifies(
 ) -> None:
     """One attestation for both split packages: each verifies through the CLI a user runs."""
     a = repo.arch
-    files = [repo.repo_dir("core") / f"repro-1.0-1-{a}.pkg.tar.zst",
-             repo.repo_dir("core") / "repro-doc-1.0-1-any.pkg.tar.zst"]  # fmt: skip
+    files = [
+        repo.repo_dir("core") / f"repro-1.0-1-{a}.pkg.tar.zst",
+        repo.repo_dir("core") / "repro-doc-1.0-1-any.pkg.tar.zst",
+    ]
     pub = work / "pub.pem"
     pub.write_text(run_rebuild(work, "pubkey").stdout)
     link = work / "site" / "builds" / good["files"]["attestation"]
     for f in files:
-        r = run_rebuild(work, "attestation", "verify", str(link), "--key", str(pub),
-                        "--artifact", str(f))  # fmt: skip
+        r = run_rebuild(
+            work, "attestation", "verify", str(link), "--key", str(pub), "--artifact", str(f)
+        )
         assert r.returncode == 0 and f"matches {f}" in r.stdout, r.stdout + r.stderr
     cache, local = work / "pkg-cache", work / "pacman-local"
     cache.mkdir()
@@ -164,15 +171,15 @@ def _split_package_attestation_verifies(
             f"%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n%ARCH%\n{arch}\n\n"
         )
     url, stop = serve(work / "site")
+    verify = ["verify", "-H", f"{url}/archlinux", "--pacman-db", str(local), "--check-files"]
+    verify += ["--package-cache", str(cache)]
     try:
-        r = run_rebuild(work, "verify", "-H", f"{url}/archlinux", "--pacman-db", str(local),
-                        "--check-files", "--package-cache", str(cache), "--json")  # fmt: skip
+        r = run_rebuild(work, *verify, "--json")
         assert r.returncode == 0, r.stdout + r.stderr
         checks = [c for v in json.loads(r.stdout)["packages"] for c in v["checks"].values()]
         assert len(checks) == 2 and {c["outcome"] for c in checks} == {"ok"}, r.stdout
         (cache / files[1].name).write_bytes(b"not what was rebuilt")
-        r = run_rebuild(work, "verify", "-H", f"{url}/archlinux", "--pacman-db", str(local),
-                        "--check-files", "--package-cache", str(cache))  # fmt: skip
+        r = run_rebuild(work, *verify)
         assert r.returncode == 1 and "does not match the local file" in r.stdout, r.stdout
     finally:
         stop()

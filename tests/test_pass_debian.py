@@ -32,8 +32,12 @@ def statuses(work: Path) -> dict[str, str]:
 
 
 def git_log(work: Path) -> list[str]:
-    out = subprocess.run(["git", "-C", str(work), "log", "--format=%B%x00"],
-                         capture_output=True, text=True, check=False).stdout  # fmt: skip
+    out = subprocess.run(
+        ["git", "-C", str(work), "log", "--format=%B%x00"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     return [m.strip() for m in out.split("\0") if m.strip()]
 
 
@@ -150,8 +154,12 @@ exec {BACKEND} "$@"
     slow.chmod(0o755)
     work = operator_dir(tmp_path, a, url, backend=slow)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, str(ROOT / "rebuild.py"), "run", "--jobs", "1"],
-                         cwd=work, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "rebuild.py"), "run", "--jobs", "1"],
+        cwd=work,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     journal = work / "state" / "fixture.journal"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

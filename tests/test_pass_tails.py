@@ -122,8 +122,14 @@ def test_untrusted_tag_and_bad_image_signature_fail(
     try:
         other = generate_key(home, OTHER_UID)
         gpg(home, "--import", str(fx.keyring))  # git commits need no key; the tag uses other
-        tag = commit_release(fx, "6.11", "Thu, 16 Jan 2025 10:00:00 +0000", timestamped=False,
-                             key=other, gnupghome=home)  # fmt: skip
+        tag = commit_release(
+            fx,
+            "6.11",
+            "Thu, 16 Jan 2025 10:00:00 +0000",
+            timestamped=False,
+            key=other,
+            gnupghome=home,
+        )
         publish(fx, "stable", "6.11", tag)  # the images themselves are signed by the Tails key
         write_listings(fx)
     finally:

@@ -98,10 +98,24 @@ def _site(tmp: Path, tools: SidTools) -> tuple[Path, dict[str, tuple[str, str, S
         deb.parent.mkdir(exist_ok=True)
         deb.write_bytes(data)
         sha = hashlib.sha256(data).hexdigest()
-        art = Artifact(name, p.version, p.architecture, f"https://mirror.example/pool/{deb.name}",
-                       sha, len(data))  # fmt: skip
-        g = BuildGroup(name, p.version, "debian", "sid", "main", p.architecture,
-                       f"https://mirror.example/{name}.buildinfo", (art,))  # fmt: skip
+        art = Artifact(
+            name,
+            p.version,
+            p.architecture,
+            f"https://mirror.example/pool/{deb.name}",
+            sha,
+            len(data),
+        )
+        g = BuildGroup(
+            name,
+            p.version,
+            "debian",
+            "sid",
+            "main",
+            p.architecture,
+            f"https://mirror.example/{name}.buildinfo",
+            (art,),
+        )
         expected[name] = (p.version, p.architecture, status)
         if status is Status.UNKWN:
             records[g.key] = GroupRecord(g, status, first_seen=NOW)
@@ -120,8 +134,9 @@ def _site(tmp: Path, tools: SidTools) -> tuple[Path, dict[str, tuple[str, str, S
         if status is Status.BAD:
             (store / "diffoscope").write_text(f"--- the diff of {name}\n")
             files["diffoscope"] = f"{build_id}/diffoscope"
-        a = Attempt(build_id, p.version, status, NOW, 60.0, "debian", "new", g.inputs_digest,
-                    results, files)  # fmt: skip
+        a = Attempt(
+            build_id, p.version, status, NOW, 60.0, "debian", "new", g.inputs_digest, results, files
+        )
         records[g.key] = GroupRecord(g, status, [a], first_seen=NOW)
         if status is Status.FAIL:
             jobs.append(Job("p", g, "requeued"))
@@ -145,30 +160,44 @@ def served_site(
     (conf / "nginx.conf").write_text(
         "daemon off; pid /srv/b/nginx.pid; error_log stderr;\nevents {}\nhttp {\n"
         "  access_log off;\n"
-        + "".join(f"  {k}_temp_path /srv/b/tmp;\n"
-                  for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + "".join(
+            f"  {k}_temp_path /srv/b/tmp;\n"
+            for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         + f"  server {{\n    listen 127.0.0.1:{nginx_port};\n    root /srv/a;\n"
-        + _docs_block("nginx") + "  }\n}\n"
-    )  # fmt: skip
+        + _docs_block("nginx")
+        + "  }\n}\n"
+    )
     (conf / "tmp").mkdir()
     (conf / "Caddyfile").write_text(
         "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n"
         "\tstorage file_system /srv/b/caddy\n}\n"
         f"http://127.0.0.1:{caddy_port} {{\n\troot * /srv/a\n"
-        + _docs_block("caddyfile") + "\tfile_server\n}\n"
-    )  # fmt: skip
+        + _docs_block("caddyfile")
+        + "\tfile_server\n}\n"
+    )
     binds = {site: "/srv/a", conf: "/srv/b"}
     env = {"HOME": "/srv/b", "XDG_DATA_HOME": "/srv/b/xdg", "XDG_CONFIG_HOME": "/srv/b/xdg"}
-    nginx = tools.start(["nginx", "-c", "/srv/b/nginx.conf", "-p", "/srv/b"], binds,
-                        log=tmp / "nginx.log")  # fmt: skip
-    caddy = tools.start(["caddy", "run", "--config", "/srv/b/Caddyfile", "--adapter", "caddyfile"],
-                        binds, log=tmp / "caddy.log", env=env)  # fmt: skip
+    nginx = tools.start(
+        ["nginx", "-c", "/srv/b/nginx.conf", "-p", "/srv/b"], binds, log=tmp / "nginx.log"
+    )
+    caddy = tools.start(
+        ["caddy", "run", "--config", "/srv/b/Caddyfile", "--adapter", "caddyfile"],
+        binds,
+        log=tmp / "caddy.log",
+        env=env,
+    )
     try:
         nginx_url, caddy_url = f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{caddy_port}"
         _wait_http(nginx_url, nginx, tmp / "nginx.log")
         _wait_http(caddy_url, caddy, tmp / "caddy.log")
-        yield {"site": site, "expected": expected, "plain": plain, "nginx": nginx_url,
-               "caddy": caddy_url}  # fmt: skip
+        yield {
+            "site": site,
+            "expected": expected,
+            "plain": plain,
+            "nginx": nginx_url,
+            "caddy": caddy_url,
+        }
     finally:
         stop(nginx)
         stop(caddy)
@@ -236,8 +265,11 @@ def test_debian_repro_status_reads_our_site(
     tools: SidTools, served_site: dict[str, object]
 ) -> None:
     expected: dict[str, tuple[str, str, Status]] = served_site["expected"]  # type: ignore[assignment]
-    r = tools.run(["debian-repro-status", "--rebuilderd", f"{served_site['plain']}/debian"],
-                  env=NO_COLOR, timeout=60)  # fmt: skip
+    r = tools.run(
+        ["debian-repro-status", "--rebuilderd", f"{served_site['plain']}/debian"],
+        env=NO_COLOR,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     shown = {}
     for line in r.stdout.splitlines():
@@ -299,10 +331,23 @@ def daemon(
             deb = f"{b}_1.0-1_amd64.deb"
             if mode != "fail":  # the worker's download fails: rebuilderd's FAIL
                 (pool / deb).write_bytes(f"the bytes of {b}\n".encode() * 20)
-            arts.append({"name": b, "version": "1.0-1", "component": "main",
-                         "architecture": "amd64", "url": f"{pool_url}/{deb}"})  # fmt: skip
-        packages.append({"name": source, "version": "1.0-1", "artifacts": arts,
-                         "url": f"{pool_url}/{source}_1.0-1_amd64.buildinfo"})  # fmt: skip
+            arts.append(
+                {
+                    "name": b,
+                    "version": "1.0-1",
+                    "component": "main",
+                    "architecture": "amd64",
+                    "url": f"{pool_url}/{deb}",
+                }
+            )
+        packages.append(
+            {
+                "name": source,
+                "version": "1.0-1",
+                "artifacts": arts,
+                "url": f"{pool_url}/{source}_1.0-1_amd64.buildinfo",
+            }
+        )
     work = tmp / "srv"
     (work / "worker").mkdir(parents=True)
     (work / "home").mkdir()
@@ -317,33 +362,49 @@ def daemon(
     )
     (work / "backend.sh").write_text(BACKEND)
     (work / "backend.sh").chmod(0o755)
-    report = {"distribution": "debian", "release": "sid", "architecture": "amd64",
-              "packages": packages}  # fmt: skip
+    report = {
+        "distribution": "debian",
+        "release": "sid",
+        "architecture": "amd64",
+        "packages": packages,
+    }
     (work / "report.json").write_text(json.dumps(report))
     binds = {work: "/srv/a"}
     env = {"REBUILDERD_COOKIE_PATH": "/srv/a/auth-cookie", "HOME": "/srv/a/home"}
     rebuilderd = tools.start(
         ["rebuilderd", "-c", "/srv/a/rebuilderd.conf", "--signing-key", "/srv/a/sign.key"],
-        binds, cwd="/srv/a", log=tmp / "rebuilderd.log", env=env,
-    )  # fmt: skip
+        binds,
+        cwd="/srv/a",
+        log=tmp / "rebuilderd.log",
+        env=env,
+    )
     worker = None
     try:
         _wait_http(f"{url}/api/v1/dashboard", rebuilderd, tmp / "rebuilderd.log")
-        sync = tools.run(["sh", "-c", f"rebuildctl -H {url} pkgs sync-stdin < report.json"],
-                         binds, cwd="/srv/a", env=env)  # fmt: skip
+        sync = tools.run(
+            ["sh", "-c", f"rebuildctl -H {url} pkgs sync-stdin < report.json"],
+            binds,
+            cwd="/srv/a",
+            env=env,
+        )
         assert sync.returncode == 0, sync.stderr
         worker = tools.start(
             ["rebuilderd-worker", "-c", "/srv/a/worker.conf", "connect", url],
-            binds, cwd="/srv/a/worker", log=tmp / "worker.log", env=env,
-        )  # fmt: skip
+            binds,
+            cwd="/srv/a/worker",
+            log=tmp / "worker.log",
+            env=env,
+        )
         deadline = time.monotonic() + 300
         while True:
             board = requests.get(f"{url}/api/v1/dashboard", timeout=10).json()["rebuilds"]
             if board["good"] + board["bad"] + board["fail"] >= len(SOURCES):
                 break
             if time.monotonic() > deadline or worker.poll() is not None:
-                pytest.fail(f"the worker did not build everything: {board}\n"
-                            + (tmp / "worker.log").read_text(errors="replace")[-3000:])  # fmt: skip
+                pytest.fail(
+                    f"the worker did not build everything: {board}\n"
+                    + (tmp / "worker.log").read_text(errors="replace")[-3000:]
+                )
             time.sleep(1)
         stop(worker)  # what is queued again (BAD, FAIL: retried later) stays queued
         yield {"url": url, "pool": pool, "tmp": tmp, "binds": binds, "env": env}
@@ -367,8 +428,11 @@ def test_our_client_reads_a_real_rebuilderd(tools: SidTools, daemon: dict[str, o
     for p in json.loads(theirs.stdout):
         e = entries[p["name"]]
         assert (e.version, e.build_id, e.artifact_id, e.release) == (
-            p["version"], p["build_id"], p["artifact_id"], p["release"]
-        )  # fmt: skip
+            p["version"],
+            p["build_id"],
+            p["artifact_id"],
+            p["release"],
+        )
     assert client.format_pkg_line(entries["fail-0002"]).startswith("[FAIL ] fail-0002 1.0-1 ")
     # every log is the one of the build that made the package (v0's is keyed by artifact id)
     for source, (mode, binaries) in SOURCES.items():

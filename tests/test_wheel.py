@@ -31,10 +31,21 @@ def test_wheel_install_runs_and_renders_like_the_checkout(
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [venv / "bin/python", "-m", "pip", "-q", "--disable-pip-version-check", "install",
-         "--no-index", "--find-links", str(wheels), str(wheel)],
-        check=True, timeout=600,
-    )  # fmt: skip
+        [
+            venv / "bin/python",
+            "-m",
+            "pip",
+            "-q",
+            "--disable-pip-version-check",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+    )
     a, url = mirror
     work = operator_dir(tmp_path, a, url)
     cron = tmp_path / "cron"
@@ -42,13 +53,21 @@ def test_wheel_install_runs_and_renders_like_the_checkout(
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     r = subprocess.run(
         [venv / "bin/rebuild", "run", "--config", str(work / "rebuilder.toml"), "--no-commit"],
-        cwd=cron, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=cron,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     installed = subprocess.run(
         [venv / "bin/python", "-c", "import rebuilder; print(rebuilder.__file__)"],
-        cwd=cron, env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=cron,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert installed.startswith(str(venv))  # the wheel's copy, not the checkout
     assert "pass done: 4 built (2 GOOD, 1 BAD, 1 FAIL)" in r.stderr
     site = work / "site"

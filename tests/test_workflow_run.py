@@ -28,7 +28,7 @@ import yaml
 
 from .fixtures import ROOT as REPO
 from .fixtures.debian import Archive
-from .fixtures.operator import fixture_profile
+from .fixtures.operator import SETTINGS, fixture_profile
 
 pytestmark = pytest.mark.slow  # runs the workflow's steps: rebuild, git
 
@@ -106,10 +106,21 @@ class Run:
             env = self.env(ws)
             env.update({k: self.expr(str(v), matrix) for k, v in step.get("env", {}).items()})
             r = subprocess.run(
-                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
-                 self.expr(step["run"], matrix)],
-                cwd=ws, env=env, capture_output=True, text=True, timeout=900,
-            )  # fmt: skip
+                [
+                    "bash",
+                    "--noprofile",
+                    "--norc",
+                    "-eo",
+                    "pipefail",
+                    "-c",
+                    self.expr(step["run"], matrix),
+                ],
+                cwd=ws,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             self.annotations += [ln for ln in r.stdout.splitlines() if ln.startswith("::")]
             self.stderr[f"{name}/{step.get('name')}"] = r.stderr
             if r.returncode != 0:
@@ -172,10 +183,9 @@ def _fork(tmp_path: Path, a: Archive, url: str) -> Path:
     shutil.copytree(REPO / ".ci", seed / ".ci")
     shutil.copytree(REPO / "state", seed / "state")
     shutil.copy(REPO / ".gitignore", seed / ".gitignore")
-    settings = "[rebuilder]\njobs = 2\nbuild_timeout = 300\ndiffoscope_timeout = 120\n"
     down_url = f"http://127.0.0.1:{_closed_port()}/debian"
     down = fixture_profile(a, down_url, backend=None, name="mirror-down")  # one [backend]
-    (seed / "rebuilder.toml").write_text(settings + fixture_profile(a, url) + down)
+    (seed / "rebuilder.toml").write_text(SETTINGS + fixture_profile(a, url) + down)
     git = ["git", "-C", str(seed), "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
@@ -186,8 +196,9 @@ def _fork(tmp_path: Path, a: Archive, url: str) -> Path:
 
 
 def _git(origin: Path, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(origin), *args], check=True,
-                          capture_output=True, text=True).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", "--git-dir", str(origin), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _push_from_elsewhere(tmp_path: Path, origin: Path) -> None:
@@ -203,8 +214,12 @@ def _push_from_elsewhere(tmp_path: Path, origin: Path) -> None:
 
 def _keygen(tmp_path: Path) -> str:
     key = tmp_path / "instance.key"
-    r = subprocess.run([str(REPO / ".venv/bin/rebuild"), "keygen", "--key", str(key)],
-                       capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    r = subprocess.run(
+        [str(REPO / ".venv/bin/rebuild"), "keygen", "--key", str(key)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     return key.read_text()
 
@@ -251,10 +266,17 @@ def test_the_workflow_runs_here_and_its_attestations_verify(
     assert len(links) == 2  # one per GOOD group
     for link in links:
         r = subprocess.run(
-            [str(REPO / ".venv/bin/rebuild"), "attestation", "verify", str(link),
-             "--key", str(tmp_path / "pub.pem")],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                str(REPO / ".venv/bin/rebuild"),
+                "attestation",
+                "verify",
+                str(link),
+                "--key",
+                str(tmp_path / "pub.pem"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0 and r.stdout.startswith("OK:"), r.stderr
     assert json.loads((site / "index.json").read_text())["attestations"] == "signed"
     assert not (run.root / "merge" / "rebuilder.key").exists()  # removed after the merge
@@ -303,13 +325,20 @@ def test_push_fails_loudly_on_a_real_conflict(tmp_path: Path) -> None:
         subprocess.run(["git", "-C", str(c), *g, "commit", "-qam", name], check=True)
         clones.append(c)
     subprocess.run(["git", "-C", str(clones[1]), "push", "-q"], check=True)
-    r = subprocess.run([str(REPO / ".ci" / "push")], cwd=clones[0], capture_output=True,
-                       text=True, env=dict(os.environ, PUSH_TRIES="2"), timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [str(REPO / ".ci" / "push")],
+        cwd=clones[0],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PUSH_TRIES="2"),
+        timeout=120,
+    )
     assert r.returncode == 1
     assert r.stdout.startswith("::error title=state not pushed::"), r.stdout
     assert _git(origin, "log", "-1", "--format=%s", "main").strip() == "theirs"
-    status = subprocess.run(["git", "-C", str(clones[0]), "status"], capture_output=True,
-                            text=True).stdout  # fmt: skip
+    status = subprocess.run(
+        ["git", "-C", str(clones[0]), "status"], capture_output=True, text=True
+    ).stdout
     assert "rebase" not in status  # the rebase was undone: the work tree is the merge's
 
 
@@ -320,8 +349,10 @@ def test_more_shards_than_a_matrix_runs_are_refused(tmp_path: Path, n: str) -> N
     )
     r = subprocess.run(
         [str(REPO / ".venv/bin/rebuild"), "plan", "--shards", n, "--out", "plan"],
-        cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
     assert r.stderr.strip() == (
         f"rebuild: error: --shards {n}: expected 1 to 256 (a GitHub Actions matrix runs at most "

@@ -50,7 +50,11 @@ def test_the_repository_is_a_rebuilder_instance() -> None:
     readme = (REPO / "state" / "README.md").read_text()
     for name in ("<profile>.json", "meta.json", "<profile>.journal", "commits"):
         assert name in readme
-    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "state", "rebuilder.toml"],
-                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "state", "rebuilder.toml"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert tracked == ["rebuilder.toml", "state/README.md"]
     assert "mmdebstrap" in tools.apt_packages(["debian-suite-chroot"])

@@ -39,10 +39,18 @@ class PkgEntry:
 
     def to_v0(self) -> v0.PkgRelease:
         return v0.PkgRelease(
-            self.name, self.version, self.status.v0, self.distro, self.suite, self.architecture,
-            self.artifact_url, self.build_id, self.built_at, self.has_diffoscope,
+            self.name,
+            self.version,
+            self.status.v0,
+            self.distro,
+            self.suite,
+            self.architecture,
+            self.artifact_url,
+            self.build_id,
+            self.built_at,
+            self.has_diffoscope,
             self.has_attestation,
-        )  # fmt: skip
+        )
 
     def to_v1(self, id: int) -> v1.BinaryPackage:
         """As rebuildctl prints it with ``--json``; ``id`` when the source had none (v0)."""
@@ -51,13 +59,21 @@ class PkgEntry:
             status = "UNKWN"  # built, nothing compared: what v0 calls a failed build
         aid = self.artifact_id
         return v1.BinaryPackage(
-            self.id if self.id is not None else id, self.name, self.version, self.distro,
-            self.release, self.suite or None, self.architecture, self.artifact_url, status,
-            self.build_id, aid,
+            self.id if self.id is not None else id,
+            self.name,
+            self.version,
+            self.distro,
+            self.release,
+            self.suite or None,
+            self.architecture,
+            self.artifact_url,
+            status,
+            self.build_id,
+            aid,
             diffoscope_log_id=(aid or 0) if self.has_diffoscope else None,
             attestation_log_id=(aid or 0) if self.has_attestation else None,
             last_seen=_dt.datetime.fromisoformat(self.built_at) if self.built_at else None,
-        )  # fmt: skip
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The v0 ``PkgRelease`` object."""
@@ -68,9 +84,18 @@ class PkgEntry:
         """Parse one v0 PkgRelease; raises ``ValueError`` naming the offending field."""
         p = v0.PkgRelease.from_json(d)
         return cls(
-            p.name, p.version, Status(p.status), p.distro, p.suite, p.architecture,
-            p.artifact_url, p.build_id, p.built_at, p.has_diffoscope, p.has_attestation,
-        )  # fmt: skip
+            p.name,
+            p.version,
+            Status(p.status),
+            p.distro,
+            p.suite,
+            p.architecture,
+            p.artifact_url,
+            p.build_id,
+            p.built_at,
+            p.has_diffoscope,
+            p.has_attestation,
+        )
 
     @classmethod
     def from_v1(cls, d: Any) -> PkgEntry:
@@ -88,9 +113,21 @@ class PkgEntry:
             has_diffoscope = p.artifact_id is not None and status is Status.BAD
             has_attestation = p.artifact_id is not None and status is Status.GOOD
         return cls(
-            p.name, p.version, status, p.distribution, p.component or "", p.architecture, p.url,
-            p.build_id, None, has_diffoscope, has_attestation, p.artifact_id, p.release, p.id,
-        )  # fmt: skip
+            p.name,
+            p.version,
+            status,
+            p.distribution,
+            p.component or "",
+            p.architecture,
+            p.url,
+            p.build_id,
+            None,
+            has_diffoscope,
+            has_attestation,
+            p.artifact_id,
+            p.release,
+            p.id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +158,19 @@ class QueueEntry:
 
     def to_v0(self) -> v0.QueueItem:
         return v0.QueueItem(
-            self.id, self.name, self.version, self.distro, self.suite, self.architecture,
-            self.queued_at, self.input_url,
+            self.id,
+            self.name,
+            self.version,
+            self.distro,
+            self.suite,
+            self.architecture,
+            self.queued_at,
+            self.input_url,
             tuple(v0.PkgArtifact(n, v, u) for n, v, u in self.artifacts),
-            self.worker_id, self.started_at, self.last_ping,
-        )  # fmt: skip
+            self.worker_id,
+            self.started_at,
+            self.last_ping,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """rebuilderd's v0 ``QueueItem``, its ``pkgbase`` a ``PkgGroup``."""
@@ -134,17 +179,37 @@ class QueueEntry:
     @classmethod
     def from_v0(cls, q: v0.QueueItem, now: _dt.datetime) -> QueueEntry:
         return cls(
-            q.id, q.name, q.version, q.distro, q.suite, q.architecture, q.queued_at, now,
-            q.started_at, q.worker_id, q.last_ping, None, q.input_url,
+            q.id,
+            q.name,
+            q.version,
+            q.distro,
+            q.suite,
+            q.architecture,
+            q.queued_at,
+            now,
+            q.started_at,
+            q.worker_id,
+            q.last_ping,
+            None,
+            q.input_url,
             tuple((a.name, a.version, a.url) for a in q.artifacts),
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_v1(cls, q: v1.QueuedJob, now: _dt.datetime) -> QueueEntry:
         return cls(
-            q.id, q.name, q.version, q.distribution, "", q.architecture, q.queued_at, now,
-            q.started_at, release=q.release, input_url=q.url or None,
-        )  # fmt: skip
+            q.id,
+            q.name,
+            q.version,
+            q.distribution,
+            "",
+            q.architecture,
+            q.queued_at,
+            now,
+            q.started_at,
+            release=q.release,
+            input_url=q.url or None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +256,12 @@ class Dashboard:
 
     @classmethod
     def from_v1(cls, d: v1.Dashboard) -> Dashboard:
-        counts = {Status.GOOD: d.good, Status.BAD: d.bad, Status.FAIL: d.fail,
-                  Status.UNKWN: d.unknown}  # fmt: skip
+        counts = {
+            Status.GOOD: d.good,
+            Status.BAD: d.bad,
+            Status.FAIL: d.fail,
+            Status.UNKWN: d.unknown,
+        }
         return cls(
             suites={"": counts},
             queue_length=d.running + d.available + d.pending,

@@ -130,9 +130,13 @@ def fetch_queue(
     now = utcnow()
     try:
         return _pages(
-            base_url, "api/v1/queue", what,
-            lambda d: QueueEntry.from_v1(v1.QueuedJob.from_json(d), now), cache_dir, limit,
-        )  # fmt: skip
+            base_url,
+            "api/v1/queue",
+            what,
+            lambda d: QueueEntry.from_v1(v1.QueuedJob.from_json(d), now),
+            cache_dir,
+            limit,
+        )
     except _Missing as e:
         missing = e
     url = _join(base_url, "api/v0/queue/list")
@@ -248,8 +252,12 @@ def _pages(
             ids.append(i)
         fresh = [(i, r) for i, r in zip(ids, records, strict=True) if i not in seen]
         if records and not fresh:
-            log.warning("%s: the server repeats its pages (a static server ignores ?after=);"
-                        " stopping after %d records", url, len(out))  # fmt: skip
+            log.warning(
+                "%s: the server repeats its pages (a static server ignores ?after=);"
+                " stopping after %d records",
+                url,
+                len(out),
+            )
             break
         out.extend(_parse_each(url, [r for _, r in fresh], parse, what))
         seen.update(i for i, _ in fresh)
@@ -274,8 +282,9 @@ def _check_build(base_url: str, build_id: int, entry: PkgEntry) -> None:
     """Refuse a build that, as the server describes it, did not make ``entry``."""
     base = _join(base_url, f"api/v1/builds/{build_id}")
     try:
-        artifacts = v1.parse_list(_json(base, _get(f"{base}/artifacts", "artifacts")),
-                                  v1.RebuildArtifact.from_json)  # fmt: skip
+        artifacts = v1.parse_list(
+            _json(base, _get(f"{base}/artifacts", "artifacts")), v1.RebuildArtifact.from_json
+        )
     except (ClientError, ValueError):
         artifacts = []  # not said here (a static site has no such file)
     if artifacts:
@@ -355,8 +364,9 @@ def _get(url: str, what: str, cache_dir: Path | None = None) -> bytes:
         except OSError as e:
             raise ClientError(f"{path}: cannot read the {what}: {e.strerror}") from None
     if not _is_http(url):
-        raise ClientError(f"{url}: unsupported URL scheme {parts.scheme!r} (http, https or a "
-                          "directory)")  # fmt: skip
+        raise ClientError(
+            f"{url}: unsupported URL scheme {parts.scheme!r} (http, https or a directory)"
+        )
     cached = _cache_load(cache_dir, url) if cache_dir else None
     headers = {}
     if cached and cached.get("etag"):
