@@ -378,8 +378,11 @@ def _publish(
     """Render the site and commit the state: the end of a pass and of a merge."""
     s = config.settings
     if opts.render:
+        # a site dir with no render of its own (a CI runner that restored only builds/)
+        # needs every page, not only the changed groups'
+        rendered = (s.site_dir / "index.html").exists()
         report.site_index = render(
-            config, states=states, queue_length=queue_length, incremental=True
+            config, states=states, queue_length=queue_length, incremental=rendered
         )
     if opts.commit:
         files = [state.state_path(s.state_dir, p.name) for p in profiles]
