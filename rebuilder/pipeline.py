@@ -455,7 +455,9 @@ def _publish(
     _add_pending(pending, states, report)
     state.save_pending(s.state_dir, pending)
     if opts.render:
-        full = "*" in pending["render"]
+        # a site dir with no render of its own (a CI runner that restored only builds/)
+        # needs every page, not only the changed groups'
+        full = "*" in pending["render"] or not (s.site_dir / "index.html").exists()
         for name, keys in pending["render"].items():
             if name in config.profiles and name not in states:
                 states[name] = state.load(s.state_dir, name, config.profiles[name].distro)

@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rebuilder.site import paths
+
 from .fixtures import ROOT as REPO
 from .fixtures.debian import Archive
 from .fixtures.operator import SETTINGS, fixture_profile
@@ -303,6 +305,8 @@ def test_all_shards_failed_still_commits_and_renders_unsigned(
     assert (run.published / "index.html").exists()
     assert json.loads((run.published / "index.json").read_text())["attestations"] == "unsigned"
     assert 'id="unsigned"' in (run.published / "index.html").read_text()
+    for key in state["groups"]:  # every group's page, though none changed in this merge
+        assert (run.published / (paths.group_page("fixture", key) + ".html")).is_file(), key
     assert any(x.startswith("::warning title=unsigned::") for x in run.annotations)
     assert not list((run.root / "merge").glob("*.key"))
 
