@@ -8,14 +8,12 @@ asserts a duration: timeouts here are guards against a hang.
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,8 @@ from rebuilder.errors import LockedError
 from rebuilder.site import paths
 
 from .fixtures.debian import Archive
-from .fixtures.operator import operator_dir, rebuild
+from .fixtures.http import serve
+from .fixtures.operator import git_log, operator_dir, rebuild
 
 pytestmark = pytest.mark.slow  # runs rebuild
 
@@ -59,15 +58,9 @@ class _Trickle(SimpleHTTPRequestHandler):
 def trickling(mirror: tuple[Archive, str]) -> Iterator[tuple[Archive, str]]:
     """The fixture archive served by a mirror that trickles its InRelease."""
     a, _ = mirror
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Trickle, directory=str(a.root))
-    )
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield a, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    url, stop = serve(a.root, _Trickle)
+    yield a, url
+    stop()
 
 
 def settings(work: Path, text: str) -> None:
@@ -153,12 +146,6 @@ def test_a_failed_render_is_resumed_and_the_commit_says_what_the_state_holds(
     (message,) = git_log(work)
     assert message.startswith("rebuilder pass: 4 built (2 GOOD, 1 BAD, 1 FAIL)"), message
     assert not (work / "state" / ".pending.json").exists()
-
-
-def git_log(work: Path) -> list[str]:
-    out = subprocess.run(["git", "-C", str(work), "log", "--format=%B%x00"],
-                         capture_output=True, text=True, check=False).stdout  # fmt: skip
-    return [m.strip() for m in out.split("\0") if m.strip()]
 
 
 # --- point 12: render and commit hold the state lock ----------------------------------------

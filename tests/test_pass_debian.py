@@ -21,7 +21,7 @@ import pytest
 
 from .fixtures import ROOT
 from .fixtures.debian import Archive, resign_with_other_key, tamper_packages
-from .fixtures.operator import BACKEND, operator_dir, rebuild
+from .fixtures.operator import BACKEND, git_log, operator_dir, rebuild
 
 pytestmark = pytest.mark.slow  # builds packages, runs rebuild
 
@@ -29,16 +29,6 @@ pytestmark = pytest.mark.slow  # builds packages, runs rebuild
 def statuses(work: Path) -> dict[str, str]:
     data = json.loads((work / "state" / "fixture.json").read_text())
     return {k.split("/", 2)[2]: v["status"] for k, v in data["groups"].items()}
-
-
-def git_log(work: Path) -> list[str]:
-    out = subprocess.run(
-        ["git", "-C", str(work), "log", "--format=%B%x00"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return [m.strip() for m in out.split("\0") if m.strip()]
 
 
 def test_full_pass_good_bad_fail_site_and_audit_log(mirror: tuple[Archive, str], tmp_path: Path):
