@@ -25,8 +25,16 @@ def test_wheel_install_runs_and_renders_like_the_checkout(
     mirror: tuple[Archive, str], tmp_path: Path
 ) -> None:
     wheels = tmp_path / "wheels"
+    # from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    src = tmp_path / "src"
+    ls = ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"]
+    tracked = subprocess.run(ls, capture_output=True, text=True, check=True).stdout.splitlines()
+    for rel in tracked:
+        if (REPO / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, src / rel)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "-w", str(wheels), str(REPO)], check=True, timeout=900)
+    subprocess.run([*pip, "wheel", "-w", str(wheels), str(src)], check=True, timeout=900)
     (wheel,) = wheels.glob("rebuilder-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
