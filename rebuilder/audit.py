@@ -36,8 +36,12 @@ def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return r
 
 
-def bounded_list(items: Sequence[str], limit: int = 50) -> str:
-    """Indented lines of the first ``limit`` items, then "and N more" (a commit stays short).
+LIST_LIMIT = 50  # names in one commit message, then "and N more"
+
+
+def bounded_list(items: Sequence[str], limit: int = LIST_LIMIT, total: int | None = None) -> str:
+    """Indented lines of the first ``limit`` items, then "and N more" (a commit stays short);
+    ``total``: how many there were, when ``items`` holds only the first ones.
 
     >>> print(bounded_list(["a", "b", "c"], limit=2))
       a
@@ -45,8 +49,9 @@ def bounded_list(items: Sequence[str], limit: int = 50) -> str:
       and 1 more
     """
     lines = [f"  {x}" for x in items[:limit]]
-    if len(items) > limit:
-        lines.append(f"  and {len(items) - limit} more")
+    total = len(items) if total is None else total
+    if total > len(lines):
+        lines.append(f"  and {total - len(lines)} more")
     return "\n".join(lines)
 
 

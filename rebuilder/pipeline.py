@@ -71,6 +71,7 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)  # "profile: key version: OLD -> NEW"
+    verdict_count: int = 0  # of a pending commit: all verdicts, of which ``verdicts`` the first
     tracked: dict[str, int] = field(default_factory=dict)  # groups of profiles new in the state
     changes: dict[str, state.SnapshotChanges] = field(default_factory=dict)
     commit: str | None = None
@@ -514,6 +515,10 @@ def _add_pending(
         regressions=[*c.get("regressions", []), *report.regressions],
         abandoned=c.get("abandoned", 0) + report.abandoned,
         passes=c.get("passes", 0) + 1,
+        # bounded: the commit names the first ones and counts the rest
+        verdicts=[*c.get("verdicts", []), *report.verdicts][: audit.LIST_LIMIT],
+        verdict_count=c.get("verdict_count", 0) + len(report.verdicts),
+        tracked=c.get("tracked", {}) | report.tracked,
     )
 
 
@@ -522,6 +527,9 @@ def _pending_report(c: dict[str, Any]) -> PassReport:
     r = PassReport(built=Counter(c.get("built", {})), abandoned=c.get("abandoned", 0))
     r.changes = {k: state.SnapshotChanges(*v) for k, v in c.get("changes", {}).items()}
     r.regressions = list(c.get("regressions", []))
+    r.verdicts = list(c.get("verdicts", []))
+    r.verdict_count = c.get("verdict_count", len(r.verdicts))
+    r.tracked = dict(c.get("tracked", {}))
     return r
 
 
@@ -1015,7 +1023,8 @@ def _commit_message(report: PassReport) -> str:
                 f"{name}: {ch.new} new, {ch.updated} updated, {ch.gone} gone, {ch.back} back"
             )
     if report.verdicts:
-        lines += ["", "Verdicts changed:", audit.bounded_list(report.verdicts)]
+        total = max(report.verdict_count, len(report.verdicts))
+        lines += ["", "Verdicts changed:", audit.bounded_list(report.verdicts, total=total)]
     if report.regressions:
         lines += ["", "Regressions:", *(f"  {r}" for r in report.regressions)]
     if report.abandoned:
