@@ -24,10 +24,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, audit, distros, fetch, oneoff, plan, shards, site, state, sync
+from rebuilder import (
+    attest,
+    audit,
+    distros,
+    fetch,
+    oneoff,
+    plan,
+    results,
+    shards,
+    site,
+    state,
+    sync,
+)
 from rebuilder.build import BuildContext, BuildPool, PoolSummary, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
-from rebuilder.build.runner import remove_tree, write_atomic
+from rebuilder.build.runner import remove_tree
 from rebuilder.config import Config, Profile, Settings, check_method, resolve_paths
 from rebuilder.errors import RebuilderError, StateError
 from rebuilder.model import (
@@ -890,8 +902,7 @@ def _copy_results(src: Path, dst: Path, attempt: Attempt, key: attest.SigningKey
     """
     files = dict(attempt.files)
     for kind, rel in attempt.files.items():
-        parts = Path(rel).parts
-        if not parts or Path(rel).is_absolute() or ".." in parts or "\0" in rel:
+        if results.safe_rel(rel) is None:
             log.warning("build %d: unsafe result path %r ignored", attempt.build_id, rel)
             continue
         target = dst / rel
@@ -909,7 +920,7 @@ def _copy_results(src: Path, dst: Path, attempt: Attempt, key: attest.SigningKey
                 del files[kind]
                 continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, data)
+        results.write_atomic(target, data)
     return replace(attempt, files=files)
 
 

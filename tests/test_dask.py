@@ -47,11 +47,11 @@ from rebuilder.build.dask import (
     remote_build,
     remote_builder,
     resign,
-    safe_relative,
     write_files,
 )
 from rebuilder.errors import ConfigError
 from rebuilder.model import Artifact, Attempt, BuildGroup, Job, Status
+from rebuilder.results import safe_rel
 
 from .fixtures.debian import Archive
 from .fixtures.operator import operator_dir, rebuild
@@ -368,7 +368,8 @@ def test_only_safe_paths_of_the_build_are_written(
     ]
     assert write_files(results, 9, {"9/log.gz": b"no"}) == set()  # through a symlink
     assert list((tmp_path / "elsewhere").iterdir()) == []
-    assert safe_relative("7/meta/x", 7) is not None and safe_relative("7\\..\\x", 7) is None
+    assert safe_rel("7/meta/x", build_id=7) is not None
+    assert safe_rel("7\\..\\x", build_id=7) is None
     assert "refused" in caplog.text
 
 

@@ -176,7 +176,7 @@ def test_a_write_error_while_storing_results_names_the_file(tmp_path):
     code = textwrap.dedent(f"""
         import resource, sys
         from pathlib import Path
-        from rebuilder.build.runner import write_atomic
+        from rebuilder.results import write_atomic
         resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
         try:
             write_atomic(Path({str(target)!r}), bytes(1000))

@@ -54,12 +54,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from rebuilder import results
 from rebuilder.build.backends import HERE as SHIPPED_DIR
-from rebuilder.build.runner import Abandoned, BuildContext, run_build, write_atomic
+from rebuilder.build.runner import Abandoned, BuildContext, run_build
 from rebuilder.errors import ConfigError
 from rebuilder.model import Attempt, Job, Status, utcnow
 
@@ -615,7 +616,7 @@ class RemoteBuilder:
             f"[rebuilder] {detail}\n[rebuilder] verdict: FAIL ({reason})\n"
         )
         rel = f"{job.build_id}/log.gz"
-        kept = write_files(ctx.results_dir, job.build_id, {rel: _gzip(text.encode())})
+        kept = write_files(ctx.results_dir, job.build_id, {rel: results.gzip_bytes(text.encode())})
         return Attempt(
             build_id=job.build_id,
             version=g.version,
@@ -644,25 +645,6 @@ def _engine_failure(e: BaseException) -> tuple[str, str]:
 # --- files and attestations -------------------------------------------------------------------
 
 
-def safe_relative(rel: str, build_id: int) -> PurePosixPath | None:
-    """``rel`` if it is a plain relative path inside the build's own directory, else None.
-
-    >>> str(safe_relative("7/meta/x.txt", 7))
-    '7/meta/x.txt'
-    >>> [safe_relative(p, 7) for p in ("/etc/passwd", "7/../8/log.gz", "8/log.gz", "7", "7//x")]
-    [None, None, None, None, None]
-    """
-    if not isinstance(rel, str) or not rel or "\0" in rel or "\\" in rel:
-        return None
-    path = PurePosixPath(rel)
-    parts = rel.split("/")
-    if path.is_absolute() or len(parts) < 2 or parts[0] != str(build_id):
-        return None
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    return path
-
-
 def write_files(
     results_dir: Path,
     build_id: int,
@@ -678,7 +660,7 @@ def write_files(
     kept: set[str] = set()
     root = results_dir.resolve()
     for rel, data in files.items():
-        path = safe_relative(rel, build_id)
+        path = results.safe_rel(rel, build_id=build_id)
         if path is None or not isinstance(data, bytes):
             log.warning("build %s: refused a result file named %r", build_id, rel)
             continue
@@ -692,7 +674,7 @@ def write_files(
             if dest.parent.resolve() != root.joinpath(*path.parts[:-1]):
                 log.warning("build %s: refused %r: a symlink on the way", build_id, rel)
                 continue
-            write_atomic(dest, data)
+            results.write_atomic(dest, data)
             kept.add(rel)
         except OSError as e:
             log.error("build %s: cannot store %s: %s", build_id, rel, e)
@@ -739,12 +721,8 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6, mtime=0)
-
-
 def _append_log(gz: bytes, line: str) -> bytes:
     try:
-        return _gzip(gzip.decompress(gz) + f"[rebuilder] {line}\n".encode())
+        return results.gzip_bytes(gzip.decompress(gz) + f"[rebuilder] {line}\n".encode())
     except (OSError, EOFError):
         return gz

@@ -29,7 +29,6 @@ and what is kept, under ``<results_dir>/<build_id>/``: ``log.gz``,
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import re
@@ -45,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from rebuilder import attest, causes, fetch
+from rebuilder import attest, causes, fetch, results
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
 from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
@@ -442,13 +441,14 @@ class _Build:
         out = self.ctx.results_dir / bid
         items: list[tuple[str, str, bytes]] = []
         if self.diff is not None and self.diff.text is not None:
-            items.append(("diffoscope", "diffoscope.txt.gz", _gzip(self._redacted(self.diff.text))))
+            text = results.gzip_bytes(self._redacted(self.diff.text))
+            items.append(("diffoscope", "diffoscope.txt.gz", text))
         if self.diff is not None and self.diff.html is not None:
             html = self._redacted(self.diff.html)
-            items.append(("diffoscope_html", "diffoscope.html.gz", _gzip(html)))
+            items.append(("diffoscope_html", "diffoscope.html.gz", results.gzip_bytes(html)))
         if self.diff is not None and self.diff.json is not None:
             json_report = self._redacted(self.diff.json)
-            items.append(("diffoscope_json", "diffoscope.json.gz", _gzip(json_report)))
+            items.append(("diffoscope_json", "diffoscope.json.gz", results.gzip_bytes(json_report)))
         if self.attestation is not None:
             items.append(("attestation", "attestation", self.attestation))
         for name, data in self.meta_data.items():
@@ -456,13 +456,13 @@ class _Build:
         try:
             out.mkdir(parents=True, exist_ok=True)
             for kind, rel, data in items:
-                write_atomic(out / rel, data)
+                results.write_atomic(out / rel, data)
                 files[kind] = f"{bid}/{rel}"
         except OSError as e:
             log.error("build %s: cannot store its files in %s: %s", bid, out, e)
             self.tail.append(f"cannot store the attempt's files: {e}")
         try:
-            write_atomic(out / "log.gz", _gzip(self.log_bytes()))
+            results.write_atomic(out / "log.gz", results.gzip_bytes(self.log_bytes()))
             files["log"] = f"{bid}/log.gz"
         except OSError as e:
             log.error("build %s: cannot store its log in %s: %s", bid, out, e)
@@ -592,30 +592,6 @@ def _file_kind(mode: int) -> str:
     kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
              stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}  # fmt: skip
     return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
-
-
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6, mtime=0)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a results file whole or not at all (a temp file renamed over it)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk: the error names the file, not only "No space left"
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def remove_tree(path: Path) -> None:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +25,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from rebuilder import fetch
+from rebuilder import fetch, results
 from rebuilder.api import v0, v1
 from rebuilder.attest import AttestationError, public_keys_from_json
 from rebuilder.client.records import Dashboard, PkgEntry, QueueEntry
@@ -423,18 +422,7 @@ def _cache_store(cache_dir: Path, url: str, r: fetch.Answer) -> None:
     m = {"url": url, "etag": etag, "last_modified": modified}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(body, r.body)
-        _atomic_write(meta, json.dumps(m, sort_keys=True).encode())
+        results.write_atomic(body, r.body)
+        results.write_atomic(meta, json.dumps(m, sort_keys=True).encode())
     except OSError as e:
         log.warning("%s: cannot write the HTTP cache: %s", cache_dir, e.strerror)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -66,6 +66,7 @@ import stat
 from pathlib import Path
 from urllib.parse import quote
 
+from rebuilder import results
 from rebuilder.errors import RebuilderError
 
 MAX_SEGMENT = 120  # bytes; far below NAME_MAX (255) even with a ".html" suffix
@@ -75,7 +76,7 @@ _HASH_CHARS = 16
 
 PAGES = "p"  # all per-profile pages live under this directory
 STATIC = "static"
-STORE = "builds"  # the results store, owned by the build runner
+STORE = results.STORE  # the results store (rebuilder.results), never written here
 MAINTAINERS = "m"
 SEARCH = "search"
 FEEDS = "feeds"
@@ -242,20 +243,15 @@ REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the v0
 def store_rel(rel: str) -> str | None:
     """The site path of a results store file (``rel`` is relative to ``builds/``), if safe.
 
-    Paths come from the state file, so they are checked like any input: not
-    empty, relative, no NUL, no ``..`` and no ``.`` components.
+    Paths come from the state file, so they are checked like any input
+    (:func:`rebuilder.results.safe_rel`).
 
     >>> store_rel("12/log.gz")
     'builds/12/log.gz'
     >>> store_rel("../x") is None, store_rel("/etc/passwd") is None, store_rel("a\\x00") is None
     (True, True, True)
     """
-    if not rel or "\x00" in rel or rel.startswith("/") or len(rel) > 1024:
-        return None
-    parts = rel.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    return f"{STORE}/{rel}"
+    return f"{STORE}/{rel}" if results.safe_rel(rel) is not None else None
 
 
 def store_file(site_dir: Path | str, rel: str) -> tuple[str, os.stat_result] | None:

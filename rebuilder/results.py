@@ -1,0 +1,78 @@
+"""The results store: every attempt's files under ``<site>/builds/<build id>/``.
+
+The one place for its layout, for what a path into it may be, and for how its files are
+written. The runner and the Dask path write it, the pipeline copies into it (shards), the
+site reads it; each names a file by its path relative to the store, as the state records it
+(``Attempt.files``), and a state file is input like any other: :func:`safe_rel` is checked
+before any such path is used.
+
+>>> str(safe_rel("12/log.gz")), str(safe_rel("12/meta/env.txt", build_id=12))
+('12/log.gz', '12/meta/env.txt')
+>>> [safe_rel(p) for p in ("", "/etc/passwd", "12/../13/log.gz", "12//x", "a\\x00", "a\\\\b")]
+[None, None, None, None, None, None]
+>>> safe_rel("13/log.gz", build_id=12) is None, safe_rel("12", build_id=12) is None
+(True, True)
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+STORE = "builds"  # the store's folder in the site
+MAX_REL = 1024  # longer relative paths are refused: no file system needs them
+
+
+def store_dir(site_dir: Path) -> Path:
+    """The results store of the site in ``site_dir``."""
+    return site_dir / STORE
+
+
+def safe_rel(rel: object, *, build_id: int | None = None) -> PurePosixPath | None:
+    """``rel`` if it is a plain path relative to the store, else None.
+
+    Plain: a non-empty string, relative, without NUL or backslash, no empty, ``.`` or ``..``
+    component, at most :data:`MAX_REL` characters. With ``build_id``, it must also lie in
+    that build's own folder (``<build_id>/...``).
+    """
+    if not isinstance(rel, str) or not rel or len(rel) > MAX_REL:
+        return None
+    if "\0" in rel or "\\" in rel or rel.startswith("/"):
+        return None
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    if build_id is not None and (len(parts) < 2 or parts[0] != str(build_id)):
+        return None
+    return PurePosixPath(rel)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """A text file as the store keeps it: gzip, with no timestamp (same bytes, same file)."""
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a temporary file beside it, renamed over it.
+
+    No fsync: a store file lost in a crash is a missing file the site reports, and the
+    attempt is rebuilt; the state, which must survive, has its own durable write.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: the error names the file, not only "No space left"
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
