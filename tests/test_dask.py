@@ -335,10 +335,8 @@ def test_unreachable_scheduler_is_a_one_line_config_error(tmp_path: Path) -> Non
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t0 = time.monotonic()
     with pytest.raises(ConfigError, match=r"cannot connect to the Dask scheduler at tcp://"):
         make_executor(f"dask://127.0.0.1:{port}", timeout=2)
-    assert time.monotonic() - t0 < 20
 
 
 def test_only_safe_paths_of_the_build_are_written(
@@ -486,10 +484,8 @@ def test_the_deadline_cancels_remote_builds_and_kills_their_backends(
 ) -> None:
     jobs = make_jobs(tmp_path, [("sleep", "amd64"), ("sleep", "arm64")])
     ctx = context(tmp_path)
-    t0 = time.monotonic()
     summary, got = run_pool(jobs, remote_builder(executor, ctx), deadline=time.monotonic() + 4)
     assert got == {} and summary.abandoned == 2 and summary.deadline_reached
-    assert time.monotonic() - t0 < 15
     pids = sorted((tmp_path / "pids").iterdir())
     assert [p.name.split("-")[0] for p in pids] == ["amd64", "arm64"]
     for p in pids:

@@ -344,9 +344,7 @@ def test_timeout_kills_the_whole_group(tmp_path: Path, served: tuple[Path, str])
         """,
     )
     ctx = context(tmp_path, script, timeout=1.0, grace=0.5)
-    t0 = time.monotonic()
     attempt = run_build(job, ctx)
-    assert time.monotonic() - t0 < 10
     assert attempt.status is Status.FAIL
     assert attempt.reason == "timeout after 1 s"
     for suffix in ("main", "child", "escaped"):
@@ -506,10 +504,8 @@ def test_cancel_abandons_and_kills_the_backend(tmp_path: Path, served: tuple[Pat
         cancel.set()
 
     threading.Thread(target=cancel_when_started, daemon=True).start()
-    t0 = time.monotonic()
     with pytest.raises(Abandoned):
         run_build(job, ctx, cancel)
-    assert time.monotonic() - t0 < 10
     for suffix in ("main", "child"):
         assert wait_dead(int(Path(f"{pids}.{suffix}").read_text()), 5)
     assert not (ctx.results_dir / "7").exists(), "an abandoned build records nothing"

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,14 +221,12 @@ def test_armored_keyring_is_accepted(archive: fx.Archive, url: str, tmp_path: Pa
 # --- unchanged, forced, cached ---------------------------------------------------------
 
 
-def test_second_sync_of_an_unchanged_archive_is_quick(
+def test_second_sync_of_an_unchanged_archive_parses_nothing(
     archive: fx.Archive, url: str, tmp_path: Path
 ) -> None:
     profile = archive.profile(url)
     first = run(profile, tmp_path)
-    t = time.perf_counter()
     second = run(profile, tmp_path, previous=first.fingerprints)
-    assert time.perf_counter() - t < 3.0
     assert second.unchanged and second.groups == () and second.fingerprints == first.fingerprints
     forced = run(profile, tmp_path, previous=first.fingerprints, force=True)
     assert not forced.unchanged and forced.groups == first.groups
