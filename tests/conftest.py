@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .fixtures import archlinux as ar
+from .fixtures import debian_mirror
 from .fixtures.alpine import AlpineRepo, build_repo, copy_repo
 from .fixtures.bad_rebuilds import Pair, build_pairs
 from .fixtures.debian import Archive, build_archive, copy_archive
@@ -161,3 +162,12 @@ def tails_served(tails_mirror: TailsMirror, tmp_path: Path) -> Iterator[tuple[Ta
 def bad_pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pair]:
     """Real BAD rebuilds of a tiny package and diffoscope's JSON on each, built once."""
     return build_pairs(tmp_path_factory.mktemp("bad-rebuilds"))
+
+
+@pytest.fixture(scope="session")
+def debian_archive() -> debian_mirror.DebianMirror:
+    """Debian's real archive, as this host's apt sources reach it (network tests skip without)."""
+    found = debian_mirror.connect()
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found

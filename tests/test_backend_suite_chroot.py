@@ -14,10 +14,8 @@ import functools
 import hashlib
 import http.server
 import io
-import lzma
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,10 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from rebuilder.config import host_apt_mirror
-from rebuilder.errors import ConfigError
+from .fixtures.debian_mirror import DebianMirror, namespaces_usable, newer
 
 SCRIPT = (
     Path(__file__).resolve().parent.parent
@@ -41,7 +37,6 @@ SCRIPT = (
     / "backends"
     / "debian-suite-chroot.sh"
 )
-HOST_TOOLS = ("mmdebstrap", "zstd", "curl", "unshare", "flock", "chroot", "dpkg-deb")
 RELEASE_DATE = "Sat, 11 Jul 2026 10:16:37 UTC"
 RELEASE_STAMP = "20260711T101637Z"
 TIMING = re.compile(
@@ -117,24 +112,6 @@ def write_dsc(directory: Path, source: str, version: str, files: dict[str, bytes
         "Architecture: all\nChecksums-Sha256:\n" + "\n".join(sums) + "\n"
     )
     return dsc
-
-
-def namespaces_usable() -> str | None:
-    """Why the script cannot build here, or None when it can."""
-    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
-    if missing:
-        return f"host tools missing: {', '.join(missing)}"
-    if os.geteuid() == 0:
-        return None
-    probe = subprocess.run(
-        ["unshare", "--user", "--map-auto", "--map-root-user", "true"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        return f"not root and no user namespace with subordinate ids: {probe.stderr.strip()}"
-    return None
 
 
 @pytest.fixture
@@ -276,64 +253,11 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
 # --- slow tests: real packages from Debian's archive ----------------------------------------
 
 
-def host_mirror() -> str | None:
-    """The main archive's URL from this host's apt sources (never hard-coded here)."""
-    if url := os.environ.get("REBUILDER_TEST_MIRROR"):
-        return url.rstrip("/")
-    try:
-        return host_apt_mirror(None)
-    except ConfigError:
-        return None
-
-
-@dataclass(frozen=True)
-class Archive:
-    """Debian's archive as reached from here, with its indexes fetched on demand."""
-
-    mirror: str
-    session: requests.Session
-
-    def index(self, suite: str, path: str) -> list[dict[str, str]]:
-        return _index(self, suite, path)
-
-    def download(self, path: str, dest: Path, sha256: str) -> Path:
-        resp = self.session.get(f"{self.mirror}/{path}", timeout=120)
-        resp.raise_for_status()
-        assert hashlib.sha256(resp.content).hexdigest() == sha256, f"checksum mismatch: {path}"
-        target = dest / path.rsplit("/", 1)[-1]
-        target.write_bytes(resp.content)
-        return target
-
-
-@functools.cache
-def _index(archive: Archive, suite: str, path: str) -> list[dict[str, str]]:
-    from debian import deb822
-
-    resp = archive.session.get(f"{archive.mirror}/dists/{suite}/{path}", timeout=120)
-    if resp.status_code == 404:
-        return []
-    resp.raise_for_status()
-    text = lzma.decompress(resp.content).decode()
-    return [dict(p) for p in deb822.Deb822.iter_paragraphs(io.StringIO(text))]
-
-
-def newer(a: str, b: str) -> bool:
-    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
-
-
 @pytest.fixture(scope="module")
-def archive() -> Archive:
+def archive(debian_archive: DebianMirror) -> DebianMirror:
     if reason := namespaces_usable():
         pytest.skip(reason)
-    mirror = host_mirror()
-    if mirror is None:
-        pytest.skip("no Debian mirror in this host's apt sources (set REBUILDER_TEST_MIRROR)")
-    session = requests.Session()
-    try:
-        session.get(f"{mirror}/dists/bookworm/Release", timeout=15).raise_for_status()
-    except requests.RequestException as exc:
-        pytest.skip(f"Debian's archive is unreachable at {mirror}: {exc}")
-    return Archive(mirror, session)
+    return debian_archive
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +276,7 @@ class Fetched:
 
 
 def fetch_package(
-    archive: Archive, source: str, binary: str, arch: str, dest: Path, suites: tuple[str, ...]
+    archive: DebianMirror, source: str, binary: str, arch: str, dest: Path, suites: tuple[str, ...]
 ) -> Fetched:
     """Downloads the newest `source` across `suites` and its published `binary`."""
     best: tuple[str, dict[str, str]] | None = None
@@ -388,7 +312,7 @@ def fetch_package(
 
 
 def backend_env(
-    archive: Archive, tmp: Path, cache: Path, pkg: Fetched, arch: str
+    archive: DebianMirror, tmp: Path, cache: Path, pkg: Fetched, arch: str
 ) -> dict[str, str]:
     env = base_env(tmp, archive.mirror, release=pkg.suite, arch=arch)
     (tmp / "meta").mkdir(exist_ok=True)
@@ -408,7 +332,7 @@ def timing(run: Run) -> dict[str, str]:
 @pytest.mark.network
 @pytest.mark.slow
 def test_distro_info_data_rebuilds_bit_for_bit(
-    archive: Archive, chroot_cache: Path, tmp_path: Path
+    archive: DebianMirror, chroot_cache: Path, tmp_path: Path
 ) -> None:
     """Cold (two builds side by side create one base chroot), then warm; both identical."""
     fetched = [
@@ -473,7 +397,7 @@ def test_distro_info_data_rebuilds_bit_for_bit(
 @pytest.mark.network
 @pytest.mark.slow
 def test_binnmu_entry_is_taken_from_the_published_binary(
-    archive: Archive, chroot_cache: Path, tmp_path: Path
+    archive: DebianMirror, chroot_cache: Path, tmp_path: Path
 ) -> None:
     """`leave` is a binNMU (+b1) built without debhelper: the entry is in changelog.Debian.gz."""
     pkg = fetch_package(archive, "leave", "leave", "amd64", tmp_path / "work", ("bookworm",))

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from .fixtures.debian_mirror import DebianMirror, namespaces_usable
 from .fixtures.operator import rebuild
-from .test_backend_suite_chroot import Archive, archive  # noqa: F401  (the fixture)
 
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_build_one_deb_with_suite_chroot(archive: Archive, tmp_path: Path) -> None:  # noqa: F811
+def test_build_one_deb_with_suite_chroot(debian_archive: DebianMirror, tmp_path: Path) -> None:
+    if reason := namespaces_usable():
+        pytest.skip(reason)
+    archive = debian_archive
     pkgs = [p for p in archive.index("bookworm", "main/binary-all/Packages.xz")
             if p["Package"] == "distro-info-data"]  # fmt: skip
     if not pkgs:
