@@ -88,6 +88,7 @@ def test_errors_name_file_key_and_problem(tmp_path, text, message):
     assert str(p) in str(e.value) and message in str(e.value)
 
 
+@pytest.mark.slow  # runs rebuild
 def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
     p = tmp_path / "rebuilder.toml"
     p.write_bytes(b'[rebuilder]\nsite_url = "caf\xe9"\n')  # Latin-1, not UTF-8
