@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -251,7 +252,8 @@ def test_a_running_pass_is_reported_and_ctrl_c_answers_at_once(
     try:
         # under cron (no terminal): a line when each build starts and when it ends
         _wait_for(lambda: "build started: timestamped 1.0" in err.read_text(), "start line")
-        _wait_for(lambda: err.read_text().count("build ") >= 7, "the other builds' lines")
+        ended = re.compile(r"^build \d/4: ", re.M)
+        _wait_for(lambda: len(ended.findall(err.read_text())) == 3, "the other builds' ends")
         st = rebuild(work, "status")
         assert f"a pass is running (pid {proc.pid}, started " in st.stdout, st.stdout
         assert "1 builds running: timestamped 1.0" in st.stdout
@@ -362,3 +364,17 @@ def test_plan_syncs_first_or_says_the_state_is_older(
     assert len(fresh.stdout.splitlines()) == 4 and "4 builds queued" in fresh.stderr
     again = rebuild(work, "plan", "--no-sync")
     assert "older than the config" not in again.stderr and len(again.stdout.splitlines()) == 4
+
+
+def test_a_profile_that_fails_to_sync_is_named_once(tmp_path: Path) -> None:
+    work = tmp_path / "rb"
+    work.mkdir()
+    (work / "rebuilderd-sync.conf").write_text(
+        '[profile."down"]\ndistro = "debian"\nreleases = ["bookworm"]\ncomponents = ["main"]\n'
+        'architectures = ["amd64"]\nsource = "http://127.0.0.1:9/debian"\n'
+    )
+    r = rebuild(work, "run", "--no-commit", timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1 and "down:" in errors[0], r.stderr
+    assert "1 profile(s) failed to sync" in r.stderr
