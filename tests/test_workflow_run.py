@@ -30,7 +30,7 @@ from rebuilder.site import paths
 
 from .fixtures import ROOT as REPO
 from .fixtures.debian import Archive
-from .fixtures.operator import SETTINGS, fixture_profile
+from .fixtures.operator import SETTINGS, fixture_profile, operator_dir, rebuild
 
 pytestmark = pytest.mark.slow  # runs the workflow's steps: rebuild, git
 
@@ -363,3 +363,17 @@ def test_more_shards_than_a_matrix_runs_are_refused(tmp_path: Path, n: str) -> N
         "256 jobs; give each shard more work instead)"
     )
     assert not (tmp_path / "plan").exists()
+
+
+def test_an_empty_queue_plans_no_shards(mirror: tuple[Archive, str], tmp_path: Path) -> None:
+    a, url = mirror
+    work = operator_dir(tmp_path, a, url)
+    assert rebuild(work, "plan", "--shards", "8", "--out", "plan").returncode == 0
+    index = json.loads((work / "plan" / "shards.json").read_text())
+    assert (index["shards"], index["jobs"]) == ([0, 1, 2, 3], 4)  # no more shards than jobs
+    assert rebuild(work, "run").returncode == 0  # everything built: retries are not due yet
+    r = rebuild(work, "plan", "--shards", "8", "--out", "plan")
+    assert r.returncode == 0, r.stderr
+    index = json.loads((work / "plan" / "shards.json").read_text())
+    assert (index["shards"], index["jobs"], index["errors"]) == ([], 0, [])  # the matrix skips
+    assert not list((work / "plan").glob("shard-*.json"))  # the earlier split's files are gone
