@@ -168,7 +168,7 @@ def test_hostile_pages_run_no_script(site: Path, driver) -> None:
         page = paths.url(paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"))
         driver.get(f"{base}/{PREFIX}/{page}.html")
         assert XSS in driver.find_element(By.TAG_NAME, "h1").text  # shown as text
-        driver.get(f"{base}/{PREFIX}/debian/api/v0/builds/7/log.html")
+        driver.get(f"{base}/{PREFIX}/v/debian/builds/7/log.html")
         assert XSS in driver.find_element(By.CSS_SELECTOR, "pre.text").text
         driver.get(f"{base}/{PREFIX}/index.html")
         browser.type_query(driver, "<scr")
@@ -203,9 +203,9 @@ PAGES = [
     ("group", "p/debian-main/bookworm/main/amd64/pkg/hello.html"),
     ("bad", PROBE),
     ("fail", "p/debian-main/bookworm/main/arm64/pkg/fail.html"),
-    ("report", "debian/api/v0/builds/900/diffoscope-report.html"),
-    ("diffoscope", "debian/api/v0/builds/900/diffoscope.html"),
-    ("log", "debian/api/v0/builds/900/log.html"),
+    ("report", "v/debian/builds/900/diffoscope-report.html"),
+    ("diffoscope", "v/debian/builds/900/diffoscope.html"),
+    ("log", "v/debian/builds/900/log.html"),
     ("maintainers", "maintainers.html"),
 ]
 
