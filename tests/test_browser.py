@@ -318,3 +318,18 @@ def test_every_internal_link_answers_200(site: Path) -> None:
                     todo.append(target)
         assert broken == []
         assert len(seen) > 200
+
+
+def test_maintainers_filter_as_you_type(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        driver.get(f"{base}/{PREFIX}/maintainers.html")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#maintainer-list tbody tr")
+        assert len(rows) > 2
+        driver.find_element(By.ID, "filter").send_keys("jane")
+        shown = [r.text for r in rows if r.is_displayed()]
+        assert shown and all("jane" in t.lower() for t in shown) and len(shown) < len(rows)
+        assert driver.find_element(By.ID, "filter-status").text == f"{len(shown)} of {len(rows)}"
+        assert browser.errors(driver) == []

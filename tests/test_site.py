@@ -179,10 +179,14 @@ def test_no_hostile_markup_and_csp_everywhere(rendered) -> None:
     assert len(pages) > 20
     for p in pages:
         text = p.read_text()
-        # the only script: the dashboard's external search script, no inline code
-        assert text.lower().count("<script") == (1 if p == site / "index.html" else 0), p
-        if p == site / "index.html":
-            assert SCRIPT_TAG in text
+        # the only scripts: the dashboard's search, the maintainers' filter; no inline code
+        scripted = {
+            site / "index.html": SCRIPT_TAG,
+            site / "maintainers.html": '<script src="static/filter.js" defer></script>',
+        }
+        assert text.lower().count("<script") == (1 if p in scripted else 0), p
+        if p in scripted:
+            assert scripted[p] in text
         assert "javascript:" not in text and XSS not in text
         assert CSP in text
         assert "style=" not in text and "<style" not in text and " on" not in text.lower()
@@ -863,3 +867,15 @@ def test_causes_are_shown_counted_and_listed(tmp_path: Path) -> None:
     page = (base / "pkg/stampy.html").read_text()
     assert "timestamp in a gzip header</strong> <code>timestamps_in_gzip_headers</code>" in page
     assert "x.deb › data.tar › ./usr/bin/x" in page
+
+
+def test_bad_and_fail_rows_link_their_log_and_report(rendered) -> None:
+    site, _, _ = rendered
+    lists = site / "p/debian-main/bookworm/main/amd64"
+    row = next(r for r in (lists / "bad.html").read_text().split("<tr>") if ">bad</a>" in r)
+    links = re.findall(r'href="([^"]+)">(log|diffoscope)</a>', row)
+    assert [label for _, label in links] == ["log", "diffoscope"]
+    for href, _ in links:
+        assert (lists / unquote(href)).resolve().is_file()
+    good = next(r for r in (lists / "index.html").read_text().split("<tr>") if ">hello</a>" in r)
+    assert ">log</a>" not in good  # a GOOD row needs no why

@@ -313,7 +313,7 @@ def _render_profile(
         if record.seen:
             where = (g.release, g.component, g.architecture)
             suite_dir = paths.suite_dir(name, *where)
-            item = _item(key, record, page, suite_dir, attempt)
+            item = _item(key, record, page, suite_dir, attempt, served)
             by_suite[where].append(item)
             if where not in suite_ids:
                 suite_ids[where] = len(got.search_suites)
@@ -361,7 +361,12 @@ _REASON_SHOWN = 160  # characters of a BAD or FAIL reason in a list row
 
 
 def _item(
-    key: str, record: GroupRecord, page: str, suite_dir: str, attempt: Attempt | None
+    key: str,
+    record: GroupRecord,
+    page: str,
+    suite_dir: str,
+    attempt: Attempt | None,
+    served: Mapping[str, str],
 ) -> _Item:
     g, last = record.group, record.last_attempt
     built = last.started_at if last else None
@@ -373,8 +378,14 @@ def _item(
         link = paths.href(suite_dir + "/index.html", page)
     why = last.reason if last and record.status in (Status.BAD, Status.FAIL) else ""
     why = why if len(why) <= _REASON_SHOWN else why[: _REASON_SHOWN - 1] + "…"
-    row = html.Row(g.name, g.version, _NAME[record.status], built, link, reason=why)
+    files: tuple[tuple[str, str], ...] = ()
+    if record.status in (Status.BAD, Status.FAIL):  # the way to why, from every list
+        files = tuple((label, served[k]) for label, k in _ROW_FILES if k in served)
+    row = html.Row(g.name, g.version, _NAME[record.status], built, link, reason=why, files=files)
     return _Item(key, record, page, row, attempt)
+
+
+_ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
 
 
 def _collect(
@@ -664,7 +675,8 @@ def _render_suite(out: Output, cfg: _Settings, profile: str, suite: _Suite) -> N
     """A suite's lists: every status and each one, by name and by date, paged; and its JSON."""
     s = suite.summary
     items = sorted(suite.items, key=lambda it: (it.row.name, it.row.url))
-    cells = [html.row_html(it.row) for it in items]
+    root = paths.root_prefix(f"{s.dir}/index.html")
+    cells = [html.row_html(it.row, root) for it in items]
     by_name = list(zip(items, cells, strict=True))
     by_date = [x for x in by_name if x[0].row.built]
     by_date.sort(key=lambda x: x[0].row.built, reverse=True)  # type: ignore[arg-type,return-value]

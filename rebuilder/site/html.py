@@ -164,14 +164,17 @@ class Row(NamedTuple):
     url: str  # link from the list page's folder
     extra: str = ""  # escaped HTML of further cells (maintainer pages: profile and suite)
     reason: str = ""  # why the newest attempt is BAD or FAIL
+    files: tuple[tuple[str, str], ...] = ()  # (label, site path): a BAD/FAIL's log, report
 
 
-def row_html(r: Row) -> str:
+def row_html(r: Row, root: str = "") -> str:
+    """One list row; ``root`` leads from the list's folder to the site root."""
     built = r.built.strftime("%Y-%m-%d %H:%M") if r.built else "–"
+    files = "".join(f' <a href="{e(root + paths.url(f))}">{label}</a>' for label, f in r.files)
     return (
         f'<tr><td><a href="{e(r.url)}">{e(r.name)}</a></td><td>{e(r.version)}</td>'
-        f'<td class="s-{r.status}">{r.status}</td>{r.extra}<td class="reason">{e(r.reason)}</td>'
-        f"<td>{built}</td></tr>\n"
+        f'<td class="s-{r.status}">{r.status}{files}</td>{r.extra}'
+        f'<td class="reason">{e(r.reason)}</td><td>{built}</td></tr>\n'
     )
 
 
@@ -387,7 +390,7 @@ class MaintainerLink(NamedTuple):
 def maintainer_rows(items: Sequence[tuple[Row, Status]]) -> list[str]:
     """A maintainer's packages: those needing attention (BAD, FAIL) first, then by name."""
     ordered = sorted(items, key=lambda x: (_BROKEN_FIRST[x[1]], x[0].name, x[0].extra))
-    return [row_html(r) for r, _ in ordered]
+    return [row_html(r, "../") for r, _ in ordered]  # from m/
 
 
 def maintainer_context(
