@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,7 +321,7 @@ def test_every_internal_link_answers_200(site: Path) -> None:
         assert len(seen) > 200
 
 
-def test_maintainers_filter_as_you_type(site: Path, driver) -> None:  # type: ignore[no-untyped-def]
+def test_maintainers_filter_as_you_type(site: Path, driver: Any) -> None:
     from selenium.webdriver.common.by import By
 
     with browser.serve(site) as base:

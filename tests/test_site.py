@@ -269,9 +269,9 @@ def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:
         assert ".." not in rel.parts and "\x00" not in str(rel)
         assert all(len(part.encode()) <= paths.MAX_SEGMENT + 10 for part in rel.parts), rel
         if p.is_symlink() and p.suffix in (".txt", ".json") and "v1" not in rel.parts:
-            target = os.readlink(p)  # a .txt/.json name: beside its file, in its folder
-            assert "/" not in target, rel
-            assert p.with_name(target).is_file() and not p.with_name(target).is_symlink()
+            name = os.readlink(p)  # a .txt/.json name: beside its file, in its folder
+            assert "/" not in name, rel
+            assert p.with_name(name).is_file() and not p.with_name(name).is_symlink()
         elif p.is_symlink():  # per-architecture builds folders, v1 files linking to v0 or by-name
             target = p.resolve()
             assert target.exists() and target.is_relative_to(site.resolve()), rel
