@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,7 +169,7 @@ def test_hostile_pages_run_no_script(site: Path, driver) -> None:
         page = paths.url(paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"))
         driver.get(f"{base}/{PREFIX}/{page}.html")
         assert XSS in driver.find_element(By.TAG_NAME, "h1").text  # shown as text
-        driver.get(f"{base}/{PREFIX}/debian/api/v0/builds/7/log.html")
+        driver.get(f"{base}/{PREFIX}/v/debian/builds/7/log.html")
         assert XSS in driver.find_element(By.CSS_SELECTOR, "pre.text").text
         driver.get(f"{base}/{PREFIX}/index.html")
         browser.type_query(driver, "<scr")
@@ -203,9 +204,9 @@ PAGES = [
     ("group", "p/debian-main/bookworm/main/amd64/pkg/hello.html"),
     ("bad", PROBE),
     ("fail", "p/debian-main/bookworm/main/arm64/pkg/fail.html"),
-    ("report", "debian/api/v0/builds/900/diffoscope-report.html"),
-    ("diffoscope", "debian/api/v0/builds/900/diffoscope.html"),
-    ("log", "debian/api/v0/builds/900/log.html"),
+    ("report", "v/debian/builds/900/diffoscope-report.html"),
+    ("diffoscope", "v/debian/builds/900/diffoscope.html"),
+    ("log", "v/debian/builds/900/log.html"),
     ("maintainers", "maintainers.html"),
 ]
 
@@ -318,3 +319,18 @@ def test_every_internal_link_answers_200(site: Path) -> None:
                     todo.append(target)
         assert broken == []
         assert len(seen) > 200
+
+
+def test_maintainers_filter_as_you_type(site: Path, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        driver.get(f"{base}/{PREFIX}/maintainers.html")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#maintainer-list tbody tr")
+        assert len(rows) > 2
+        driver.find_element(By.ID, "filter").send_keys("jane")
+        shown = [r.text for r in rows if r.is_displayed()]
+        assert shown and all("jane" in t.lower() for t in shown) and len(shown) < len(rows)
+        assert driver.find_element(By.ID, "filter-status").text == f"{len(shown)} of {len(rows)}"
+        assert browser.errors(driver) == []

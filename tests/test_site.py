@@ -126,20 +126,34 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
     assert (api / "1/attestation").read_text() == '{"_type": "link"}'
     assert (api / "2/diffoscope").read_text() == DIFF_BAD
     assert (api / "3/log").read_text() == "plain failure log\n"
-    # only build ids pkgs/list references: not the unseen group's, not the outdated one's
-    assert sorted(int(p.name) for p in api.iterdir()) == [1, 2, 3, 7]
-    assert sorted(p.name for p in (api / "7").iterdir()) == ["log", "log.html"]
+    # every attempt of a seen group (6: an older version's), not the unseen group's (5)
+    assert sorted(int(p.name) for p in api.iterdir()) == [1, 2, 3, 6, 7]
+    views = site / "v/debian/builds"  # the pages, outside the API trees
+    assert (views / "6/log.html").is_file()  # an older attempt's log is a readable page too
+    # .txt/.json names beside the extensionless files, for plain servers
+    assert (api / "1/log.txt").read_text() == LOG_GOOD
+    assert (api / "1/attestation.json").read_text() == '{"_type": "link"}'
+    assert (api / "2/diffoscope.txt").read_text() == DIFF_BAD
+    assert json.loads((site / "debian/api/v0/pkgs/list.json").read_text()) == _pkgs(site)
+    assert (site / "debian/api/v0/public-keys.json").is_file()
+    page = (site / "p/debian-main/bookworm/main/amd64/pkg/hello.html").read_text()
+    assert 'log.txt">log (plain)</a>' in page and "attestation.json" in page
+    assert 'api/v0/public-keys.json">public key</a>' in page
+    assert sorted(p.name for p in (api / "7").iterdir()) == ["log", "log.txt"]
     assert sorted(p.name for p in (api / "2").iterdir()) == [
-        "diffoscope", "diffoscope-report.html", "diffoscope.html", "log", "log.html",
+        "diffoscope", "diffoscope.txt", "log", "log.txt",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (views / "2").iterdir()) == [
+        "diffoscope-report.html", "diffoscope.html", "log.html",
     ]  # fmt: skip
 
 
 def test_readable_views_escape_everything_and_the_report_has_a_strict_csp(rendered) -> None:
     site, _, _ = rendered
-    api = site / "debian/api/v0/builds"
+    api = site / "v/debian/builds"
     view = (api / "7/log.html").read_text()  # build 7's log is hostile markup
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in view and XSS not in view
-    assert 'href="log"' in view  # the plain text beside it
+    assert 'href="../../../../debian/api/v0/builds/7/log.txt"' in view  # the plain text
     assert "timestamps differ" in (api / "2/diffoscope.html").read_text()
     report = (api / "2/diffoscope-report.html").read_text()
     assert report.startswith('<!DOCTYPE html>\n<meta http-equiv="Content-Security-Policy"')
@@ -165,10 +179,14 @@ def test_no_hostile_markup_and_csp_everywhere(rendered) -> None:
     assert len(pages) > 20
     for p in pages:
         text = p.read_text()
-        # the only script: the dashboard's external search script, no inline code
-        assert text.lower().count("<script") == (1 if p == site / "index.html" else 0), p
-        if p == site / "index.html":
-            assert SCRIPT_TAG in text
+        # the only scripts: the dashboard's search, the maintainers' filter; no inline code
+        scripted = {
+            site / "index.html": SCRIPT_TAG,
+            site / "maintainers.html": '<script src="static/filter.js" defer></script>',
+        }
+        assert text.lower().count("<script") == (1 if p in scripted else 0), p
+        if p in scripted:
+            assert scripted[p] in text
         assert "javascript:" not in text and XSS not in text
         assert CSP in text
         assert "style=" not in text and "<style" not in text and " on" not in text.lower()
@@ -250,7 +268,11 @@ def test_every_written_path_is_safe_and_inside_the_site(tmp_path: Path) -> None:
         rel = p.relative_to(site)
         assert ".." not in rel.parts and "\x00" not in str(rel)
         assert all(len(part.encode()) <= paths.MAX_SEGMENT + 10 for part in rel.parts), rel
-        if p.is_symlink():  # per-architecture builds folders, v1 files linking to v0 or by-name
+        if p.is_symlink() and p.suffix in (".txt", ".json") and "v1" not in rel.parts:
+            name = os.readlink(p)  # a .txt/.json name: beside its file, in its folder
+            assert "/" not in name, rel
+            assert p.with_name(name).is_file() and not p.with_name(name).is_symlink()
+        elif p.is_symlink():  # per-architecture builds folders, v1 files linking to v0 or by-name
             target = p.resolve()
             assert target.exists() and target.is_relative_to(site.resolve()), rel
             if rel.parts[2:] == ("api", "v0", "builds"):
@@ -548,15 +570,45 @@ def _history_records() -> dict[str, GroupRecord]:
     return {r.group.key: r for r in recs}
 
 
+def _more_changes() -> dict[str, GroupRecord]:
+    """_history_records and a BAD that was FAIL, and a first build that FAILed."""
+    wobbly, broke = site_group("wobbly"), site_group("broke")
+    t = [
+        replace(site_attempt(wobbly, i, s, {}), started_at=T0 + dt.timedelta(days=i))
+        for i, s in ((0, Status.FAIL), (1, Status.BAD))
+    ]
+    recs = [
+        GroupRecord(wobbly, Status.BAD, t),
+        GroupRecord(broke, Status.FAIL, [site_attempt(broke, 2, Status.FAIL, {})]),
+    ]
+    return _history_records() | {r.group.key: r for r in recs}
+
+
 def test_dashboard_lists_regressions_then_newly_reproduced(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    render(site, [ProfileView(site_profile(), _history_records(), 7, NOW)], now=NOW)
+    render(site, [ProfileView(site_profile(), _more_changes(), 7, NOW)], now=NOW)
     text = (site / "index.html").read_text()
-    regressions, _, rest = text.partition("<h3>Newly reproduced</h3>")
-    regressions = regressions.partition("<h3>Regressions</h3>")[2]
-    assert ">regressed</a>" in regressions and ">fixed</a>" not in regressions
-    assert rest.index(">fixed</a>") < rest.index(">first</a>")  # newest first
+    blocks = dict(re.findall(r"<h3>([\w ]+)(?: <span[^<]*</span>)?</h3>(.*?)</div>", text, re.S))
+
+    def names(title: str) -> list[str]:
+        return re.findall(r'html">(\w+)</a>', blocks[title])
+
+    assert names("Regressions") == ["regressed"]
+    assert names("Newly BAD") == ["regressed", "wobbly"]  # from anything: FAIL, first builds
+    assert names("Newly FAIL") == ["broke"]
+    assert names("Newly reproduced") == ["fixed", "first"]  # newest first
     assert "queue: 7" in text and "last pass: 2024-05-06 07:08 UTC" in text
+
+
+def test_capped_change_lists_say_their_total(tmp_path: Path, monkeypatch) -> None:
+    import rebuilder.site as site_mod
+
+    monkeypatch.setattr(site_mod, "DASHBOARD_CHANGES", 1)
+    site = tmp_path / "site"
+    render(site, [ProfileView(site_profile(), _more_changes(), 7, NOW)], now=NOW)
+    text = (site / "index.html").read_text()
+    assert '<h3>Newly BAD <span class="meta">(1 newest of 2)</span></h3>' in text
+    assert '<h3>Newly FAIL <span class="meta">(1)</span></h3>' in text
 
 
 def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
@@ -652,6 +704,8 @@ def test_per_architecture_v0_trees(rendered, tmp_path: Path, caplog) -> None:
     assert [p["name"] for p in arm64] == ["fail"]
     # the builds folder is shared: clients read logs under the per-arch base too
     assert (site / "debian/amd64/api/v0/builds/1/log").read_text() == LOG_GOOD
+    # no page in the API trees: through this deeper path its relative links would break
+    assert not list((site / "debian/amd64/api/v0/builds/").rglob("*.html"))
     assert (site / "debian/arm64/api/v0/builds/3/log").read_text() == "plain failure log\n"
     board = json.loads((site / "debian/arm64/api/v0/dashboard").read_text())
     assert board["suites"] == {"main": {"good": 0, "unknown": 1, "bad": 0}}  # FAIL: UNKWN
@@ -685,7 +739,7 @@ def test_our_json_index_suite_shards_and_group_documents(rendered) -> None:
     ]
     files = doc["files"]["2"]
     assert files["log"] == "debian/api/v0/builds/2/log"
-    assert files["diffoscope_html"] == "debian/api/v0/builds/2/diffoscope-report.html"
+    assert files["diffoscope_html"] == "v/debian/builds/2/diffoscope-report.html"
     assert all((site / f).exists() for f in files.values())
 
 
@@ -813,3 +867,15 @@ def test_causes_are_shown_counted_and_listed(tmp_path: Path) -> None:
     page = (base / "pkg/stampy.html").read_text()
     assert "timestamp in a gzip header</strong> <code>timestamps_in_gzip_headers</code>" in page
     assert "x.deb › data.tar › ./usr/bin/x" in page
+
+
+def test_bad_and_fail_rows_link_their_log_and_report(rendered) -> None:
+    site, _, _ = rendered
+    lists = site / "p/debian-main/bookworm/main/amd64"
+    row = next(r for r in (lists / "bad.html").read_text().split("<tr>") if ">bad</a>" in r)
+    links = re.findall(r'href="([^"]+)">(log|diffoscope)</a>', row)
+    assert [label for _, label in links] == ["log", "diffoscope"]
+    for href, _ in links:
+        assert (lists / unquote(href)).resolve().is_file()
+    good = next(r for r in (lists / "index.html").read_text().split("<tr>") if ">hello</a>" in r)
+    assert ">log</a>" not in good  # a GOOD row needs no why

@@ -104,6 +104,8 @@ class _Profile:
     suites: list[_Suite] = field(default_factory=list)
     regressions: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
     reproduced: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
+    new_bad: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
+    new_fail: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
     changes: history.Newest = field(default_factory=lambda: history.Newest(FEED_ITEMS))
 
     @property
@@ -218,7 +220,7 @@ def render(
         [paths.profile_dir(v.profile.name) for v in views]
         + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
         + [b for bases in _arch_bases(got).values() for _, b in bases],  # symlinked builds/
-        [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base)],
+        [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
         deep=changed is None,
         skip=keep_dirs if changed is not None else (),
     )
@@ -306,11 +308,12 @@ def _render_profile(
         page = stem + ".html"
         attempt = api_v0.v0_attempt(record) if record.seen else None
         served = _served(attempt, distro)
+        older = _older(record, attempt, distro)
         found = history.steps(record)
         if record.seen:
             where = (g.release, g.component, g.architecture)
             suite_dir = paths.suite_dir(name, *where)
-            item = _item(key, record, page, suite_dir, attempt)
+            item = _item(key, record, page, suite_dir, attempt, served)
             by_suite[where].append(item)
             if where not in suite_ids:
                 suite_ids[where] = len(got.search_suites)
@@ -320,12 +323,14 @@ def _render_profile(
         if cfg.changed is not None and key not in cfg.changed:
             suite_dir = stem.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
+            for files in (served, *older.values()):
+                for folder in {f.rpartition("/")[0] for f in files.values()}:
+                    out.keep_dir(folder)
             if served:
-                out.keep_dir(next(iter(served.values())).rpartition("/")[0])
                 out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
             out.stats.skipped += 1
             continue
-        jobs.append((name, record, attempt, served, found, page))
+        jobs.append((name, record, attempt, served, older, found, page))
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
         causes: dict[str, int] = defaultdict(int)
@@ -356,7 +361,12 @@ _REASON_SHOWN = 160  # characters of a BAD or FAIL reason in a list row
 
 
 def _item(
-    key: str, record: GroupRecord, page: str, suite_dir: str, attempt: Attempt | None
+    key: str,
+    record: GroupRecord,
+    page: str,
+    suite_dir: str,
+    attempt: Attempt | None,
+    served: Mapping[str, str],
 ) -> _Item:
     g, last = record.group, record.last_attempt
     built = last.started_at if last else None
@@ -368,8 +378,14 @@ def _item(
         link = paths.href(suite_dir + "/index.html", page)
     why = last.reason if last and record.status in (Status.BAD, Status.FAIL) else ""
     why = why if len(why) <= _REASON_SHOWN else why[: _REASON_SHOWN - 1] + "…"
-    row = html.Row(g.name, g.version, _NAME[record.status], built, link, reason=why)
+    files: tuple[tuple[str, str], ...] = ()
+    if record.status in (Status.BAD, Status.FAIL):  # the way to why, from every list
+        files = tuple((label, served[k]) for label, k in _ROW_FILES if k in served)
+    row = html.Row(g.name, g.version, _NAME[record.status], built, link, reason=why, files=files)
     return _Item(key, record, page, row, attempt)
+
+
+_ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
 
 
 def _collect(
@@ -412,6 +428,9 @@ def _collect(
                 result.reproduced.offer(name, record, page, last)
             elif before == "GOOD" and after in ("BAD", "FAIL"):
                 result.regressions.offer(name, record, page, last)
+            if after != before and after in ("BAD", "FAIL"):  # from anything, first builds too
+                news = result.new_bad if after == "BAD" else result.new_fail
+                news.offer(name, record, page, last)
 
 
 def _served(attempt: Attempt | None, distro: str) -> dict[str, str]:
@@ -422,19 +441,41 @@ def _served(attempt: Attempt | None, distro: str) -> dict[str, str]:
     out = {}
     files = attempt.files
     base = paths.api_build_dir(distro, attempt.build_id)
+    views = paths.view_build_dir(distro, attempt.build_id)
     for kind in paths.API_KINDS:
         if kind in files and paths.store_rel(files[kind]) is not None:
             out[kind] = f"{base}/{kind}"
             view = paths.VIEWS.get(kind)
             if view:
-                out[f"{kind}.html"] = f"{base}/{view}"
+                out[f"{kind}.html"] = f"{views}/{view}"
+            alias = paths.ALIASES.get(kind)
+            if alias:
+                out[alias] = f"{base}/{alias}"
     report = files.get("diffoscope_html")
     if report and paths.store_rel(report) is not None:
-        out["diffoscope_html"] = f"{base}/{paths.REPORT}"
+        out["diffoscope_html"] = f"{views}/{paths.REPORT}"
     return out
 
 
-_Job = tuple[str, GroupRecord, Attempt | None, dict[str, str], list[history.Step], str]
+def _older(record: GroupRecord, v0: Attempt | None, distro: str) -> dict[int, dict[str, str]]:
+    """The build files of a seen group's other attempts, served as the v0 one's are (as
+    rebuilderd serves any build id), so that their logs are readable pages too."""
+    if not record.seen:
+        return {}
+    return {
+        a.build_id: files for a in record.attempts if a is not v0 and (files := _served(a, distro))
+    }
+
+
+_Job = tuple[
+    str,
+    GroupRecord,
+    Attempt | None,
+    dict[str, str],
+    dict[int, dict[str, str]],
+    list[history.Step],
+    str,
+]
 _forked: tuple[str, _Settings, list[_Job]] | None = None  # what forked workers inherit
 
 
@@ -491,20 +532,19 @@ def _render_group(
     record: GroupRecord,
     attempt: Attempt | None,
     served: dict[str, str],
+    older: dict[int, dict[str, str]],
     found: list[history.Step],
     page: str,
 ) -> None:
     g = record.group
-    if attempt is not None:
-        for kind in list(served):
-            if kind.endswith(".html"):
-                continue
-            if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
-                for name in (kind, f"{kind}.html"):
-                    served.pop(name, None)
+    v0 = {}
+    for a in record.attempts:
+        mine = served if a is attempt else older.get(a.build_id)
+        if mine:
+            _serve_build(out, cfg, record, a, mine)
+            v0[a.build_id] = mine
     if attempt is not None and served:
         api_v1.write_build(out, record, attempt, served)
-    v0 = {attempt.build_id: served} if attempt and served else {}
     suite_page = paths.suite_dir(profile, g.release, g.component, g.architecture) + "/index.html"
     distro_page = links.package_page(
         cfg.package_pages, g.distro, name=g.name, version=g.version, release=g.release,
@@ -514,9 +554,7 @@ def _render_group(
         target = _status_badge(_NAME[record.status])
         out.link(paths.badge_file(profile, g.key, ".svg"), target + ".svg")
         out.link(paths.badge_file(profile, g.key, ".json"), target + ".json")
-    files = {a.build_id: _store_urls(a) for a in record.attempts}
-    if attempt is not None and served:
-        files[attempt.build_id] = {**files.get(attempt.build_id, {}), **served}
+    files = {a.build_id: {**_store_urls(a), **v0.get(a.build_id, {})} for a in record.attempts}
     changes = [
         {"at": c.at.isoformat(), "before": c.before, "after": c.after, "build_id": c.build_id}
         for c in (history.change(profile, record, page, st) for st in found)
@@ -525,6 +563,25 @@ def _render_group(
     tail = _log_end(out, served) if record.status is Status.FAIL else ""
     ctx = html.group_context(profile, record, page, suite_page, v0, distro_page, tail)
     out.write(page, _page(cfg.env, "group.html", ctx))
+
+
+def _serve_build(
+    out: Output, cfg: _Settings, record: GroupRecord, attempt: Attempt, served: dict[str, str]
+) -> None:
+    """Publish one attempt's build files (plain copies, views, report, .txt/.json names);
+    those whose store file is missing are dropped from ``served``."""
+    for kind in list(served):
+        if kind not in attempt.files:
+            continue  # a view or an alias: made with its file
+        alias = served.get(paths.ALIASES.get(kind, ""))
+        if alias:  # the same file under a name any server sends as text or JSON; made
+            out.symlink(alias, kind)  # first, as the view links to it
+        if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
+            if alias:
+                out.expected.discard(alias)
+                out.remove(alias)
+            for name in (kind, f"{kind}.html", paths.ALIASES.get(kind)):
+                served.pop(name or "", None)
 
 
 def _log_end(out: Output, served: Mapping[str, str], size: int = 16 << 10) -> str:
@@ -557,16 +614,18 @@ def _outputs(
     name = f"{record.group.name} {attempt.version}"
     # a build id's files are shared by every profile holding the group: the way back is the
     # search for its name (which lists it in each), not one profile's page
-    back = (name, paths.root_prefix(target) + "index.html?q=" + quote(record.group.name, safe=""))
+    query = "index.html?q=" + quote(record.group.name, safe="")
     if kind == "diffoscope_html":
         title = f"diffoscope: {name} (build {attempt.build_id})"
-        return [(target, functools.partial(html.report_page, title=title, back=back,
-                                           root=paths.root_prefix(target)))]  # fmt: skip
+        root = paths.root_prefix(target)
+        return [(target, functools.partial(html.report_page, title=title,
+                                           back=(name, root + query), root=root))]  # fmt: skip
     outputs: list[tuple[str, Transform | None]] = [(target, None)]
     view = served.get(f"{kind}.html")
     if view:
         title = f"{kind}: {name} (build {attempt.build_id})"
-        plain = paths.href(view, target)
+        back = (name, paths.root_prefix(view) + query)
+        plain = paths.href(view, served.get(paths.ALIASES.get(kind, ""), target))
 
         def as_page(data: bytes) -> bytes:
             text = data.decode("utf-8", "replace")
@@ -616,7 +675,8 @@ def _render_suite(out: Output, cfg: _Settings, profile: str, suite: _Suite) -> N
     """A suite's lists: every status and each one, by name and by date, paged; and its JSON."""
     s = suite.summary
     items = sorted(suite.items, key=lambda it: (it.row.name, it.row.url))
-    cells = [html.row_html(it.row) for it in items]
+    root = paths.root_prefix(f"{s.dir}/index.html")
+    cells = [html.row_html(it.row, root) for it in items]
     by_name = list(zip(items, cells, strict=True))
     by_date = [x for x in by_name if x[0].row.built]
     by_date.sort(key=lambda x: x[0].row.built, reverse=True)  # type: ignore[arg-type,return-value]
@@ -691,6 +751,8 @@ def _write_v0(
     out.write(f"{base}/pkgs/list", v0.pkgs_list([p.line for p in lines]))
     out.write(f"{base}/dashboard", api_v0.dumps(api_v0.dashboard(lines, queue, now)))
     out.write(f"{base}/public-keys", keys)
+    for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them
+        out.symlink(f"{base}/{name}.json", name.rpartition("/")[2])
 
 
 def _render_v1(
@@ -809,6 +871,9 @@ def _render_dashboard(
                 prof.name, prof.distro, view.queue_length, view.last_pass, summaries, chart,
                 history.suite_legend(hist),
                 p.regressions.items(), p.reproduced.items(), archs,
+                new_bad=p.new_bad.items(), new_fail=p.new_fail.items(),
+                offered={"regressions": p.regressions.total, "reproduced": p.reproduced.total,
+                        "new_bad": p.new_bad.total, "new_fail": p.new_fail.total},
             )
         )  # fmt: skip
         suites = [

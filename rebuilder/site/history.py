@@ -108,9 +108,11 @@ class Newest:
 
     def __init__(self, n: int) -> None:
         self.n = n
+        self.total = 0  # how many were offered: a capped list says "n of total"
         self._heap: list[tuple[tuple[_dt.datetime, str, str, int], Change]] = []
 
     def offer(self, profile: str, record: GroupRecord, page: str, step: Step) -> None:
+        self.total += 1
         key = (end(step[0]), profile, record.group.key, step[0].build_id)
         if len(self._heap) < self.n:
             heapq.heappush(self._heap, (key, change(profile, record, page, step)))

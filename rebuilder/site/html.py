@@ -164,14 +164,17 @@ class Row(NamedTuple):
     url: str  # link from the list page's folder
     extra: str = ""  # escaped HTML of further cells (maintainer pages: profile and suite)
     reason: str = ""  # why the newest attempt is BAD or FAIL
+    files: tuple[tuple[str, str], ...] = ()  # (label, site path): a BAD/FAIL's log, report
 
 
-def row_html(r: Row) -> str:
+def row_html(r: Row, root: str = "") -> str:
+    """One list row; ``root`` leads from the list's folder to the site root."""
     built = r.built.strftime("%Y-%m-%d %H:%M") if r.built else "–"
+    files = "".join(f' <a href="{e(root + paths.url(f))}">{label}</a>' for label, f in r.files)
     return (
         f'<tr><td><a href="{e(r.url)}">{e(r.name)}</a></td><td>{e(r.version)}</td>'
-        f'<td class="s-{r.status}">{r.status}</td>{r.extra}<td class="reason">{e(r.reason)}</td>'
-        f"<td>{built}</td></tr>\n"
+        f'<td class="s-{r.status}">{r.status}{files}</td>{r.extra}'
+        f'<td class="reason">{e(r.reason)}</td><td>{built}</td></tr>\n'
     )
 
 
@@ -307,8 +310,13 @@ def profile_context(
     regressions: Sequence[history.Change],
     reproduced: Sequence[history.Change],
     arch_apis: Sequence[tuple[str, str]],
+    *,
+    new_bad: Sequence[history.Change] = (),
+    new_fail: Sequence[history.Change] = (),
+    offered: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """One profile's block on the dashboard."""
+    """One profile's block on the dashboard; ``offered`` says how many changes each capped
+    list (``regressions``, ``reproduced``, ``new_bad``, ``new_fail``) had in all."""
     rows = []
     totals = {s: 0 for s in Status}
     for s in suites:
@@ -347,6 +355,17 @@ def profile_context(
         "legend": legend,
         "regressions": change_rows(regressions),
         "newly_reproduced": change_rows(reproduced),
+        "new_bad": change_rows(new_bad),
+        "new_fail": change_rows(new_fail),
+        "totals": {
+            k: (len(v), (offered or {}).get(k, len(v)))
+            for k, v in (
+                ("regressions", regressions),
+                ("reproduced", reproduced),
+                ("new_bad", new_bad),
+                ("new_fail", new_fail),
+            )
+        },
         "feed": paths.url(paths.profile_feed(name, ".atom")),
         "json_feed": paths.url(paths.profile_feed(name, ".json")),
         "badge": paths.url(paths.profile_badge(name, ".svg")),
@@ -371,7 +390,7 @@ class MaintainerLink(NamedTuple):
 def maintainer_rows(items: Sequence[tuple[Row, Status]]) -> list[str]:
     """A maintainer's packages: those needing attention (BAD, FAIL) first, then by name."""
     ordered = sorted(items, key=lambda x: (_BROKEN_FIRST[x[1]], x[0].name, x[0].extra))
-    return [row_html(r) for r, _ in ordered]
+    return [row_html(r, "../") for r, _ in ordered]  # from m/
 
 
 def maintainer_context(
@@ -421,11 +440,15 @@ def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tu
     for kind, label in FILE_LABELS:
         if kind in v0:
             view = v0.get(f"{kind}.html")
+            plain = v0.get(paths.ALIASES.get(kind, ""), v0[kind])
             if view:
                 links.append((label, paths.href(page, view)))
-                links.append((f"{label} (plain)", paths.href(page, v0[kind])))
+                links.append((f"{label} (plain)", paths.href(page, plain)))
             else:
-                links.append((label, paths.href(page, v0[kind])))
+                links.append((label, paths.href(page, plain)))
+            if kind == "attestation":  # what it is checked with
+                keys = v0[kind].rpartition("/builds/")[0] + "/public-keys.json"
+                links.append(("public key", paths.href(page, keys)))
             continue
         rel = attempt.files.get(kind)
         target = paths.store_rel(rel) if rel else None

@@ -25,7 +25,8 @@ Layout (all paths relative to the site directory)::
     p/<profile>/<release>/<component>/<arch>/pkg/<name>.json  its record, full history
     p/<profile>/<release>/<component>/<arch>/badge/<name>.{svg,json}  its badges
     <distro>/api/v0/{pkgs/list,dashboard,public-keys}         rebuilderd v0
-    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}  (+ readable .html views)
+    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}  (+ .txt/.json names)
+    v/<distro>/builds/<id>/{log,diffoscope}.html, diffoscope-report.html  readable views
     <distro>/<arch>/api/v0/...            the same, for one architecture
     builds/                               the results store (never written here)
 
@@ -82,8 +83,20 @@ SEARCH = "search"
 FEEDS = "feeds"
 BADGES = "badges"
 STATUS_BADGES = f"{BADGES}/_"  # '_' + '/' can't be a profile's "<segment>.svg"
+VIEWS_DIR = "v"  # readable views of build files, outside the API trees: v/<distro>/builds/<id>/
 RESERVED_TOP = frozenset(
-    {PAGES, STATIC, STORE, MAINTAINERS, SEARCH, FEEDS, BADGES, "index.html", "index.json"}
+    {
+        PAGES,
+        STATIC,
+        STORE,
+        MAINTAINERS,
+        SEARCH,
+        FEEDS,
+        BADGES,
+        VIEWS_DIR,
+        "index.html",
+        "index.json",
+    }
     | {"feed.atom", "feed.json", "maintainers.html"}
 )
 STATUS_PAGES = ("good", "bad", "fail", "unkwn")  # list pages of one status
@@ -236,8 +249,23 @@ def api_build_dir(distro: str, build_id: int) -> str:
     return f"{api_base(distro)}/builds/{int(build_id)}"
 
 
+def views_base(distro: str) -> str:
+    """``v/<distro>``: the pages made of a distribution's build files. They live outside
+    the API trees, whose ``builds`` folder is also reached through each per-architecture
+    tree, one folder deeper, where a page's relative links would not resolve."""
+    api_base(distro)  # the same check of the name
+    return f"{VIEWS_DIR}/{segment(distro)}"
+
+
+def view_build_dir(distro: str, build_id: int) -> str:
+    """``v/<distro>/builds/<id>``: the readable views and diffoscope's report of a build."""
+    return f"{views_base(distro)}/builds/{int(build_id)}"
+
+
 VIEWS = {"log": "log.html", "diffoscope": "diffoscope.html"}  # readable views of v0 files
-REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the v0 files
+REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the views
+# the v0 files again under a name a plain server sends as text or JSON (symlinks)
+ALIASES = {"log": "log.txt", "diffoscope": "diffoscope.txt", "attestation": "attestation.json"}
 
 
 def store_rel(rel: str) -> str | None:
