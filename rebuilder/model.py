@@ -204,7 +204,9 @@ class Attempt:
     ``buildinfo``, ``environment``...) to a path relative to the results
     store; the site serves them. A BAD attempt compared by diffoscope carries
     ``causes`` (:mod:`rebuilder.causes` names) and ``differences``: (file,
-    cause) of the differing files, a few.
+    cause) of the differing files, a few. ``phases`` splits ``duration`` into
+    ``prepare`` / ``build`` / ``compare`` / ``cleanup`` seconds (empty for
+    attempts recorded before it existed).
     """
 
     build_id: int
@@ -219,6 +221,7 @@ class Attempt:
     files: dict[str, str] = field(default_factory=dict)
     causes: tuple[str, ...] = ()
     differences: tuple[tuple[str, str], ...] = ()
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -239,6 +242,8 @@ class Attempt:
             d["causes"] = list(self.causes)
         if self.differences:
             d["differences"] = [{"file": f, "cause": c} for f, c in self.differences]
+        if self.phases:
+            d["phases"] = {k: round(v, 1) for k, v in self.phases.items()}
         return d
 
     @classmethod
@@ -258,6 +263,7 @@ class Attempt:
             differences=tuple(
                 (str(x.get("file", "")), str(x.get("cause", ""))) for x in d.get("differences", ())
             ),
+            phases={str(k): float(v) for k, v in d.get("phases", {}).items()},
         )
 
 

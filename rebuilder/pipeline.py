@@ -39,6 +39,7 @@ from rebuilder import (
 )
 from rebuilder.build import BuildContext, BuildPool, PoolSummary, run_build, tools
 from rebuilder.build.backends import check_backend, shipped_backend
+from rebuilder.build.reaper import Reaper
 from rebuilder.build.runner import remove_tree
 from rebuilder.config import Config, Profile, Settings, check_method, resolve_paths
 from rebuilder.errors import RebuilderError, StateError
@@ -663,12 +664,14 @@ def _run_jobs(
         progress.note(f"stopping {running} builds... (Ctrl-C again to quit at once)")
 
     with _work_dir(s) as work, contextlib.ExitStack() as stack:
+        # attempt directories go after the verdict; closed (drained) before work is removed
+        reaper = stack.enter_context(Reaper())
         base = BuildContext(
             backend=Path(), results_dir=results_dir, work_dir=work,
             timeout=s.build_timeout, log_limit=s.log_limit, diffoscope=s.diffoscope,
             diffoscope_timeout=s.diffoscope_timeout, diffoscope_limit=s.diffoscope_limit,
             env={"REBUILDER_CACHE_DIR": str((s.cache_dir / "build").resolve())},
-            sign=_signer(key), watch=live.watch,
+            sign=_signer(key), watch=live.watch, reaper=reaper,
         )  # fmt: skip
         # resolved before any build starts, so a missing backend fails the pass at once
         contexts = {

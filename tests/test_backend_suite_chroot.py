@@ -40,8 +40,10 @@ SCRIPT = (
 RELEASE_DATE = "Sat, 11 Jul 2026 10:16:37 UTC"
 RELEASE_STAMP = "20260711T101637Z"
 TIMING = re.compile(
-    r"timing: total=(?P<total>[\d.]+)s dpkg-buildpackage=(?P<build>[\d.]+)s "
-    r"overhead=(?P<overhead>[\d.]+)s \(base chroot (?P<base>\w+)\)"
+    r"timing: total=(?P<total>[\d.]+)s prepare=(?P<prepare>[\d.]+)s build=(?P<build>[\d.]+)s "
+    r"cleanup=(?P<cleanup>[\d.]+)s overhead=(?P<overhead>[\d.]+)s "
+    r"\(base chroot (?P<base>\w+), (?P<rootfs>\w+) root\)$",
+    re.M,
 )
 
 
@@ -164,6 +166,7 @@ def test_missing_environment_is_named(tmp_path: Path) -> None:
         ("REBUILDER_MIRROR", "http://x/debian bookworm main\ndeb http://evil", "not an http"),
         ("REBUILDER_MIRROR", "ftp://mirror.example/debian", "not an http"),
         ("REBUILDER_ARCH", "s390x", "cannot build s390x"),
+        ("REBUILDER_CHROOT_ROOTFS", "tmpfs", "must be auto, overlay or unpack"),
     ],
 )
 def test_hostile_settings_are_rejected_before_anything_is_written(
@@ -380,6 +383,10 @@ def test_distro_info_data_rebuilds_bit_for_bit(
     if not os.environ.get("REBUILDER_TEST_CACHE_DIR"):
         assert len(created) == 1, "two builds side by side both created the base chroot"
     assert timing(warm)["base"] == "reused"
+    # an overlay over the base tree unpacked once, and build dependencies from the shared cache
+    assert timing(warm)["rootfs"] == "overlay"
+    assert len(list((chroot_cache / "debian-suite-chroot").glob("*.tree"))) == 1
+    assert list((chroot_cache / "debian-suite-chroot" / "debs").glob("debhelper_*.deb"))
     creation = re.search(r"created base chroot in ([\d.]+) s", "".join(r.stderr for r in created))
     figures = {
         "cold_build_seconds": created[0].seconds if created else None,

@@ -297,6 +297,15 @@ class LogCap:
         text = buf.decode(errors="replace").replace("\r", "\n")
         return [ln.strip() for ln in text.splitlines() if ln.strip()][-n:]
 
+    def tail_bytes(self, n: int = 4096) -> bytes:
+        """The last ``n`` bytes kept (where a backend's closing summary lines are)."""
+        if n <= 0:
+            return b""
+        tail = bytes(self._tail[-n:])
+        if len(tail) == n:
+            return tail
+        return bytes(self._head[len(self._head) - (n - len(tail)) :]) + tail
+
     def getvalue(self) -> bytes:
         if not self.truncated:
             return bytes(self._head + self._tail)

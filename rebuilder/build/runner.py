@@ -47,6 +47,7 @@ from urllib.parse import unquote, urlsplit
 from rebuilder import attest, causes, fetch, results
 from rebuilder.build import diffoscope
 from rebuilder.build._supervise import LogCap, Outcome, run_supervised
+from rebuilder.build.reaper import Reaper
 from rebuilder.errors import ChecksumError, NotFoundError, RebuilderError
 from rebuilder.model import (
     SOURCE_UNAVAILABLE,
@@ -88,7 +89,8 @@ class BuildContext:
     and of diffoscope text kept; ``env`` extra environment for the backend;
     ``sign(job, input, artifact)`` returns an attestation (in-toto link) for
     one verified artifact; ``grace`` is how long a stopped backend gets
-    between SIGTERM and SIGKILL.
+    between SIGTERM and SIGKILL; ``reaper``, when given, removes the attempt
+    directory after the verdict instead of before it (see :mod:`.reaper`).
     """
 
     backend: Path
@@ -106,6 +108,7 @@ class BuildContext:
     # told of each build as it starts, with a function that says what it is doing now
     # (for a progress display; not sent to remote workers)
     watch: Callable[[Job, Callable[[], str]], None] | None = None
+    reaper: Reaper | None = None
 
 
 def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None) -> Attempt:
@@ -128,10 +131,13 @@ def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None
         build.tail.append(traceback.format_exc().rstrip())
         status, reason, results = Status.FAIL, f"internal error: {type(e).__name__}: {e}", ()
     finally:  # also for Abandoned and KeyboardInterrupt: the disk is freed in every case
+        build.marks["compared"] = time.monotonic()
         build.cleanup()
     duration = time.monotonic() - t0
+    phases = build_phases(build.marks, t0, duration, backend_timing(build.output.tail_bytes()))
     build.tail.append(f"verdict: {status.value}{f' ({reason})' if reason else ''}")
     build.tail.append(f"duration: {duration:.3f} s")
+    build.tail.append("timing: " + " ".join(f"{k}={v:.1f}s" for k, v in phases.items()))
     files = build.store()
     verdict = causes.classify(build.diff.json) if status is Status.BAD and build.diff else None
     return Attempt(
@@ -147,7 +153,56 @@ def run_build(job: Job, ctx: BuildContext, cancel: threading.Event | None = None
         files=files,
         causes=verdict.causes if verdict else (),
         differences=verdict.files if verdict else (),
+        phases=phases,
     )
+
+
+PHASES = ("prepare", "build", "compare", "cleanup")
+_TIMING_LINE = re.compile(rb"timing: ([^\n]*)")
+_TIMING_FIELD = re.compile(r"([a-z][a-z0-9_+-]*)=([0-9]+(?:\.[0-9]+)?)s\b")
+
+
+def backend_timing(log_tail: bytes) -> dict[str, float]:
+    """The backend's own phases from its last ``timing:`` line, if it prints one.
+
+    >>> backend_timing(b"x\\nsuite: timing: total=9.0s prepare=2.5s build=6.0s cleanup=0.5s\\n")
+    {'total': 9.0, 'prepare': 2.5, 'build': 6.0, 'cleanup': 0.5}
+    >>> backend_timing(b"no such line")
+    {}
+    """
+    lines = _TIMING_LINE.findall(log_tail)
+    if not lines:
+        return {}
+    text = lines[-1].decode(errors="replace")
+    return {k: float(v) for k, v in _TIMING_FIELD.findall(text)}
+
+
+def build_phases(
+    marks: Mapping[str, float], t0: float, total: float, backend: Mapping[str, float]
+) -> dict[str, float]:
+    """Where one attempt's time went: prepare / build / compare / cleanup, summing to ``total``.
+
+    ``marks`` are the monotonic times the runner reached (``fetched``, ``backend_start``,
+    ``backend_end``, ``compared``). The backend's time counts as build unless its own
+    timing line splits off ``build`` and ``cleanup``: then the rest of it is prepare.
+    >>> build_phases({"fetched": 1, "backend_start": 1, "backend_end": 11, "compared": 12},
+    ...              0, 13, {"build": 6.0, "cleanup": 1.0})
+    {'prepare': 4.0, 'build': 6.0, 'compare': 1.0, 'cleanup': 2.0}
+    """
+    end = t0 + total
+    start = marks.get("backend_start", marks.get("fetched", end))
+    stop = marks.get("backend_end", start)
+    compared = max(marks.get("compared", stop), stop)
+    ran = stop - start
+    build = min(backend.get("build", ran), ran)
+    own_cleanup = min(backend.get("cleanup", 0.0), ran - build)
+    out = {
+        "prepare": (start - t0) + (ran - build - own_cleanup),
+        "build": build,
+        "compare": compared - stop,
+        "cleanup": own_cleanup + (end - compared),
+    }
+    return {k: round(max(float(v), 0.0), 3) for k, v in out.items()}
 
 
 def mirror_of(group: BuildGroup) -> str:
@@ -186,6 +241,8 @@ def backend_env(job: Job, ctx: BuildContext, outdir: Path, meta_dir: Path) -> di
         REBUILDER_ARTIFACTS=" ".join(a.filename for a in g.artifacts),
         REBUILDER_META_DIR=str(meta_dir),
     )
+    if ctx.reaper is not None:  # the backend may leave its scratch in its cwd to us
+        env["REBUILDER_DEFERRED_CLEANUP"] = "1"
     env.update(ctx.env)
     return env
 
@@ -211,6 +268,7 @@ class _Build:
         self.redact: list[tuple[bytes, bytes]] = []  # this machine's paths, kept out of the site
         # artifacts whose index publishes no SHA256 (sha256 ""): the digest of what was downloaded
         self.unpublished: dict[str, str] = {}
+        self.marks: dict[str, float] = {}  # monotonic times, for the attempt's phases
 
     # --- the build ----------------------------------------------------------------------------
 
@@ -236,6 +294,7 @@ class _Build:
         input_path = self._download_all()
         self._check_cancel()
         self.phase = "backend"
+        self.marks["fetched"] = time.monotonic()
         outcome = self._run_backend(input_path, outdir, meta_dir)
         self.phase = "comparing"
         self._collect_meta(meta_dir)
@@ -321,7 +380,7 @@ class _Build:
         env = backend_env(self.job, ctx, outdir, meta_dir)
         self.head.append(f"running: {backend.name} {input_path.relative_to(self.dir)}")
         self.head.append("-" * 72)
-        t0 = time.monotonic()
+        t0 = self.marks["backend_start"] = time.monotonic()
         outcome = run_supervised(
             [str(backend), str(input_path)],
             cwd=str(self.dir),
@@ -332,7 +391,8 @@ class _Build:
             cancel=self.cancel,
         )
         self.tail.append("-" * 72)
-        took = time.monotonic() - t0
+        self.marks["backend_end"] = time.monotonic()
+        took = self.marks["backend_end"] - t0
         if outcome.how == "exit":
             self.tail.append(f"backend exited with {outcome.code} after {took:.3f} s")
         else:
@@ -470,7 +530,10 @@ class _Build:
 
     def cleanup(self) -> None:
         if self.dir is not None:
-            remove_tree(self.dir)
+            if self.ctx.reaper is not None:
+                self.ctx.reaper.discard(self.dir, remove_tree)
+            else:
+                remove_tree(self.dir)
             self.dir = None
 
 

@@ -431,6 +431,18 @@ class AttemptRow(NamedTuple):
     backend: str
     reason: str
     links: list[tuple[str, str]]  # (label, href)
+    phases: str = ""  # where the duration went, e.g. "prepare 2.1 s · build 6.0 s · ..."
+
+
+def phases_text(phases: Mapping[str, float]) -> str:
+    """An attempt's phases for people.
+
+    >>> phases_text({"prepare": 2.14, "build": 61, "compare": 0.04, "cleanup": 0.2})
+    'prepare 2.1s · build 1m 01s · compare 0.0s · cleanup 0.2s'
+    """
+    return " · ".join(
+        f"{name} {duration(s) if s >= 60 else f'{s:.1f}s'}" for name, s in phases.items()
+    )
 
 
 def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -547,6 +559,7 @@ def group_context(
             t.backend,
             t.reason,
             attempt_links(t, page, v0_files.get(t.build_id, {})),
+            phases_text(t.phases),
         )
         for t in reversed(record.attempts)
     ]

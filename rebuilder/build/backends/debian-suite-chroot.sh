@@ -19,7 +19,10 @@
 #   REBUILDER_META_DIR   optional: receives installed-packages.txt and the .buildinfo
 #   REBUILDER_CHROOT_KEEP   tarballs kept per suite/arch (default 2)
 #   REBUILDER_CHROOT_MODE   auto (default), unshare or root
-#   REBUILDER_WORK_DIR      where the per-build chroot is unpacked (default: the cwd)
+#   REBUILDER_WORK_DIR      where the per-build chroot lives (default: the cwd)
+#   REBUILDER_CHROOT_ROOTFS auto (default: overlay, else unpack), overlay or unpack
+#   REBUILDER_DEFERRED_CLEANUP  1: the caller removes the cwd after its verdict, so the
+#                        per-build tree under the cwd is left to it (set by rebuilder's runner)
 #
 # See docs/backend-suite-chroot.md for the design and the measured figures.
 # Single quotes around "$1"/"${Package}" are meant for the inner shell or dpkg-query.
@@ -182,14 +185,57 @@ create_base() {
 }
 
 # Keeps the newest $REBUILDER_CHROOT_KEEP tarballs of this suite/arch. Builds that already
-# opened an evicted tarball keep reading it: they hold a file descriptor.
+# opened an evicted tarball keep reading it: they hold a file descriptor. An unpacked tree
+# goes with its tarball, but only when no build holds it (a shared flock): it is renamed to
+# trash.* at once and removed at the end of this build, off the other builds' way.
 evict_old() {
-	local prefix=$1 keep=${REBUILDER_CHROOT_KEEP:-2} f
+	local prefix=$1 keep=${REBUILDER_CHROOT_KEEP:-2} f tree
 	find "$CACHE" -maxdepth 1 -name "${prefix}_*.tar.zst" -printf '%f\n' | sort -r |
 		tail -n +"$((keep + 1))" | while read -r f; do
 		log "evicting old base chroot $f"
 		rm -f -- "$CACHE/$f"
 	done
+	find "$CACHE" -maxdepth 1 -name "${prefix}_*.tree" -printf '%f\n' | while read -r f; do
+		[ -e "$CACHE/${f%.tree}.tar.zst" ] && continue
+		tree="$CACHE/$f"
+		if flock -n -x "$tree" mv -- "$tree" "$(mktemp -u "$CACHE/trash.XXXXXX")"; then
+			log "evicting old base tree $f"
+		fi
+	done
+}
+
+# The tarball unpacked once into <tarball>.tree, the read-only lower layer of every build's
+# overlay. Called with the cache lock held; the rename makes a tree whole or absent.
+ensure_tree() {
+	local tarball=$1 tmpdir
+	TREE="${tarball%.tar.zst}.tree"
+	[ -d "$TREE" ] && return 0
+	tmpdir=$(mktemp -d "$CACHE/tmp.XXXXXX")
+	CLEAN_TMP=$tmpdir
+	local t0
+	t0=$(now)
+	mkdir "$tmpdir/root"
+	# Device nodes come from setup_dev: tar cannot mknod inside a user namespace.
+	local untar=(tar -x -C "$tmpdir/root" --numeric-owner --same-owner -p --exclude='./dev/*')
+	if [ "$EUID" -ne 0 ]; then
+		unshare_cmd
+		untar=("${UNSHARE[@]}" -- "${untar[@]}")
+	fi
+	zstd -dc <"$tarball" | "${untar[@]}" || die "cannot unpack the base chroot tarball"
+	mv -- "$tmpdir/root" "$TREE"
+	rm -rf -- "$tmpdir"
+	CLEAN_TMP=
+	log "unpacked base tree $(basename "$TREE") in $(elapsed "$t0" "$(now)") s"
+}
+
+# overlay when REBUILDER_CHROOT_ROOTFS asks for it or (auto) when this kernel has it.
+choose_rootfs() {
+	local want=${REBUILDER_CHROOT_ROOTFS:-auto}
+	case $want in
+	overlay | unpack) ROOTFS=$want ;;
+	auto) if grep -qw overlay /proc/filesystems 2>/dev/null; then ROOTFS=overlay; else ROOTFS=unpack; fi ;;
+	*) die "REBUILDER_CHROOT_ROOTFS must be auto, overlay or unpack, not '$want'" ;;
+	esac
 }
 
 # Ensures the base tarball exists and opens it on fd 8, all under an exclusive lock so two
@@ -204,7 +250,9 @@ open_base() {
 	tarball="$CACHE/${prefix}_${stamp}.tar.zst"
 	exec 9>"$CACHE/$prefix.lock"
 	flock 9
-	find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec rm -rf -- {} + # left by a killed creator
+	# left by a killed creator; renamed now, removed at the end of this build
+	find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec sh -c \
+		'for d; do mv -- "$d" "${d%/tmp.*}/trash.${d##*/tmp.}"; done' sh {} +
 	if [ -s "$tarball" ]; then
 		log "reusing base chroot $(basename "$tarball")"
 		BASE_STATE=reused
@@ -214,7 +262,15 @@ open_base() {
 	fi
 	exec 8<"$tarball"
 	evict_old "$prefix"
+	if [ "$ROOTFS" = overlay ]; then
+		ensure_tree "$tarball"
+		# Shared while this build uses the tree: eviction takes it exclusively, or skips it.
+		exec 7<"$TREE"
+		flock -s 7
+	fi
 	exec 9>&-
+	DEBS="$CACHE/debs"
+	mkdir -p -- "$DEBS/partial"
 }
 
 # --- the build, inside the namespaces ---------------------------------------------------
@@ -360,12 +416,12 @@ inside() {
 	trap 'exit 130' INT
 	local t0 t_unpack t_apt t_deps t_build0 t_build1 dir="$BUILD_PARENT/$RB_BUILDDIR" bin
 	t0=$(now)
-	mkdir -p "$RB_ROOT"
-	# Device nodes come from setup_dev: tar cannot mknod inside a user namespace.
-	zstd -dc <&8 | tar -x -C "$RB_ROOT" --numeric-owner --same-owner -p --exclude='./dev/*' ||
-		die "cannot unpack the base chroot tarball"
+	make_root
 	exec 8<&-
 	setup_mounts "$RB_ROOT"
+	# Build dependencies come from a cache shared by every build of this host (apt locks it).
+	mkdir -p "$RB_ROOT/var/cache/rebuilder-debs"
+	mnt --bind "$RB_DEBS" "$RB_ROOT/var/cache/rebuilder-debs"
 	configure_chroot
 	t_unpack=$(now)
 
@@ -378,7 +434,15 @@ inside() {
 	# man-db's index is never used in a throwaway chroot; skipping it saves seconds per build.
 	echo 'man-db man-db/auto-update boolean false' | in_chroot debconf-set-selections 2>/dev/null ||
 		true
-	in_chroot apt-get -q -y -o Acquire::Retries=3 build-dep "$RB_DEP_FLAG" \
+	local debs=(-o Dir::Cache::Archives=/var/cache/rebuilder-debs/)
+	# Two steps: the download holds apt's lock on the shared cache; the install reads files
+	# that are complete there (apt renames them in) and must not hold that lock while dpkg
+	# runs, or builds side by side would install one after the other.
+	in_chroot apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" --download-only build-dep \
+		"$RB_DEP_FLAG" "/build/src/$(basename "$RB_DSC")" >&2 ||
+		die "cannot download the build dependencies"
+	in_chroot apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" -o Debug::NoLocking=true \
+		-o APT::Keep-Downloaded-Packages=true build-dep "$RB_DEP_FLAG" \
 		"/build/src/$(basename "$RB_DSC")" >&2 || die "cannot install the build dependencies"
 	if [ -n "${RB_META:-}" ]; then
 		in_chroot dpkg-query -W -f '${binary:Package}\t${Version}\n' >"$RB_META/installed-packages.txt"
@@ -407,9 +471,29 @@ inside() {
 	if [ -n "${RB_META:-}" ]; then
 		find "$RB_ROOT$BUILD_PARENT" -maxdepth 1 -name '*.buildinfo' -exec cp -t "$RB_META" -- {} +
 	fi
-	elapsed "$t_build0" "$t_build1" >"$RB_ROOT/../build-seconds"
-	log "timing: unpack=$(elapsed "$t0" "$t_unpack")s apt=$(elapsed "$t_unpack" "$t_apt")s" \
-		"deps+source=$(elapsed "$t_apt" "$t_deps")s build=$(elapsed "$t_build0" "$t_build1")s"
+	printf '%s %s\n' "$t_build0" "$t_build1" >"$RB_ROOT/../build-times"
+	log "timing: root=$(elapsed "$t0" "$t_unpack")s apt=$(elapsed "$t_unpack" "$t_apt")s" \
+		"deps+source=$(elapsed "$t_apt" "$t_deps")s build=$(elapsed "$t_build0" "$t_build1")s" \
+		"($RB_ROOTFS)"
+}
+
+# The build's root: an overlay with the cached tree as its read-only lower layer (nothing
+# to copy, and only what the build changed to remove), else the tarball unpacked.
+make_root() {
+	mkdir -p "$RB_ROOT"
+	if [ "$RB_ROOTFS" = overlay ]; then
+		mkdir -p "$RB_ROOT.upper" "$RB_ROOT.work"
+		if mnt -t overlay overlay \
+			-o "lowerdir=$RB_TREE,upperdir=$RB_ROOT.upper,workdir=$RB_ROOT.work" "$RB_ROOT"; then
+			return 0
+		fi
+		[ "${REBUILDER_CHROOT_ROOTFS:-auto}" = auto ] || die "cannot mount the overlay root"
+		log "note: overlay mount refused; unpacking the base chroot instead"
+		RB_ROOTFS=unpack
+	fi
+	# Device nodes come from setup_dev: tar cannot mknod inside a user namespace.
+	zstd -dc <&8 | tar -x -C "$RB_ROOT" --numeric-owner --same-owner -p --exclude='./dev/*' ||
+		die "cannot unpack the base chroot tarball"
 }
 
 # --- outer driver -----------------------------------------------------------------------
@@ -418,7 +502,39 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [ -n "${CLEAN_TMP:-}" ]; then rm -rf -- "$CLEAN_TMP"; fi
+	remove_work
+	if [ -n "${CACHE:-}" ]; then
+		# evicted trees and killed creators' leftovers (renamed under the lock)
+		find "$CACHE" -maxdepth 1 -name 'trash.*' -exec rm -rf --one-file-system -- {} + \
+			2>/dev/null || true
+		# .debs no build asked for in a month; a build that needs one again downloads it
+		find "$CACHE/debs" -maxdepth 1 -name '*.deb' -atime +30 -delete 2>/dev/null || true
+	fi
+	if [ "$rc" -eq 0 ] && [ -n "${T_BUILD:-}" ]; then timing_line; fi
+	exit "$rc"
+}
+
+# The last line on success: every phase this backend spent, the cleanup included.
+timing_line() {
+	local end b0 b1
+	end=$(now)
+	read -r b0 b1 <<<"$T_BUILD"
+	log "timing: total=$(elapsed "$T_START" "$end")s prepare=$(elapsed "$T_START" "$b0")s" \
+		"build=$(elapsed "$b0" "$b1")s cleanup=$(elapsed "$b1" "$end")s" \
+		"overhead=$(awk -v a="$T_START" -v b="$end" -v c="$b0" -v d="$b1" \
+			'BEGIN { printf "%.1f", (b - a) - (d - c) }')s" \
+		"(base chroot ${BASE_STATE:-?}, ${ROOTFS:-?} root)"
+}
+
+remove_work() {
 	if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+		# The runner removes its attempt directory (our cwd) after recording the verdict,
+		# off the build's critical path; it can only do that for files it may delete.
+		if [ "${REBUILDER_DEFERRED_CLEANUP:-}" = 1 ] && [ -z "${REBUILDER_WORK_DIR:-}" ] &&
+			[ "$EUID" -eq 0 ]; then
+			log "leaving $(basename "$WORK") to the caller's cleanup"
+			return 0
+		fi
 		# --one-file-system: never descend into a mount that outlived the build.
 		if [ "$EUID" -eq 0 ]; then
 			rm -rf --one-file-system -- "$WORK" 2>/dev/null || true
@@ -429,7 +545,6 @@ cleanup() {
 		fi
 		[ ! -e "$WORK" ] || log "warning: could not remove $WORK"
 	fi
-	exit "$rc"
 }
 
 main() {
@@ -474,6 +589,7 @@ main() {
 	local suites
 	suites=$(suites_for "$REBUILDER_RELEASE")
 	choose_mode
+	choose_rootfs
 	trap cleanup EXIT
 	trap 'exit 143' TERM
 	trap 'exit 130' INT
@@ -488,7 +604,8 @@ main() {
 		RB_MIRROR=$REBUILDER_MIRROR RB_OUTDIR=$REBUILDERD_OUTDIR RB_META=${REBUILDER_META_DIR:-} \
 		RB_BUILDDIR=$builddir RB_BUILD_FLAG=$build_flag \
 		RB_DEP_FLAG=$dep_flag RB_ARTIFACTS=${REBUILDER_ARTIFACTS:-} \
-		RB_DEB_BUILD_OPTIONS=${REBUILDER_DEB_BUILD_OPTIONS:-}
+		RB_DEB_BUILD_OPTIONS=${REBUILDER_DEB_BUILD_OPTIONS:-} RB_ROOTFS=$ROOTFS \
+		RB_TREE=${TREE:-} RB_DEBS=$DEBS
 	log "building $src $version ($build_flag) for $REBUILDER_RELEASE/$arch in $MODE mode"
 	local self
 	self=$(readlink -f -- "${BASH_SOURCE[0]}")
@@ -499,12 +616,7 @@ main() {
 		/bin/bash "$self" --inside
 	fi
 	exec 8<&-
-	local build total
-	build=$(cat "$WORK/build-seconds")
-	total=$(elapsed "$T_START" "$(now)")
-	log "timing: total=${total}s dpkg-buildpackage=${build}s" \
-		"overhead=$(awk -v a="$total" -v b="$build" 'BEGIN { printf "%.1f", a - b }')s" \
-		"(base chroot ${BASE_STATE})"
+	T_BUILD=$(cat "$WORK/build-times")
 	local a missing=0
 	for a in ${REBUILDER_ARTIFACTS:-}; do
 		[ -e "$REBUILDERD_OUTDIR/$a" ] || {
