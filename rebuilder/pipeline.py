@@ -386,17 +386,62 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
     now = utcnow()
     with state.locked(s.state_dir), fetch.deadline(opts.max_time, "--max-time"):
         sweep_work_dirs(s)
-        states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
-        synced = _sync_all(s, profiles, states, opts.force_sync, report, now)
+        quiet, presynced = _quiet_profiles(s, profiles, opts, report, now)
+        loud = [p for p in profiles if p.name not in quiet]
+        states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in loud}
+        synced = _sync_all(s, loud, states, opts.force_sync, report, now, presynced)
         todo = plan.plan({p.name: states[p.name].records for p in synced}, now, policies(s))
         limit = len(todo) if opts.max_builds is None else min(opts.max_builds, len(todo))
         if limit:
             _build(config, states, todo[:limit], opts, deadline, report)
-        queue_length = _finish(s, profiles, states, synced, now)
+        queue_length = _finish(s, loud, states, synced, now)
+        for name, summary in quiet.items():
+            state.mark_run(s.state_dir, name, now)
+            queue_length[name] = summary.queue
         report.queued = sum(queue_length.values())
         # under the lock: another pass or render must not overlap this one's last stage
         _publish(config, profiles, states, queue_length, opts, report)
     return report
+
+
+def _quiet_profiles(
+    s: Settings,
+    profiles: Sequence[Profile],
+    opts: PassOptions,
+    report: PassReport,
+    now: dt.datetime,
+) -> tuple[dict[str, state.Summary], dict[str, Snapshot]]:
+    """Profiles this pass need not load: their indexes did not change (checked against the
+    fingerprints of their summary, not of their state file) and they have nothing to build
+    now. Also the snapshots of the profiles that did change, so they are not synced twice."""
+    quiet: dict[str, state.Summary] = {}
+    presynced: dict[str, Snapshot] = {}
+    if opts.force_sync:
+        return quiet, presynced
+    key = _policy_key(s)
+    for p in profiles:
+        summary = state.read_summary(s.state_dir, p.name, key)
+        if summary is None:
+            continue
+        idle = summary.due_at is None or summary.due_at > now
+        if not idle or (summary.queue and opts.max_builds != 0):
+            continue
+        try:
+            snap = _sync_against(s, p, summary.fingerprints, False)
+        except RebuilderError:
+            continue  # the normal path syncs it again and reports the error
+        if snap.unchanged:
+            quiet[p.name] = summary
+            report.changes[p.name] = state.SnapshotChanges()
+            log.info("%s: indexes unchanged since the last sync; state not loaded", p.name)
+        else:
+            presynced[p.name] = snap
+    return quiet, presynced
+
+
+def _policy_key(s: Settings) -> str:
+    """The retry policies a summary's queue length was computed with."""
+    return repr((s.retry_bad, s.retry_fail))
 
 
 def _sync_all(
@@ -406,13 +451,16 @@ def _sync_all(
     force: bool,
     report: PassReport,
     now: dt.datetime,
+    presynced: dict[str, Snapshot] | None = None,
 ) -> list[Profile]:
     """Sync every profile into its state; the ones that synced (a failure stops only its own)."""
     synced = []
     for p in profiles:
         st = states[p.name]
         try:
-            snap = _sync(s, p, st, force)
+            snap = (presynced or {}).get(p.name) or _sync(s, p, st, force)
+            if p.name in (presynced or {}):
+                _check_gone(p, st, snap)
         except RebuilderError as e:
             report.errors.append(f"{p.name}: {e}")
             log.error("error: %s: %s", p.name, e)
@@ -447,6 +495,7 @@ def _finish(
                 state.add_pass(st, _pass_summary(now, st))
         if st.dirty:
             state.save(s.state_dir, st)
+        state.write_summary(s.state_dir, st, queue_length[p.name], _policy_key(s))
     return queue_length
 
 
@@ -547,11 +596,15 @@ def _pending_report(c: dict[str, Any]) -> PassReport:
 
 
 def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
-    with fetch.deadline(s.sync_timeout, f"sync of {p.name}"):
-        snap = sync.sync_profile(p, sync.SyncContext(_cache(s, p), st.fingerprints, force=force))
+    snap = _sync_against(s, p, st.fingerprints, force)
     if not force:
         _check_gone(p, st, snap)
     return snap
+
+
+def _sync_against(s: Settings, p: Profile, previous: dict[str, str], force: bool) -> Snapshot:
+    with fetch.deadline(s.sync_timeout, f"sync of {p.name}"):
+        return sync.sync_profile(p, sync.SyncContext(_cache(s, p), previous, force=force))
 
 
 # A sync that would mark more than this share of a profile's groups gone (and at least

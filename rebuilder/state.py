@@ -6,6 +6,9 @@ Layout of a state directory::
     state/<profile>.journal   results of the pass in progress, one JSON line per finished build
     state/meta.json           the next build id (build ids are unique across profiles)
     state/.rebuilder.lock     held by the pass that owns the directory
+    state/.summary/<profile>.json  untracked: fingerprints, queue length and next retry as of
+                              the last save, valid while the state file is unchanged, so a
+                              pass over unchanged indexes need not parse the state
 
 Writes are atomic (temp file, fsync, rename, fsync of the directory). A
 finished build is appended to the journal and fsynced before the pass goes
@@ -37,6 +40,7 @@ from rebuilder.model import (
     Status,
     format_time,
     parse_time,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -513,3 +517,77 @@ def running_pass(state_dir: Path) -> RunningPass | None:
     except (OSError, ValueError):
         pass
     return RunningPass(pid, started or "?", builds)
+
+
+# ---------------------------------------------------------------- profile summaries
+
+
+SUMMARY_DIR = ".summary"  # untracked, like .last-run.json: a cache of what the state says
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a pass needs to know of a profile whose indexes did not change, without parsing
+    its state file: the fingerprints of its last sync, its queue length and when the next
+    retry falls due (None: none will). Valid only for the state file it was written with."""
+
+    fingerprints: dict[str, str]
+    queue: int
+    due_at: dt.datetime | None
+
+
+def summary_path(state_dir: Path, profile: str) -> Path:
+    return state_dir / SUMMARY_DIR / f"{profile}.json"
+
+
+def _file_key(path: Path) -> list[int] | None:
+    """Size, mtime and inode of a state file: any write of it (ours, git's, an editor's)
+    changes at least one of them, and then the summary no longer applies."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def write_summary(state_dir: Path, st: ProfileState, queue: int, policy: str) -> None:
+    """Note ``st``'s summary beside its saved state file (call after :func:`save`)."""
+    key = _file_key(state_path(state_dir, st.profile))
+    if key is None or st.dirty:
+        return
+    now = utcnow()
+    due = [r.next_retry for r in st.records.values() if r.seen and r.next_retry is not None]
+    later = [d for d in due if d > now]
+    data = {
+        "state": key,
+        "policy": policy,
+        "fingerprints": st.fingerprints,
+        "queue": queue,
+        # a retry already due is in the queue; one due later changes the queue then
+        "due_at": format_time(min(later)) if later else None,
+    }
+    try:
+        atomic_write(summary_path(state_dir, st.profile), json.dumps(data).encode())
+    except StateError as e:  # only a cache: the next pass then reads the state file
+        log.warning("%s", e)
+
+
+def read_summary(state_dir: Path, profile: str, policy: str) -> Summary | None:
+    """The profile's summary, or None when it does not describe the state file as it is now
+    (missing, written with other retry policies, the state file changed since, or a journal
+    of an interrupted pass waits to be replayed)."""
+    if journal_path(state_dir, profile).exists():
+        return None
+    try:
+        data = json.loads(summary_path(state_dir, profile).read_bytes())
+        if data["state"] != _file_key(state_path(state_dir, profile)):
+            return None
+        if data["policy"] != policy:
+            return None
+        return Summary(
+            {str(k): str(v) for k, v in data["fingerprints"].items()},
+            int(data["queue"]),
+            parse_time(data["due_at"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
