@@ -357,22 +357,30 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One planned build: the group, why it is queued, and the build id it will record."""
+    """One planned build: the group, why it is queued, and the build id it will record.
+
+    ``estimate``: the seconds the group's last real build took (None: never built), which
+    the pool's schedule uses to order builds and to keep those that cannot finish in time.
+    """
 
     profile: str
     group: BuildGroup
     reason: str  # new | new version | retry due | requeued | inputs changed
     priority: int = 0
     build_id: int = 0
+    estimate: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "profile": self.profile,
             "reason": self.reason,
             "priority": self.priority,
             "build_id": self.build_id,
             "group": self.group.to_json(),
         }
+        if self.estimate is not None:
+            d["estimate"] = round(self.estimate, 1)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Job:
@@ -382,6 +390,7 @@ class Job:
             d["reason"],
             int(d.get("priority", 0)),
             int(d.get("build_id", 0)),
+            None if d.get("estimate") is None else float(d["estimate"]),
         )
 
     def with_build_id(self, build_id: int) -> Job:

@@ -80,6 +80,16 @@ def reason(rec: GroupRecord, now: dt.datetime, policies: Policies) -> str | None
     return "retry due" if due is not None and due <= now else None
 
 
+def estimate(rec: GroupRecord) -> float | None:
+    """How long the group's next build may take: its newest attempt that ran a whole build
+    (GOOD or BAD) or ran out of time; None when none did (a FAIL that stopped early says
+    nothing about the build's length)."""
+    for a in reversed(rec.attempts):
+        if a.status in (Status.GOOD, Status.BAD) or a.reason.startswith("timeout"):
+            return a.duration
+    return None
+
+
 def plan(
     profiles: Mapping[str, Mapping[str, GroupRecord]], now: dt.datetime, policies: Policies
 ) -> list[Job]:
@@ -89,7 +99,7 @@ def plan(
         for rec in records.values():
             why = reason(rec, now, policies)
             if why is not None:
-                jobs.append(Job(profile, rec.group, why, rec.requeued))
+                jobs.append(Job(profile, rec.group, why, rec.requeued, estimate=estimate(rec)))
     jobs.sort(key=lambda j: (-j.priority, _REASON_ORDER[j.reason], j.group.name, j.group.key))
     return jobs
 

@@ -12,9 +12,12 @@ broken when one worker dies). Any :class:`concurrent.futures.Executor` can
 take its place (e.g. a Dask client's), as long as the cancel event reaches
 the build function.
 
-At the deadline the pool stops submitting and sets the cancel event; running
-builds kill their backends and raise :class:`~rebuilder.build.runner.Abandoned`;
-those jobs are counted as abandoned and not reported, so they stay queued.
+When the jobs are a sequence (a plan), which starts next is :mod:`.schedule`'s choice:
+known-short builds first, a long one early enough to finish before the deadline, and none
+that cannot finish by then (``not_started``: they stay queued). At the deadline the pool
+stops submitting and sets the cancel event; running builds kill their backends and raise
+:class:`~rebuilder.build.runner.Abandoned`; those jobs are counted as abandoned and not
+reported, so they stay queued.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rebuilder.build.runner import Abandoned
+from rebuilder.build.schedule import Schedule
 from rebuilder.model import Attempt, Job, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class PoolSummary:
     elapsed: float = 0.0
     deadline_reached: bool = False
     interrupted: bool = False  # Ctrl-C: running builds were stopped and count as abandoned
+    not_started: int = 0  # known to take longer than the time left before the deadline
 
     @property
     def built(self) -> int:
@@ -127,8 +132,10 @@ class _Run:
         self.interrupted = False
 
     def run(self, jobs: Iterable[Job]) -> PoolSummary:
+        # A sequence (a plan) is scheduled; an iterator is pulled lazily, in its own order.
+        schedule = Schedule(jobs if isinstance(jobs, Sequence) else ())
         try:
-            self._loop(jobs)
+            self._loop(self._scheduled(schedule) if isinstance(jobs, Sequence) else jobs)
         except KeyboardInterrupt:
             self.interrupted = True
             if self.on_stop is not None:
@@ -136,12 +143,18 @@ class _Run:
             else:
                 log.warning("stopping %d builds...", len(self.in_flight))
             self._stop_running()
+        if schedule.not_started:
+            log.info(
+                "%d build(s) not started: they would not finish before the deadline",
+                schedule.not_started,
+            )
         return PoolSummary(
             counts=dict(self.counts),
             abandoned=self.abandoned,
             elapsed=time.monotonic() - self.t0,
             deadline_reached=self.cancel.is_set() and not self.interrupted,
             interrupted=self.interrupted,
+            not_started=schedule.not_started,
         )
 
     def _stop_running(self) -> None:
@@ -183,6 +196,10 @@ class _Run:
         except BaseException:
             self._stop_running()  # on_result raised: stop the backends, then go
             raise
+
+    def _scheduled(self, schedule: Schedule) -> Iterator[Job]:
+        while (job := schedule.next(time.monotonic(), self.deadline)) is not None:
+            yield job
 
     def _past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
