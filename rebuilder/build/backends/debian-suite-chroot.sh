@@ -222,6 +222,10 @@ ensure_tree() {
 		untar=("${UNSHARE[@]}" -- "${untar[@]}")
 	fi
 	zstd -dc <"$tarball" | "${untar[@]}" || die "cannot unpack the base chroot tarball"
+	# apt's package caches, built once here rather than by every build's first apt call
+	local gen=(chroot "$tmpdir/root" /usr/bin/env -i PATH="$SAFE_PATH" apt-cache gencaches)
+	if [ "$EUID" -ne 0 ]; then gen=("${UNSHARE[@]}" -- "${gen[@]}"); fi
+	"${gen[@]}" >/dev/null 2>&1 || log "note: apt-cache gencaches failed in the base tree"
 	mv -- "$tmpdir/root" "$TREE"
 	rm -rf -- "$tmpdir"
 	CLEAN_TMP=
@@ -425,9 +429,17 @@ inside() {
 	configure_chroot
 	t_unpack=$(now)
 
-	in_chroot apt-get -q -o Acquire::Retries=3 update >&2 || die "apt-get update failed in the chroot"
-	in_chroot apt-get -q -y -o Acquire::Retries=3 dist-upgrade >&2 ||
-		die "apt-get dist-upgrade failed in the chroot"
+	# The base chroot is keyed by its suite's Release Date, so for a single suite its lists and
+	# packages are the suite as published now, if they came from this mirror. An overlay
+	# suite's base suite can move without changing that key: then update and upgrade.
+	if [[ $RB_SUITES == *" "* ]] || ! lists_from_this_mirror; then
+		in_chroot apt-get -q -o Acquire::Retries=3 update >&2 ||
+			die "apt-get update failed in the chroot"
+		in_chroot apt-get -q -y -o Acquire::Retries=3 dist-upgrade >&2 ||
+			die "apt-get dist-upgrade failed in the chroot"
+	else
+		log "base chroot is the suite's current Release: no apt-get update needed"
+	fi
 	t_apt=$(now)
 
 	stage_source
@@ -475,6 +487,15 @@ inside() {
 	log "timing: root=$(elapsed "$t0" "$t_unpack")s apt=$(elapsed "$t_unpack" "$t_apt")s" \
 		"deps+source=$(elapsed "$t_apt" "$t_deps")s build=$(elapsed "$t_build0" "$t_build1")s" \
 		"($RB_ROOTFS)"
+}
+
+# True when the chroot holds package lists of $RB_SUITES fetched from $RB_MIRROR (apt names
+# list files after the URL; its escaping of odd characters is left to the glob).
+lists_from_this_mirror() {
+	local host=${RB_MIRROR#*://}
+	host=${host%%[/:]*}
+	compgen -G "$RB_ROOT/var/lib/apt/lists/${host}*_dists_${RB_SUITES}_main_binary-*_Packages" \
+		>/dev/null
 }
 
 # The build's root: an overlay with the cached tree as its read-only lower layer (nothing
