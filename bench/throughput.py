@@ -6,7 +6,9 @@ URLs), start the supervisor and the backend, compare, write ``log.gz``, remove
 the attempt dir. The backend is a shell script that does nothing (``noop``:
 every artifact is then missing, BAD) or copies the artifacts (``copy``: GOOD).
 What is left is this tool's overhead per build; target: >= 1,000 builds/minute
-on 2 cores with ``--jobs 2``.
+on 2 cores with ``--jobs 2``, and <= 20 CPU-ms per build (this process and its
+children, user + system). The floor, timed in the same run: the CPU of starting the
+same backend directly with ``subprocess.run``, the least any runner pays per build.
 
     python bench/throughput.py --builds 1000 --jobs 2 --backend noop
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +62,25 @@ def make_jobs(root: Path, builds: int, artifacts: int, size: int) -> list[Job]:
     ]
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its waited-for children so far."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def floor_cpu(script: Path, root: Path, n: int = 200) -> float:
+    """CPU seconds per bare start of the backend (no runner at all)."""
+    (root / "floor-out").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "REBUILDERD_OUTDIR": str(root / "floor-out")}
+    t = cpu_seconds()
+    for _ in range(n):
+        subprocess.run([str(script), "/dev/null"], env=env, stdin=subprocess.DEVNULL, check=True)
+    return (cpu_seconds() - t) / n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--builds", type=int, default=1000)
@@ -91,7 +114,10 @@ def main() -> int:
         def on_result(job: Job, attempt: Attempt) -> None:
             durations.append(attempt.duration)
 
+        floor = floor_cpu(script, root)
+        cpu0 = cpu_seconds()
         summary = BuildPool(args.jobs).run(jobs, build, on_result)
+        cpu = (cpu_seconds() - cpu0) / max(1, summary.built)
         leftovers = list((root / "work").iterdir())
 
     counts = Counter({s.value: n for s, n in summary.counts.items()})
@@ -110,6 +136,8 @@ def main() -> int:
     )
     print(f"slot time/build:   {summary.elapsed * args.jobs / max(1, summary.built) * 1000:.1f} ms")
     print(f"attempt dirs left: {len(leftovers)}")
+    print(f"CPU per build:     {cpu * 1000:.1f} ms (target <= 20 ms); floor (bare backend "
+          f"start) {floor * 1000:.1f} ms; ratio {cpu / floor:.1f}x")  # fmt: skip
     ok = summary.counts.get(expected, 0) == args.builds and not leftovers
     return 0 if ok else 1
 
