@@ -13,7 +13,7 @@ from rebuilder.build import BuildPool
 from rebuilder.build.schedule import Schedule
 from rebuilder.model import Attempt, GroupRecord, Job, Status, utcnow
 
-from .helpers import attempt, group
+from .fixtures.operator import attempt, group
 from .test_plan import POL
 
 

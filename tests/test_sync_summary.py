@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .debian_archive import Archive
-from .helpers import operator_dir, rebuild
+from .fixtures.debian import Archive
+from .fixtures.operator import operator_dir, rebuild
 
 
 def _garble_in_place(path: Path) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 # _signal, not signal, and no contextlib: both import enum, which cost this process a third
 # of its start-up CPU, paid once per build.
-import _signal as signal
+import _signal as signal  # type: ignore[import-not-found]
 import ctypes
 import os
 import select
