@@ -449,8 +449,10 @@ inside() {
 	local debs=(-o Dir::Cache::Archives=/var/cache/rebuilder-debs/)
 	# Two steps: the download holds apt's lock on the shared cache; the install reads files
 	# that are complete there (apt renames them in) and must not hold that lock while dpkg
-	# runs, or builds side by side would install one after the other.
-	in_chroot apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" --download-only build-dep \
+	# runs, or builds side by side would install one after the other. apt fails at once on a
+	# lock another build holds, so downloads queue on flock first.
+	in_chroot flock /var/cache/rebuilder-debs/.download.lock \
+		apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" --download-only build-dep \
 		"$RB_DEP_FLAG" "/build/src/$(basename "$RB_DSC")" >&2 ||
 		die "cannot download the build dependencies"
 	in_chroot apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" -o Debug::NoLocking=true \
