@@ -44,9 +44,12 @@ def test_demo_pass_reproduces_real_bookworm_packages(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     work.mkdir()
     subprocess.run(["git", "init", "-q", str(work)], check=True)
+    # paths follow the config's folder: the demo's own copy keeps the checkout clean
+    config = work / "rebuilder.toml"
+    config.write_bytes(DEMO.read_bytes())
     env = dict(os.environ, PYTHONPATH=str(REPO))
     r = subprocess.run(
-        [sys.executable, str(REPO / "rebuild.py"), "run", "--config", str(DEMO)],
+        [sys.executable, str(REPO / "rebuild.py"), "run", "--config", str(config)],
         cwd=work,
         env=env,
         capture_output=True,
