@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,12 +45,11 @@ def test_demo_pass_reproduces_real_bookworm_packages(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     work.mkdir()
     subprocess.run(["git", "init", "-q", str(work)], check=True)
-    # paths follow the config's folder: the demo's own copy keeps the checkout clean
-    config = work / "rebuilder.toml"
-    config.write_bytes(DEMO.read_bytes())
+    # as scripts/demo does: state, site and caches follow the config file, so it is copied here
+    shutil.copyfile(DEMO, work / "rebuilder.toml")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     r = subprocess.run(
-        [sys.executable, str(REPO / "rebuild.py"), "run", "--config", str(config)],
+        [sys.executable, str(REPO / "rebuild.py"), "run", "--config", "rebuilder.toml"],
         cwd=work,
         env=env,
         capture_output=True,
