@@ -66,9 +66,11 @@ _RESERVED_PREFIX = ".rebuilder-"
 _META_MAX_FILES = 64
 _META_MAX_BYTES = 16 << 20
 _REASON_NAMES = 5
-# a rebuilt file this much larger than the published one is not given to diffoscope
-_DIFFOSCOPE_MAX_RATIO = 2
-_DIFFOSCOPE_SLACK = 64 << 20
+# A rebuilt file this much larger than the published one is neither hashed nor given to
+# diffoscope: the build decides its size (a sparse 50 GB file costs minutes to read), and
+# its size alone says that it differs.
+_OVERSIZED_RATIO = 2
+_OVERSIZED_SLACK = 64 << 20
 # Meta files become site URLs and JSON keys: plain names only.
 _META_NAME = re.compile(
     r"[A-Za-z0-9_+~-][A-Za-z0-9._+~-]{0,127}"
@@ -409,7 +411,7 @@ class _Build:
             built, note, size = _rebuilt_digest(rebuilt, a.size)
             if note:
                 self.tail.append(f"{a.filename}: {note}")
-            if size is not None and size > _DIFFOSCOPE_MAX_RATIO * a.size + _DIFFOSCOPE_SLACK:
+            if size is not None and _oversized(size, a.size):
                 oversized.add(a.filename)
             expected = (a.sha256 or self.unpublished.get(a.filename, "")).lower()
             results.append(ArtifactResult(a.name, a.filename, expected, built))
@@ -625,9 +627,10 @@ def _rebuilt_digest(path: Path, published_size: int) -> tuple[str | None, str, i
 
     A package's own build decides what lands in the output directory, so a FIFO
     (opening it would block for ever), a device, a directory or a symlink is
-    never opened: ``lstat`` first, and only a regular file is read. A file whose
-    size differs from the published one is not hashed at all (a sparse 50 GB file
-    would take minutes): its digest is "" and it differs.
+    never opened: ``lstat`` first, and only a regular file is read. A file far
+    larger than the published one is not hashed at all (a sparse 50 GB file would
+    take minutes): its digest is "" and it differs. One of another size but within
+    that bound is hashed, so that its record says what was built.
     """
     try:
         st = path.lstat()
@@ -637,7 +640,7 @@ def _rebuilt_digest(path: Path, published_size: int) -> tuple[str | None, str, i
         return None, "a symlink in the output, not a rebuilt file", None
     if not stat.S_ISREG(st.st_mode):
         return None, f"not a regular file ({_file_kind(st.st_mode)}), not a rebuilt file", None
-    if st.st_size != published_size:
+    if _oversized(st.st_size, published_size):
         note = f"{st.st_size} bytes, the index says {published_size}: differs, not hashed"
         return "", note, st.st_size
     try:  # O_NONBLOCK: should the file have been swapped for a FIFO since the lstat
@@ -649,6 +652,10 @@ def _rebuilt_digest(path: Path, published_size: int) -> tuple[str | None, str, i
         if not stat.S_ISREG(now.st_mode) or now.st_ino != st.st_ino:
             return None, "replaced while being read, not a rebuilt file", None
         return fetch.sha256_file(f), "", st.st_size
+
+
+def _oversized(size: int, published_size: int) -> bool:
+    return size > _OVERSIZED_RATIO * published_size + _OVERSIZED_SLACK
 
 
 def _file_kind(mode: int) -> str:
