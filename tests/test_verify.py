@@ -35,8 +35,8 @@ def rebuilders(mirror: tuple[Archive, str], tmp_path: Path):
     shutil.copytree(one, three)
     # two and three speak v0 only (as older rebuilderds do): the client falls back to the
     # v0 files this fixture changes
-    for other in (two, three):
-        shutil.rmtree(other / "debian" / "api" / "v1")
+    for site in (two, three):
+        shutil.rmtree(site / "debian" / "api" / "v1")
     pkgs = two / "debian" / "api" / "v0" / "pkgs" / "list"
     rows = json.loads(pkgs.read_text())
     for r in rows:
