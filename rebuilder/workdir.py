@@ -24,6 +24,8 @@ GITIGNORE = """\
 /state/.rebuilder.lock
 /state/.last-run.json
 /state/.running.json
+/state/.pending.json
+/state/.summary/
 """
 
 FIRST_COMMIT = """\
