@@ -92,6 +92,31 @@ def test_a_folder_with_only_a_stock_rebuilderd_sync_conf(
     assert (work / "state" / "fixture.json").exists()
     assert len(rebuild(work, "plan", "--no-sync").stdout.splitlines()) == 4
 
+    # the documented path (the same profile in a rebuilder.toml, run from elsewhere with
+    # --config) tracks the same groups, with the same inputs, and renders the same pages
+    doc = tmp_path / "documented"
+    doc.mkdir()
+    subprocess.run(["git", "init", "-q", str(doc)], check=True)
+    (doc / "rebuilder.toml").write_text(_profile(a, url))
+    elsewhere = tmp_path / "cron"
+    elsewhere.mkdir()
+    r = rebuild(elsewhere, "run", "--max-builds", "0", "--config", str(doc / "rebuilder.toml"))
+    assert r.returncode == 0, r.stderr
+
+    def tracked(root: Path) -> dict[str, tuple[str, str, str]]:
+        groups = json.loads((root / "state" / "fixture.json").read_text())["groups"]
+        return {
+            k: (g["group"]["version"], g["group"]["input_url"], g["status"])
+            for k, g in groups.items()
+        }
+
+    def pages(root: Path) -> set[str]:
+        return {str(f.relative_to(root / "site")) for f in (root / "site").rglob("*")}
+
+    assert tracked(doc) == tracked(work) and len(tracked(work)) == 4
+    assert pages(doc) == pages(work)
+    assert list(elsewhere.iterdir()) == []
+
     # a config beside it adds settings; its profiles come from the sync conf
     (work / "rebuilder.toml").write_text('[rebuilder]\nstate_dir = "st2"\n')
     r = rebuild(work, "run", "--max-builds", "0", "--no-commit")
