@@ -47,7 +47,8 @@ from rebuilder.model import (
     GroupRecord,
     Status,
 )
-from rebuilder.site import ProfileView, RenderStats, history_point, render
+from rebuilder.site import ProfileView, RenderStats, render
+from rebuilder.state import history_point
 
 T0 = dt.datetime(2024, 1, 1)
 LOG = b"".join(b"I: step %d of the build, some output here\n" % i for i in range(200))

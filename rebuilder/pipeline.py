@@ -1072,7 +1072,7 @@ def _running(d: Path) -> bool:
 
 def _pass_summary(now: dt.datetime, st: state.ProfileState) -> dict[str, object]:
     """One point of the profile's history (the site draws its charts from these)."""
-    return site.history_point(now, st.records.values())
+    return state.history_point(now, st.records.values())
 
 
 def _commit_message(report: PassReport) -> str:

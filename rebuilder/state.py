@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -350,6 +350,28 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def history_point(now: dt.datetime, records: Iterable[GroupRecord]) -> dict[str, Any]:
+    """One point of a profile's history: counts of seen groups, in all and per suite.
+
+    The pipeline stores one per pass (``ProfileState.passes``); the dashboard
+    chart draws them.
+    """
+    counts = {s.value: 0 for s in Status}
+    suites: dict[str, dict[str, int]] = {}
+    for r in records:
+        if not r.seen:
+            continue
+        g = r.group
+        status = r.status.value
+        counts[status] += 1
+        name = f"{g.release}/{g.component}/{g.architecture}"
+        per = suites.get(name)
+        if per is None:
+            per = suites[name] = {s.value: 0 for s in Status}
+        per[status] += 1
+    return {"at": format_time(now), "counts": counts, "suites": dict(sorted(suites.items()))}
 
 
 def add_pass(st: ProfileState, summary: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import pytest
 from rebuilder.api.v0 import PkgRelease
 from rebuilder.model import ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
 from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, api_v1, paths, render
-from rebuilder.site import history_point as site_history_point
+from rebuilder.state import history_point as site_history_point
 
 from .fixtures.site import (
     DIFF_BAD,
@@ -601,7 +601,7 @@ def test_dashboard_lists_regressions_then_newly_reproduced(tmp_path: Path) -> No
 
 
 def test_capped_change_lists_say_their_total(tmp_path: Path, monkeypatch) -> None:
-    import rebuilder.site as site_mod
+    import rebuilder.site.walk as site_mod
 
     monkeypatch.setattr(site_mod, "DASHBOARD_CHANGES", 1)
     site = tmp_path / "site"
@@ -759,7 +759,7 @@ def test_link_to_the_distributions_own_page(tmp_path: Path) -> None:
 
 
 def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> None:
-    import rebuilder.site as site_module
+    import rebuilder.site.groups as site_module
 
     serial = tmp_path / "serial"
     views = site_views(serial)

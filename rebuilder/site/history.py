@@ -4,7 +4,7 @@ Two sources of history exist. Each :class:`GroupRecord` keeps its attempts,
 so the status changes of a group (first build, GOOD -> BAD, BAD -> GOOD...)
 are derived from them: :func:`steps` feeds the dashboard's regressions and
 newly reproduced lists and the Atom/JSON feeds. The profile's pass summaries
-(``ProfileState.passes``, one :func:`history_point` per pass) give the counts
+(``ProfileState.passes``, one :func:`rebuilder.state.history_point` per pass) give the counts
 over time, drawn by :func:`chart_svg` as inline SVG at render time, so the
 chart needs no script.
 
@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from markupsafe import Markup, escape
 
-from rebuilder.model import Attempt, GroupRecord, Status, format_time, parse_time
+from rebuilder.model import Attempt, GroupRecord, Status, parse_time
 
 _BROKEN = (Status.BAD.value, Status.FAIL.value)
 _NAME = {s: s.value for s in Status}  # Enum.value is a slow property; this is a dict
@@ -126,28 +126,6 @@ class Newest:
 def newest(items: Iterable[Change], n: int) -> list[Change]:
     """The ``n`` newest changes, newest first, in a stable order."""
     return sorted(items, key=lambda c: (c.at, c.profile, c.key, c.build_id), reverse=True)[:n]
-
-
-def history_point(now: _dt.datetime, records: Iterable[GroupRecord]) -> dict[str, Any]:
-    """One point of a profile's history: counts of seen groups, in all and per suite.
-
-    The pipeline stores one per pass (``ProfileState.passes``); the dashboard
-    chart draws them.
-    """
-    counts = {s.value: 0 for s in Status}
-    suites: dict[str, dict[str, int]] = {}
-    for r in records:
-        if not r.seen:
-            continue
-        g = r.group
-        status = _NAME[r.status]
-        counts[status] += 1
-        name = f"{g.release}/{g.component}/{g.architecture}"
-        per = suites.get(name)
-        if per is None:
-            per = suites[name] = {s.value: 0 for s in Status}
-        per[status] += 1
-    return {"at": format_time(now), "counts": counts, "suites": dict(sorted(suites.items()))}
 
 
 class Point(NamedTuple):

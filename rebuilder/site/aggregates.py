@@ -1,0 +1,247 @@
+"""Pages built from every profile at once: rebuilderd's v0 and v1 trees, maintainer
+pages, feeds, badges, the dashboard and its JSON, the static files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from rebuilder.api import v0
+from rebuilder.model import Status
+from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths
+from rebuilder.site.groups import status_badge
+from rebuilder.site.output import Output
+from rebuilder.site.walk import (
+    FEED_ITEMS,
+    Collected,
+    Item,
+    ProfileView,
+    Settings,
+    render_page,
+)
+from rebuilder.state import history_point
+
+log = logging.getLogger(__name__)
+
+
+def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Sequence[str]) -> None:
+    """Each distribution's v0 tree, and one per architecture sharing its builds folder."""
+    keys = api_v0.dumps(api_v0.public_keys(public_keys))
+    for distro, all_lines in sorted(got.pkgs.items()):
+        base = paths.api_base(distro)
+        lines = api_v0.unique_lines(all_lines)
+        queue = got.queues[distro]
+        _write_v0(out, base, lines, queue, now, keys)
+        by_arch: dict[str, list[api_v0.PkgLine]] = defaultdict(list)
+        built = any(p.status != Status.UNKWN.value for p in lines)
+        for p in lines:
+            by_arch[p.architecture].append(p)
+        for arch, subset in sorted(by_arch.items()):
+            arch_base = paths.arch_api_base(distro, arch)
+            if arch_base is None:
+                log.warning("site: no per-architecture tree for an architecture named %r", arch)
+                continue
+            _write_v0(out, arch_base, subset, queue, now, keys)
+            # build ids are unique per distribution: every tree shares the one folder, once
+            # there is one (a dangling link breaks the Pages upload, which dereferences links)
+            if built:
+                out.symlink(f"{arch_base}/builds", "../../../api/v0/builds")
+
+
+def _write_v0(
+    out: Output,
+    base: str,
+    lines: Sequence[api_v0.PkgLine],
+    queue: int,
+    now: _dt.datetime,
+    keys: bytes,
+) -> None:
+    out.write(f"{base}/pkgs/list", v0.pkgs_list([p.line for p in lines]))
+    out.write(f"{base}/dashboard", api_v0.dumps(api_v0.dashboard(lines, queue, now)))
+    out.write(f"{base}/public-keys", keys)
+    for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them
+        out.symlink(f"{base}/{name}.json", name.rpartition("/")[2])
+
+
+def render_v1(
+    out: Output,
+    got: Collected,
+    views: Sequence[ProfileView],
+    now: _dt.datetime,
+    public_keys: Sequence[str],
+) -> None:
+    """Each distribution's v1 tree (rebuildctl's), and v0's build queue."""
+    for distro in sorted(got.pkgs):
+        api_v1.write_packages(out, distro, got.v1[distro])
+        api_v1.write_queue(out, distro, got.jobs[distro], now)
+        records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
+        api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
+
+
+def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:
+    """(architecture, v0 base) of each distribution's per-architecture trees."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for distro, lines in got.pkgs.items():
+        archs = sorted({p.architecture for p in lines})
+        out[distro] = [(a, b) for a in archs if (b := paths.arch_api_base(distro, a))]
+    return out
+
+
+def render_maintainers(out: Output, cfg: Settings, got: Collected) -> None:
+    """A page per maintainer (redone when one of their groups changed) and the index."""
+    index = []
+    for key, items in sorted(got.maintainers.items()):
+        page = paths.maintainer_page(key)
+        names = sorted({m for m, _, _ in items})
+        counts = {s: 0 for s in Status}
+        for _, _, it in items:
+            counts[it.record.status] += 1
+        if cfg.touched is None or key in cfg.touched.maintainers:
+            rows = html.maintainer_rows([_maintainer_row(p, it) for _, p, it in items])
+            ctx = html.maintainer_context(names, page, rows, counts)
+            out.write(page, render_page(cfg.env, "maintainer.html", ctx))
+        else:
+            out.keep([page])
+        attention = counts[Status.BAD] + counts[Status.FAIL]
+        index.append(html.MaintainerLink(names[0], paths.url(page), len(items), attention))
+    index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
+    ctx = html.maintainers_context(index)
+    out.write("maintainers.html", render_page(cfg.env, "maintainers.html", ctx))
+
+
+def _maintainer_row(profile: str, it: Item) -> tuple[html.Row, Status]:
+    g = it.record.group
+    where = f"{g.release}/{g.component}/{g.architecture}"
+    extra = f"<td>{html.e(profile)}</td><td>{html.e(where)}</td>"
+    return it.row._replace(url="../" + paths.url(it.page), extra=extra), it.record.status  # from m/
+
+
+def render_feeds(out: Output, cfg: Settings, got: Collected) -> None:
+    everything: list[history.Change] = []
+    for p in got.profiles:
+        name = p.view.profile.name
+        items = p.changes.items()
+        everything.extend(items)
+        title = f"rebuilder: {name}"
+        for suffix, make in ((".atom", _atom), (".json", _json_feed)):
+            target = paths.profile_feed(name, suffix)
+            out.write(target, make(cfg, title, items, target))
+    items = history.newest(everything, FEED_ITEMS)
+    out.write("feed.atom", _atom(cfg, "rebuilder: status changes", items, "feed.atom"))
+    out.write("feed.json", _json_feed(cfg, "rebuilder: status changes", items, "feed.json"))
+
+
+def _atom(cfg: Settings, title: str, items: list[history.Change], target: str) -> bytes:
+    return feeds.atom(
+        title, items, feed=target, page="index.html", site_url=cfg.site_url, updated=cfg.now
+    )
+
+
+def _json_feed(cfg: Settings, title: str, items: list[history.Change], target: str) -> bytes:
+    return feeds.json_feed(title, items, feed=target, page="index.html", site_url=cfg.site_url)
+
+
+def render_status_badges(out: Output) -> None:
+    """The four package badges, which every package's badge links to."""
+    for status in Status:
+        svg, endpoint = badges.status_badges(status.value)
+        out.write(status_badge(status.value) + ".svg", svg)
+        out.write(status_badge(status.value) + ".json", endpoint)
+
+
+def render_badges(out: Output, got: Collected) -> None:
+    for p in got.profiles:
+        counts = p.counts
+        total = sum(counts.values())
+        share = counts[Status.GOOD] / total if total else None
+        svg, endpoint = badges.share_badges(share)
+        out.write(paths.profile_badge(p.view.profile.name, ".svg"), svg)
+        out.write(paths.profile_badge(p.view.profile.name, ".json"), endpoint)
+
+
+def render_dashboard(
+    out: Output, cfg: Settings, got: Collected, public_keys: Sequence[str]
+) -> None:
+    blocks, entries = [], []
+    arch_bases = arch_trees(got)
+    for p in got.profiles:
+        view, prof = p.view, p.view.profile
+        hist = list(view.history) or [history_point(cfg.now, view.records.values())]
+        chart = history.chart_svg(hist, f"{prof.name}: share of each status over time")
+        archs = arch_bases.get(prof.distro, [])
+        summaries = [s.summary for s in p.suites]
+        blocks.append(
+            html.profile_context(
+                prof.name, prof.distro, view.queue_length, view.last_pass, summaries, chart,
+                history.suite_legend(hist),
+                p.regressions.items(), p.reproduced.items(), archs,
+                new_bad=p.new_bad.items(), new_fail=p.new_fail.items(),
+                offered={"regressions": p.regressions.total, "reproduced": p.reproduced.total,
+                        "new_bad": p.new_bad.total, "new_fail": p.new_fail.total},
+            )
+        )  # fmt: skip
+        suites = [
+            api_v0.suite_entry(
+                s.release, s.component, s.architecture, s.counts,
+                paths.url(f"{s.dir}/index.html"), paths.url(f"{s.dir}/index.json"), s.causes,
+            )
+            for s in summaries
+        ]  # fmt: skip
+        urls = {
+            "api": paths.url(paths.api_base(prof.distro)) + "/",
+            "arch_api": {a: paths.url(b) + "/" for a, b in archs},
+            "feeds": {
+                "atom": paths.url(paths.profile_feed(prof.name, ".atom")),
+                "json": paths.url(paths.profile_feed(prof.name, ".json")),
+            },
+            "badge": {
+                "svg": paths.url(paths.profile_badge(prof.name, ".svg")),
+                "shields": paths.url(paths.profile_badge(prof.name, ".json")),
+            },
+        }
+        entries.append(
+            api_v0.profile_entry(
+                prof.name,
+                prof.distro,
+                view.queue_length,
+                view.last_pass,
+                urls,
+                p.counts,
+                suites,
+                _sum_causes(summaries),
+            )
+        )
+    page = html.index_context(blocks, signed=bool(public_keys))
+    out.write("index.html", render_page(cfg.env, "index.html", page))
+    top = {
+        "search": f"{paths.SEARCH}/index.json",
+        "feeds": {"atom": "feed.atom", "json": "feed.json"},
+        "maintainers": "maintainers.html",
+        "public_keys": list(public_keys),  # the attestation signing keys (PEM)
+        "attestations": "signed" if public_keys else "unsigned",
+    }
+    out.write("index.json", api_v0.dumps(api_v0.index(entries, top), indent=1))
+
+
+def _sum_causes(suites: Sequence[html.SuiteSummary]) -> dict[str, int]:
+    total: dict[str, int] = defaultdict(int)
+    for s in suites:
+        for c, n in s.causes.items():
+            total[c] += n
+    return dict(sorted(total.items()))
+
+
+def copy_static(out: Output, templates: Path | None) -> None:
+    """Copy ``static/`` of the template directories (an override file wins)."""
+    seen: set[str] = set()
+    for directory in html.template_dirs(templates):
+        static = directory / paths.STATIC
+        if not static.is_dir():
+            continue
+        for f in sorted(static.iterdir()):
+            if f.is_file() and f.name not in seen:
+                seen.add(f.name)
+                out.write(f"{paths.STATIC}/{paths.segment(f.name)}", f.read_bytes())

@@ -1,0 +1,193 @@
+"""Group pages: a group's HTML page and JSON, its badge links, and its attempts' build
+files (plain copies, readable views, the wrapped diffoscope report, v1 build records).
+
+A full render has thousands of them: they are split between forked processes, which
+inherit the records, so only the list of files each wrote comes back.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from urllib.parse import quote
+
+from rebuilder.model import Attempt, GroupRecord, Status
+from rebuilder.site import api_v0, api_v1, history, html, links, paths
+from rebuilder.site.output import Output, RenderStats, Transform
+from rebuilder.site.walk import (
+    NAME,
+    PageJob,
+    Settings,
+    render_page,
+)
+
+PARALLEL_MIN = 2000  # group pages worth forking worker processes for
+MAX_WORKERS = 4
+
+
+_forked: tuple[str, Settings, list[PageJob]] | None = None  # what forked workers inherit
+
+
+def _workers(jobs: int) -> int:
+    if jobs < PARALLEL_MIN or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_WORKERS, cores or 1))
+
+
+def start(out: Output, cfg: Settings, jobs: list[PageJob]) -> Callable[[], None]:
+    """Render the queued group pages; returns the function that waits for them.
+
+    Many pages (a full render) are split between forked processes, one per
+    core: they inherit the records, so nothing but the list of files each
+    wrote comes back. Few pages are rendered here and now.
+    """
+    workers = _workers(len(jobs))
+    if workers < 2:
+        for job in jobs:
+            _render_group(out, cfg, *job)
+        return lambda: None
+    global _forked
+    _forked = (out.root, cfg, jobs)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    step = -(-len(jobs) // workers)
+    futures = [pool.submit(_group_worker, lo, lo + step) for lo in range(0, len(jobs), step)]
+
+    def finish() -> None:
+        global _forked
+        try:
+            for f in futures:
+                out.merge(*f.result())
+        finally:
+            pool.shutdown(cancel_futures=True)
+            _forked = None
+
+    return finish
+
+
+def _group_worker(lo: int, hi: int) -> tuple[set[str], set[str], RenderStats, list[str]]:
+    assert _forked is not None, "a worker must be forked from render()"
+    root, cfg, jobs = _forked
+    out = Output(root)
+    for job in jobs[lo:hi]:
+        _render_group(out, cfg, *job)
+    return out.expected, out.expected_dirs, out.stats, out.missing
+
+
+def _render_group(
+    out: Output,
+    cfg: Settings,
+    profile: str,
+    record: GroupRecord,
+    attempt: Attempt | None,
+    served: dict[str, str],
+    older: dict[int, dict[str, str]],
+    found: list[history.Step],
+    page: str,
+) -> None:
+    g = record.group
+    v0 = {}
+    for a in record.attempts:
+        mine = served if a is attempt else older.get(a.build_id)
+        if mine:
+            _serve_build(out, cfg, record, a, mine)
+            v0[a.build_id] = mine
+    if attempt is not None and served:
+        api_v1.write_build(out, record, attempt, served)
+    suite_page = paths.suite_dir(profile, g.release, g.component, g.architecture) + "/index.html"
+    distro_page = links.package_page(
+        cfg.package_pages, g.distro, name=g.name, version=g.version, release=g.release,
+        component=g.component, architecture=g.architecture,
+    )  # fmt: skip
+    if record.seen:  # the page's badge and JSON before the page that links them
+        target = status_badge(NAME[record.status])
+        out.link(paths.badge_file(profile, g.key, ".svg"), target + ".svg")
+        out.link(paths.badge_file(profile, g.key, ".json"), target + ".json")
+    files = {a.build_id: {**_store_urls(a), **v0.get(a.build_id, {})} for a in record.attempts}
+    changes = [
+        {"at": c.at.isoformat(), "before": c.before, "after": c.after, "build_id": c.build_id}
+        for c in (history.change(profile, record, page, st) for st in found)
+    ]
+    out.write(page[:-5] + ".json", api_v0.group(profile, record, page, files, changes))
+    tail = _log_end(out, served) if record.status is Status.FAIL else ""
+    ctx = html.group_context(profile, record, page, suite_page, v0, distro_page, tail)
+    out.write(page, render_page(cfg.env, "group.html", ctx))
+
+
+def _serve_build(
+    out: Output, cfg: Settings, record: GroupRecord, attempt: Attempt, served: dict[str, str]
+) -> None:
+    """Publish one attempt's build files (plain copies, views, report, .txt/.json names);
+    those whose store file is missing are dropped from ``served``."""
+    for kind in list(served):
+        if kind not in attempt.files:
+            continue  # a view or an alias: made with its file
+        alias = served.get(paths.ALIASES.get(kind, ""))
+        if alias:  # the same file under a name any server sends as text or JSON; made
+            out.symlink(alias, kind)  # first, as the view links to it
+        if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
+            if alias:
+                out.expected.discard(alias)
+                out.remove(alias)
+            for name in (kind, f"{kind}.html", paths.ALIASES.get(kind)):
+                served.pop(name or "", None)
+
+
+def _log_end(out: Output, served: Mapping[str, str], size: int = 16 << 10) -> str:
+    """The last lines of a FAIL's plain v0 log copy (just served): its end, not all of it."""
+    rel = served.get("log")
+    if rel is None:
+        return ""
+    try:
+        with open(f"{out.root}/{rel}", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return html.log_tail(f.read(size))
+    except OSError:
+        return ""
+
+
+def _store_urls(a: Attempt) -> dict[str, str]:
+    return {k: t for k, rel in a.files.items() if (t := paths.store_rel(rel)) is not None}
+
+
+def _outputs(
+    cfg: Settings,
+    record: GroupRecord,
+    attempt: Attempt,
+    kind: str,
+    served: Mapping[str, str],
+) -> list[tuple[str, Transform | None]]:
+    """Where a store file goes: its plain copy, its readable view, or the wrapped report;
+    the views and the report name the package and link back to its page."""
+    target = served[kind]
+    name = f"{record.group.name} {attempt.version}"
+    # a build id's files are shared by every profile holding the group: the way back is the
+    # search for its name (which lists it in each), not one profile's page
+    query = "index.html?q=" + quote(record.group.name, safe="")
+    if kind == "diffoscope_html":
+        title = f"diffoscope: {name} (build {attempt.build_id})"
+        root = paths.root_prefix(target)
+        return [(target, functools.partial(html.report_page, title=title,
+                                           back=(name, root + query), root=root))]  # fmt: skip
+    outputs: list[tuple[str, Transform | None]] = [(target, None)]
+    view = served.get(f"{kind}.html")
+    if view:
+        title = f"{kind}: {name} (build {attempt.build_id})"
+        back = (name, paths.root_prefix(view) + query)
+        plain = paths.href(view, served.get(paths.ALIASES.get(kind, ""), target))
+
+        def as_page(data: bytes) -> bytes:
+            text = data.decode("utf-8", "replace")
+            return render_page(
+                cfg.env, "text.html", html.text_context(view, title, text, plain, back)
+            )
+
+        outputs.append((view, as_page))
+    return outputs
+
+
+def status_badge(status: str) -> str:
+    return f"{paths.STATUS_BADGES}/{status}"

@@ -1,0 +1,156 @@
+"""The render driver: what a render redoes, and the order pages are written in.
+
+A file is written only when its bytes change (atomically: temp file + rename), so a
+render of an unchanged state writes nothing, and a web server or rsync mirror sees
+only real changes. ``changed`` narrows a render to the group pages that can differ,
+and to the suite lists and maintainer pages those groups are or were on; the other
+aggregates (dashboard, search index, feeds, pkgs/list...) are always recomputed
+because every change can move them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rebuilder.model import utcnow
+from rebuilder.site import aggregates, groups, html, links, paths, search, suites, walk
+from rebuilder.site.output import Output, RenderStats
+from rebuilder.site.paths import SiteError
+from rebuilder.site.walk import Collected, ProfileView, Settings, Touched
+
+log = logging.getLogger(__name__)
+
+
+def render(
+    site_dir: Path,
+    views: Sequence[ProfileView],
+    *,
+    now: _dt.datetime | None = None,
+    changed: set[str] | None = None,
+    templates: Path | None = None,
+    public_keys: Sequence[str] = (),
+    site_url: str = "",
+    package_pages: Mapping[str, str] | None = None,
+) -> RenderStats:
+    """Render the site for ``views`` into ``site_dir``.
+
+    ``views`` should hold every published profile: the dashboard, the
+    maintainer pages, the search index, the feeds and each distribution's
+    ``pkgs/list`` are built from exactly these, and stale files are removed
+    only inside the given profiles' and distributions' trees.
+    ``now`` is the dashboard's time (default: the latest ``last_pass``, else
+    the current time). ``changed``, when given, is the set of group keys whose
+    records may differ from the last render (including keys that left the
+    state): other group pages and their v0 build files are left as they are,
+    and only the suite lists and maintainer pages those groups are (or were)
+    on are redone. A template change needs a full render (``changed=None``).
+    ``templates`` is a directory whose files shadow the default templates.
+    ``public_keys`` (PEM) are published as rebuilderd's ``api/v0/public-keys``.
+    ``site_url`` (the site's public URL, may be empty) makes feed links
+    absolute. ``package_pages`` maps a distribution to a URL template of its
+    own package pages (default :data:`links.PACKAGE_PAGES`).
+    """
+    started = time.monotonic()
+    _check_views(views)
+    out = Output(str(site_dir))
+    when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
+    pages = links.PACKAGE_PAGES if package_pages is None else package_pages
+    touched = None if changed is None else _touched(out, views, changed)
+    cfg = Settings(html.environment(templates), changed, touched, site_url, pages, when)
+    got = Collected()
+    # Leaves first, indexes last: a page is written only after what it links down to, so
+    # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
+    aggregates.copy_static(out, templates)
+    aggregates.render_status_badges(out)
+    keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
+    jobs: list[walk.PageJob] = []
+    for view in views:
+        got.queues[view.profile.distro] += view.queue_length
+        got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
+        got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, jobs))
+    finish_groups = groups.start(out, cfg, jobs)  # in other processes while we go on
+    aggregates.render_badges(out, got)
+    finish_groups()
+    for p in got.profiles:
+        suites.render_suites(out, cfg, p)
+    aggregates.render_v0(out, got, when, public_keys)
+    aggregates.render_v1(out, got, views, when, public_keys)
+    aggregates.render_maintainers(out, cfg, got)
+    for name, data in search.build(got.entries, got.search_suites).items():
+        out.write(f"{paths.SEARCH}/{name}", data)
+    aggregates.render_feeds(out, cfg, got)
+    aggregates.render_dashboard(out, cfg, got, public_keys)
+    if changed is not None:
+        _remove_stale_groups(out, views, changed)
+    out.prune(
+        [paths.profile_dir(v.profile.name) for v in views]
+        + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
+        + [
+            b for bases in aggregates.arch_trees(got).values() for _, b in bases
+        ],  # symlinked builds/
+        [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
+        deep=changed is None,
+        skip=keep_dirs if changed is not None else (),
+    )
+    out.report_missing()
+    stats = out.stats
+    stats.seconds = round(time.monotonic() - started, 3)
+    log.info(
+        "site: %d written, %d unchanged, %d removed, %d skipped in %.1fs",
+        stats.written, stats.unchanged, stats.removed, stats.skipped, stats.seconds,
+    )  # fmt: skip
+    return stats
+
+
+def _check_views(views: Sequence[ProfileView]) -> None:
+    names = [v.profile.name for v in views]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise SiteError(f"profile {dup!r} is given twice to the site renderer")
+    for v in views:
+        paths.api_base(v.profile.distro)  # raises on a reserved distribution name
+
+
+def _touched(out: Output, views: Sequence[ProfileView], changed: set[str]) -> Touched:
+    """Suites and maintainers of the changed groups: as they are, and as the group JSON
+    of the last render says they were (read before this render overwrites it)."""
+    t = Touched()
+    for view in views:
+        name = view.profile.name
+        for key in changed:
+            places = []
+            record = view.records.get(key)
+            if record is not None:
+                g = record.group
+                places.append((g.release, g.component, g.architecture, g.maintainers))
+            before = out.read_json(paths.group_page(name, key) + ".json")
+            try:
+                g0 = before["record"]["group"]
+                places.append(
+                    (g0["release"], g0["component"], g0["architecture"], g0.get("maintainers", ()))
+                )
+            except (TypeError, KeyError):
+                pass  # no page yet, or not ours: nothing to redo for it
+            for release, component, arch, maintainers in places:
+                t.suites.add((name, str(release), str(component), str(arch)))
+                t.maintainers.update(html.maintainer_key(str(m)) for m in maintainers)
+    return t
+
+
+def _group_files(profile: str, key: str) -> list[str]:
+    stem = paths.group_page(profile, key)
+    badge = paths.badge_file(profile, key, "")
+    return [stem + ".html", stem + ".json", badge + ".svg", badge + ".json"]
+
+
+def _remove_stale_groups(out: Output, views: Sequence[ProfileView], changed: set[str]) -> None:
+    """Files of changed groups this render did not produce (gone, or no longer seen)."""
+    for view in views:
+        for key in changed:
+            for rel in _group_files(view.profile.name, key):
+                if rel not in out.expected:
+                    out.remove(rel)

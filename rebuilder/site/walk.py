@@ -1,0 +1,318 @@
+"""The one walk over a profile's records, and what every page renderer shares.
+
+:func:`walk_profile` reads each record once: it files the seen groups into their suites
+(:class:`Suite` of :class:`Item`), gathers what the aggregate pages need into
+:class:`Collected` (v0/v1 lines, search entries, maintainers, status changes) and
+queues the group pages to render (:mod:`rebuilder.site.groups`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from rebuilder.config import Profile
+from rebuilder.model import Attempt, GroupRecord, Job, Status
+from rebuilder.site import api_v0, api_v1, history, html, paths, search
+from rebuilder.site.output import Output
+from rebuilder.site.paths import SiteError
+
+DASHBOARD_CHANGES = 30  # regressions and newly reproduced groups listed on the dashboard
+
+
+FEED_ITEMS = 100
+
+
+STATUS_FILE = {s: s.value.lower() for s in Status}
+
+# what a group page is rendered from (see groups.render_group)
+PageJob = tuple[
+    str,
+    GroupRecord,
+    Attempt | None,
+    dict[str, str],
+    dict[int, dict[str, str]],
+    list[history.Step],
+    str,
+]
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """What the site shows of one profile: its records (key = ``BuildGroup.key``), its
+    queue, when it last ran, and its pass history (``ProfileState.passes``: dicts of
+    :func:`history_point`'s shape, oldest first) for the dashboard's chart. ``queue``
+    (the planned jobs, in order) is published as the API's build queue."""
+
+    profile: Profile
+    records: Mapping[str, GroupRecord]
+    queue_length: int = 0
+    last_pass: _dt.datetime | None = None  # naive UTC
+    history: Sequence[Mapping[str, Any]] = ()
+    queue: Sequence[Job] = ()
+
+
+NAME = {s: s.value for s in Status}  # Enum.value is a slow property; this is a dict
+
+
+@dataclass(slots=True)
+class Item:
+    """One seen group, as the lists need it."""
+
+    key: str
+    record: GroupRecord
+    page: str  # site path of its page, with .html
+    row: html.Row
+    attempt: Attempt | None  # the one rebuilderd's v0 names
+
+
+@dataclass
+class Suite:
+    summary: html.SuiteSummary
+    items: list[Item]
+
+
+@dataclass
+class ProfileWalk:
+    view: ProfileView
+    suites: list[Suite] = field(default_factory=list)
+    regressions: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
+    reproduced: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
+    new_bad: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
+    new_fail: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
+    changes: history.Newest = field(default_factory=lambda: history.Newest(FEED_ITEMS))
+
+    @property
+    def counts(self) -> dict[Status, int]:
+        out = {s: 0 for s in Status}
+        for s in self.suites:
+            for st, n in s.summary.counts.items():
+                out[st] += n
+        return out
+
+
+@dataclass
+class Collected:
+    """What the aggregates need, gathered in the one walk over every record."""
+
+    pkgs: dict[str, list[api_v0.PkgLine]] = field(default_factory=lambda: defaultdict(list))
+    v1: dict[str, list[api_v1.BinaryRow]] = field(default_factory=lambda: defaultdict(list))
+    jobs: dict[str, list[tuple[Job, GroupRecord | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    queues: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    entries: list[search.Entry] = field(default_factory=list)
+    search_suites: list[list[str]] = field(default_factory=list)
+    # maintainer key -> (the name as written, profile, item) of each of their groups
+    maintainers: dict[str, list[tuple[str, str, Item]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    profiles: list[ProfileWalk] = field(default_factory=list)
+
+
+@dataclass
+class Touched:
+    """What an incremental render must redo beyond the changed groups' own pages: the
+    suites and maintainers they belong to now, or belonged to before the change."""
+
+    suites: set[tuple[str, str, str, str]] = field(default_factory=set)  # profile + suite
+    maintainers: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: jinja2.Environment
+    changed: set[str] | None
+    touched: Touched | None  # None: a full render, everything is redone
+    site_url: str
+    package_pages: Mapping[str, str]
+    now: _dt.datetime
+
+
+def walk_profile(
+    out: Output,
+    cfg: Settings,
+    view: ProfileView,
+    got: Collected,
+    keep_dirs: set[str],
+    jobs: list[PageJob],
+) -> ProfileWalk:
+    """Walk a profile's records: collect what the aggregates need and queue the group
+    pages to render (its suite lists are rendered after them, by :func:`render_suites`)."""
+    name, distro = view.profile.name, view.profile.distro
+    result = ProfileWalk(view)
+    by_suite: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
+    suite_ids: dict[tuple[str, str, str], int] = {}
+    for key in sorted(view.records):
+        record = view.records[key]
+        g = record.group
+        stem = paths.group_page(name, key)
+        page = stem + ".html"
+        attempt = api_v0.v0_attempt(record) if record.seen else None
+        served = _served(attempt, distro)
+        older = _older(record, attempt, distro)
+        found = history.steps(record)
+        if record.seen:
+            where = (g.release, g.component, g.architecture)
+            suite_dir = paths.suite_dir(name, *where)
+            item = _item(key, record, page, suite_dir, attempt, served)
+            by_suite[where].append(item)
+            if where not in suite_ids:
+                suite_ids[where] = len(got.search_suites)
+                got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
+            _collect(got, result, distro, record, attempt, served, found, item, suite_ids[where])
+            got.v1[distro].extend(api_v1.binary_rows(record, attempt, served, cfg.now))
+        if cfg.changed is not None and key not in cfg.changed:
+            suite_dir = stem.rpartition("/pkg/")[0]
+            keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
+            for files in (served, *older.values()):
+                for folder in {f.rpartition("/")[0] for f in files.values()}:
+                    out.keep_dir(folder)
+            if served:
+                out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
+            out.stats.skipped += 1
+            continue
+        jobs.append((name, record, attempt, served, older, found, page))
+    for where, items in sorted(by_suite.items()):
+        counts = {s: 0 for s in Status}
+        causes: dict[str, int] = defaultdict(int)
+        for it in items:
+            counts[it.record.status] += 1
+            for c in bad_causes(it):
+                causes[c] += 1
+        summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where), dict(causes))
+        result.suites.append(Suite(summary, items))
+    return result
+
+
+_REASON_SHOWN = 160  # characters of a BAD or FAIL reason in a list row
+
+
+def _item(
+    key: str,
+    record: GroupRecord,
+    page: str,
+    suite_dir: str,
+    attempt: Attempt | None,
+    served: Mapping[str, str],
+) -> Item:
+    g, last = record.group, record.last_attempt
+    built = last.started_at if last else None
+    pkg_dir = suite_dir + "/pkg/"
+    name = page[len(pkg_dir) :] if page.startswith(pkg_dir) else ""
+    if name and "/" not in name:
+        link = "pkg/" + paths.url(name)  # the common case, from the suite's folder
+    else:  # a key whose parts are not the group's own (a release holding '/'...)
+        link = paths.href(suite_dir + "/index.html", page)
+    why = last.reason if last and record.status in (Status.BAD, Status.FAIL) else ""
+    why = why if len(why) <= _REASON_SHOWN else why[: _REASON_SHOWN - 1] + "…"
+    files: tuple[tuple[str, str], ...] = ()
+    if record.status in (Status.BAD, Status.FAIL):  # the way to why, from every list
+        files = tuple((label, served[k]) for label, k in _ROW_FILES if k in served)
+    row = html.Row(g.name, g.version, NAME[record.status], built, link, reason=why, files=files)
+    return Item(key, record, page, row, attempt)
+
+
+_ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
+
+
+def _collect(
+    got: Collected,
+    result: ProfileWalk,
+    distro: str,
+    record: GroupRecord,
+    attempt: Attempt | None,
+    served: Mapping[str, str],
+    found: list[history.Step],
+    item: Item,
+    suite_id: int,
+) -> None:
+    """What the aggregates need from one seen group."""
+    g = record.group
+    got.pkgs[distro].extend(api_v0.pkg_lines(record, attempt, served))
+    status = item.row.status
+    link = item.row.url
+    if link.startswith("pkg/"):
+        seg = link[4:-5]  # "pkg/<quoted segment>.html"
+        page_ref = "" if seg == g.name else seg
+    else:
+        page_ref = "/" + paths.url(item.page)  # see search.py: relative to the site root
+    entries = got.entries
+    entries.append(search.Entry(g.name, g.version, status, suite_id, page_ref, ""))
+    for a in g.artifacts:
+        if a.name != g.name:  # duplicates are dropped by the index
+            entries.append(search.Entry(a.name, g.version, status, suite_id, page_ref, g.name))
+    profile = result.view.profile.name
+    for m in g.maintainers:
+        got.maintainers[html.maintainer_key(m)].append((m, profile, item))
+    if found:
+        name, page = result.view.profile.name, item.page
+        for step in found:
+            result.changes.offer(name, record, page, step)
+        last = history.standing(record, found)
+        if last is not None:
+            before, after = last[1], NAME[last[0].status]
+            if after == "GOOD" and before != "GOOD":
+                result.reproduced.offer(name, record, page, last)
+            elif before == "GOOD" and after in ("BAD", "FAIL"):
+                result.regressions.offer(name, record, page, last)
+            if after != before and after in ("BAD", "FAIL"):  # from anything, first builds too
+                news = result.new_bad if after == "BAD" else result.new_fail
+                news.offer(name, record, page, last)
+
+
+def _served(attempt: Attempt | None, distro: str) -> dict[str, str]:
+    """The v0 build files an attempt gets (name -> site path): those with a safe store
+    path, the readable view of each text file, and diffoscope's HTML report."""
+    if attempt is None or not attempt.files:
+        return {}
+    out = {}
+    files = attempt.files
+    base = paths.api_build_dir(distro, attempt.build_id)
+    views = paths.view_build_dir(distro, attempt.build_id)
+    for kind in paths.API_KINDS:
+        if kind in files and paths.store_rel(files[kind]) is not None:
+            out[kind] = f"{base}/{kind}"
+            view = paths.VIEWS.get(kind)
+            if view:
+                out[f"{kind}.html"] = f"{views}/{view}"
+            alias = paths.ALIASES.get(kind)
+            if alias:
+                out[alias] = f"{base}/{alias}"
+    report = files.get("diffoscope_html")
+    if report and paths.store_rel(report) is not None:
+        out["diffoscope_html"] = f"{views}/{paths.REPORT}"
+    return out
+
+
+def _older(record: GroupRecord, v0: Attempt | None, distro: str) -> dict[int, dict[str, str]]:
+    """The build files of a seen group's other attempts, served as the v0 one's are (as
+    rebuilderd serves any build id), so that their logs are readable pages too."""
+    if not record.seen:
+        return {}
+    return {
+        a.build_id: files for a in record.attempts if a is not v0 and (files := _served(a, distro))
+    }
+
+
+def bad_causes(it: Item) -> tuple[str, ...]:
+    """The causes a BAD group's current attempt was classified with."""
+    if it.record.status is not Status.BAD or it.attempt is None:
+        return ()
+    return it.attempt.causes
+
+
+def render_page(env: jinja2.Environment, template: str, ctx: Mapping[str, Any]) -> bytes:
+    try:
+        text = env.get_template(template).render(ctx)
+    except jinja2.TemplateError as e:  # an override template can be broken
+        where = (
+            f"{e.filename}:{e.lineno}" if isinstance(e, jinja2.TemplateSyntaxError) else template
+        )
+        raise SiteError(f"template {where}: {e.message or type(e).__name__}") from None
+    return text.encode("utf-8", "surrogatepass")
