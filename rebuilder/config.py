@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -215,14 +215,12 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     return replace(settings, **changes) if changes else settings
 
 
-def check_method(p: Profile, backends: Mapping[str, Path]) -> None:
-    """A profile's ``method`` must be one its distribution knows, or have its own backend."""
-    if p.method is None:
+def check_method(p: Profile, backends: Collection[str]) -> None:
+    """A profile's ``method`` must be one its distribution knows, or have its own backend
+    (:func:`rebuilder.distros.has_method`); ``backends``: the ``[backend."..."]`` names."""
+    if p.method is None or distros.has_method(p.distro, p.method, backends):
         return
-    # another method than the registry's needs its own [backend."<distro>-<method>"]
     known = distros.methods(p.distro) if p.distro in distros.DISTROS else ()
-    if p.method in known or f"{p.distro}-{p.method}" in backends:
-        return
     choices = f"one of {', '.join(known)}" if known else "not set (no methods)"
     raise ConfigError(
         f"{p.label} method: unknown method {p.method!r} for {p.distro}: expected {choices}, "

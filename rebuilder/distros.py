@@ -16,7 +16,7 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 
@@ -101,6 +101,20 @@ def methods(name: str) -> tuple[str, ...]:
     """
     d = get(name)
     return (d.default_method, *d.methods) if d.default_method else ()
+
+
+def has_method(distro: str, method: str, backends: Collection[str] = ()) -> bool:
+    """The one rule for build methods: ``method`` is one of ``distro``'s when the registry
+    lists it, or when the operator gave it its own backend (``<distro>-<method>`` in
+    ``backends``, the names of the ``[backend."..."]`` tables).
+
+    >>> has_method("debian", "suite-chroot"), has_method("tails", "vagrant")
+    (True, False)
+    >>> has_method("tails", "vagrant", {"tails-vagrant"})
+    True
+    """
+    known = methods(distro) if distro in DISTROS else ()
+    return method in known or f"{distro}-{method}" in backends
 
 
 def shipped_backends() -> dict[str, str]:

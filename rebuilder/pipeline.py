@@ -124,7 +124,7 @@ def sync_only(config: Config, names: Sequence[str], *, force: bool = False) -> l
     with state.locked(sd):
         for p in profiles:
             st = state.load(sd, p.name, p.distro)
-            snap = _sync(config.settings, p, st, force)
+            snap = _sync(config, p, st, force)
             changes = st.apply_snapshot(snap, utcnow())
             _log_changes(p.name, changes, snap)
             if st.dirty:
@@ -138,8 +138,7 @@ def snapshot(config: Config, names: Sequence[str]) -> list[Snapshot]:
     out = []
     for p in config.select(names):
         with fetch.deadline(config.settings.sync_timeout, f"sync of {p.name}"):
-            ctx = sync.SyncContext(_cache(config.settings, p), {}, force=True)
-            out.append(sync.sync_profile(p, ctx))
+            out.append(sync.sync_profile(p, _sync_context(config, p, {}, force=True)))
     return out
 
 
@@ -386,10 +385,10 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
     now = utcnow()
     with state.locked(s.state_dir), fetch.deadline(opts.max_time, "--max-time"):
         sweep_work_dirs(s)
-        quiet, presynced = _quiet_profiles(s, profiles, opts, report, now)
+        quiet, presynced = _quiet_profiles(config, profiles, opts, report, now)
         loud = [p for p in profiles if p.name not in quiet]
         states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in loud}
-        synced = _sync_all(s, loud, states, opts.force_sync, report, now, presynced)
+        synced = _sync_all(config, loud, states, opts.force_sync, report, now, presynced)
         todo = plan.plan({p.name: states[p.name].records for p in synced}, now, policies(s))
         limit = len(todo) if opts.max_builds is None else min(opts.max_builds, len(todo))
         if limit:
@@ -405,7 +404,7 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
 
 
 def _quiet_profiles(
-    s: Settings,
+    config: Config,
     profiles: Sequence[Profile],
     opts: PassOptions,
     report: PassReport,
@@ -418,6 +417,7 @@ def _quiet_profiles(
     presynced: dict[str, Snapshot] = {}
     if opts.force_sync:
         return quiet, presynced
+    s = config.settings
     key = _policy_key(s)
     for p in profiles:
         summary = state.read_summary(s.state_dir, p.name, key)
@@ -427,7 +427,7 @@ def _quiet_profiles(
         if not idle or (summary.queue and opts.max_builds != 0):
             continue
         try:
-            snap = _sync_against(s, p, summary.fingerprints, False)
+            snap = _sync_against(config, p, summary.fingerprints, False)
         except RebuilderError:
             continue  # the normal path syncs it again and reports the error
         if snap.unchanged:
@@ -445,7 +445,7 @@ def _policy_key(s: Settings) -> str:
 
 
 def _sync_all(
-    s: Settings,
+    config: Config,
     profiles: Sequence[Profile],
     states: dict[str, state.ProfileState],
     force: bool,
@@ -458,7 +458,7 @@ def _sync_all(
     for p in profiles:
         st = states[p.name]
         try:
-            snap = (presynced or {}).get(p.name) or _sync(s, p, st, force)
+            snap = (presynced or {}).get(p.name) or _sync(config, p, st, force)
             if p.name in (presynced or {}):
                 _check_gone(p, st, snap)
         except RebuilderError as e:
@@ -472,7 +472,7 @@ def _sync_all(
         _log_changes(p.name, report.changes[p.name], snap)
         synced.append(p)
         if st.dirty:  # the sync is safe on disk before any build starts
-            state.save(s.state_dir, st)
+            state.save(config.settings.state_dir, st)
     return synced
 
 
@@ -595,16 +595,22 @@ def _pending_report(c: dict[str, Any]) -> PassReport:
     return r
 
 
-def _sync(s: Settings, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
-    snap = _sync_against(s, p, st.fingerprints, force)
+def _sync(config: Config, p: Profile, st: state.ProfileState, force: bool) -> Snapshot:
+    snap = _sync_against(config, p, st.fingerprints, force)
     if not force:
         _check_gone(p, st, snap)
     return snap
 
 
-def _sync_against(s: Settings, p: Profile, previous: dict[str, str], force: bool) -> Snapshot:
-    with fetch.deadline(s.sync_timeout, f"sync of {p.name}"):
-        return sync.sync_profile(p, sync.SyncContext(_cache(s, p), previous, force=force))
+def _sync_against(config: Config, p: Profile, previous: dict[str, str], force: bool) -> Snapshot:
+    with fetch.deadline(config.settings.sync_timeout, f"sync of {p.name}"):
+        return sync.sync_profile(p, _sync_context(config, p, previous, force))
+
+
+def _sync_context(
+    config: Config, p: Profile, previous: dict[str, str], force: bool
+) -> sync.SyncContext:
+    return sync.SyncContext(_cache(config.settings, p), previous, force, tuple(config.backends))
 
 
 # A sync that would mark more than this share of a profile's groups gone (and at least
@@ -835,7 +841,7 @@ def plan_shards(config: Config, names: Sequence[str], n: int, out: Path) -> Pass
     now = utcnow()
     with state.locked(s.state_dir):
         states = {p.name: state.load(s.state_dir, p.name, p.distro) for p in profiles}
-        synced = _sync_all(s, profiles, states, False, report, now)
+        synced = _sync_all(config, profiles, states, False, report, now)
         records = {p.name: states[p.name].records for p in synced}
         todo = plan.plan(records, now, policies(s))
         first = state.reserve_build_ids(s.state_dir, len(todo))

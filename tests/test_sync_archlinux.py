@@ -460,7 +460,7 @@ def test_missing_database_names_its_url(url: str, arch_repo: ar.ArchRepo, tmp_pa
         ({"components": ()}, "at least one repository"),
         ({"architectures": ()}, "at least one architecture"),
         ({"components": ("../core",)}, "not a repository"),
-        ({"method": "debrebuild"}, "take no method"),
+        ({"method": "debrebuild"}, "unknown method .debrebuild. for archlinux"),
         ({"keyring": "/nonexistent/keyring.gpg"}, "no such file"),
     ],
 )

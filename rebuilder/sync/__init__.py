@@ -2,9 +2,12 @@
 
 One module per distribution, each exposing ``sync(profile, ctx) -> Snapshot``
 and named by its entry in :mod:`rebuilder.distros`. What every distribution shares
-lives here: the :class:`SyncContext` the pipeline hands in, and the package
+lives here: the :class:`SyncContext` the pipeline hands in, the package
 filter of rebuilderd-sync.conf (``pkgs``/``excludes`` globs, ``maintainers``
-prefixes) in :func:`selected` and its fast form :func:`compile_filter`.
+prefixes) in :func:`selected` and its fast form :func:`compile_filter`, the
+fingerprint of a profile's settings and the "nothing changed" answer
+(:func:`settings_digest`, :func:`unchanged`), and a profile's build method
+(:func:`build_method`, by the one rule of :func:`rebuilder.config.check_method`).
 
 >>> from rebuilder.config import Profile, Release
 >>> p = Profile("p", "debian", (Release("sid", "https://mirror.example/debian"),),
@@ -24,16 +27,17 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 import importlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rebuilder import distros
-from rebuilder.config import Profile
+from rebuilder.config import Profile, check_method
 from rebuilder.errors import ConfigError
 from rebuilder.model import BuildGroup, Snapshot
 
@@ -49,12 +53,15 @@ class SyncContext:
     ``cache_dir`` is this profile's own cache (downloaded indexes live
     there); ``previous`` holds the fingerprints of the last sync
     (:attr:`Snapshot.fingerprints`), so that an unchanged repository costs
-    one small download; ``force`` ignores them.
+    one small download; ``force`` ignores them. ``backends`` names the operator's
+    ``[backend."..."]`` tables: a build method with its own backend is valid
+    (:func:`build_method`).
     """
 
     cache_dir: Path
     previous: Mapping[str, str] = field(default_factory=dict)
     force: bool = False
+    backends: Collection[str] = ()
 
 
 def selected(name: str, maintainers: Iterable[str], profile: Profile) -> bool:
@@ -131,6 +138,49 @@ def snapshot(
     artifacts = sum(len(g.artifacts) for g in groups)
     log.info("%s: %d build groups, %d artifacts", profile.name, len(groups), artifacts)
     return Snapshot(profile.name, distro, tuple(groups), dict(fingerprints))
+
+
+PROFILE_SETTINGS = "profile-settings"
+
+
+def settings_digest(rules_version: str, *settings: object) -> str:
+    """The fingerprint of what a profile asks of its sync (stored as ``profile-settings``).
+
+    State files keep it: a change of its form (or of a distribution's order of settings)
+    would make every profile look changed after an upgrade, so the form is frozen (the
+    sha256 of the ``repr`` of ``[rules_version, *settings]``) and
+    ``tests/test_sync_settings.py`` pins one value per distribution. A syncer bumps its
+    ``rules_version`` instead when its grouping rules change.
+    """
+    return hashlib.sha256(repr([rules_version, *settings]).encode()).hexdigest()
+
+
+def custom_method(profile: Profile) -> tuple[str, ...]:
+    """The profile's method when it is not the distribution's default, for a syncer whose
+    settings digest predates methods: empty for the default, so that digest is unchanged."""
+    default = distros.get(profile.distro).default_method
+    return (profile.method,) if profile.method and profile.method != default else ()
+
+
+def unchanged(
+    profile: Profile, ctx: SyncContext, fingerprints: dict[str, str], digest: str, what: str
+) -> Snapshot | None:
+    """The empty ``unchanged`` snapshot when the indexes (``fingerprints``) and the settings
+    (``digest``, added to ``fingerprints``) are as at the last sync, else None (sync fully).
+    ``what`` names the indexes in the log line ("release", "repository database", ...)."""
+    fingerprints[PROFILE_SETTINGS] = digest
+    if ctx.force or dict(ctx.previous) != fingerprints:
+        return None
+    log.info("%s: every %s unchanged since the last sync", profile.name, what)
+    return Snapshot(profile.name, profile.distro, (), dict(fingerprints), unchanged=True)
+
+
+def build_method(profile: Profile, backends: Collection[str] = ()) -> str:
+    """The build method the profile's groups carry: its own, if valid by the one rule of
+    :func:`rebuilder.config.check_method` (ConfigError if not), else the distribution's
+    default ("" for a distribution with one way to build)."""
+    check_method(profile, backends)
+    return profile.method or distros.get(profile.distro).default_method or ""
 
 
 Syncer = Callable[[Profile, SyncContext], Snapshot]

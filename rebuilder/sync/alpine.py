@@ -38,7 +38,7 @@ import logging
 import re
 import tarfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,17 @@ from rebuilder import distros, fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter, snapshot
+from rebuilder.sync import (
+    SyncContext,
+    Warnings,
+    build_method,
+    compile_filter,
+    custom_method,
+    has_filter,
+    settings_digest,
+    snapshot,
+    unchanged,
+)
 from rebuilder.sync._vercmp_apk import is_valid as version_is_valid
 from rebuilder.sync._vercmp_apk import sort_key as version_key
 
@@ -79,7 +89,7 @@ _SIGNATURE_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 
 def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
     """Sync one Alpine profile; ``unchanged`` when every index is byte for byte as last time."""
-    opts = Options.from_profile(profile)
+    opts = Options.from_profile(profile, ctx.backends)
     keys = load_keys(profile.keyring) if profile.keyring else None
     if keys is None:
         log.warning("%s: no keyring: the APKINDEX signatures are NOT verified", profile.name)
@@ -90,15 +100,14 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
         for arch in opts.arches
     ]
     fingerprints = {ix.url: ix.sha256 for ix in indexes}
-    fingerprints["profile-settings"] = opts.digest
-    if not ctx.force and dict(ctx.previous) == fingerprints:
-        log.info("%s: every index unchanged since the last sync", profile.name)
-        return Snapshot(profile.name, DISTRO, (), fingerprints, unchanged=True)
+    same = unchanged(profile, ctx, fingerprints, opts.digest, "index")
+    if same:
+        return same
     groups: list[BuildGroup] = []
     for ix in indexes:
         warn = Warnings(ix.url)
         packages = parse_apkindex(ix.text, what=ix.url, warn=warn)
-        groups += group_packages(packages, ix, opts.keep, warn)
+        groups += group_packages(packages, ix, opts.keep, warn, opts.method)
         warn.summary()
     return snapshot(profile, DISTRO, groups, fingerprints)
 
@@ -114,13 +123,13 @@ class Options:
     components: tuple[str, ...]
     arches: tuple[str, ...]
     keep: Callable[[str, Iterable[str]], bool] | None
+    method: str
     digest: str
 
     @classmethod
-    def from_profile(cls, p: Profile) -> Options:
+    def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
         label = p.label
-        if p.method not in (None, METHOD):
-            raise ConfigError(f"{label} method: Alpine has one build method, {METHOD!r}")
+        method = build_method(p, backends)
         if not p.components:
             raise ConfigError(f"{label} components: at least one repository (e.g. main) is needed")
         if not p.architectures:
@@ -135,21 +144,22 @@ class Options:
                 raise ConfigError(f"{label} source: no mirror URL for release {r.name!r}")
             check_source(r.source, label)
         releases = tuple(dict.fromkeys((r.name, r.source) for r in p.releases))
-        settings = [
-            SYNC_RULES_VERSION,
-            releases,
-            p.components,
-            p.architectures,
-            p.pkgs,
-            p.excludes,
-            p.maintainers,
-        ]
         return cls(
             releases=releases,
             components=tuple(dict.fromkeys(p.components)),
             arches=tuple(dict.fromkeys(p.architectures)),
             keep=compile_filter(p) if has_filter(p) else None,
-            digest=hashlib.sha256(repr(settings).encode()).hexdigest(),
+            method=method,
+            digest=settings_digest(
+                SYNC_RULES_VERSION,
+                releases,
+                p.components,
+                p.architectures,
+                p.pkgs,
+                p.excludes,
+                p.maintainers,
+                *custom_method(p),
+            ),
         )
 
 
@@ -502,6 +512,7 @@ def group_packages(
     ix: Index,
     keep: Callable[[str, Iterable[str]], bool] | None,
     warn: Warnings,
+    method: str = METHOD,
 ) -> list[BuildGroup]:
     """One build group per origin: its newest version's packages of this index."""
     by_origin: dict[str, dict[str, list[ApkPackage]]] = {}
@@ -516,14 +527,14 @@ def group_packages(
     for origin, versions in by_origin.items():
         newest = max(versions, key=version_key)
         older += len(versions) - 1
-        groups.append(_group(origin, newest, versions[newest], ix, warn))
+        groups.append(_group(origin, newest, versions[newest], ix, warn, method))
     if older:
         log.info("%s: %d older origin versions still in the index were left out", ix.url, older)
     return groups
 
 
 def _group(
-    origin: str, version: str, pkgs: list[ApkPackage], ix: Index, warn: Warnings
+    origin: str, version: str, pkgs: list[ApkPackage], ix: Index, warn: Warnings, method: str
 ) -> BuildGroup:
     pkgs = sorted(pkgs, key=lambda p: p.name)
     builds = {(p.commit, p.build_time) for p in pkgs}
@@ -548,5 +559,5 @@ def _group(
         input_url=main.url,
         artifacts=arts,
         maintainers=maintainers,
-        method=METHOD,
+        method=method,
     )

@@ -32,7 +32,7 @@ import io
 import logging
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +40,18 @@ from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import Filter, SyncContext, Warnings, compile_filter, has_filter, snapshot
+from rebuilder.sync import (
+    Filter,
+    SyncContext,
+    Warnings,
+    build_method,
+    compile_filter,
+    custom_method,
+    has_filter,
+    settings_digest,
+    snapshot,
+    unchanged,
+)
 from rebuilder.sync._release import verify_detached
 from rebuilder.sync._vercmp_pacman import vercmp
 
@@ -85,15 +96,14 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
     """Sync one Arch Linux profile; ``unchanged`` when every database is as last time."""
-    opts = Options.from_profile(profile)
+    opts = Options.from_profile(profile, ctx.backends)
     dbs = [fetch_database(ref, opts.keyring) for ref in opts.databases()]
     fingerprints = {db.ref.url: db.sha256 for db in dbs}
-    fingerprints["profile-settings"] = opts.digest
-    if not ctx.force and dict(ctx.previous) == fingerprints:
-        log.info("%s: every repository database unchanged since the last sync", profile.name)
-        return Snapshot(profile.name, DISTRO, (), fingerprints, unchanged=True)
+    same = unchanged(profile, ctx, fingerprints, opts.digest, "repository database")
+    if same:
+        return same
     warn = Warnings(profile.name)
-    grouper = Grouper(opts.keep, warn)
+    grouper = Grouper(opts.keep, warn, opts.method)
     for db in dbs:
         grouper.add(db.ref, iter_database(db.data, what=db.ref.url, warn=warn))
     groups = grouper.groups()
@@ -128,16 +138,13 @@ class Options:
     arches: tuple[str, ...]
     keyring: Path | None
     keep: Filter | None
+    method: str
     digest: str
 
     @classmethod
-    def from_profile(cls, p: Profile) -> Options:
+    def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
         label = p.label
-        if p.method:
-            raise ConfigError(
-                f"{label} method: Arch Linux profiles take no method (the "
-                "archlinux backend rebuilds with archlinux-repro)"
-            )
+        method = build_method(p, backends)
         releases = tuple((r.name, r.source) for r in p.releases) or ((DEFAULT_RELEASE, p.source),)
         if not p.components:
             raise ConfigError(
@@ -157,16 +164,6 @@ class Options:
             keyring = Path(p.keyring)
             if not keyring.is_file():
                 raise ConfigError(f"{label} keyring {keyring}: no such file")
-        settings = [
-            SYNC_RULES_VERSION,
-            releases,
-            p.components,
-            p.architectures,
-            p.pkgs,
-            p.excludes,
-            p.maintainers,
-            p.keyring,
-        ]
         return cls(
             profile=p.name,
             releases=releases,
@@ -174,7 +171,18 @@ class Options:
             arches=tuple(dict.fromkeys(p.architectures)),
             keyring=keyring,
             keep=compile_filter(p) if has_filter(p) else None,
-            digest=hashlib.sha256(repr(settings).encode()).hexdigest(),
+            method=method,
+            digest=settings_digest(
+                SYNC_RULES_VERSION,
+                releases,
+                p.components,
+                p.architectures,
+                p.pkgs,
+                p.excludes,
+                p.maintainers,
+                p.keyring,
+                *custom_method(p),
+            ),
         )
 
     def databases(self) -> list[DatabaseRef]:
@@ -404,8 +412,8 @@ class _Group:
 class Grouper:
     """Collects packages into build groups keyed by (release, arch, pkgbase, version)."""
 
-    def __init__(self, keep: Filter | None, warn: Warnings) -> None:
-        self.keep, self.warn = keep, warn
+    def __init__(self, keep: Filter | None, warn: Warnings, method: str = "") -> None:
+        self.keep, self.warn, self.method = keep, warn, method
         self.acc: dict[tuple[str, str, str, str], _Group] = {}
 
     def add(self, ref: DatabaseRef, entries: Iterable[Entry]) -> None:
@@ -449,13 +457,13 @@ class Grouper:
             if newer:
                 best[k] = (version, g)
         return [
-            _build_group(release, comp, arch, base, version, g)
+            _build_group(release, comp, arch, base, version, g, self.method)
             for (release, comp, arch, base), (version, g) in best.items()
         ]
 
 
 def _build_group(
-    release: str, comp: str, arch: str, base: str, version: str, g: _Group
+    release: str, comp: str, arch: str, base: str, version: str, g: _Group, method: str
 ) -> BuildGroup:
     artifacts = tuple(sorted(g.artifacts.values(), key=lambda a: (a.name, a.url)))
     first = artifacts[0]  # rebuilderd's input: the first package file of the group by name
@@ -470,4 +478,5 @@ def _build_group(
         artifacts=artifacts,
         input_sha256=first.sha256,
         maintainers=tuple(g.packagers),
+        method=method,
     )

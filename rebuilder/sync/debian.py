@@ -25,24 +25,31 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from rebuilder import distros, fetch
+from rebuilder import fetch
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, Warnings, compile_filter, has_filter, snapshot
+from rebuilder.sync import (
+    SyncContext,
+    Warnings,
+    build_method,
+    compile_filter,
+    has_filter,
+    settings_digest,
+    snapshot,
+    unchanged,
+)
 from rebuilder.sync._release import IndexEntry, ReleaseFile, fetch_release
 
 log = logging.getLogger(__name__)
 
 DISTRO = "debian"
-METHODS = distros.methods(DISTRO)
-DEFAULT_METHOD = METHODS[0]
 # rebuilderd's default for a profile without buildinfo_url: Debian's buildinfo service
 DEFAULT_BUILDINFO_URL = "https://buildinfos.debian.net"
 # Bumped when the grouping rules change, so that the next sync is a full one.
@@ -55,7 +62,7 @@ COMPRESSION_PREFERENCE = (".gz", ".xz", ".zst", "", ".bz2")
 
 def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
     """Sync one Debian profile; ``unchanged`` when every release's InRelease is as last time."""
-    opts = Options.from_profile(profile)
+    opts = Options.from_profile(profile, ctx.backends)
     releases = [
         (
             rel,
@@ -66,10 +73,9 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
         for rel in profile.releases
     ]
     fingerprints = {release.url: release.sha256 for _, release in releases}
-    fingerprints["profile-settings"] = opts.digest
-    if not ctx.force and dict(ctx.previous) == fingerprints:
-        log.info("%s: every release unchanged since the last sync", profile.name)
-        return Snapshot(profile.name, DISTRO, (), fingerprints, unchanged=True)
+    same = unchanged(profile, ctx, fingerprints, opts.digest, "release")
+    if same:
+        return same
     cache = IndexCache(ctx.cache_dir / "debian-indexes")
     groups: list[BuildGroup] = []
     for rel, release in releases:
@@ -95,11 +101,9 @@ class Options:
     digest: str
 
     @classmethod
-    def from_profile(cls, p: Profile) -> Options:
+    def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
         label = p.label
-        method = p.method or DEFAULT_METHOD
-        if method not in METHODS:
-            raise ConfigError(f"{label} method: {method!r} is not one of {', '.join(METHODS)}")
+        method = build_method(p, backends)
         bi_url = (p.buildinfo_url or DEFAULT_BUILDINFO_URL).rstrip("/")
         if not p.components:
             raise ConfigError(f"{label} components: at least one component is needed")
@@ -111,17 +115,6 @@ class Options:
                     f"{label}: {value!r} is not a release, component or architecture name"
                 )
         arches = tuple(a for a in dict.fromkeys(p.architectures) if a != "all")
-        settings = [
-            SYNC_RULES_VERSION,
-            method,
-            bi_url,
-            p.components,
-            p.architectures,
-            p.pkgs,
-            p.excludes,
-            p.maintainers,
-            [(r.name, r.source) for r in p.releases],
-        ]
         return cls(
             profile=p.name,
             method=method,
@@ -130,7 +123,17 @@ class Options:
             arches=arches,
             want_all="all" in p.architectures,
             keep=compile_filter(p) if has_filter(p) else None,
-            digest=hashlib.sha256(repr(settings).encode()).hexdigest(),
+            digest=settings_digest(
+                SYNC_RULES_VERSION,
+                method,
+                bi_url,
+                p.components,
+                p.architectures,
+                p.pkgs,
+                p.excludes,
+                p.maintainers,
+                [(r.name, r.source) for r in p.releases],
+            ),
         )
 
 

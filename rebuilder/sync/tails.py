@@ -33,7 +33,7 @@ import hashlib
 import html.parser
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -43,7 +43,15 @@ from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
-from rebuilder.sync import SyncContext, compile_filter, has_filter
+from rebuilder.sync import (
+    SyncContext,
+    build_method,
+    compile_filter,
+    custom_method,
+    has_filter,
+    settings_digest,
+    unchanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,7 @@ _SUM_LINE = re.compile(r"([0-9a-fA-F]{64})(?:\s+\*?(\S+))?")
 
 def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
     """Sync one Tails profile; ``unchanged`` when every release directory lists the same files."""
-    opts = Options.from_profile(profile)
+    opts = Options.from_profile(profile, ctx.backends)
     found: list[Release] = []
     for name, source in opts.releases:
         base = f"{source.rstrip('/')}/{name}"
@@ -72,11 +80,11 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
             files = [n for n in list_directory(f"{directory}/") if not n.endswith("/")]
             found.append(Release(name, arch, version, directory, tuple(sorted(files))))
     fingerprints = {f"{r.directory}/#{r.arch}": r.fingerprint for r in found}
-    fingerprints["profile-settings"] = opts.digest
-    if not ctx.force and dict(ctx.previous) == fingerprints:
-        log.info("%s: every release directory unchanged since the last sync", profile.name)
-        return Snapshot(profile.name, DISTRO, (), fingerprints, unchanged=True)
-    groups = [release_group(r) for r in found if opts.keep is None or opts.keep(NAME, ())]
+    same = unchanged(profile, ctx, fingerprints, opts.digest, "release directory")
+    if same:
+        return same
+    keep = opts.keep is None or opts.keep(NAME, ())
+    groups = [release_group(r, opts.method) for r in found if keep]
     what = ", ".join(f"{g.release}/{g.architecture} {g.version}" for g in groups) or "none"
     log.info("%s: %d build groups (%s)", profile.name, len(groups), what)
     return Snapshot(profile.name, DISTRO, tuple(groups), fingerprints)
@@ -89,13 +97,13 @@ class Options:
     releases: tuple[tuple[str, str], ...]  # (channel, mirror base)
     arches: tuple[str, ...]
     keep: Callable[[str, Iterable[str]], bool] | None
+    method: str
     digest: str
 
     @classmethod
-    def from_profile(cls, p: Profile) -> Options:
+    def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
         label = p.label
-        if p.method:
-            raise ConfigError(f"{label} method: Tails has one build method; remove the key")
+        method = build_method(p, backends)
         if p.keyring:
             raise ConfigError(
                 f"{label} keyring: the Tails sync verifies nothing with it (the signatures "
@@ -107,12 +115,20 @@ class Options:
             if not _PLAIN.fullmatch(value):
                 raise ConfigError(f"{label}: {value!r} is not a release or architecture name")
         releases = tuple(dict.fromkeys((r.name, r.source) for r in p.releases))
-        settings = [SYNC_RULES_VERSION, releases, arches, p.pkgs, p.excludes, p.maintainers]
         return cls(
             releases=releases,
             arches=arches,
             keep=compile_filter(p) if has_filter(p) else None,
-            digest=hashlib.sha256(repr(settings).encode()).hexdigest(),
+            method=method,
+            digest=settings_digest(
+                SYNC_RULES_VERSION,
+                releases,
+                arches,
+                p.pkgs,
+                p.excludes,
+                p.maintainers,
+                *custom_method(p),
+            ),
         )
 
 
@@ -209,7 +225,7 @@ def newest_version(names: list[str], arch: str, *, what: str) -> str:
 # --- one release -------------------------------------------------------------------------
 
 
-def release_group(r: Release) -> BuildGroup:
+def release_group(r: Release, method: str = "") -> BuildGroup:
     """The build group of one release directory: ``.img`` (the input) and ``.iso``."""
     stem = f"tails-{r.arch}-{r.version}"
     img, iso = f"{stem}.img", f"{stem}.iso"
@@ -240,6 +256,7 @@ def release_group(r: Release) -> BuildGroup:
         input_url=artifacts[0].url,
         artifacts=tuple(artifacts),
         sources=sources,
+        method=method,
     )
 
 
