@@ -21,7 +21,6 @@ import hashlib
 import io
 import logging
 import lzma
-import os
 import shutil
 import socket
 import tempfile
@@ -36,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
+from rebuilder import _fs
 from rebuilder.errors import ChecksumError, FetchError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -212,33 +212,31 @@ def download(
     A checksum mismatch removes what was downloaded and raises :class:`ChecksumError`.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as out:
-            if is_local(url):
-                try:
-                    with local_path(url).open("rb") as src:
-                        shutil.copyfileobj(src, out, _CHUNK)
-                except FileNotFoundError:
-                    raise NotFoundError(f"{url}: no such file") from None
-                except OSError as e:
-                    raise FetchError(f"{url}: cannot read: {e.strerror}") from None
-            else:
-                # more bytes than the index promised is a checksum failure, found early
-                promised = size if max_size is None else None
-                _get(
-                    url,
-                    out,
-                    timeout=timeout,
-                    retries=retries,
-                    max_size=max_size,
-                    promised_size=promised,
-                )
-            out.flush()
-            got_size = out.tell()
-            out.seek(0)
-            digest = sha256_file(out)
+    with _fs.replacing(dest) as part:
+        out = part.file
+        if is_local(url):
+            try:
+                with local_path(url).open("rb") as src:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            except FileNotFoundError:
+                raise NotFoundError(f"{url}: no such file") from None
+            except OSError as e:
+                raise FetchError(f"{url}: cannot read: {e.strerror}") from None
+        else:
+            # more bytes than the index promised is a checksum failure, found early
+            promised = size if max_size is None else None
+            _get(
+                url,
+                out,
+                timeout=timeout,
+                retries=retries,
+                max_size=max_size,
+                promised_size=promised,
+            )
+        out.flush()
+        got_size = out.tell()
+        out.seek(0)
+        digest = sha256_file(out)
         if size is not None and got_size != size:
             raise ChecksumError(
                 f"{url}: checksum mismatch: {got_size} bytes, the index says {size}"
@@ -247,10 +245,7 @@ def download(
             raise ChecksumError(
                 f"{url}: checksum mismatch: SHA256 {digest}, the index says {sha256.lower()}"
             )
-        tmp.replace(dest)
-        return digest
-    finally:
-        tmp.unlink(missing_ok=True)
+    return digest
 
 
 def sha256_file(f: BinaryIO) -> str:

@@ -17,9 +17,9 @@ before any such path is used.
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
+
+from rebuilder import _fs
 
 STORE = "builds"  # the store's folder in the site
 MAX_REL = 1024  # longer relative paths are refused: no file system needs them
@@ -55,24 +55,14 @@ def gzip_bytes(data: bytes) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file beside it, renamed over it.
+    """Write a store file whole or not at all (:func:`rebuilder._fs.write_atomic`), making
+    its folders. OSError names ``path``.
 
-    No fsync: a store file lost in a crash is a missing file the site reports, and the
+    Not durable: a store file lost in a crash is a missing file the site reports, and the
     attempt is rebuilt; the state, which must survive, has its own durable write.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk: the error names the file, not only "No space left"
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _fs.write_atomic(path, data)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from rebuilder import _fs
 from rebuilder.errors import LockedError, StateError
 from rebuilder.model import (
     SCHEMA_VERSION,
@@ -311,23 +312,17 @@ def save(state_dir: Path, st: ProfileState) -> bool:
     (the file is then left untouched, so its mtime and git stay quiet)."""
     path = state_path(state_dir, st.profile)
     _ensure_dir(state_dir)
-    tmp = path.with_name(f".{path.name}.tmp")
+    digest = hashlib.sha256()
     try:
-        digest = hashlib.sha256()
-        with tmp.open("wb") as f:
+        with _fs.replacing(path, durable=True) as out:
             for chunk in _chunks(st):
                 digest.update(chunk)
-                f.write(chunk)
-            changed = _file_sha256(path) != digest.digest()
-            if changed:
-                _write_or_fail(f, b"", path)  # flush + fsync before the rename
-        if changed:
-            tmp.replace(path)
-            _fsync_dir(path.parent)
+                out.file.write(chunk)
+            if _file_sha256(path) == digest.digest():
+                out.discard()
     except OSError as e:
         raise _cannot_write(path, e) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    changed = not out.discarded
     journal_path(state_dir, st.profile).unlink(missing_ok=True)
     st.dirty = False
     return changed
@@ -342,14 +337,6 @@ def _file_sha256(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     return h.digest()
-
-
-def _fsync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def history_point(now: dt.datetime, records: Iterable[GroupRecord]) -> dict[str, Any]:
@@ -380,20 +367,12 @@ def add_pass(st: ProfileState, summary: dict[str, Any]) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory."""
+    """A state file, durably (:func:`rebuilder._fs.write_atomic`); StateError if it fails."""
     _ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("wb") as f:
-            _write_or_fail(f, data, path)
-        tmp.replace(path)
-        _fsync_dir(path.parent)
+        _fs.write_atomic(path, data, durable=True)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise _cannot_write(path, e) from None
-    except StateError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _ensure_dir(path: Path) -> None:

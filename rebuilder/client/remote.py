@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from rebuilder import fetch, results
+from rebuilder import _fs, fetch
 from rebuilder.api import v0, v1
 from rebuilder.attest import AttestationError, public_keys_from_json
 from rebuilder.client.records import Dashboard, PkgEntry, QueueEntry
@@ -422,7 +422,7 @@ def _cache_store(cache_dir: Path, url: str, r: fetch.Answer) -> None:
     m = {"url": url, "etag": etag, "last_modified": modified}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        results.write_atomic(body, r.body)
-        results.write_atomic(meta, json.dumps(m, sort_keys=True).encode())
+        _fs.write_atomic(body, r.body)
+        _fs.write_atomic(meta, json.dumps(m, sort_keys=True).encode())
     except OSError as e:
         log.warning("%s: cannot write the HTTP cache: %s", cache_dir, e.strerror)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rebuilder import _fs
 from rebuilder.site import paths
 from rebuilder.site.paths import SiteError
 
@@ -110,14 +111,10 @@ class Output:
             self._dirs.add(directory)
 
     def _replace(self, path: str, data: bytes) -> None:
-        directory = os.path.dirname(path)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
         try:
-            self._ensure_dir(directory)
-            # no fsync: the site is derived data, re-rendered from the state at will
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            self._ensure_dir(os.path.dirname(path))
+            # not durable: the site is derived data, re-rendered from the state at will
+            _fs.write_atomic(path, data)
         except OSError as e:
             raise SiteError(f"{path}: cannot write: {e.strerror or e}") from None
 
@@ -145,7 +142,7 @@ class Output:
                 if exists is None:
                     os.link(src, path)  # a new name appears whole: no temp name needed
                 else:
-                    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp"
+                    tmp = _fs.temp_path(path)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp)
                     os.link(src, tmp)

@@ -1,0 +1,117 @@
+"""The one atomic write of the tree: a file is replaced whole or not at all.
+
+A ground-floor module (it imports nothing of rebuilder's). Its users add their own rules on
+top: the state asks for a durable write (:mod:`rebuilder.state`), the results store makes its
+folders (:mod:`rebuilder.results`), the site writes only what changed
+(:mod:`rebuilder.site.output`). Errors are :class:`OSError` naming the target (not the
+temporary file), for each caller to turn into its own one-line error.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> d = Path(tempfile.mkdtemp())
+>>> write_atomic(d / "a", b"first")
+>>> with replacing(d / "a") as out:
+...     _ = out.file.write(b"second")
+...     out.discard()  # e.g. the same bytes as the file already holds
+>>> (d / "a").read_bytes(), [p.name for p in d.iterdir()]
+(b'first', ['a'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+@dataclass
+class Replacement:
+    """A write in progress: ``file`` is the temporary file beside the target."""
+
+    file: BinaryIO
+    discarded: bool = False
+
+    def discard(self) -> None:
+        """Leave the target as it was (the temporary file is removed)."""
+        self.discarded = True
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str], *, durable: bool = False) -> Iterator[Replacement]:
+    """Write the new content of ``path`` to the yielded file (open for reading too); at the
+    end of the block it replaces ``path`` in one rename (unless discarded, or the block
+    raised). Errors of the block itself pass through unchanged.
+
+    The temporary file is ``.<name>.<pid>.<thread>.tmp`` in the same folder (a rename
+    cannot cross file systems; the ids keep two writers of one path apart, e.g. two
+    threads downloading one file, and a crash leaves at most one such file per writer).
+    Its mode follows the umask, as ``open`` does.
+    ``durable``: fsync the file before the rename and the folder after it, so that the new
+    content survives a crash (the state); without, a crash may lose a write, never half of
+    one (derived files: the site, the results store). The folder must exist.
+    """
+    target = os.fspath(path)
+    tmp = temp_path(target)
+    try:
+        f = open(tmp, "w+b")  # noqa: SIM115 (closed below, before the rename)
+    except OSError as e:
+        raise _named(e, target) from None
+    out, finishing = Replacement(f), False
+    try:
+        with f:
+            yield out  # what the block raises goes on as it is (the temp file removed)
+            finishing = True
+            if durable and not out.discarded:
+                f.flush()
+                os.fsync(f.fileno())
+        if out.discarded:
+            os.unlink(tmp)
+            return
+        os.replace(tmp, target)
+        if durable:
+            fsync_dir(os.path.dirname(target) or ".")
+    except OSError as e:
+        _unlink_quietly(tmp)
+        if finishing:  # a full disk: the error names the file, not only "No space left"
+            raise _named(e, target) from None
+        raise
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` whole or not at all (see :func:`replacing`)."""
+    try:
+        with replacing(path, durable=durable) as out:
+            out.file.write(data)
+    except OSError as e:
+        raise _named(e, os.fspath(path)) from None
+
+
+def temp_path(target: str) -> str:
+    """Where a new version of ``target`` is made before it is renamed over it (see
+    :func:`replacing`; also for a hard link replacing a file)."""
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_native_id()}.tmp")
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename in folder ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _named(e: OSError, target: str) -> OSError:
+    return OSError(e.errno, e.strerror, target)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
