@@ -10,16 +10,20 @@ import os
 import shutil
 import subprocess
 import sys
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from rebuilder import fetch
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Snapshot
 from rebuilder.sync import SyncContext, sync_profile, tails
 
 from .fixtures import ROOT
+from .fixtures.http import serve
 from .fixtures.tails import TailsMirror, write_listings, write_sums
 
 # --- building the fixture ----------------------------------------------------------------
@@ -74,9 +78,45 @@ def test_unchanged_mirror_and_a_new_release(tails_served: tuple[TailsMirror, str
     first = run(fx.profile(url), tmp_path)
     again = run(fx.profile(url), tmp_path, previous=first.fingerprints)
     assert again.unchanged and again.groups == ()
+    # a re-signed image: the same names, a signature of another size (ed25519 signatures
+    # differ by a byte now and then); a state that kept the old size would fail its builds
+    sig = fx.release_dir("stable", "6.10") / "tails-amd64-6.10.iso.sig"
+    sig.write_bytes(sig.read_bytes() + b"\n")
+    resigned = run(fx.profile(url), tmp_path, previous=first.fingerprints)
+    assert not resigned.unchanged
+    (stable,) = [g for g in resigned.groups if g.release == "stable"]
+    assert {s.name: s.size for s in stable.sources}[sig.name] == sig.stat().st_size
     write_sums(fx, "stable", "6.10")  # the release directory changed: a full sync
-    changed = run(fx.profile(url), tmp_path, previous=first.fingerprints)
+    changed = run(fx.profile(url), tmp_path, previous=resigned.fingerprints)
     assert not changed.unchanged and changed.groups[0].artifacts[0].sha256 != ""
+
+
+class _RefuseFirstHead(SimpleHTTPRequestHandler):
+    """Answers each path's first HEAD with 503, as a loaded mirror may."""
+
+    refused: ClassVar[set[str]] = set()
+
+    def do_HEAD(self) -> None:
+        if self.path not in self.refused:
+            self.refused.add(self.path)
+            self.send_error(503)
+            return
+        super().do_HEAD()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_refused_head_is_retried(
+    tails_mirror: TailsMirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(fetch, "BACKOFF", 0.01)
+    url, stop = serve(tails_mirror.mirror, _RefuseFirstHead)
+    try:
+        snap = run(tails_mirror.profile(url), tmp_path)
+    finally:
+        stop()
+    assert len(snap.groups) == 2 and len(_RefuseFirstHead.refused) == 8  # 2 images, 2 .sig
 
 
 def test_python_http_server_listings_and_arch(

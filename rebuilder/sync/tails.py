@@ -37,8 +37,6 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
-import requests
-
 from rebuilder import fetch
 from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
@@ -68,7 +66,8 @@ _SUM_LINE = re.compile(r"([0-9a-fA-F]{64})(?:\s+\*?(\S+))?")
 
 
 def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
-    """Sync one Tails profile; ``unchanged`` when every release directory lists the same files."""
+    """Sync one Tails profile; ``unchanged`` when every release directory lists the same files
+    of the same sizes and checksums."""
     opts = Options.from_profile(profile, ctx.backends)
     found: list[Release] = []
     for name, source in opts.releases:
@@ -79,12 +78,17 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
             directory = f"{base}/tails-{arch}-{version}"
             files = [n for n in list_directory(f"{directory}/") if not n.endswith("/")]
             found.append(Release(name, arch, version, directory, tuple(sorted(files))))
+    keep = opts.keep is None or opts.keep(NAME, ())
+    # The groups are made before the unchanged check (a few small requests per release):
+    # their sizes and checksums change without a change of file names (a re-signed .sig),
+    # and a state that kept the old size would fail every build of the release.
+    groups = [release_group(r, opts.method) for r in found if keep]
     fingerprints = {f"{r.directory}/#{r.arch}": r.fingerprint for r in found}
+    for g in groups:
+        fingerprints[f"{g.input_url}#group"] = group_fingerprint(g)
     same = unchanged(profile, ctx, fingerprints, opts.digest, "release directory")
     if same:
         return same
-    keep = opts.keep is None or opts.keep(NAME, ())
-    groups = [release_group(r, opts.method) for r in found if keep]
     what = ", ".join(f"{g.release}/{g.architecture} {g.version}" for g in groups) or "none"
     log.info("%s: %d build groups (%s)", profile.name, len(groups), what)
     return Snapshot(profile.name, DISTRO, tuple(groups), fingerprints)
@@ -145,6 +149,12 @@ class Release:
     @property
     def fingerprint(self) -> str:
         return hashlib.sha256("\n".join((self.version, *self.files)).encode()).hexdigest()
+
+
+def group_fingerprint(g: BuildGroup) -> str:
+    """What a group is built from: every file's URL, size and published SHA256."""
+    files = [f"{a.url} {a.size} {a.sha256}" for a in (*g.artifacts, *g.sources)]
+    return hashlib.sha256("\n".join(files).encode()).hexdigest()
 
 
 # --- directory listings ------------------------------------------------------------------
@@ -308,12 +318,10 @@ def head_size(url: str) -> int:
             return fetch.local_path(url).stat().st_size
         except OSError as e:
             raise FetchError(f"{url}: cannot stat: {e.strerror}") from None
-    try:
-        r = fetch.session().head(url, allow_redirects=True, timeout=fetch.TIMEOUT)
-    except requests.RequestException as e:
-        raise FetchError(f"{url}: HEAD failed ({type(e).__name__})") from None
-    if r.status_code >= 400:
-        raise FetchError(f"{url}: HTTP {r.status_code} {r.reason or ''}".rstrip())
+    # the one retry policy: a connection refused or reset once is not a failed sync
+    r = fetch.request(url, method="HEAD")
+    if r.status >= 400:
+        raise FetchError(f"{url}: HTTP {r.status} {r.reason}".rstrip())
     length = r.headers.get("Content-Length", "")
     if not length.isdigit():
         raise RepositoryIndexError(f"{url}: the mirror gives no size (Content-Length)")
