@@ -143,6 +143,23 @@ def snapshot(
 PROFILE_SETTINGS = "profile-settings"
 
 
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What every syncer's checked profile holds (its ``Options`` adds its own settings):
+    the package filter (None: every package), the build method its groups carry
+    (:func:`build_method`) and the settings digest (:func:`settings_digest`)."""
+
+    keep: Filter | None
+    method: str
+    digest: str
+
+
+def package_filter(profile: Profile) -> Filter | None:
+    """:func:`compile_filter`, or None when the profile keeps every package (a loop over a
+    whole index then skips the call)."""
+    return compile_filter(profile) if has_filter(profile) else None
+
+
 def settings_digest(rules_version: str, *settings: object) -> str:
     """The fingerprint of what a profile asks of its sync (stored as ``profile-settings``).
 
@@ -181,6 +198,33 @@ def build_method(profile: Profile, backends: Collection[str] = ()) -> str:
     default ("" for a distribution with one way to build)."""
     check_method(profile, backends)
     return profile.method or distros.get(profile.distro).default_method or ""
+
+
+_TEMPLATE_VAR = re.compile(r"\$(\{?)([A-Za-z_]*)(\}?)")
+
+
+def check_variables(template: str, allowed: tuple[str, ...], what: str) -> None:
+    """ConfigError (starting with ``what``) unless every variable of the mirror URL
+    ``template`` is one of ``allowed``, written ``$name`` or ``${name}`` as in pacman's
+    mirrorlist.
+
+    >>> check_variables("https://m.example/${repo}/$arch", ("repo", "arch"), "source")
+    >>> check_variables("https://m.example/$carch", ("repo", "arch"), "source")
+    Traceback (most recent call last):
+    ...
+    rebuilder.errors.ConfigError: source: unknown variable '$carch' in 'https://m.example/$carch' (only $repo and $arch)
+    """  # noqa: E501 (a doctest's output is one line)
+    for m in _TEMPLATE_VAR.finditer(template):
+        if m.group(2) not in allowed or m.group(1) + m.group(3) not in ("", "{}"):
+            only = " and ".join((", ".join(f"${v}" for v in allowed[:-1]), f"${allowed[-1]}"))
+            raise ConfigError(
+                f"{what}: unknown variable {m.group(0)!r} in {template!r} (only {only})"
+            )
+
+
+def fill_template(template: str, values: Mapping[str, str]) -> str:
+    """A checked mirror URL template with its variables filled in, without a trailing '/'."""
+    return _TEMPLATE_VAR.sub(lambda m: values[m.group(2)], template).rstrip("/")
 
 
 Syncer = Callable[[Profile, SyncContext], Snapshot]

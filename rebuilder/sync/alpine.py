@@ -51,12 +51,14 @@ from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
 from rebuilder.sync import (
+    ProfileOptions,
     SyncContext,
     Warnings,
     build_method,
-    compile_filter,
+    check_variables,
     custom_method,
-    has_filter,
+    fill_template,
+    package_filter,
     settings_digest,
     snapshot,
     unchanged,
@@ -79,7 +81,6 @@ _NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_+.-]{0,254}")
 _ARCH = re.compile(r"[A-Za-z0-9_]{1,32}")
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
-_TEMPLATE_VAR = re.compile(r"\$(\{?)([A-Za-z_]*)(\}?)")
 _SIGNATURE_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "RSA": hashes.SHA1,  # what Alpine's builders sign with; apk-tools accepts it
     "RSA256": hashes.SHA256,
@@ -116,15 +117,12 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(ProfileOptions):
     """An Alpine profile's settings, checked once."""
 
     releases: tuple[tuple[str, str], ...]  # (branch, source)
     components: tuple[str, ...]
     arches: tuple[str, ...]
-    keep: Callable[[str, Iterable[str]], bool] | None
-    method: str
-    digest: str
 
     @classmethod
     def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
@@ -148,7 +146,7 @@ class Options:
             releases=releases,
             components=tuple(dict.fromkeys(p.components)),
             arches=tuple(dict.fromkeys(p.architectures)),
-            keep=compile_filter(p) if has_filter(p) else None,
+            keep=package_filter(p),
             method=method,
             digest=settings_digest(
                 SYNC_RULES_VERSION,
@@ -167,19 +165,12 @@ def index_base(source: str, release: str, repo: str, arch: str) -> str:
     """The directory URL of one index (see the module doc for the placeholders)."""
     if "$" not in source:
         return f"{source.rstrip('/')}/{release}/{repo}/{arch}"
-    values = {"release": release, "repo": repo, "arch": arch}
-    return _TEMPLATE_VAR.sub(lambda m: values[m.group(2)], source).rstrip("/")
+    return fill_template(source, {"release": release, "repo": repo, "arch": arch})
 
 
 def check_source(source: str, label: str) -> None:
     """ConfigError unless the only variables of ``source`` are $release, $repo and $arch."""
-    for m in _TEMPLATE_VAR.finditer(source):
-        braces = m.group(1) + m.group(3)
-        if m.group(2) not in ("release", "repo", "arch") or braces not in ("", "{}"):
-            raise ConfigError(
-                f"{label} source: unknown variable {m.group(0)!r} in {source!r} "
-                "(only $release, $repo and $arch)"
-            )
+    check_variables(source, ("release", "repo", "arch"), f"{label} source")
 
 
 # --- the index: fetch, split, verify -----------------------------------------------------

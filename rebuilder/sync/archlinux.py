@@ -42,12 +42,14 @@ from rebuilder.errors import ConfigError, RepositoryIndexError, SignatureError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
 from rebuilder.sync import (
     Filter,
+    ProfileOptions,
     SyncContext,
     Warnings,
     build_method,
-    compile_filter,
+    check_variables,
     custom_method,
-    has_filter,
+    fill_template,
+    package_filter,
     settings_digest,
     snapshot,
     unchanged,
@@ -90,7 +92,6 @@ _ARCH = re.compile(r"[A-Za-z0-9_]{1,64}")
 _FILENAME = re.compile(r"[A-Za-z0-9@_+][A-Za-z0-9@._+~:-]{0,254}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _SIZE = re.compile(r"[0-9]{1,15}")
-_TEMPLATE_VAR = re.compile(r"\$(\{?)([A-Za-z_]*)(\}?)")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -129,7 +130,7 @@ class DatabaseRef:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(ProfileOptions):
     """An Arch profile's settings, checked once."""
 
     profile: str
@@ -137,9 +138,6 @@ class Options:
     repos: tuple[str, ...]
     arches: tuple[str, ...]
     keyring: Path | None
-    keep: Filter | None
-    method: str
-    digest: str
 
     @classmethod
     def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
@@ -170,7 +168,7 @@ class Options:
             repos=tuple(dict.fromkeys(p.components)),
             arches=tuple(dict.fromkeys(p.architectures)),
             keyring=keyring,
-            keep=compile_filter(p) if has_filter(p) else None,
+            keep=package_filter(p),
             method=method,
             digest=settings_digest(
                 SYNC_RULES_VERSION,
@@ -206,21 +204,12 @@ def check_template(template: str, label: str) -> None:
             f"{label}: {template!r} names a database; give the mirror template instead, "
             "e.g. https://mirror.example/archlinux/$repo/os/$arch"
         )
-    for m in _TEMPLATE_VAR.finditer(template):
-        braces, var = m.group(1) + m.group(3), m.group(2)
-        if var not in ("repo", "arch") or braces not in ("", "{}"):
-            raise ConfigError(
-                f"{label}: unknown variable {m.group(0)!r} in {template!r} (only $repo and $arch)"
-            )
+    check_variables(template, ("repo", "arch"), label)
 
 
 def mirror_url(template: str, repo: str, arch: str) -> str:
     """The mirror template with ``$repo``/``$arch`` (or ``${repo}``/``${arch}``) filled in."""
-
-    def fill(m: re.Match[str]) -> str:
-        return repo if m.group(2) == "repo" else arch
-
-    return _TEMPLATE_VAR.sub(fill, template).rstrip("/")
+    return fill_template(template, {"repo": repo, "arch": arch})
 
 
 # --- fetching and verifying ----------------------------------------------------

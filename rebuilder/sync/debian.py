@@ -25,7 +25,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator
+from collections.abc import Collection, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +36,11 @@ from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
 from rebuilder.sync import (
+    ProfileOptions,
     SyncContext,
     Warnings,
     build_method,
-    compile_filter,
-    has_filter,
+    package_filter,
     settings_digest,
     snapshot,
     unchanged,
@@ -88,17 +88,14 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(ProfileOptions):
     """A Debian profile's settings, checked once."""
 
     profile: str
-    method: str
     buildinfo_url: str
     components: tuple[str, ...]
     arches: tuple[str, ...]  # concrete architectures (not "all")
     want_all: bool
-    keep: Callable[[str, Iterable[str]], bool] | None
-    digest: str
 
     @classmethod
     def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
@@ -122,7 +119,7 @@ class Options:
             components=tuple(dict.fromkeys(p.components)),
             arches=arches,
             want_all="all" in p.architectures,
-            keep=compile_filter(p) if has_filter(p) else None,
+            keep=package_filter(p),
             digest=settings_digest(
                 SYNC_RULES_VERSION,
                 method,

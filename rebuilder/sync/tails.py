@@ -33,7 +33,7 @@ import hashlib
 import html.parser
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -42,11 +42,11 @@ from rebuilder.config import Profile
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Artifact, BuildGroup, Snapshot
 from rebuilder.sync import (
+    ProfileOptions,
     SyncContext,
     build_method,
-    compile_filter,
     custom_method,
-    has_filter,
+    package_filter,
     settings_digest,
     unchanged,
 )
@@ -95,14 +95,11 @@ def sync(profile: Profile, ctx: SyncContext) -> Snapshot:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(ProfileOptions):
     """A Tails profile's settings, checked once."""
 
     releases: tuple[tuple[str, str], ...]  # (channel, mirror base)
     arches: tuple[str, ...]
-    keep: Callable[[str, Iterable[str]], bool] | None
-    method: str
-    digest: str
 
     @classmethod
     def from_profile(cls, p: Profile, backends: Collection[str] = ()) -> Options:
@@ -122,7 +119,7 @@ class Options:
         return cls(
             releases=releases,
             arches=arches,
-            keep=compile_filter(p) if has_filter(p) else None,
+            keep=package_filter(p),
             method=method,
             digest=settings_digest(
                 SYNC_RULES_VERSION,
