@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from rebuilder import fetch  # noqa: E402
 from rebuilder.build import BuildContext, run_build  # noqa: E402
 from rebuilder.model import Artifact, BuildGroup, Job  # noqa: E402
+from tests.fixtures.http import trickle  # noqa: E402
 
 _INFLATE = textwrap.dedent("""
     import json, resource, sys, time
@@ -91,16 +92,7 @@ def bomb(tmp: Path, gib: float, listed_mib: int) -> None:
 
 class _Trickle(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "1000000")
-        self.end_headers()
-        for _ in range(6000):
-            try:
-                self.wfile.write(b"x")
-                self.wfile.flush()
-            except OSError:
-                return
-            time.sleep(0.1)
+        trickle(self, 1000000, seconds=600)
 
     def log_message(self, *args: object) -> None:
         pass

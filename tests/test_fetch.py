@@ -6,7 +6,6 @@ import bz2
 import gzip
 import lzma
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,8 @@ import zstandard
 
 from rebuilder import fetch
 from rebuilder.errors import ChecksumError, FetchError, NotFoundError
+
+from .fixtures.http import trickle
 
 PLAIN = b"Package: hello\nVersion: 2.10-3\n\n" * 1000
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
@@ -62,16 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(PLAIN)
             return
         if self.path == "/trickle":  # a hostile mirror: one byte at a time, never done
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            for _ in range(3000):  # bounded: 5 minutes at most
-                try:
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.1)
+            trickle(self, 100000, seconds=300)
             return
         self.send_response(404)
         self.end_headers()

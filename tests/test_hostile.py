@@ -24,7 +24,7 @@ from rebuilder.errors import LockedError
 from rebuilder.site import paths
 
 from .fixtures.debian import Archive
-from .fixtures.http import serve
+from .fixtures.http import serve, trickle
 from .fixtures.operator import git_log, operator_dir, rebuild
 
 pytestmark = pytest.mark.slow  # runs rebuild
@@ -39,16 +39,7 @@ class _Trickle(SimpleHTTPRequestHandler):
         if not self.path.endswith(self.slow):
             super().do_GET()
             return
-        self.send_response(200)
-        self.send_header("Content-Length", "100000")
-        self.end_headers()
-        for _ in range(1200):  # bounded: two minutes at most
-            try:
-                self.wfile.write(b"-")
-                self.wfile.flush()
-            except OSError:
-                return
-            time.sleep(0.1)
+        trickle(self, 100000, seconds=120)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
