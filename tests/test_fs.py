@@ -4,11 +4,15 @@ HTTP cache and downloads share."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from rebuilder import _fs
+
+from .fixtures import ROOT
 
 
 def test_whole_or_not_at_all_and_no_temporary_left(tmp_path: Path) -> None:
@@ -44,3 +48,13 @@ def test_a_discarded_write_leaves_the_file_as_it_was(tmp_path: Path) -> None:
         out.discard()
     assert target.stat().st_ino == before.st_ino and target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f"]
+
+
+def test_a_ground_floor_module() -> None:
+    """Every other module may use it: it imports nothing of ours (but the package)."""
+    code = "import sys, rebuilder._fs; print(' '.join(sorted(sys.modules)))"
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    ours = {m for m in r.stdout.split() if m.startswith("rebuilder")}
+    assert ours <= {"rebuilder", "rebuilder.errors", "rebuilder._fs"}, ours
