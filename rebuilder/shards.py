@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rebuilder import _fs
 from rebuilder.errors import RebuilderError
 from rebuilder.model import SCHEMA_VERSION, Attempt, Job
 
@@ -92,7 +93,7 @@ def write_index(out: Path, n: int, jobs: int, errors: Sequence[str]) -> Path:
     """``shards.json``: the shard numbers written (what a CI matrix runs) and sync errors."""
     doc = {"schema": SCHEMA_VERSION, "shards": list(range(n)), "jobs": jobs, "errors": list(errors)}
     path = out / INDEX_NAME
-    path.write_text(json.dumps(doc, sort_keys=True) + "\n")
+    _fs.write_atomic(path, (json.dumps(doc, sort_keys=True) + "\n").encode())
     return path
 
 
@@ -110,7 +111,7 @@ def write_shards(out: Path, shards: Sequence[Sequence[Job]]) -> list[Path]:
             "jobs": [j.to_json() for j in jobs],
         }
         path = shard_path(out, i)
-        path.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
+        _fs.write_atomic(path, (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode())
         paths.append(path)
     return paths
 
