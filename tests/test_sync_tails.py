@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 
-from rebuilder import fetch
+from rebuilder import config, fetch, pipeline
 from rebuilder.config import Profile, Release
 from rebuilder.errors import ConfigError, FetchError, RepositoryIndexError
 from rebuilder.model import Snapshot
@@ -89,6 +89,23 @@ def test_unchanged_mirror_and_a_new_release(tails_served: tuple[TailsMirror, str
     write_sums(fx, "stable", "6.10")  # the release directory changed: a full sync
     changed = run(fx.profile(url), tmp_path, previous=resigned.fingerprints)
     assert not changed.unchanged and changed.groups[0].artifacts[0].sha256 != ""
+
+
+def test_an_operators_own_method_reaches_the_groups(
+    tails_served: tuple[TailsMirror, str], tmp_path: Path
+):
+    """config, the pipeline and the syncer apply one rule: a method with its own backend."""
+    _, url = tails_served
+    (tmp_path / "b.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "b.sh").chmod(0o755)
+    (tmp_path / "rebuilder.toml").write_text(
+        f'[profile."t"]\ndistro = "tails"\nreleases = ["stable"]\nsource = "{url}"\n'
+        f'method = "by-hand"\n[backend."tails-by-hand"]\npath = "b.sh"\n'
+    )
+    cfg = config.load(tmp_path / "rebuilder.toml")
+    (snap,) = pipeline.snapshot(cfg, ["t"])
+    assert [g.method for g in snap.groups] == ["by-hand"]
+    assert pipeline.profile_backend(cfg.profiles["t"]) == "tails-by-hand"
 
 
 class _RefuseFirstHead(SimpleHTTPRequestHandler):
