@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rebuilder.build import BuildContext, BuildPool, run_build
+from rebuilder.build._supervise import SERVER
 from rebuilder.model import Artifact, Attempt, BuildGroup, Job, Status
 
 BACKENDS = {
@@ -117,6 +118,8 @@ def main() -> int:
         floor = floor_cpu(script, root)
         cpu0 = cpu_seconds()
         summary = BuildPool(args.jobs).run(jobs, build, on_result)
+        # The fork server and the supervisors it forked count once it is waited for.
+        SERVER.shutdown()
         cpu = (cpu_seconds() - cpu0) / max(1, summary.built)
         leftovers = list((root / "work").iterdir())
 

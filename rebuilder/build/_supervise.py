@@ -1,53 +1,71 @@
 """Supervisor: run one backend in its own process group and make sure it never outlives us.
 
-The runner starts this small process (``python -I -S _supervise.py ...``, standard
-library only, so it starts in ~15 ms) for every backend and every diffoscope run. It
-exists because killing the Python pass, even with ``kill -9``, must kill the
-backend and everything the backend started:
+Every backend (and every diffoscope run) runs under a small supervisor process,
+standard library only. It exists because killing the Python pass, even with
+``kill -9``, must kill the backend and everything the backend started:
 
-* ``PR_SET_PDEATHSIG`` makes the kernel send us SIGTERM when our parent dies. It
-  fires when the parent *thread* that forked us exits, which is why the backend
-  is not started directly from the pool's threads: the thread that starts this
-  supervisor is the one that waits for it, so it cannot exit first.
-* fd 0 is a *lifeline* pipe whose write end only the parent holds: it reads EOF
-  when the parent process dies (for any reason) or closes it on purpose to
-  cancel the build. Either way we kill the backend's group.
+* fd 0 is a *lifeline* pipe whose write end only the pass holds: it reads EOF
+  when the pass dies (for any reason) or closes it on purpose to cancel the
+  build. Either way we kill the backend's group.
+* ``PR_SET_PDEATHSIG`` makes the kernel send us SIGTERM when our parent dies,
+  and our parent is the fork server (below), which has PDEATHSIG on the pass's
+  *keeper* thread: a thread that lives as long as the pass. It fires on the death
+  of the parent *thread*, which is why a pool thread, which may exit, never starts
+  the fork server.
 * ``PR_SET_CHILD_SUBREAPER`` makes descendants that escape the group (``setsid``,
   double fork) our children when orphaned, so they are found and killed too.
 
-Protocol (fds as the runner sets them up):
+A new Python interpreter per build would cost most of a no-op build's CPU
+(15-25 ms), so supervisors are forked from a *fork server*: one ``python -I -S
+_supervise.py --serve`` per pass, started on the first build, which imports
+nothing more and forks one supervisor per request. Its fd 0 is a Unix socket
+from the pass; a request is the supervisor's three fds (passed with
+``SCM_RIGHTS``) and a JSON body (command, cwd, environment, timeout, grace). It
+exits when the socket reads EOF (the pass is gone or done). Should it die, the
+next request starts a new one; a build whose request it took but did not fork
+FAILs with a one-line reason, and running supervisors stop their builds (their
+PDEATHSIG).
+
+Protocol of one supervisor (fds as the fork server sets them up):
   fd 0  lifeline; EOF or any byte = stop now
   fd 1  the log: the backend's stdout and stderr, plus our own ``[rebuilder]`` notes
-  fd 2  status lines for the runner: ``pid N`` once started, then
+  fd 2  status lines for the runner: ``supervisor N`` (its own pid) at once,
+        ``pid N`` once the backend started, then
         ``done CODE HOW`` with HOW one of ``exit timeout cancel signal``
 
-Usage: ``_supervise.py --parent PID --timeout SECONDS --grace SECONDS -- CMD [ARG...]``
-
-The runner's side of the protocol, :func:`run_supervised`, lives here too, so
-that the whole protocol is in one file; it imports what it needs lazily to keep
-the supervisor's own start-up small.
+The runner's side of the protocol, :func:`run_supervised` and the fork server's
+client, lives here too, so that the whole protocol is in one file; it imports what
+it needs lazily to keep the fork server's own start-up small.
 """
 
 from __future__ import annotations
 
-# _signal, not signal, and no contextlib: both import enum, which cost this process a third
-# of its start-up CPU, paid once per build.
+# _signal, not signal, and no contextlib: both import enum, which cost the fork server
+# a third of its start-up CPU.
 import _signal as signal  # type: ignore[import-not-found]
 import ctypes
 import os
+import re
 import select
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+_libc: ctypes.CDLL | None = None
 
 
 def _prctl(option: int, arg: int) -> bool:
+    global _libc
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) == 0)
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return bool(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -64,18 +82,7 @@ def _note(text: str) -> None:
     _write(1, f"[rebuilder] {text}\n")
 
 
-def _parse(argv: list[str]) -> tuple[int, float, float, list[str]]:
-    if "--" not in argv:
-        raise SystemExit("usage: _supervise.py --parent PID --timeout S --grace S -- CMD...")
-    split = argv.index("--")
-    opts = dict(zip(argv[:split:2], argv[1:split:2], strict=False))
-    cmd = argv[split + 1 :]
-    if not cmd:
-        raise SystemExit("_supervise.py: no command")
-    return int(opts["--parent"]), float(opts["--timeout"]), float(opts["--grace"]), cmd
-
-
-def _spawn(cmd: list[str]) -> int:
+def _spawn(cmd: list[str], env: dict[str, str]) -> int:
     """Fork and exec ``cmd`` in a new session: stdin /dev/null, stdout+stderr = our fd 1."""
     pid = os.fork()
     if pid:
@@ -90,7 +97,7 @@ def _spawn(cmd: list[str]) -> int:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(1, 2)
-        os.execvp(cmd[0], cmd)
+        os.execvpe(cmd[0], cmd, env)
     except BaseException as e:
         _write(2, f"[rebuilder] cannot run {cmd[0]}: {e}\n")
     os._exit(127)
@@ -213,20 +220,26 @@ def _wait(pid: int, children: _Children, timeout: float, wake: int) -> str:
                 return "signal"
 
 
-def main(argv: list[str]) -> int:
-    parent, timeout, grace, cmd = _parse(argv)
+def supervise(
+    cmd: list[str], env: dict[str, str], timeout: float, grace: float, server: int
+) -> int:
+    """Run ``cmd`` to its end, fds 0-2 set up as the protocol says; our exit status.
+
+    ``server`` is the pid of the fork server, our parent.
+    """
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     for sig in (*_STOP_SIGNALS, signal.SIGCHLD):
         signal.signal(sig, lambda *_: None)
+    _write(2, f"supervisor {os.getpid()}\n")
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        return 3  # the parent died before PDEATHSIG was armed: start nothing
+    if os.getppid() != server or select.select([0], [], [], 0)[0]:
+        return 3  # the server died before PDEATHSIG was armed, or the pass is gone: start nothing
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
-    pid = _spawn(cmd)
+    pid = _spawn(cmd, env)
     _write(2, f"pid {pid}\n")
     children = _Children(pid)
     how = _wait(pid, children, timeout, wake_r)
@@ -245,6 +258,102 @@ def main(argv: list[str]) -> int:
             children.main_status = -int(signal.SIGKILL)
     _write(2, f"done {children.main_status} {how}\n")
     return 0
+
+
+def _receive(ctl: socket.socket) -> tuple[list[int], dict[str, Any]] | None:
+    """One request from the pass: its fds and its body; None once the pass is gone."""
+    import json
+    import socket
+
+    flags = socket.MSG_WAITALL | socket.MSG_CMSG_CLOEXEC
+    head, anc, _, _ = ctl.recvmsg(8, socket.CMSG_SPACE(3 * 4), flags)
+    fds: list[int] = []
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data), 4)]
+    if len(head) < 8:
+        for fd in fds:
+            os.close(fd)
+        return None
+    size, body = int.from_bytes(head, "big"), bytearray()
+    while len(body) < size:
+        chunk = ctl.recv(min(size - len(body), 1 << 20))
+        if not chunk:
+            return None
+        body += chunk
+    return fds, json.loads(body)
+
+
+def _fork_supervisor(ctl: socket.socket, fds: list[int], req: dict[str, Any]) -> None:
+    """Fork one supervisor for ``req``, its fds (lifeline, log, status) as fds 0-2."""
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        _write(fds[2], f"the fork server cannot fork: {e}\n")
+        pid = 1
+    if pid:
+        for fd in fds:
+            os.close(fd)
+        return
+    code = 70
+    try:
+        ctl.detach()  # fd 0 is about to become the lifeline
+        for new, fd in enumerate(fds):
+            os.dup2(fd, new)
+        for fd in fds:
+            os.close(fd)
+        os.setsid()
+        os.chdir(req["cwd"])
+        code = supervise(req["cmd"], req["env"], req["timeout"], req["grace"], server)
+    except BaseException as e:
+        _write(2, f"supervisor failed: {type(e).__name__}: {e}\n")
+    os._exit(code)
+
+
+def serve(parent: int) -> int:
+    """The fork server: fork a supervisor per request on fd 0 until EOF."""
+    import socket
+
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the pass's keeper thread
+    if os.getppid() != parent:
+        return 3
+    ctl = socket.socket(fileno=0)
+    while True:
+        # Wake now and then to reap the supervisors that ended; a request also does.
+        ready = select.select([ctl], [], [], 1.0)[0]
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not ready:
+            continue
+        try:
+            request = _receive(ctl)
+        except (OSError, ValueError):
+            request = None
+        if request is None:
+            break
+        fds, req = request
+        if len(fds) == 3:
+            _fork_supervisor(ctl, fds, req)
+        else:
+            for fd in fds:
+                os.close(fd)
+    # The pass is done (or gone): wait for our supervisors, whose CPU is then counted as ours.
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[:2] != ["--serve", "--parent"]:
+        raise SystemExit("usage: _supervise.py --serve --parent PID")
+    return serve(int(argv[2]))
 
 
 # --- the runner's side ---------------------------------------------------------------------
@@ -343,6 +452,132 @@ class Outcome:
 _SUPERVISOR_SLACK = 30.0
 
 
+class ForkServer:
+    """The pass's side of the fork server: start it (again) when needed, send it requests.
+
+    One per process (:data:`SERVER`); thread-safe. It is started by a *keeper*
+    thread that lives as long as the pass, so that its PDEATHSIG fires only when the
+    pass dies, not when the pool thread that happened to ask first exits.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._proc: Any = None
+        self._sock: Any = None
+        self._keeper: Any = None  # the keeper thread's queue of start requests
+
+    @property
+    def pid(self) -> int | None:
+        """The running fork server's pid, if one is running."""
+        with self._lock:
+            alive = self._proc is not None and self._proc.poll() is None
+            return int(self._proc.pid) if alive else None
+
+    def submit(self, body: dict[str, Any], fds: list[int]) -> None:
+        """Ask for one supervisor; ``fds`` are its lifeline, log and status. Raises OSError."""
+        import json
+        import socket
+
+        data = json.dumps(body).encode()
+        head = len(data).to_bytes(8, "big")
+        rights = [
+            (
+                socket.SOL_SOCKET,
+                socket.SCM_RIGHTS,
+                b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds),
+            )
+        ]
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._proc is None or self._proc.poll() is not None:
+                        self._start()
+                    self._sock.sendmsg([head], rights)
+                    self._sock.sendall(data)
+                    return
+                except OSError as e:
+                    self._stop(kill=True)
+                    if attempt == 2:
+                        raise OSError(f"the fork server is not answering: {e}") from None
+
+    def _start(self) -> None:
+        import concurrent.futures
+        import queue
+        import threading
+
+        self._stop(kill=True)
+        if self._keeper is None:
+            self._keeper = queue.SimpleQueue()
+            threading.Thread(
+                target=_keep, args=(self._keeper,), name="rebuild-fork-server", daemon=True
+            ).start()
+        future: concurrent.futures.Future[tuple[Any, Any]] = concurrent.futures.Future()
+        self._keeper.put(future)
+        self._proc, self._sock = future.result()
+
+    def _stop(self, *, kill: bool, timeout: float = 5.0) -> None:
+        import subprocess
+
+        if self._sock is not None:
+            self._sock.close()  # EOF: the server waits for its supervisors, then exits
+        if self._proc is not None:
+            if kill:
+                self._proc.kill()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = self._sock = None
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the fork server once its supervisors are done (it restarts on demand)."""
+        with self._lock:
+            self._stop(kill=False, timeout=timeout)
+
+    def after_fork(self) -> None:
+        """In a forked child of the pass: forget the parent's server, start our own if asked."""
+        import threading
+
+        if self._sock is not None:
+            self._sock.close()  # our copy only: the parent's server must see EOF when it goes
+        self._lock = threading.Lock()
+        self._reset()
+
+
+def _keep(requests: Any) -> None:
+    """The keeper thread: start fork servers when asked, then idle for the pass's life."""
+    import socket
+    import subprocess
+
+    while True:
+        future = requests.get()
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            with theirs:
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", os.path.abspath(__file__), "--serve",
+                     "--parent", str(os.getpid())],
+                    stdin=theirs.fileno(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    cwd="/",
+                    start_new_session=True,
+                )  # fmt: skip
+            future.set_result((proc, ours))
+        except BaseException as e:
+            future.set_exception(e)
+
+
+SERVER = ForkServer()
+os.register_at_fork(after_in_child=SERVER.after_fork)
+
+
 def run_supervised(
     cmd: list[str],
     *,
@@ -356,82 +591,83 @@ def run_supervised(
     """Run ``cmd`` under a supervisor; its stdout+stderr go into ``log``.
 
     ``cancel`` is a ``threading.Event``: when it is set, the command's group
-    is killed and the answer is ``Outcome("cancel")``. Blocks the calling
-    thread, which must stay alive until this returns (PDEATHSIG is per thread).
+    is killed and the answer is ``Outcome("cancel")``.
     """
     import selectors
-    import subprocess
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-I",
-            "-S",
-            os.path.abspath(__file__),
-            "--parent",
-            str(os.getpid()),
-            "--timeout",
-            repr(float(timeout)),
-            "--grace",
-            repr(float(grace)),
-            "--",
-            *cmd,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-    )
-    assert proc.stdin and proc.stdout and proc.stderr
+    life_r, life_w = os.pipe()
+    out_r, out_w = os.pipe()
+    status_r, status_w = os.pipe()
+    body = {"cmd": cmd, "cwd": cwd, "env": env, "timeout": float(timeout), "grace": float(grace)}
+    try:
+        SERVER.submit(body, [life_r, out_w, status_w])
+    except OSError as e:
+        for fd in (life_w, out_r, status_r):
+            os.close(fd)
+        return Outcome("error", None, f"cannot start the supervisor: {e}")
+    finally:
+        for fd in (life_r, out_w, status_w):
+            os.close(fd)  # the supervisor has them now: EOF on ours means it is gone
     status = bytearray()
-    backend_pid: int | None = None
     cancelled = False
     hard_deadline = time.monotonic() + timeout + grace + _SUPERVISOR_SLACK
     sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, log.feed)
-    sel.register(proc.stderr, selectors.EVENT_READ, status.extend)
+    sel.register(out_r, selectors.EVENT_READ, log.feed)
+    sel.register(status_r, selectors.EVENT_READ, status.extend)
     try:
         while sel.get_map():
             if cancel is not None and not cancelled and cancel.is_set():  # type: ignore[attr-defined]
                 cancelled = True
-                proc.stdin.close()  # the lifeline: EOF tells the supervisor to stop
+                os.close(life_w)  # the lifeline: EOF tells the supervisor to stop
+                life_w = -1
             if time.monotonic() > hard_deadline:
-                backend_pid = backend_pid or _parse_pid(status)
-                _hard_kill(proc, backend_pid)
+                _hard_kill(status, supervisor_alive=status_r in sel.get_map())
                 return Outcome("error", None, "supervisor did not stop in time; killed")
             for key, _ in sel.select(0.1 if cancel is not None else 1.0):
                 data = os.read(key.fd, 1 << 16)
                 if data:
                     key.data(data)
                 else:
-                    sel.unregister(key.fileobj)
-        proc.wait()
+                    sel.unregister(key.fd)
+    except BaseException:
+        # Ctrl-C in this thread: the backend's group goes now; closing the lifeline
+        # (below) has the supervisor finish off any escaped processes and exit.
+        if status_r in sel.get_map():
+            _hard_kill(status, supervisor_alive=False)
+        raise
     finally:
         sel.close()
-        for f in (proc.stdin, proc.stdout, proc.stderr):
-            f.close()
-        if proc.poll() is None:
-            _hard_kill(proc, backend_pid or _parse_pid(status))
-    return _outcome(proc.returncode, status.decode(errors="replace"), cancelled)
+        for fd in (life_w, out_r, status_r):
+            if fd >= 0:
+                os.close(fd)
+    return _outcome(status.decode(errors="replace"), cancelled)
 
 
-def _parse_pid(status: bytes | bytearray) -> int | None:
+_PID_LINE = re.compile(r"(supervisor|pid) ([0-9]+)")
+
+
+def _status_pid(status: bytes | bytearray, key: str) -> int | None:
     for line in bytes(status).decode(errors="replace").splitlines():
-        if line.startswith("pid "):
-            return int(line.split()[1])
+        if (m := _PID_LINE.fullmatch(line)) and m[1] == key:
+            return int(m[2])
     return None
 
 
-def _hard_kill(proc: object, backend_pid: int | None) -> None:
-    if backend_pid:
-        _killpg(backend_pid, signal.SIGKILL)
-    proc.kill()  # type: ignore[attr-defined]
-    proc.wait()  # type: ignore[attr-defined]
+def _hard_kill(status: bytes | bytearray, *, supervisor_alive: bool) -> None:
+    """SIGKILL the backend's group and, while its status pipe is open (so its pid is still
+    its own), the supervisor."""
+    backend = _status_pid(status, "pid")
+    if backend:
+        _killpg(backend, signal.SIGKILL)
+    supervisor = _status_pid(status, "supervisor")
+    if supervisor and supervisor_alive:
+        try:  # noqa: SIM105
+            os.kill(supervisor, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
-def _outcome(returncode: int, status: str, cancelled: bool) -> Outcome:
+def _outcome(status: str, cancelled: bool) -> Outcome:
     for line in status.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == "done":
@@ -439,8 +675,9 @@ def _outcome(returncode: int, status: str, cancelled: bool) -> Outcome:
             return Outcome(how, int(parts[1]))
     if cancelled:
         return Outcome("cancel")
-    detail = status.strip().replace("\n", " / ")[-500:]
-    return Outcome("error", None, f"supervisor exited with {returncode}: {detail}".rstrip(": "))
+    lines = [ln for ln in status.splitlines() if not _PID_LINE.fullmatch(ln)]
+    detail = " / ".join(lines).strip()[-500:] or "no verdict"
+    return Outcome("error", None, f"supervisor ended without a verdict: {detail}")
 
 
 if __name__ == "__main__":
