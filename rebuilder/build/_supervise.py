@@ -642,6 +642,12 @@ def run_supervised(
                     key.data(data)
                 else:
                     sel.unregister(key.fd)
+                    if key.fd == status_r and b"\ndone " not in b"\n" + status:
+                        # The supervisor is gone without a verdict: its backend would
+                        # hold the log open (and run on) until the hard deadline.
+                        _hard_kill(status, supervisor_alive=False)
+                        sel.unregister(out_r)
+                        break
     except BaseException:
         # Ctrl-C in this thread: the backend's group goes now; closing the lifeline
         # (below) has the supervisor finish off any escaped processes and exit.
@@ -694,8 +700,10 @@ def _outcome(status: str, cancelled: bool) -> Outcome:
     if cancelled:
         return Outcome("cancel")
     lines = [ln for ln in status.splitlines() if not _PID_LINE.fullmatch(ln)]
-    detail = " / ".join(lines).strip()[-500:] or "no verdict"
-    return Outcome("error", None, f"supervisor ended without a verdict: {detail}")
+    detail = " / ".join(lines).strip()[-500:]
+    return Outcome(
+        "error", None, "supervisor ended without a verdict" + (f": {detail}" * bool(detail))
+    )
 
 
 if __name__ == "__main__":
