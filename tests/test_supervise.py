@@ -13,8 +13,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from rebuilder.build import BuildContext, run_build
 from rebuilder.build._supervise import SERVER, LogCap, Outcome, run_supervised
 from rebuilder.model import Artifact, BuildGroup, Job, Status
@@ -198,20 +196,22 @@ def test_ctrl_c_stops_the_running_builds_at_once(tmp_path: Path) -> None:
             parent.wait()
 
 
-def _in_forked_child(cwd: str, answers: multiprocessing.Queue[object]) -> None:
+Answer = tuple[str, int | None, str, int | None]
+
+
+def _in_forked_child(cwd: str, answers: multiprocessing.Queue[Answer]) -> None:
     outcome, log = supervised(["echo", "child"], Path(cwd))
     answers.put((outcome.how, outcome.code, log, SERVER.pid))
 
 
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
 def test_a_forked_child_of_the_pass_uses_a_fork_server_of_its_own(tmp_path: Path) -> None:
     assert supervised(["true"], tmp_path)[0].how == "exit"
     ours = SERVER.pid
     fork = multiprocessing.get_context("fork")
-    answers: multiprocessing.Queue[object] = fork.Queue()
+    answers: multiprocessing.Queue[Answer] = fork.Queue()
     child = fork.Process(target=_in_forked_child, args=(str(tmp_path), answers))
     child.start()
-    how, code, log, theirs = answers.get(timeout=60)  # type: ignore[misc]
+    how, code, log, theirs = answers.get(timeout=60)
     child.join(60)
     assert (how, code, log) == ("exit", 0, "child\n")
     assert theirs not in (None, ours)
