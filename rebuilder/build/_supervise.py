@@ -486,6 +486,7 @@ class ForkServer:
         self._proc: Any = None
         self._sock: Any = None
         self._keeper: Any = None  # the keeper thread's queue of start requests
+        self._retired: list[Any] = []  # servers told to exit, not yet reaped
 
     @property
     def pid(self) -> int | None:
@@ -517,7 +518,7 @@ class ForkServer:
                     self._sock.sendall(data)
                     return
                 except OSError as e:
-                    self._stop(kill=True)
+                    self._retire()  # a request may be half sent: the next goes to a new one
                     if attempt == 2:
                         raise OSError(f"the fork server is not answering: {e}") from None
 
@@ -526,7 +527,7 @@ class ForkServer:
         import queue
         import threading
 
-        self._stop(kill=True)
+        self._retire()
         if self._keeper is None:
             self._keeper = queue.SimpleQueue()
             threading.Thread(
@@ -536,25 +537,30 @@ class ForkServer:
         self._keeper.put(future)
         self._proc, self._sock = future.result()
 
-    def _stop(self, *, kill: bool, timeout: float = 5.0) -> None:
-        import subprocess
-
+    def _retire(self) -> None:
+        """Let the current server go: it sees EOF, waits for its supervisors (running
+        builds go on) and exits; we reap it later."""
         if self._sock is not None:
-            self._sock.close()  # EOF: the server waits for its supervisors, then exits
+            self._sock.close()
         if self._proc is not None:
-            if kill:
-                self._proc.kill()
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            self._retired.append(self._proc)
         self._proc = self._sock = None
+        self._retired = [proc for proc in self._retired if proc.poll() is None]
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop the fork server once its supervisors are done (it restarts on demand)."""
+        """Stop the fork server, once no build runs (it starts again on demand); waits for it
+        and its supervisors, so that their CPU is counted as our children's."""
+        import subprocess
+
         with self._lock:
-            self._stop(kill=False, timeout=timeout)
+            self._retire()
+            for proc in self._retired:
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            self._retired = []
 
     def after_fork(self) -> None:
         """In a forked child of the pass: forget the parent's server, start our own if asked."""
@@ -649,7 +655,8 @@ def run_supervised(
                         # The supervisor is gone without a verdict: its backend would
                         # hold the log open (and run on) until the hard deadline.
                         _hard_kill(status, supervisor_alive=False)
-                        sel.unregister(out_r)
+                        if out_r in sel.get_map():
+                            sel.unregister(out_r)
                         break
     except BaseException:
         # Ctrl-C in this thread: the backend's group goes now; closing the lifeline
