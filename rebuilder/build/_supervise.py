@@ -303,8 +303,8 @@ def _fork_supervisor(ctl: socket.socket, fds: list[int], req: dict[str, Any]) ->
         pid = os.fork()
     except OSError as e:
         _write(fds[2], f"the fork server cannot fork: {e}\n")
-        pid = 1
-    if pid:
+        pid = -1
+    if pid != 0:  # the server (forked or not): the fds are the supervisor's, or nobody's
         for fd in fds:
             os.close(fd)
         return
@@ -325,14 +325,15 @@ def _fork_supervisor(ctl: socket.socket, fds: list[int], req: dict[str, Any]) ->
 
 def serve(parent: int) -> int:
     """The fork server: fork a supervisor per request on fd 0 until EOF."""
+    import gc
     import socket
 
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the pass's keeper thread
     if os.getppid() != parent:
         return 3
     ctl = socket.socket(fileno=0)
-    import gc
-
+    # No collection walking (and so writing to) every object: a forked supervisor copies
+    # each page it writes to.
     gc.freeze()
     gc.disable()
     while True:
@@ -623,7 +624,7 @@ def run_supervised(
     body = {"cmd": cmd, "cwd": cwd, "env": env, "timeout": float(timeout), "grace": float(grace)}
     try:
         SERVER.submit(body, [life_r, out_w, status_w])
-    except OSError as e:
+    except Exception as e:  # e.g. no thread can start at interpreter exit: this build FAILs
         for fd in (life_w, out_r, status_r):
             os.close(fd)
         return Outcome("error", None, f"cannot start the supervisor: {e}")
@@ -652,8 +653,9 @@ def run_supervised(
                 else:
                     sel.unregister(key.fd)
                     if key.fd == status_r and b"\ndone " not in b"\n" + status:
-                        # The supervisor is gone without a verdict: its backend would
-                        # hold the log open (and run on) until the hard deadline.
+                        # The supervisor died (kill -9, out of memory) without a verdict:
+                        # its backend's group goes now, as the supervisor would have done,
+                        # instead of holding the log open until the hard deadline.
                         _hard_kill(status, supervisor_alive=False)
                         if out_r in sel.get_map():
                             sel.unregister(out_r)
@@ -669,12 +671,7 @@ def run_supervised(
         for fd in (life_w, out_r, status_r):
             if fd >= 0:
                 os.close(fd)
-    outcome = _outcome(status.decode(errors="replace"), cancelled)
-    if outcome.code is None:
-        # No verdict: the supervisor died (kill -9, out of memory) without stopping the
-        # backend. Its group goes now, as the supervisor would have done.
-        _hard_kill(status, supervisor_alive=False)
-    return outcome
+    return _outcome(status.decode(errors="replace"), cancelled)
 
 
 _PID_LINE = re.compile(r"(supervisor|pid) ([0-9]+)")
