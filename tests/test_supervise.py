@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rebuilder.build import BuildContext, run_build
 from rebuilder.build._supervise import SERVER, LogCap, Outcome, run_supervised
-from rebuilder.model import Artifact, BuildGroup, Job, Status
+from rebuilder.model import Artifact, Attempt, BuildGroup, Job, Status
 from tests.test_runner import backend, dead, wait_dead, wait_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,50 +106,44 @@ def test_a_dead_fork_server_is_started_again_for_the_next_build(tmp_path: Path) 
     assert SERVER.pid not in (None, first)
 
 
+def build_killed_midway(tmp_path: Path, victim: Callable[[int], int]) -> tuple[Attempt, list[int]]:
+    """Run a build whose backend waits for a child; SIGKILL ``victim(backend pid)`` meanwhile.
+
+    The attempt, and the pids of the backend and its child.
+    """
+    pids = tmp_path / "pids"
+    script = backend(
+        tmp_path, f"sleep 300 &\necho $! > {pids}.child\necho $$ > {pids}.main\nwait\n"
+    )
+    ctx = context(tmp_path, script)
+    result: list[Attempt] = []
+    thread = threading.Thread(target=lambda: result.append(run_build(local_job(tmp_path), ctx)))
+    thread.start()
+    main = int(wait_file(Path(f"{pids}.main")))
+    os.kill(victim(main), signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive(), "the build hung"
+    return result[0], [main, int(Path(f"{pids}.child").read_text())]
+
+
 def test_a_fork_server_dying_mid_build_fails_that_build_and_stops_its_backend(
     tmp_path: Path,
 ) -> None:
-    pids = tmp_path / "pids"
-    script = backend(
-        tmp_path, f"sleep 300 &\necho $! > {pids}.child\necho $$ > {pids}.main\nwait\n"
-    )
-    ctx = context(tmp_path, script)
-    result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(run_build(local_job(tmp_path), ctx)))
-    thread.start()
-    main = int(wait_file(Path(f"{pids}.main")))
-    server = SERVER.pid
-    assert server is not None and ppid(ppid(main)) == server
-    os.kill(server, signal.SIGKILL)
-    thread.join(60)
-    assert not thread.is_alive(), "the build hung after its fork server died"
-    attempt = result[0]
-    assert attempt.status is Status.FAIL  # type: ignore[attr-defined]
-    assert attempt.reason == "backend supervision failed: signal"  # type: ignore[attr-defined]
-    for suffix in ("main", "child"):
-        assert wait_dead(int(Path(f"{pids}.{suffix}").read_text()), 10), suffix
+    def server(main: int) -> int:
+        assert SERVER.pid is not None and ppid(ppid(main)) == SERVER.pid
+        return SERVER.pid
+
+    attempt, backend_pids = build_killed_midway(tmp_path, server)
+    assert attempt.status is Status.FAIL
+    assert attempt.reason == "backend supervision failed: signal"
+    assert [pid for pid in backend_pids if not wait_dead(pid, 10)] == []
 
 
 def test_a_killed_supervisor_takes_its_backends_group_with_it(tmp_path: Path) -> None:
-    pids = tmp_path / "pids"
-    script = backend(
-        tmp_path, f"sleep 300 &\necho $! > {pids}.child\necho $$ > {pids}.main\nwait\n"
-    )
-    ctx = context(tmp_path, script)
-    result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(run_build(local_job(tmp_path), ctx)))
-    thread.start()
-    main = int(wait_file(Path(f"{pids}.main")))
-    os.kill(ppid(main), signal.SIGKILL)
-    thread.join(60)
-    assert not thread.is_alive(), "the build hung after its supervisor died"
-    attempt = result[0]
-    assert attempt.status is Status.FAIL  # type: ignore[attr-defined]
-    assert attempt.reason == (  # type: ignore[attr-defined]
-        "backend supervision failed: supervisor ended without a verdict"
-    )
-    for suffix in ("main", "child"):
-        assert wait_dead(int(Path(f"{pids}.{suffix}").read_text()), 10), suffix
+    attempt, backend_pids = build_killed_midway(tmp_path, ppid)
+    assert attempt.status is Status.FAIL
+    assert attempt.reason == "backend supervision failed: supervisor ended without a verdict"
+    assert [pid for pid in backend_pids if not wait_dead(pid, 10)] == []
 
 
 _INTERRUPTED_PASS = """
