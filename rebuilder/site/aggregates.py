@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Sequence[str]) -> None:
-    """Each distribution's v0 tree, and one per architecture sharing its builds folder."""
+    """Each distribution's v0 tree, and one per architecture with its lists only: the
+    clients that read those (debian-repro-status, pacman-bintrans) fetch no build files,
+    and a ``builds`` link there would be a full copy of every build's files on a host that
+    copies links (GitHub Pages)."""
     keys = api_v0.dumps(api_v0.public_keys(public_keys))
     for distro, all_lines in sorted(got.pkgs.items()):
         base = paths.api_base(distro)
@@ -36,7 +39,6 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
         queue = got.queues[distro]
         _write_v0(out, base, lines, queue, now, keys)
         by_arch: dict[str, list[api_v0.PkgLine]] = defaultdict(list)
-        built = any(p.status != Status.UNKWN.value for p in lines)
         for p in lines:
             by_arch[p.architecture].append(p)
         for arch, subset in sorted(by_arch.items()):
@@ -45,10 +47,6 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
             _write_v0(out, arch_base, subset, queue, now, keys)
-            # build ids are unique per distribution: every tree shares the one folder, once
-            # there is one (a dangling link breaks the Pages upload, which dereferences links)
-            if built:
-                out.symlink(f"{arch_base}/builds", "../../../api/v0/builds")
 
 
 def _write_v0(

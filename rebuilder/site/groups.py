@@ -120,20 +120,29 @@ def _render_group(
 def _serve_build(
     out: Output, cfg: Settings, record: GroupRecord, attempt: Attempt, served: dict[str, str]
 ) -> None:
-    """Publish one attempt's build files (plain copies, views, report, .txt/.json names);
-    those whose store file is missing are dropped from ``served``."""
-    for kind in list(served):
-        if kind not in attempt.files:
-            continue  # a view or an alias: made with its file
-        alias = served.get(paths.ALIASES.get(kind, ""))
-        if alias:  # the same file under a name any server sends as text or JSON; made
-            out.symlink(alias, kind)  # first, as the view links to it
-        if not out.serve(attempt.files[kind], _outputs(cfg, record, attempt, kind, served)):
-            if alias:
-                out.expected.discard(alias)
-                out.remove(alias)
-            for name in (kind, f"{kind}.html", paths.ALIASES.get(kind)):
-                served.pop(name or "", None)
+    """Publish one attempt's build files: the plain v0 copies, diffoscope's wrapped report,
+    and a view of each text file that loads the results store's file (so the page holds
+    no second copy of it). Those whose store file is missing are dropped from ``served``."""
+    for kind in [k for k in served if k in attempt.files]:
+        if not out.serve(attempt.files[kind], _outputs(record, attempt, kind, served)):
+            served.pop(kind)
+            served.pop(f"{kind}.html", None)
+    for kind in paths.VIEWS:
+        view = served.get(f"{kind}.html")
+        if view is None:
+            continue
+        rel = attempt.files[kind]
+        if kind not in served and paths.store_file(out.root, rel) is None:
+            out.missing.append(rel)  # checked here: no copy was served from it
+            del served[f"{kind}.html"]
+            continue
+        name = f"{record.group.name} {attempt.version}"
+        title = f"{kind}: {name} (build {attempt.build_id})"
+        back = (name, paths.root_prefix(view) + _search(record))
+        store = paths.href(view, f"{paths.STORE}/{rel}")
+        plain = paths.href(view, served[kind]) if kind in served else store
+        ctx = html.text_context(view, title, store, plain, back)
+        out.write(view, render_page(cfg.env, "text.html", ctx))
 
 
 def _log_end(out: Output, served: Mapping[str, str], size: int = 16 << 10) -> str:
@@ -153,40 +162,28 @@ def _store_urls(a: Attempt) -> dict[str, str]:
     return {k: t for k, rel in a.files.items() if (t := paths.store_rel(rel)) is not None}
 
 
+def _search(record: GroupRecord) -> str:
+    # a build id's files are shared by every profile holding the group: the way back is the
+    # search for its name (which lists it in each), not one profile's page
+    return "index.html?q=" + quote(record.group.name, safe="")
+
+
 def _outputs(
-    cfg: Settings,
     record: GroupRecord,
     attempt: Attempt,
     kind: str,
     served: Mapping[str, str],
 ) -> list[tuple[str, Transform | None]]:
-    """Where a store file goes: its plain copy, its readable view, or the wrapped report;
-    the views and the report name the package and link back to its page."""
+    """Where a store file goes: its plain copy, or diffoscope's report wrapped in a page
+    that names the package and links back to its page."""
     target = served[kind]
+    if kind != "diffoscope_html":
+        return [(target, None)]
     name = f"{record.group.name} {attempt.version}"
-    # a build id's files are shared by every profile holding the group: the way back is the
-    # search for its name (which lists it in each), not one profile's page
-    query = "index.html?q=" + quote(record.group.name, safe="")
-    if kind == "diffoscope_html":
-        title = f"diffoscope: {name} (build {attempt.build_id})"
-        root = paths.root_prefix(target)
-        return [(target, functools.partial(html.report_page, title=title,
-                                           back=(name, root + query), root=root))]  # fmt: skip
-    outputs: list[tuple[str, Transform | None]] = [(target, None)]
-    view = served.get(f"{kind}.html")
-    if view:
-        title = f"{kind}: {name} (build {attempt.build_id})"
-        back = (name, paths.root_prefix(view) + query)
-        plain = paths.href(view, served.get(paths.ALIASES.get(kind, ""), target))
-
-        def as_page(data: bytes) -> bytes:
-            text = data.decode("utf-8", "replace")
-            return render_page(
-                cfg.env, "text.html", html.text_context(view, title, text, plain, back)
-            )
-
-        outputs.append((view, as_page))
-    return outputs
+    title = f"diffoscope: {name} (build {attempt.build_id})"
+    root = paths.root_prefix(target)
+    back = (name, root + _search(record))
+    return [(target, functools.partial(html.report_page, title=title, back=back, root=root))]
 
 
 def status_badge(status: str) -> str:

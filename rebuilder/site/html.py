@@ -450,14 +450,12 @@ def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tu
     there are, else the results store file as the runner wrote it."""
     links = []
     for kind, label in FILE_LABELS:
+        view = v0.get(f"{kind}.html")
+        if view:
+            links.append((label, paths.href(page, view)))
+            label = f"{label} (plain)"
         if kind in v0:
-            view = v0.get(f"{kind}.html")
-            plain = v0.get(paths.ALIASES.get(kind, ""), v0[kind])
-            if view:
-                links.append((label, paths.href(page, view)))
-                links.append((f"{label} (plain)", paths.href(page, plain)))
-            else:
-                links.append((label, paths.href(page, plain)))
+            links.append((label, paths.href(page, v0[kind])))
             if kind == "attestation":  # what it is checked with
                 keys = v0[kind].rpartition("/builds/")[0] + "/public-keys.json"
                 links.append(("public key", paths.href(page, keys)))
@@ -596,16 +594,17 @@ def _v0_of(record: GroupRecord, v0_files: Mapping[int, Mapping[str, str]]) -> Ma
 
 
 def text_context(
-    page: str, title: str, text: str, plain: str, back: tuple[str, str] | None
+    page: str, title: str, src: str, plain: str, back: tuple[str, str] | None
 ) -> dict[str, Any]:
-    """A log or diffoscope text as a page: escaped by the template, cut when huge;
-    ``back`` is (label, href) of the group page."""
-    cut = len(text) > MAX_TEXT_VIEW
+    """A log or diffoscope text as a page that holds no copy of it: ``static/text.js``
+    loads ``src`` (the results store's file, gzip'd or not) and shows it, cut when huge;
+    ``plain`` is the file to link for reading without JavaScript; ``back`` is (label, href)
+    of the group page."""
     return {
         "root": paths.root_prefix(page),
         "title": title,
-        "text": text[:MAX_TEXT_VIEW],
-        "cut": cut,
+        "src": src,
+        "max_chars": MAX_TEXT_VIEW,
         "plain": plain,
         "back": back,
     }

@@ -25,9 +25,9 @@ Layout (all paths relative to the site directory)::
     p/<profile>/<release>/<component>/<arch>/pkg/<name>.json  its record, full history
     p/<profile>/<release>/<component>/<arch>/badge/<name>.{svg,json}  its badges
     <distro>/api/v0/{pkgs/list,dashboard,public-keys}         rebuilderd v0
-    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}  (+ .txt/.json names)
+    <distro>/api/v0/builds/<id>/{log,diffoscope,attestation}  the build v0 names, plain
     v/<distro>/builds/<id>/{log,diffoscope}.html, diffoscope-report.html  readable views
-    <distro>/<arch>/api/v0/...            the same, for one architecture
+    <distro>/<arch>/api/v0/...            the same lists, for one architecture (no builds/)
     builds/                               the results store (never written here)
 
 Fixed file names live only in directories whose other entries are segments
@@ -250,9 +250,8 @@ def api_build_dir(distro: str, build_id: int) -> str:
 
 
 def views_base(distro: str) -> str:
-    """``v/<distro>``: the pages made of a distribution's build files. They live outside
-    the API trees, whose ``builds`` folder is also reached through each per-architecture
-    tree, one folder deeper, where a page's relative links would not resolve."""
+    """``v/<distro>``: the pages made of a distribution's build files, outside the API
+    trees: those hold what rebuilderd's clients read, and nothing twice."""
     api_base(distro)  # the same check of the name
     return f"{VIEWS_DIR}/{segment(distro)}"
 
@@ -262,10 +261,9 @@ def view_build_dir(distro: str, build_id: int) -> str:
     return f"{views_base(distro)}/builds/{int(build_id)}"
 
 
-VIEWS = {"log": "log.html", "diffoscope": "diffoscope.html"}  # readable views of v0 files
+# readable views of text files: pages that load the results store's file (no second copy)
+VIEWS = {"log": "log.html", "diffoscope": "diffoscope.html"}
 REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the views
-# the v0 files again under a name a plain server sends as text or JSON (symlinks)
-ALIASES = {"log": "log.txt", "diffoscope": "diffoscope.txt", "attestation": "attestation.json"}
 
 
 def store_rel(rel: str) -> str | None:

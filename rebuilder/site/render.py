@@ -89,9 +89,7 @@ def render(
     out.prune(
         [paths.profile_dir(v.profile.name) for v in views]
         + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
-        + [
-            b for bases in aggregates.arch_trees(got).values() for _, b in bases
-        ],  # symlinked builds/
+        + [b for bases in aggregates.arch_trees(got).values() for _, b in bases],
         [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
         deep=changed is None,
         skip=keep_dirs if changed is not None else (),

@@ -266,9 +266,11 @@ def _collect(
                 news.offer(name, record, page, last)
 
 
-def _served(attempt: Attempt | None, distro: str) -> dict[str, str]:
-    """The v0 build files an attempt gets (name -> site path): those with a safe store
-    path, the readable view of each text file, and diffoscope's HTML report."""
+def _served(attempt: Attempt | None, distro: str, *, api: bool = True) -> dict[str, str]:
+    """The build files an attempt gets (name -> site path): with ``api``, the plain v0
+    copy of each file with a safe store path; the readable view of each text file; and
+    diffoscope's HTML report. Only the attempt v0 names gets ``api`` copies: clients learn
+    no other build id, and each copy is a file more on a host that copies links."""
     if attempt is None or not attempt.files:
         return {}
     out = {}
@@ -277,13 +279,11 @@ def _served(attempt: Attempt | None, distro: str) -> dict[str, str]:
     views = paths.view_build_dir(distro, attempt.build_id)
     for kind in paths.API_KINDS:
         if kind in files and paths.store_rel(files[kind]) is not None:
-            out[kind] = f"{base}/{kind}"
+            if api:
+                out[kind] = f"{base}/{kind}"
             view = paths.VIEWS.get(kind)
             if view:
                 out[f"{kind}.html"] = f"{views}/{view}"
-            alias = paths.ALIASES.get(kind)
-            if alias:
-                out[alias] = f"{base}/{alias}"
     report = files.get("diffoscope_html")
     if report and paths.store_rel(report) is not None:
         out["diffoscope_html"] = f"{views}/{paths.REPORT}"
@@ -291,12 +291,14 @@ def _served(attempt: Attempt | None, distro: str) -> dict[str, str]:
 
 
 def _older(record: GroupRecord, v0: Attempt | None, distro: str) -> dict[int, dict[str, str]]:
-    """The build files of a seen group's other attempts, served as the v0 one's are (as
-    rebuilderd serves any build id), so that their logs are readable pages too."""
+    """The pages of a seen group's other attempts' build files (views and report, no v0
+    copies), so that their logs are readable too."""
     if not record.seen:
         return {}
     return {
-        a.build_id: files for a in record.attempts if a is not v0 and (files := _served(a, distro))
+        a.build_id: files
+        for a in record.attempts
+        if a is not v0 and (files := _served(a, distro, api=False))
     }
 
 
