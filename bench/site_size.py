@@ -9,7 +9,9 @@ groups get a new attempt (new versions, retries), renders the site, and weighs i
   --hard-dereference``, so every symlinked folder and every hard link is a full copy;
 
 then drops the files of all but each group's last ``--keep`` attempts, as ``rebuild merge
---keep-files`` does in the workflow, renders again and weighs again. The build logs are
+--keep-files`` does in the workflow, renders again and weighs again; then leaves out what
+the workflow's publish step leaves out of the Pages tree (:mod:`rebuilder.site.pages`) and
+weighs what is uploaded. The build logs are
 ``--log-kb`` KiB of text each (the generator's default line pattern, with a build-specific
 hex token per line so that gzip does not compress it unrealistically well).
 
@@ -36,7 +38,7 @@ import render as gen  # bench/render.py: the synthetic Debian-sized state
 
 from rebuilder.config import Profile, Release
 from rebuilder.pipeline import prune_attempt_files
-from rebuilder.site import ProfileView, render
+from rebuilder.site import ProfileView, pages, render
 from rebuilder.state import ProfileState
 
 PAGES_LIMIT = 1 << 30
@@ -120,6 +122,14 @@ def main() -> int:
         render(site, view(), now=now)
         after = report(f"last {args.keep} attempts' files ({dropped} attempts pruned)", site)
         print(f"retention: Pages artifact {after / before:.0%} of what it was")
+        t = time.perf_counter()
+        trimmed = pages.trim(site)  # what the workflow's publish step does before the upload
+        tree = report(f"the Pages tree ({trimmed} files left out)", site)
+        print(
+            f"Pages tree: {tree / 1e6 / len(records) * 1000:.1f} KB a group, "
+            f"{tree / len(records) * 45_000 / 1e9:.2f} GB for 45,000 groups "
+            f"(trimmed in {time.perf_counter() - t:.0f} s)"
+        )
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -139,9 +139,7 @@ def _serve_build(
         name = f"{record.group.name} {attempt.version}"
         title = f"{kind}: {name} (build {attempt.build_id})"
         back = (name, paths.root_prefix(view) + _search(record))
-        store = paths.href(view, f"{paths.STORE}/{rel}")
-        plain = paths.href(view, served[kind]) if kind in served else store
-        ctx = html.text_context(view, title, store, plain, back)
+        ctx = html.text_context(view, title, paths.href(view, f"{paths.STORE}/{rel}"), back)
         out.write(view, render_page(cfg.env, "text.html", ctx))
 
 

@@ -446,15 +446,15 @@ def phases_text(phases: Mapping[str, float]) -> str:
 
 
 def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(label, href) of an attempt's files: the readable view and the plain v0 copy when
-    there are, else the results store file as the runner wrote it."""
+    """(label, href) of an attempt's files: the readable view of a text and the results
+    store's file; the plain v0 copy of an attestation (and its key); else the store's file."""
     links = []
     for kind, label in FILE_LABELS:
         view = v0.get(f"{kind}.html")
-        if view:
+        if view:  # and the results store's file: GitHub Pages publishes no v0 copy of a text
             links.append((label, paths.href(page, view)))
             label = f"{label} (plain)"
-        if kind in v0:
+        elif kind in v0:
             links.append((label, paths.href(page, v0[kind])))
             if kind == "attestation":  # what it is checked with
                 keys = v0[kind].rpartition("/builds/")[0] + "/public-keys.json"
@@ -593,19 +593,15 @@ def _v0_of(record: GroupRecord, v0_files: Mapping[int, Mapping[str, str]]) -> Ma
     return v0_files.get(attempt.build_id, {}) if attempt else {}
 
 
-def text_context(
-    page: str, title: str, src: str, plain: str, back: tuple[str, str] | None
-) -> dict[str, Any]:
+def text_context(page: str, title: str, src: str, back: tuple[str, str] | None) -> dict[str, Any]:
     """A log or diffoscope text as a page that holds no copy of it: ``static/text.js``
     loads ``src`` (the results store's file, gzip'd or not) and shows it, cut when huge;
-    ``plain`` is the file to link for reading without JavaScript; ``back`` is (label, href)
-    of the group page."""
+    ``back`` is (label, href) of the group page."""
     return {
         "root": paths.root_prefix(page),
         "title": title,
         "src": src,
         "max_chars": MAX_TEXT_VIEW,
-        "plain": plain,
         "back": back,
     }
 
