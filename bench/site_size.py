@@ -15,7 +15,7 @@ weighs what is uploaded. The build logs are
 ``--log-kb`` KiB of text each (the generator's default line pattern, with a build-specific
 hex token per line so that gzip does not compress it unrealistically well).
 
-    python bench/site_size.py [--groups 45000] [--rounds 3] [--keep 2] [--log-kb 8]
+    python bench/site_size.py [--groups 45000] [--rounds 3] [--keep 2] [--log-kb 8] [--kept-only]
 """
 
 from __future__ import annotations
@@ -94,6 +94,11 @@ def main() -> int:
     ap.add_argument("--log-kb", type=int, default=8, help="size of each build log, KiB")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument(
+        "--kept-only",
+        action="store_true",
+        help="render once, after the retention (skips the before/after comparison: faster)",
+    )
     args = ap.parse_args()
     rng = random.Random(args.seed)
     gen.LOG = _log(args.log_kb, rng)
@@ -115,13 +120,17 @@ def main() -> int:
         def view() -> list[ProfileView]:
             return [ProfileView(profile, records, 0, now, [])]
 
-        render(site, view(), now=now)
-        before = report("every attempt's files", site)
+        if not args.kept_only:
+            render(site, view(), now=now)
+            before = report("every attempt's files", site)
         st = ProfileState(profile.name, profile.distro, records)
         dropped = prune_attempt_files({profile.name: st}, site / "builds", args.keep)
+        t = time.perf_counter()
         render(site, view(), now=now)
         after = report(f"last {args.keep} attempts' files ({dropped} attempts pruned)", site)
-        print(f"retention: Pages artifact {after / before:.0%} of what it was")
+        print(f"(rendered in {time.perf_counter() - t:.0f} s)")
+        if not args.kept_only:
+            print(f"retention: Pages artifact {after / before:.0%} of what it was")
         t = time.perf_counter()
         trimmed = pages.trim(site)  # what the workflow's publish step does before the upload
         tree = report(f"the Pages tree ({trimmed} files left out)", site)

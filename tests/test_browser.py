@@ -169,7 +169,7 @@ def _shown_text(driver: Any) -> str:
         text = pre.get_property("textContent")
         return None if not text or "JavaScript" in text else pre.text
 
-    return WebDriverWait(driver, 10).until(loaded)
+    return str(WebDriverWait(driver, 10).until(loaded))  # until() never returns a None
 
 
 def test_hostile_pages_run_no_script(site: Path, driver) -> None:

@@ -12,7 +12,6 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,7 +30,9 @@ from .fixtures.site import (
     NOW,
     T0,
     XSS,
+    LinkParser,
     built_record,
+    page_links,
     site_attempt,
     site_group,
     site_profile,
@@ -138,7 +139,10 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
     assert json.loads((site / "debian/api/v0/pkgs/list.json").read_text()) == _pkgs(site)
     assert (site / "debian/api/v0/public-keys.json").is_file()
     page = (site / "p/debian-main/bookworm/main/amd64/pkg/hello.html").read_text()
-    assert 'v0/builds/1/log">log (plain)</a>' in page and 'v0/builds/1/attestation"' in page
+    # the view and the store's file; the attestation's v0 copy
+    assert '"../../../../../../v/debian/builds/1/log.html">log</a>' in page
+    assert '"../../../../../../builds/1/log.gz">log (gz)</a>' in page
+    assert 'v0/builds/1/attestation"' in page
     assert 'api/v0/public-keys.json">public key</a>' in page
     assert sorted(p.name for p in (views / "2").iterdir()) == [
         "diffoscope-report.html", "diffoscope.html", "log.html",
@@ -153,7 +157,7 @@ def test_readable_views_escape_everything_and_the_report_has_a_strict_csp(render
     shown = view[view.index('<pre class="text"') : view.index("</pre>")]  # text.js loads it
     assert "alert" not in shown and "<noscript>" in shown
     assert 'data-src="../../../../builds/7/log.gz"' in view  # the results store's file
-    assert 'href="../../../../debian/api/v0/builds/7/log"' in view  # the plain text
+    assert 'href="../../../../builds/7/log.gz">plain text' in view  # the same file, linked
     assert "timestamps differ" not in (api / "2/diffoscope.html").read_text()
     report = (api / "2/diffoscope-report.html").read_text()
     assert report.startswith('<!DOCTYPE html>\n<meta http-equiv="Content-Security-Policy"')
@@ -202,34 +206,16 @@ def _file(p: str, suffix: str) -> Path:
     return Path(p + suffix)
 
 
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for k, v in attrs:
-            if k in ("href", "src") and v:
-                self.links.append(v)
-
-
 def test_every_relative_link_resolves(rendered) -> None:
     site, _, _ = rendered
     checked = 0
-    for page in site.rglob("*.html"):
-        if page.relative_to(site).parts[0] == "builds":
+    for page, link, target in page_links(site):
+        if target is None:
+            assert urlsplit(link).scheme in ("http", "https"), link
             continue
-        parser = _Links()
-        parser.feed(page.read_text())
-        for link in parser.links:
-            link = link.partition("#")[0].partition("?")[0] or page.name
-            if urlsplit(link).scheme:
-                assert urlsplit(link).scheme in ("http", "https"), link
-                continue
-            target = (page.parent / unquote(link)).resolve()
-            assert target.is_relative_to(site.resolve()), (page, link)
-            assert target.is_file(), (page, link)
-            checked += 1
+        assert target.is_relative_to(site.resolve()), (page, link)
+        assert target.is_file(), (page, link)
+        checked += 1
     assert checked > 100
 
 
@@ -244,7 +230,7 @@ def test_pages_are_written_after_the_pages_they_link_down_to(tmp_path: Path, mon
 
     def checked(self: output.Output, rel: str, data: bytes) -> bool:
         if rel.endswith(".html"):
-            parser = _Links()
+            parser = LinkParser()
             parser.feed(data.decode("utf-8", "replace"))
             for link in parser.links:
                 link = link.partition("#")[0]

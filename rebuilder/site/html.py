@@ -453,7 +453,6 @@ def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tu
         view = v0.get(f"{kind}.html")
         if view:  # and the results store's file: GitHub Pages publishes no v0 copy of a text
             links.append((label, paths.href(page, view)))
-            label = f"{label} (plain)"
         elif kind in v0:
             links.append((label, paths.href(page, v0[kind])))
             if kind == "attestation":  # what it is checked with
@@ -463,7 +462,7 @@ def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tu
         rel = attempt.files.get(kind)
         target = paths.store_rel(rel) if rel else None
         if target is not None:
-            suffix = " (gz)" if rel and rel.endswith(".gz") else ""
+            suffix = " (gz)" if rel and rel.endswith(".gz") else " (plain)" if view else ""
             links.append((label + suffix, paths.href(page, target)))
     # the build's recorded environment (installed packages, our .buildinfo), beside the log
     for kind in sorted(k for k in attempt.files if k.startswith("meta/")):
