@@ -132,17 +132,24 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
     assert sorted(int(p.name) for p in api.iterdir()) == [1, 2, 3, 7]
     views = site / "v/debian/builds"  # the pages, outside the API trees
     assert (views / "6/log.html").is_file()  # an older attempt's log is a readable page too
-    # each build file once: no .txt/.json names beside the extensionless files
+    # each text once (its view loads the store's file): no .txt names beside the
+    # extensionless files; the attestation also under a .json name (a link), which the page
+    # links, so that a plain server shows it rather than offering a download
     assert sorted(p.name for p in (api / "7").iterdir()) == ["log"]
     assert sorted(p.name for p in (api / "2").iterdir()) == ["diffoscope", "log"]
-    assert sorted(p.name for p in (api / "1").iterdir()) == ["attestation", "log"]
+    assert sorted(p.name for p in (api / "1").iterdir()) == [
+        "attestation",
+        "attestation.json",
+        "log",
+    ]
+    assert os.readlink(api / "1/attestation.json") == "attestation"
     assert json.loads((site / "debian/api/v0/pkgs/list.json").read_text()) == _pkgs(site)
     assert (site / "debian/api/v0/public-keys.json").is_file()
     page = (site / "p/debian-main/bookworm/main/amd64/pkg/hello.html").read_text()
     # the view and the store's file; the attestation's v0 copy
     assert '"../../../../../../v/debian/builds/1/log.html">log</a>' in page
     assert '"../../../../../../builds/1/log.gz">log (gz)</a>' in page
-    assert 'v0/builds/1/attestation"' in page
+    assert 'v0/builds/1/attestation.json">attestation</a>' in page
     assert 'api/v0/public-keys.json">public key</a>' in page
     assert sorted(p.name for p in (views / "2").iterdir()) == [
         "diffoscope-report.html", "diffoscope.html", "log.html",

@@ -124,9 +124,12 @@ def _serve_build(
     and a view of each text file that loads the results store's file (so the page holds
     no second copy of it). Those whose store file is missing are dropped from ``served``."""
     for kind in [k for k in served if k in attempt.files]:
+        alias = paths.ALIASES.get(kind, "")
         if not out.serve(attempt.files[kind], _outputs(record, attempt, kind, served)):
-            served.pop(kind)
-            served.pop(f"{kind}.html", None)
+            for name in (kind, f"{kind}.html", alias):
+                served.pop(name, None)
+        elif alias in served:
+            out.symlink(served[alias], kind)
     for kind in paths.VIEWS:
         view = served.get(f"{kind}.html")
         if view is None:

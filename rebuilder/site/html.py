@@ -453,8 +453,8 @@ def attempt_links(attempt: Attempt, page: str, v0: Mapping[str, str]) -> list[tu
         view = v0.get(f"{kind}.html")
         if view:  # and the results store's file: GitHub Pages publishes no v0 copy of a text
             links.append((label, paths.href(page, view)))
-        elif kind in v0:
-            links.append((label, paths.href(page, v0[kind])))
+        elif kind in v0:  # under its .json name where it has one: no download dialog
+            links.append((label, paths.href(page, v0.get(paths.ALIASES.get(kind, ""), v0[kind]))))
             if kind == "attestation":  # what it is checked with
                 keys = v0[kind].rpartition("/builds/")[0] + "/public-keys.json"
                 links.append(("public key", paths.href(page, keys)))

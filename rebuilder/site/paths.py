@@ -264,6 +264,8 @@ def view_build_dir(distro: str, build_id: int) -> str:
 # readable views of text files: pages that load the results store's file (no second copy)
 VIEWS = {"log": "log.html", "diffoscope": "diffoscope.html"}
 REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the views
+# a v0 file without a readable view, also under a name a plain server sends as JSON
+ALIASES = {"attestation": "attestation.json"}
 
 
 def store_rel(rel: str) -> str | None:

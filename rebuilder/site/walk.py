@@ -281,6 +281,8 @@ def _served(attempt: Attempt | None, distro: str, *, api: bool = True) -> dict[s
         if kind in files and paths.store_rel(files[kind]) is not None:
             if api:
                 out[kind] = f"{base}/{kind}"
+                if alias := paths.ALIASES.get(kind):
+                    out[alias] = f"{base}/{alias}"
             view = paths.VIEWS.get(kind)
             if view:
                 out[f"{kind}.html"] = f"{views}/{view}"
