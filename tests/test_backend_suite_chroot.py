@@ -510,7 +510,8 @@ def test_deps_layer_is_reused_rebuilt_when_broken_and_kept_per_dependency_set(
     archive: DebianMirror, chroot_cache: Path, tmp_path: Path
 ) -> None:
     """One layer per resolved set of build dependencies: created by the first build, reused by
-    the next (same bytes), recreated when it is not whole, never shared by another set."""
+    the next (same bytes), recreated when it is not whole or does not hold its set, never
+    shared by another set."""
     shutil.rmtree(chroot_cache / "debian-suite-chroot" / "layers", ignore_errors=True)
     suites = ("bookworm", "bookworm-updates")
     runs: list[Run] = []
@@ -544,6 +545,31 @@ def test_deps_layer_is_reused_rebuilt_when_broken_and_kept_per_dependency_set(
     assert f"reusing deps layer {name}" in again.stderr
     assert built.read_bytes() == pkg.deb.read_bytes()
     assert (layer / "complete").stat().st_ino == marker, "the reused layer was rewritten"
+
+    # whole by its marker but not holding what it says (debhelper gone from dpkg's status):
+    # the check in the build root stops the build and moves the layer away
+    status = layer / "root" / "var" / "lib" / "dpkg" / "status"
+    stanzas = status.read_text().split("\n\n")
+    status.write_text(
+        "\n\n".join(p for p in stanzas if not p.lstrip("\n").startswith("Package: debhelper\n"))
+    )
+    broken_pkg = fetch_package(
+        archive, "distro-info-data", "distro-info-data", "all", tmp_path / "bad" / "work", suites
+    )
+    broken = run_backend(
+        broken_pkg.dsc,
+        backend_env(archive, tmp_path / "bad", chroot_cache, broken_pkg, "all"),
+        timeout=1800,
+    )
+    assert broken.returncode != 0
+    assert f"deps layer {name} moved away" in broken.stderr
+    assert "missing debhelper:all=" in broken.stderr
+    assert not (tmp_path / "bad" / "out" / broken_pkg.deb.name).exists()
+    assert name not in layers_of(chroot_cache)
+
+    _, rebuilt, built = build("distro-info-data", 5)
+    assert timing(rebuilt)["layer"] == "created"
+    assert built.read_bytes() == pkg.deb.read_bytes()
 
     # half-written (no marker), then corrupt (a marker for another set): rebuilt, not reused
     (layer / "complete").unlink()
