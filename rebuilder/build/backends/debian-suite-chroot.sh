@@ -500,7 +500,7 @@ inside() {
 # Sets ROOTS and LAYER_STATE (reused, created, none: nothing to install; or installed when
 # the overlay was refused and apt-get build-dep must run in the unpacked root).
 layered_root() {
-	local key rfile deps="$RB_ROOT.deps" t
+	local key rfile deps="$RB_ROOT.deps" t tmp
 	t=$(now)
 	key=$({
 		printf 'rebuilder build-dep resolution %s\nbase %s\nflag %s\n' "$LAYER_FORMAT" \
@@ -516,8 +516,10 @@ layered_root() {
 		enter_root "$RB_TREE"
 		[ "$RB_ROOTFS" = overlay ] || return 0
 		resolve_deps >"$deps"
-		cp -- "$deps" "$rfile.$$"
-		mv -f -- "$rfile.$$" "$rfile"
+		# a name of its own: $$ is the same in every build's PID namespace
+		tmp=$(mktemp "$rfile.XXXXXX")
+		cp -- "$deps" "$tmp"
+		mv -f -- "$tmp" "$rfile"
 	fi
 	T_RESOLVE=$(elapsed "$t" "$(now)")
 	t=$(now)
@@ -640,8 +642,7 @@ resolve_deps() {
 			print $2 ":" a "=" v
 		}
 		$1 == "Remv" { print "-" $2 }
-	' | LC_ALL=C sort -u
-	[ "${PIPESTATUS[1]}" = 0 ] || die "cannot read apt's resolution of the build dependencies"
+	' | LC_ALL=C sort -u || die "cannot read apt's resolution of the build dependencies"
 }
 
 # Exit status 0 when the root holds every "name:arch=version" of the list $1 fully installed
@@ -687,6 +688,7 @@ use_layer() {
 		# downloaded in a root with this build's apt sources, on the base tree
 		if [ "$ROOTS" = 0 ]; then enter_root "$RB_TREE"; fi
 		if [ "$RB_ROOTFS" != overlay ]; then
+			LAYER_STATE=installed
 			exec 5>&-
 			return 1
 		fi
@@ -709,7 +711,7 @@ use_layer() {
 discard_layer() {
 	exec 5>"$LAYER.lock"
 	flock 5
-	if [ "$LAYER" -ef "/proc/$BASHPID/fd/6" ]; then
+	if [ "$LAYER" -ef /proc/self/fd/6 ]; then
 		mv -T -- "$LAYER" "$(mktemp -u "$RB_CACHE/trash.XXXXXX")" || true
 	fi
 	exec 5>&-
