@@ -11,8 +11,14 @@ runner records them), the backend's own split of its preparation, and the overhe
 attempt's duration minus dpkg-buildpackage) as a ratio to dpkg-buildpackage; the issue's
 target is an overhead <= max(3 s, 15% of dpkg-buildpackage). Builds run as a pass runs
 them: the attempt directory is removed by the reaper after the verdict, and that deferred
-removal is timed apart. A first warm-up build creates the base chroot when the cache is
-cold and is not counted.
+removal is timed apart.
+
+A warm-up round builds every package once (it creates the base chroot when the cache is
+cold, fills the shared .deb cache and creates each package's build-dependency layer) and
+is shown but not counted. Each measured round then builds every package twice, side by
+side in time: with the build dependencies installed by apt in every build
+(``REBUILDER_DEPS_LAYERS=0``, the backend before its deps layers) and on the cached deps
+layer, so the two medians printed compare in the same run.
 
     python bench/real_builds.py [--cache-dir DIR] [--pkgs distro-info-data debvm midge]
 """
@@ -41,15 +47,43 @@ from rebuilder.sync import SyncContext, sync_profile
 DEMO = Path(__file__).resolve().parent.parent / "rebuilder" / "demo" / "debian-bookworm.toml"
 INSIDE = re.compile(r"^debian-suite-chroot: timing: (root=.*)$", re.M)
 FIELD = re.compile(r"([a-z+-]+)=([\d.]+)s")
+LAYER = re.compile(r"deps layer (\w+)")
 
 
-def inside(attempt: Attempt, results: Path) -> str:
-    """The backend's split of its preparation (root, apt, deps+source), as printed."""
+# what the backend does with the build dependencies: apt in every build, or a cached layer
+MODES = {"installed per build": "0", "deps layer": "1"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    verdict: str
+    wall: float
+    phases: dict[str, float]
+    split: str
+
+    @property
+    def dpkg(self) -> float:
+        return self.phases.get("build", 0.0)
+
+    @property
+    def overhead(self) -> float:
+        return self.wall - self.dpkg
+
+    @property
+    def ratio(self) -> float:
+        return self.overhead / self.dpkg if self.dpkg else float("inf")
+
+
+def inside(attempt: Attempt, results: Path) -> tuple[str, str]:
+    """The backend's split of its preparation, as printed, and what it did with the deps."""
     log = gzip.decompress((results / attempt.files["log"]).read_bytes()).decode(errors="replace")
     lines = INSIDE.findall(log)
     if not attempt.phases or not lines:
         raise SystemExit(f"build {attempt.build_id}: no phases or timing line:\n{log[-2000:]}")
-    return " ".join(f"{k}={float(v):.1f}" for k, v in FIELD.findall(lines[-1]))
+    layer = LAYER.search(lines[-1])
+    split = " ".join(f"{k}={float(v):.1f}" for k, v in FIELD.findall(lines[-1]))
+    return split, layer[1] if layer else "?"
 
 
 def main() -> int:
@@ -77,45 +111,50 @@ def main() -> int:
             diffoscope_limit=1 << 20, env={"REBUILDER_CACHE_DIR": str(cache / "build")},
             reaper=reaper,
         )  # fmt: skip
-        t = time.monotonic()
-        warm = run_build(Job(profile.name, groups[0], "bench", build_id=1), ctx)
-        print(f"warm-up {groups[0].name}: {warm.status.value} in {time.monotonic() - t:.1f} s")
-        rows = []
-        bid = 1
+        bid, ok = 0, True
+        print(f"{'warm-up':24} {'verdict':7} {'wall':>7}  deps layer")
+        for g in groups:
+            bid += 1
+            t = time.monotonic()
+            a = run_build(Job(profile.name, g, "bench", build_id=bid), ctx)
+            split = inside(a, ctx.results_dir)
+            ok = ok and a.status.value == "GOOD"
+            print(f"{g.name:24} {a.status.value:7} {time.monotonic() - t:6.1f}s  {split[1]}")
+        rows: dict[str, list[Row]] = {mode: [] for mode in MODES}
         for _ in range(args.rounds):
             for g in groups:
-                bid += 1
-                t = time.monotonic()
-                a = run_build(Job(profile.name, g, "bench", build_id=bid), ctx)
-                wall = time.monotonic() - t
-                dpkg = a.phases.get("build", 0.0)
-                rows.append(
-                    (g.name, a.status.value, wall, dpkg, a.phases, inside(a, ctx.results_dir))
-                )
-            t = time.monotonic()
-            reaper.close()
-            print(f"deferred removal of the attempt directories after the last verdict: "
-                  f"{time.monotonic() - t:.1f} s")  # fmt: skip
-    print(f"{'package':24} {'verdict':7} {'wall':>7} {'dpkg':>6} {'overhead':>8} ratio  phases")
-    ratios, overheads = [], []
-    for name, verdict, wall, dpkg, p, split in rows:
-        over = wall - dpkg
-        ratio = over / dpkg if dpkg else float("inf")
-        target = max(3.0, 0.15 * dpkg)
-        ok = "ok" if over <= target else f"> target {target:.1f} s"
-        shown = " ".join(f"{k}={v:.1f}" for k, v in p.items())
+                for mode, layers in MODES.items():
+                    bid += 1
+                    mctx = dataclasses.replace(
+                        ctx, env={**ctx.env, "REBUILDER_DEPS_LAYERS": layers}
+                    )
+                    t = time.monotonic()
+                    a = run_build(Job(profile.name, g, "bench", build_id=bid), mctx)
+                    wall = time.monotonic() - t
+                    split = inside(a, ctx.results_dir)
+                    rows[mode].append(Row(g.name, a.status.value, wall, a.phases, split[0]))
+        t = time.monotonic()
+        reaper.close()
+        print(f"deferred removal of the attempt directories after the last verdict: "
+              f"{time.monotonic() - t:.1f} s")  # fmt: skip
+    for mode, measured in rows.items():
+        print(f"\n{mode}:")
+        print(f"{'package':24} {'verdict':7} {'wall':>7} {'dpkg':>6} {'overhead':>8} ratio  phases")
+        for r in measured:
+            target = max(3.0, 0.15 * r.dpkg)
+            met = "ok" if r.overhead <= target else f"> target {target:.1f} s"
+            shown = " ".join(f"{k}={v:.1f}" for k, v in r.phases.items())
+            print(
+                f"{r.name:24} {r.verdict:7} {r.wall:6.1f}s {r.dpkg:5.1f}s {r.overhead:7.1f}s "
+                f"{r.ratio:5.1f}x {shown} [{met}]\n{'':24} backend's preparation: {r.split}"
+            )
+            ok = ok and r.verdict == "GOOD"
         print(
-            f"{name:24} {verdict:7} {wall:6.1f}s {dpkg:5.1f}s {over:7.1f}s {ratio:5.1f}x "
-            f"{shown} [{ok}]\n{'':24} backend's preparation: {split}"
+            f"{mode}: median overhead {statistics.median(r.overhead for r in measured):.1f} s = "
+            f"{statistics.median(r.ratio for r in measured):.2f}x dpkg-buildpackage's time "
+            f"(target: <= max(3 s, 0.15x))"
         )
-        ratios.append(ratio)
-        overheads.append(over)
-    print(
-        f"median overhead {statistics.median(overheads):.1f} s = "
-        f"{statistics.median(ratios):.1f}x dpkg-buildpackage's time "
-        f"(target: <= max(3 s, 0.15x))"
-    )
-    return 0 if all(r[1] == "GOOD" for r in rows) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

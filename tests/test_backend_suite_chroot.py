@@ -16,6 +16,7 @@ import http.server
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,7 +43,7 @@ RELEASE_STAMP = "20260711T101637Z"
 TIMING = re.compile(
     r"timing: total=(?P<total>[\d.]+)s prepare=(?P<prepare>[\d.]+)s build=(?P<build>[\d.]+)s "
     r"cleanup=(?P<cleanup>[\d.]+)s overhead=(?P<overhead>[\d.]+)s "
-    r"\(base chroot (?P<base>\w+), (?P<rootfs>\w+) root\)$",
+    r"\(base chroot (?P<base>\w+), (?P<rootfs>\w+) root, deps layer (?P<layer>\w+)\)$",
     re.M,
 )
 
@@ -253,6 +254,60 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
     assert not list((tmp_path / "out").iterdir())
 
 
+def test_deps_layers_are_bounded_by_base_tree_age_and_size(
+    tmp_path: Path, local_mirror: str
+) -> None:
+    """The cleanup of any build, failed ones too, evicts layers and kept resolutions."""
+    if reason := namespaces_usable():
+        pytest.skip(reason)
+    cache = tmp_path / "cache" / "debian-suite-chroot"
+    layers = cache / "layers"
+    layers.mkdir(parents=True)
+    (cache / f"bookworm_amd64_{RELEASE_STAMP}.tar.zst").write_bytes(b"not a tarball")
+    (cache / f"bookworm_amd64_{RELEASE_STAMP}.tree").mkdir()  # its tree: nothing in it
+    base = f"bookworm_amd64_{RELEASE_STAMP}"
+    now = time.time()
+
+    def layer(name: str, size: int, age_s: float) -> None:
+        (layers / name / "root").mkdir(parents=True)
+        (layers / name / "size").write_text(f"{size}\n")
+        (layers / f"{name}.lock").touch()
+        os.utime(layers / name, (now - age_s, now - age_s))
+
+    layer(f"{base}_newest", 600 << 10, 10)
+    layer(f"{base}_older", 600 << 10, 3600)  # over the 1 MB bound with the newest one
+    layer(f"{base}_stale", 1, 10 * 86400)  # unused for longer than the 7 days' default
+    layer("bookworm_amd64_20250101T000000Z_gone", 1, 10)  # its base tree is gone
+    for name, age_s in (("tmp.killed", 600), ("tmp.writing", 0)):
+        (layers / name).mkdir()
+        os.utime(layers / name, (now - age_s, now - age_s))
+    (layers / f"{base}_abc.resolved").write_text("debhelper:all=13.11.4\n")
+    (layers / "bookworm_amd64_20250101T000000Z_abc.resolved").write_text("")
+    dsc = write_dsc(tmp_path / "w", "hello", "1.0", {"hello_1.0.tar.xz": b"x"})
+    env = base_env(tmp_path, local_mirror, arch="amd64") | {
+        "REBUILDER_CHROOT_ROOTFS": "overlay",
+        "REBUILDER_LAYER_MAX_MB": "1",
+    }
+
+    run = run_backend(dsc, env)
+
+    assert run.returncode != 0  # the tree is empty: no chroot to build in
+    assert sorted(p.name for p in layers.iterdir()) == sorted(
+        [
+            f"{base}_newest",
+            f"{base}_newest.lock",
+            "tmp.writing",
+            f"{base}_abc.resolved",
+        ]
+    ), run.stderr[-2000:]
+    assert "evicted deps layer bookworm_amd64_20250101T000000Z_gone: its base tree is gone" in (
+        run.stderr
+    )
+    assert f"evicted deps layer {base}_stale: unused for 7 days" in run.stderr
+    assert f"evicted deps layer {base}_older: the layers exceed 1 MB" in run.stderr
+    assert not list(cache.glob("trash.*")), "evicted layers were not removed"
+
+
 # --- slow tests: real packages from Debian's archive ----------------------------------------
 
 
@@ -438,3 +493,101 @@ def changelog(deb: Path) -> bytes:
                 assert extracted is not None
                 return extracted.read()
     pytest.fail(f"{deb.name} has no changelog.Debian.gz")
+
+
+def layers_of(cache: Path) -> dict[str, list[str]]:
+    """The whole deps layers in the cache: name -> the packages it holds."""
+    return {
+        p.name: (p / "deps").read_text().split()
+        for p in sorted((cache / "debian-suite-chroot" / "layers").iterdir())
+        if p.is_dir() and not p.name.startswith("tmp.") and (p / "complete").exists()
+    }
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_deps_layer_is_reused_rebuilt_when_broken_and_kept_per_dependency_set(
+    archive: DebianMirror, chroot_cache: Path, tmp_path: Path
+) -> None:
+    """One layer per resolved set of build dependencies: created by the first build, reused by
+    the next (same bytes), recreated when it is not whole or does not hold its set, never
+    shared by another set."""
+    shutil.rmtree(chroot_cache / "debian-suite-chroot" / "layers", ignore_errors=True)
+    suites = ("bookworm", "bookworm-updates")
+    runs: list[Run] = []
+
+    def build(source: str, i: int) -> tuple[Fetched, Run, Path]:
+        pkg = fetch_package(archive, source, source, "all", tmp_path / f"b{i}" / "work", suites)
+        env = backend_env(archive, tmp_path / f"b{i}", chroot_cache, pkg, "all")
+        run = run_backend(pkg.dsc, env, timeout=1800)
+        assert run.returncode == 0, f"build {i} of {source} failed:\n{run.stderr[-4000:]}"
+        built = Path(env["REBUILDERD_OUTDIR"]) / pkg.deb.name
+        runs.append(run)
+        return pkg, run, built
+
+    pkg, first, built = build("distro-info-data", 0)
+    assert timing(first)["layer"] == "created"
+    assert built.read_bytes() == pkg.deb.read_bytes()
+    (name,) = layers_of(chroot_cache)
+    layer = chroot_cache / "debian-suite-chroot" / "layers" / name
+    assert any(p.startswith("debhelper:all=") for p in layers_of(chroot_cache)[name])
+    # the build saw exactly the layer's packages, at the layer's versions
+    installed = (tmp_path / "b0" / "meta" / "installed-packages.txt").read_text()
+    for entry in layers_of(chroot_cache)[name]:
+        package, version = entry.split("=", 1)
+        assert f"{package.split(':')[0]}\t{version}" in installed or (
+            f"{package}\t{version}" in installed
+        ), f"{entry} is not installed in the build root"
+    marker = (layer / "complete").stat().st_ino
+
+    _, again, built = build("distro-info-data", 1)
+    assert timing(again)["layer"] == "reused"
+    assert f"reusing deps layer {name}" in again.stderr
+    assert built.read_bytes() == pkg.deb.read_bytes()
+    assert (layer / "complete").stat().st_ino == marker, "the reused layer was rewritten"
+
+    # whole by its marker but not holding what it says (debhelper gone from dpkg's status):
+    # the check in the build root stops the build and moves the layer away
+    status = layer / "root" / "var" / "lib" / "dpkg" / "status"
+    stanzas = status.read_text().split("\n\n")
+    status.write_text(
+        "\n\n".join(p for p in stanzas if not p.lstrip("\n").startswith("Package: debhelper\n"))
+    )
+    broken_pkg = fetch_package(
+        archive, "distro-info-data", "distro-info-data", "all", tmp_path / "bad" / "work", suites
+    )
+    broken = run_backend(
+        broken_pkg.dsc,
+        backend_env(archive, tmp_path / "bad", chroot_cache, broken_pkg, "all"),
+        timeout=1800,
+    )
+    assert broken.returncode != 0
+    assert f"deps layer {name} moved away" in broken.stderr
+    assert "missing debhelper:all=" in broken.stderr
+    assert not (tmp_path / "bad" / "out" / broken_pkg.deb.name).exists()
+    assert name not in layers_of(chroot_cache)
+
+    _, rebuilt, built = build("distro-info-data", 5)
+    assert timing(rebuilt)["layer"] == "created"
+    assert built.read_bytes() == pkg.deb.read_bytes()
+
+    # half-written (no marker), then corrupt (a marker for another set): rebuilt, not reused
+    (layer / "complete").unlink()
+    _, rebuilt, built = build("distro-info-data", 2)
+    assert timing(rebuilt)["layer"] == "created"
+    assert f"deps layer {name} is not whole: rebuilding it" in rebuilt.stderr
+    assert built.read_bytes() == pkg.deb.read_bytes()
+    (layer / "complete").write_text("0" * 64 + "\n")
+    _, rebuilt, built = build("distro-info-data", 3)
+    assert timing(rebuilt)["layer"] == "created"
+    assert built.read_bytes() == pkg.deb.read_bytes()
+    assert list(layers_of(chroot_cache)) == [name]
+
+    # another source with other build dependencies: a layer of its own
+    other, separate, built = build("debvm", 4)
+    assert built.read_bytes() == other.deb.read_bytes()
+    assert timing(separate)["layer"] == "created"
+    layers = layers_of(chroot_cache)
+    assert len(layers) == 2 and name in layers
+    assert len({tuple(v) for v in layers.values()}) == 2
+    print("\ndeps layer figures:", [dict(timing(r)) for r in runs])

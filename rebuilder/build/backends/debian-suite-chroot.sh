@@ -21,6 +21,10 @@
 #   REBUILDER_CHROOT_MODE   auto (default), unshare or root
 #   REBUILDER_WORK_DIR      where the per-build chroot lives (default: the cwd)
 #   REBUILDER_CHROOT_ROOTFS auto (default: overlay, else unpack), overlay or unpack
+#   REBUILDER_DEPS_LAYERS   1 (default): build dependencies installed once per resolved set,
+#                        as an overlay layer reused by later builds; 0: installed per build
+#   REBUILDER_LAYER_MAX_MB  deps layers kept within this size (default 4096)
+#   REBUILDER_LAYER_MAX_AGE days a deps layer is kept unused (default 7)
 #   REBUILDER_DEFERRED_CLEANUP  1: the caller removes the cwd after its verdict, so the
 #                        per-build tree under the cwd is left to it (set by rebuilder's runner)
 #
@@ -63,6 +67,11 @@ validate_inputs() {
 		die "REBUILDER_MIRROR '$REBUILDER_MIRROR' is not an http(s) or file URL"
 	[[ ${REBUILDER_CHROOT_KEEP:-2} =~ ^[1-9][0-9]*$ ]] ||
 		die "REBUILDER_CHROOT_KEEP must be a positive integer"
+	[[ ${REBUILDER_DEPS_LAYERS:-1} =~ ^[01]$ ]] || die "REBUILDER_DEPS_LAYERS must be 0 or 1"
+	[[ ${REBUILDER_LAYER_MAX_MB:-4096} =~ ^[0-9]+$ ]] ||
+		die "REBUILDER_LAYER_MAX_MB must be a whole number of megabytes"
+	[[ ${REBUILDER_LAYER_MAX_AGE:-7} =~ ^[0-9]+$ ]] ||
+		die "REBUILDER_LAYER_MAX_AGE must be a whole number of days"
 	[ -d "$REBUILDERD_OUTDIR" ] || die "REBUILDERD_OUTDIR $REBUILDERD_OUTDIR is not a directory"
 	if [ -n "${REBUILDER_META_DIR:-}" ]; then
 		mkdir -p -- "$REBUILDER_META_DIR" || die "cannot create REBUILDER_META_DIR"
@@ -274,7 +283,7 @@ open_base() {
 	fi
 	exec 9>&-
 	DEBS="$CACHE/debs"
-	mkdir -p -- "$DEBS/partial"
+	mkdir -p -- "$DEBS/partial" "$CACHE/layers"
 }
 
 # --- the build, inside the namespaces ---------------------------------------------------
@@ -285,12 +294,13 @@ mnt() {
 	mount "$@" && MOUNTS+=("$target")
 }
 
+# Undoes the mounts made since there were $1 of them (all of them without an argument).
 umount_all() {
-	local i
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+	local i keep=${1:-0}
+	for ((i = ${#MOUNTS[@]} - 1; i >= keep; i--)); do
 		umount -l -- "${MOUNTS[i]}" 2>/dev/null || true
 	done
-	MOUNTS=()
+	MOUNTS=("${MOUNTS[@]:0:keep}")
 }
 
 # A minimal /dev: a few host device nodes bound in, a private devpts, no disks.
@@ -418,46 +428,34 @@ inside() {
 	trap umount_all EXIT
 	trap 'exit 143' TERM
 	trap 'exit 130' INT
-	local t0 t_unpack t_apt t_deps t_build0 t_build1 dir="$BUILD_PARENT/$RB_BUILDDIR" bin
+	local t0 t_root t_apt t_deps t_src t_build0 t_build1 bin dir="$BUILD_PARENT/$RB_BUILDDIR"
 	t0=$(now)
-	make_root
+	ROOTS=0 LAYER_STATE=installed T_RESOLVE=0 T_LAYER=0
+	# A layer holds the base tree plus exactly the packages apt resolves for this build, so
+	# it only fits the tree as it is: not after an apt-get update, not without an overlay.
+	if [ "$RB_ROOTFS" = overlay ] && [ -n "$RB_LAYERS" ] && tree_is_current "$RB_TREE"; then
+		layered_root
+	fi
+	if [ "$ROOTS" = 0 ]; then enter_root "$RB_TREE"; fi
 	exec 8<&-
-	setup_mounts "$RB_ROOT"
-	# Build dependencies come from a cache shared by every build of this host (apt locks it).
-	mkdir -p "$RB_ROOT/var/cache/rebuilder-debs"
-	mnt --bind "$RB_DEBS" "$RB_ROOT/var/cache/rebuilder-debs"
-	configure_chroot
-	t_unpack=$(now)
+	t_root=$(now)
 
 	# The base chroot is keyed by its suite's Release Date, so for a single suite its lists and
 	# packages are the suite as published now, if they came from this mirror. An overlay
 	# suite's base suite can move without changing that key: then update and upgrade.
-	if [[ $RB_SUITES == *" "* ]] || ! lists_from_this_mirror; then
-		in_chroot apt-get -q -o Acquire::Retries=3 update >&2 ||
-			die "apt-get update failed in the chroot"
-		in_chroot apt-get -q -y -o Acquire::Retries=3 dist-upgrade >&2 ||
-			die "apt-get dist-upgrade failed in the chroot"
-	else
-		log "base chroot is the suite's current Release: no apt-get update needed"
+	if [ "$LAYER_STATE" = installed ]; then
+		if ! tree_is_current "$RB_ROOT"; then
+			in_chroot apt-get -q -o Acquire::Retries=3 update >&2 ||
+				die "apt-get update failed in the chroot"
+			in_chroot apt-get -q -y -o Acquire::Retries=3 dist-upgrade >&2 ||
+				die "apt-get dist-upgrade failed in the chroot"
+		else
+			log "base chroot is the suite's current Release: no apt-get update needed"
+		fi
 	fi
 	t_apt=$(now)
-
-	stage_source
-	# man-db's index is never used in a throwaway chroot; skipping it saves seconds per build.
-	echo 'man-db man-db/auto-update boolean false' | in_chroot debconf-set-selections 2>/dev/null ||
-		true
-	local debs=(-o Dir::Cache::Archives=/var/cache/rebuilder-debs/)
-	# Two steps: the download holds apt's lock on the shared cache; the install reads files
-	# that are complete there (apt renames them in) and must not hold that lock while dpkg
-	# runs, or builds side by side would install one after the other. apt fails at once on a
-	# lock another build holds, so downloads queue on flock first.
-	in_chroot flock /var/cache/rebuilder-debs/.download.lock \
-		apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" --download-only build-dep \
-		"$RB_DEP_FLAG" "/build/src/$(basename "$RB_DSC")" >&2 ||
-		die "cannot download the build dependencies"
-	in_chroot apt-get -q -y -o Acquire::Retries=3 "${debs[@]}" -o Debug::NoLocking=true \
-		-o APT::Keep-Downloaded-Packages=true build-dep "$RB_DEP_FLAG" \
-		"/build/src/$(basename "$RB_DSC")" >&2 || die "cannot install the build dependencies"
+	if [ "$LAYER_STATE" = installed ]; then install_deps; fi
+	t_deps=$(now)
 	if [ -n "${RB_META:-}" ]; then
 		in_chroot dpkg-query -W -f '${binary:Package}\t${Version}\n' >"$RB_META/installed-packages.txt"
 	fi
@@ -466,7 +464,7 @@ inside() {
 	if bin=$(binnmu_artifact); then
 		apply_binnmu "$bin" "$(b=${bin##*_} && printf '%s' "${b%.*}")" "$dir"
 	fi
-	t_deps=$(now)
+	t_src=$(now)
 
 	# No network for the build itself, like on the buildds; loopback stays usable.
 	local net=(unshare --net sh -c 'ip link set lo up 2>/dev/null; exec "$@"' sh)
@@ -485,29 +483,302 @@ inside() {
 	if [ -n "${RB_META:-}" ]; then
 		find "$RB_ROOT$BUILD_PARENT" -maxdepth 1 -name '*.buildinfo' -exec cp -t "$RB_META" -- {} +
 	fi
-	printf '%s %s\n' "$t_build0" "$t_build1" >"$RB_ROOT/../build-times"
-	log "timing: root=$(elapsed "$t0" "$t_unpack")s apt=$(elapsed "$t_unpack" "$t_apt")s" \
-		"deps+source=$(elapsed "$t_apt" "$t_deps")s build=$(elapsed "$t_build0" "$t_build1")s" \
-		"($RB_ROOTFS)"
+	printf '%s %s %s\n' "$t_build0" "$t_build1" "$LAYER_STATE" >"$RB_ROOT/../build-times"
+	local root
+	root=$(awk -v a="$t0" -v b="$t_root" -v r="$T_RESOLVE" -v l="$T_LAYER" \
+		'BEGIN { t = b - a - r - l; printf "%.1f", (t > 0 ? t : 0) }')
+	log "timing: root=${root}s resolve=${T_RESOLVE}s layer=${T_LAYER}s" \
+		"apt=$(elapsed "$t_root" "$t_apt")s deps=$(elapsed "$t_apt" "$t_deps")s" \
+		"source=$(elapsed "$t_deps" "$t_src")s build=$(elapsed "$t_build0" "$t_build1")s" \
+		"($RB_ROOTFS, deps layer $LAYER_STATE)"
 }
 
-# True when the chroot holds package lists of $RB_SUITES fetched from $RB_MIRROR (apt names
-# list files after the URL; its escaping of odd characters is left to the glob).
-lists_from_this_mirror() {
+# The build's root on a deps layer (see below). Resolving the build dependencies costs apt
+# seconds of CPU (a .dsc given to apt-get makes it rebuild its package cache), so a
+# resolution is kept too, keyed by what it depends on: the base tree (its package lists,
+# status and apt configuration), -A/-B and the .dsc's Build-Depends/-Conflicts fields.
+# Sets ROOTS and LAYER_STATE (reused, created, none: nothing to install; or installed when
+# the overlay was refused and apt-get build-dep must run in the unpacked root).
+layered_root() {
+	local key rfile deps="$RB_ROOT.deps" t tmp
+	t=$(now)
+	key=$({
+		printf 'rebuilder build-dep resolution %s\nbase %s\nflag %s\n' "$LAYER_FORMAT" \
+			"$(basename "$RB_TREE")" "$RB_DEP_FLAG"
+		dsc_dep_fields "$RB_DSC"
+	} | sha256sum)
+	rfile="$RB_LAYERS/$(basename "$RB_TREE" .tree)_${key:0:24}.resolved"
+	if [ -f "$rfile" ]; then
+		cp -- "$rfile" "$deps"
+		touch -- "$rfile"
+		log "build dependencies resolved before: $(wc -l <"$deps") packages to install"
+	else
+		enter_root "$RB_TREE"
+		[ "$RB_ROOTFS" = overlay ] || return 0
+		resolve_deps >"$deps"
+		# a name of its own: $$ is the same in every build's PID namespace
+		tmp=$(mktemp "$rfile.XXXXXX")
+		cp -- "$deps" "$tmp"
+		mv -f -- "$tmp" "$rfile"
+	fi
+	T_RESOLVE=$(elapsed "$t" "$(now)")
+	t=$(now)
+	if [ ! -s "$deps" ]; then
+		LAYER_STATE=none
+		if [ "$ROOTS" = 0 ]; then enter_root "$RB_TREE"; fi
+	else
+		use_layer "$deps" || return 0
+		# A fresh root on the layer: nothing of the resolving root's changes is carried on.
+		umount_all
+		enter_root "$LAYER/root:$RB_TREE"
+		if [ "$RB_ROOTFS" != overlay ]; then
+			LAYER_STATE=installed
+			return 0
+		fi
+		if ! check_installed "$deps"; then
+			discard_layer
+			die "the build root does not hold the resolved build dependencies:" \
+				"deps layer $(basename "$LAYER") moved away"
+		fi
+	fi
+	T_LAYER=$(elapsed "$t" "$(now)")
+}
+
+# The .dsc's fields that decide what apt-get build-dep installs, as written (and its
+# Architecture, in case apt reads it).
+dsc_dep_fields() {
+	awk '
+		/^-----BEGIN PGP SIGNATURE/ { exit }
+		/^[^ \t]/ {
+			f = tolower($0)
+			sub(/:.*/, "", f)
+			keep = f ~ /^(architecture|build-(depends|conflicts)(-arch|-indep)?)$/
+		}
+		keep { print }
+	' "$1"
+}
+
+# Mounts the build's root on $RB_ROOT over the lower dirs $1 (overlay) and makes it ready for
+# apt and the build: mounts, the shared .deb cache, apt sources, the build user, the source.
+# A second root (on a layer, after resolving in the first) gets its own, empty upper dir.
+enter_root() {
+	ROOTS=$((ROOTS + 1))
+	make_root "$1" ".$ROOTS"
+	setup_mounts "$RB_ROOT"
+	bind_debs
+	configure_chroot
+	stage_source
+}
+
+# man-db's index is never used in a throwaway chroot; skipping it saves seconds per install.
+no_man_db() {
+	echo 'man-db man-db/auto-update boolean false' | in_chroot debconf-set-selections 2>/dev/null ||
+		true
+}
+
+# An overlay of the lower dirs $1 with upper dir $2 and work dir $3 on $4. volatile: nothing
+# mounted here needs to survive a crash (a layer is synced before its marker is written), and
+# without it the unmount flushes all the build wrote (seconds on a loaded disk).
+mount_overlay() {
+	local opts="lowerdir=$1,upperdir=$2,workdir=$3"
+	mnt -t overlay overlay -o "$opts,volatile" "$4" 2>/dev/null ||
+		mnt -t overlay overlay -o "$opts" "$4"
+}
+
+# Build dependencies come from a cache shared by every build of this host (apt locks it).
+bind_debs() {
+	mkdir -p "$RB_ROOT/var/cache/rebuilder-debs"
+	mnt --bind "$RB_DEBS" "$RB_ROOT/var/cache/rebuilder-debs"
+}
+
+DEBS_OPTS=(-o Dir::Cache::Archives=/var/cache/rebuilder-debs/ -o Acquire::Retries=3)
+
+# Downloads what apt-get build-dep needs into the shared cache. apt fails at once on a lock
+# another build holds, so downloads queue on flock first; only what is missing is fetched.
+download_deps() {
+	in_chroot flock /var/cache/rebuilder-debs/.download.lock \
+		apt-get -q -y "${DEBS_OPTS[@]}" --download-only build-dep \
+		"$RB_DEP_FLAG" "/build/src/$(basename "$RB_DSC")" >&2 ||
+		die "cannot download the build dependencies"
+}
+
+# The install reads files that are complete in the shared cache (apt renames them in) and
+# must not hold its lock while dpkg runs, or builds side by side would install one after the
+# other.
+install_deps() {
+	no_man_db
+	download_deps
+	in_chroot apt-get -q -y "${DEBS_OPTS[@]}" -o Debug::NoLocking=true \
+		-o APT::Keep-Downloaded-Packages=true build-dep "$RB_DEP_FLAG" \
+		"/build/src/$(basename "$RB_DSC")" >&2 || die "cannot install the build dependencies"
+}
+
+# --- build-dependency layers ------------------------------------------------------------
+#
+# Installing the build dependencies (dpkg unpacking and configuring them) was most of a small
+# build's overhead. A layer is the overlay upper dir of a root where exactly the packages
+# apt resolves for a build were installed on the base tree; later builds whose resolution
+# gives the same set mount it read-only between the tree and their own upper dir.
+
+LAYER_FORMAT=1
+
+# What apt-get build-dep would do in this root, one "name:arch=version" (install) or
+# "-name" (removal) a line, sorted: the set a layer is keyed by.
+resolve_deps() {
+	local out
+	out=$(in_chroot apt-get -s -q -o Debug::NoLocking=true build-dep "$RB_DEP_FLAG" \
+		"/build/src/$(basename "$RB_DSC")" 2>&1) || {
+		printf '%s\n' "$out" >&2
+		die "cannot resolve the build dependencies"
+	}
+	printf '%s\n' "$out" | awk '
+		$1 == "Inst" && $2 !~ /^builddeps:/ {
+			v = ""; a = ""
+			for (i = 3; i <= NF; i++) {
+				if (v == "" && $i ~ /^\(/) v = substr($i, 2)
+				if ($i ~ /^\[[^]]+\]\)$/) a = substr($i, 2, length($i) - 3)
+			}
+			if (v == "" || a == "") { print "unparsed: " $0 > "/dev/stderr"; exit 1 }
+			print $2 ":" a "=" v
+		}
+		$1 == "Remv" { print "-" $2 }
+	' | LC_ALL=C sort -u || die "cannot read apt's resolution of the build dependencies"
+}
+
+# Exit status 0 when the root holds every "name:arch=version" of the list $1 fully installed
+# and none of its "-name" removals: the check that the build sees exactly the resolved set.
+check_installed() {
+	in_chroot dpkg-query -W -f '${Package}:${Architecture}=${Version} ${db:Status-Abbrev}\n' |
+		awk -v list="$1" '
+		BEGIN {
+			while ((getline l < list) > 0) if (l ~ /^-/) gone[substr(l, 2)] = 1; else want[l] = 1
+		}
+		$2 == "ii" { have[$1] = 1; n = $1; sub(/:.*/, "", n); name[n] = 1; name[$1] = 1 }
+		END {
+			for (w in want) if (!(w in have)) { print "missing " w > "/dev/stderr"; bad = 1 }
+			for (g in gone) if (g in name) { print "not removed " g > "/dev/stderr"; bad = 1 }
+			exit bad
+		}'
+}
+
+# Finds the layer for the resolved set $1, creating it when it is missing or not whole, and
+# holds it (a shared flock on fd 6) for this build. Sets LAYER and LAYER_STATE; status 1 when
+# no layer can be made (the overlay was refused: the root is the tarball unpacked).
+use_layer() {
+	local deps=$1 key name specs
+	key=$({
+		printf 'rebuilder build-dependency layer %s\nbase %s\n' "$LAYER_FORMAT" \
+			"$(basename "$RB_TREE")"
+		cat -- "$deps"
+	} | sha256sum)
+	key=${key%% *}
+	name="$(basename "$RB_TREE" .tree)_${key:0:24}"
+	LAYER="$RB_LAYERS/$name"
+	exec 5>"$RB_LAYERS/$name.lock"
+	flock 5
+	LAYER_STATE=reused
+	if [ -e "$LAYER" ] && ! layer_whole "$LAYER" "$key" "$deps"; then
+		# Renamed at once (a build still using it keeps its mount); removed once unused.
+		log "deps layer $name is not whole: rebuilding it"
+		mv -T -- "$LAYER" "$(mktemp -u "$RB_CACHE/trash.XXXXXX")" ||
+			die "cannot move the broken layer $name away"
+	fi
+	if [ ! -e "$LAYER" ]; then
+		LAYER_STATE=created
+		# downloaded in a root with this build's apt sources, on the base tree
+		if [ "$ROOTS" = 0 ]; then enter_root "$RB_TREE"; fi
+		if [ "$RB_ROOTFS" != overlay ]; then
+			LAYER_STATE=installed
+			exec 5>&-
+			return 1
+		fi
+		mapfile -t specs < <(sed 's/^-\(.*\)$/\1-/' -- "$deps")
+		in_chroot flock /var/cache/rebuilder-debs/.download.lock \
+			apt-get -q -y --no-install-recommends "${DEBS_OPTS[@]}" --download-only install \
+			"${specs[@]}" >&2 || die "cannot download the build dependencies"
+		create_layer "$deps" "$key"
+	else
+		log "reusing deps layer $name ($(wc -l <"$deps") packages)"
+	fi
+	# Shared while this build uses it: eviction takes it exclusively, or leaves it.
+	exec 6<"$LAYER"
+	flock -s 6
+	touch -- "$LAYER"
+	exec 5>&-
+}
+
+# Moves the layer this build holds (fd 6) away, so the next build creates it again.
+discard_layer() {
+	exec 5>"$LAYER.lock"
+	flock 5
+	if [ "$LAYER" -ef /proc/self/fd/6 ]; then
+		mv -T -- "$LAYER" "$(mktemp -u "$RB_CACHE/trash.XXXXXX")" || true
+	fi
+	exec 5>&-
+}
+
+# The marker is written last and the directory renamed into place: a layer is whole or absent.
+layer_whole() {
+	[ -d "$1/root" ] && [ -f "$1/complete" ] && [ "$(cat -- "$1/complete")" = "$2" ] &&
+		cmp -s -- "$1/deps" "$3"
+}
+
+# Installs the set $1 on the base tree in an overlay whose upper dir becomes the layer.
+# Called with the layer's lock held.
+create_layer() {
+	local deps=$1 key=$2 tmp outer=$RB_ROOT n=${#MOUNTS[@]} specs t0
+	t0=$(now)
+	tmp=$(mktemp -d "$RB_LAYERS/tmp.XXXXXX") || die "cannot create a layer directory"
+	# held while it is written: the cleanup of killed creators' leftovers skips it
+	exec 4<"$tmp"
+	flock 4
+	mkdir "$tmp/root" "$tmp/work" "$tmp/mnt"
+	mount_overlay "$RB_TREE" "$tmp/root" "$tmp/work" "$tmp/mnt" ||
+		die "cannot mount an overlay to create a deps layer"
+	RB_ROOT=$tmp/mnt
+	setup_mounts "$RB_ROOT"
+	bind_debs
+	no_man_db
+	mapfile -t specs < <(sed 's/^-\(.*\)$/\1-/' -- "$deps")
+	in_chroot apt-get -q -y --no-install-recommends "${DEBS_OPTS[@]}" -o Debug::NoLocking=true \
+		-o APT::Keep-Downloaded-Packages=true install "${specs[@]}" >&2 ||
+		die "cannot install the build dependencies"
+	check_installed "$deps" || die "the new deps layer does not hold the resolved set"
+	umount_all "$n"
+	RB_ROOT=$outer
+	rm -rf -- "${tmp:?}/work" "${tmp:?}/mnt"
+	cp -- "$deps" "$tmp/deps"
+	du -sb -- "$tmp/root" | cut -f1 >"$tmp/size"
+	sync -f -- "$tmp/root"
+	printf '%s\n' "$key" >"$tmp/complete"
+	sync -f -- "$tmp/complete"
+	mv -T -- "$tmp" "$LAYER" || die "cannot move the new deps layer into place"
+	exec 4<&-
+	log "created deps layer $(basename "$LAYER") ($(wc -l <"$deps") packages," \
+		"$(($(cat "$LAYER/size") >> 20)) MB) in $(elapsed "$t0" "$(now)") s"
+}
+
+# True when the root $1 is the suite as published now: one suite (the base is keyed by its
+# Release) and package lists fetched from $RB_MIRROR (apt names list files after the URL; its
+# escaping of odd characters is left to the glob).
+tree_is_current() {
 	local host=${RB_MIRROR#*://}
 	host=${host%%[/:]*}
-	compgen -G "$RB_ROOT/var/lib/apt/lists/${host}*_dists_${RB_SUITES}_main_binary-*_Packages" \
-		>/dev/null
+	[[ $RB_SUITES != *" "* ]] &&
+		compgen -G "$1/var/lib/apt/lists/${host}*_dists_${RB_SUITES}_main_binary-*_Packages" \
+			>/dev/null
 }
 
-# The build's root: an overlay with the cached tree as its read-only lower layer (nothing
-# to copy, and only what the build changed to remove), else the tarball unpacked.
+# The build's root: an overlay with the lower dirs $1 (the cached tree, under a deps layer
+# when there is one) read-only below (nothing to copy, and only what the build changed to
+# remove), else the tarball unpacked. $2 suffixes the upper and work dirs.
 make_root() {
 	mkdir -p "$RB_ROOT"
+	# the tarball, for the first root only (see inside)
+	[ "$RB_ROOTFS" = overlay ] || [ "$ROOTS" = 1 ] || die "no overlay for a second root"
 	if [ "$RB_ROOTFS" = overlay ]; then
-		mkdir -p "$RB_ROOT.upper" "$RB_ROOT.work"
-		if mnt -t overlay overlay \
-			-o "lowerdir=$RB_TREE,upperdir=$RB_ROOT.upper,workdir=$RB_ROOT.work" "$RB_ROOT"; then
+		mkdir -p "$RB_ROOT.upper$2" "$RB_ROOT.work$2"
+		if mount_overlay "$1" "$RB_ROOT.upper$2" "$RB_ROOT.work$2" "$RB_ROOT"; then
 			return 0
 		fi
 		[ "${REBUILDER_CHROOT_ROOTFS:-auto}" = auto ] || die "cannot mount the overlay root"
@@ -527,8 +798,11 @@ cleanup() {
 	if [ -n "${CLEAN_TMP:-}" ]; then rm -rf -- "$CLEAN_TMP"; fi
 	remove_work
 	if [ -n "${CACHE:-}" ]; then
-		# evicted trees and killed creators' leftovers (renamed under the lock)
-		find "$CACHE" -maxdepth 1 -name 'trash.*' -exec rm -rf --one-file-system -- {} + \
+		evict_layers
+		# Evicted trees and layers, killed creators' leftovers (renamed under a lock); a broken
+		# layer may still be mounted by a build that holds it (shared flock): left for later.
+		find "$CACHE" -maxdepth 1 -name 'trash.*' -exec sh -c \
+			'for d; do flock -n -x "$d" rm -rf --one-file-system -- "$d"; done' sh {} + \
 			2>/dev/null || true
 		# .debs no build asked for in a month; a build that needs one again downloads it
 		find "$CACHE/debs" -maxdepth 1 -name '*.deb' -atime +30 -delete 2>/dev/null || true
@@ -537,16 +811,63 @@ cleanup() {
 	exit "$rc"
 }
 
+# Bounds the deps layers: a layer not used for REBUILDER_LAYER_MAX_AGE days (default 7) or of
+# a base tree that is gone goes, then the least recently used ones until the rest fit in
+# REBUILDER_LAYER_MAX_MB (default 4096). A layer in use (shared flock) is left; so is one being
+# created. Creators killed mid-way leave tmp.* dirs nobody holds: they go too. Kept
+# resolutions follow the same age and base tree rule.
+evict_layers() {
+	local dir="$CACHE/layers" max_mb=${REBUILDER_LAYER_MAX_MB:-4096}
+	local max_age=${REBUILDER_LAYER_MAX_AGE:-7} name mtime size total=0 evict now_s trees
+	[ -d "$dir" ] || return 0
+	now_s=$(date +%s)
+	trees=$(find "$CACHE" -maxdepth 1 -name '*.tree' -printf '%f\n')
+	find "$dir" -maxdepth 1 \( -name '*.resolved.*' -mmin +1 -o \
+		-name '*.resolved' -mtime +"$max_age" \) -delete 2>/dev/null || true
+	find "$dir" -maxdepth 1 -name '*.resolved' -printf '%f\n' |
+		awk -v trees="$trees" 'BEGIN { split(trees, t, "\n"); for (i in t) have[t[i]] = 1 }
+			{ b = $0; sub(/_[^_]*$/, "", b); if (!((b ".tree") in have)) print }' |
+		while read -r name; do rm -f -- "$dir/$name"; done
+	find "$dir" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %f\n' | sort -rn |
+		while read -r mtime name; do
+			mtime=${mtime%.*}
+			case $name in
+			tmp.*)
+				[ "$mtime" -lt $((now_s - 60)) ] || continue
+				flock -n -x "$dir/$name" mv -T -- "$dir/$name" \
+					"$(mktemp -u "$CACHE/trash.XXXXXX")" 2>/dev/null || true
+				continue
+				;;
+			esac
+			size=$(cat -- "$dir/$name/size" 2>/dev/null || echo 0)
+			total=$((total + size))
+			evict=
+			if [ ! -d "$CACHE/${name%_*}.tree" ]; then
+				evict="its base tree is gone"
+			elif [ "$mtime" -lt $((now_s - max_age * 86400)) ]; then
+				evict="unused for $max_age days"
+			elif [ "$total" -gt $((max_mb << 20)) ]; then
+				evict="the layers exceed $max_mb MB"
+			fi
+			[ -n "$evict" ] || continue
+			if flock -n "$dir/$name.lock" flock -n -x "$dir/$name" \
+				mv -T -- "$dir/$name" "$(mktemp -u "$CACHE/trash.XXXXXX")"; then
+				rm -f -- "$dir/$name.lock"
+				log "evicted deps layer $name: $evict"
+			fi
+		done
+}
+
 # The last line on success: every phase this backend spent, the cleanup included.
 timing_line() {
-	local end b0 b1
+	local end b0 b1 layer
 	end=$(now)
-	read -r b0 b1 <<<"$T_BUILD"
+	read -r b0 b1 layer <<<"$T_BUILD"
 	log "timing: total=$(elapsed "$T_START" "$end")s prepare=$(elapsed "$T_START" "$b0")s" \
 		"build=$(elapsed "$b0" "$b1")s cleanup=$(elapsed "$b1" "$end")s" \
 		"overhead=$(awk -v a="$T_START" -v b="$end" -v c="$b0" -v d="$b1" \
 			'BEGIN { printf "%.1f", (b - a) - (d - c) }')s" \
-		"(base chroot ${BASE_STATE:-?}, ${ROOTFS:-?} root)"
+		"(base chroot ${BASE_STATE:-?}, ${ROOTFS:-?} root, deps layer ${layer:-?})"
 }
 
 remove_work() {
@@ -622,13 +943,15 @@ main() {
 		die "cannot create a work directory"
 	local indir builddir
 	indir=$(dirname "$dsc")
+	LAYERS=
+	if [ "${REBUILDER_DEPS_LAYERS:-1}" = 1 ]; then LAYERS="$CACHE/layers"; fi
 	builddir="$src-$(upstream_version "$version")"
 	export RB_ROOT="$WORK/root" RB_DSC=$dsc RB_INDIR=$indir RB_SUITES=$suites \
 		RB_MIRROR=$REBUILDER_MIRROR RB_OUTDIR=$REBUILDERD_OUTDIR RB_META=${REBUILDER_META_DIR:-} \
 		RB_BUILDDIR=$builddir RB_BUILD_FLAG=$build_flag \
 		RB_DEP_FLAG=$dep_flag RB_ARTIFACTS=${REBUILDER_ARTIFACTS:-} \
 		RB_DEB_BUILD_OPTIONS=${REBUILDER_DEB_BUILD_OPTIONS:-} RB_ROOTFS=$ROOTFS \
-		RB_TREE=${TREE:-} RB_DEBS=$DEBS
+		RB_TREE=${TREE:-} RB_DEBS=$DEBS RB_CACHE=$CACHE RB_LAYERS=$LAYERS
 	log "building $src $version ($build_flag) for $REBUILDER_RELEASE/$arch in $MODE mode"
 	local self
 	self=$(readlink -f -- "${BASH_SOURCE[0]}")
