@@ -629,11 +629,80 @@ def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
     text = (site / "index.html").read_text()
     chart = text[text.index('<svg class="chart"') : text.index("</svg>", text.index("chart"))]
     assert chart.count("<polygon") == 4  # GOOD, BAD, FAIL, UNKWN bands over 3 points
-    assert chart.count("<polyline") == 2  # one line per suite of the last point
-    assert "&lt;script&gt;" in chart and XSS not in text
+    assert "<polyline" not in chart  # suites get a small line each, not one over another
+    # one row per suite of the last point, each line in its own box: close shares stay apart
+    table = text[text.index('<table class="trends trends-suites">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr><td>(.*?)</td>.*?<polyline[^>]*>.*?data-l=\"now\">([^<]*)<", table)
+    assert rows == [("&lt;script&gt;alert(1)&lt;/script&gt;", "100.0%"),
+                    ("bookworm/main/amd64", "66.7%")]  # fmt: skip
+    assert XSS not in text
     point = site_history_point(NOW, recs.values())
     assert point["counts"] == {"GOOD": 2, "BAD": 1, "FAIL": 0, "UNKWN": 0}
     assert point["suites"] == {"bookworm/main/amd64": {"GOOD": 2, "BAD": 1, "FAIL": 0, "UNKWN": 0}}
+    assert point["causes"] == {}  # the BAD attempt was not classified
+
+
+def test_close_suites_get_lines_apart() -> None:
+    """Two suites a tenth of a point apart: one chart would draw one line over the other;
+    each small line spans its own box, so both show their change."""
+    from rebuilder.site import history as site_history
+
+    def at(day: int, a: int, b: int) -> dict[str, Any]:
+        suites = {
+            "r/main/amd64": {"GOOD": a, "BAD": 1000 - a},
+            "r/main/arm64": {"GOOD": b, "BAD": 1000 - b},
+        }
+        return {"at": f"2024-05-0{day}T00:00:00", "counts": {"GOOD": a + b}, "suites": suites}
+
+    lines = site_history.trends([at(1, 970, 971), at(2, 975, 972), at(3, 980, 970)])["suites"]
+    ys = [[float(p.split(",")[1]) for p in re.findall(r'points="([^"]*)"', t.svg)[0].split()]
+          for t in lines]  # fmt: skip
+    assert [t.name for t in lines] == ["r/main/amd64", "r/main/arm64"]
+    assert ys[0][0] > ys[0][-1]  # amd64 rose: its line climbs (y grows downwards)
+    assert ys[1][0] < ys[1][-1]  # arm64 fell
+    # a box spans at least 2 points of share (20 units): 1 point is half of it, 0.2 a tenth
+    assert max(ys[0]) - min(ys[0]) == pytest.approx(10)
+    assert max(ys[1]) - min(ys[1]) == pytest.approx(2)
+    assert [(t.now, t.change, t.groups) for t in lines] == [
+        ("98.0%", "+1.0 pts", 1000),
+        ("97.0%", "-0.1 pts", 1000),
+    ]
+
+
+def test_history_counts_causes_and_the_dashboard_shows_their_shares(tmp_path: Path) -> None:
+    def bad(name: str, build_id: int, found: tuple[str, ...]) -> GroupRecord:
+        g = site_group(name)
+        rec = built_record(g, Status.BAD, build_id, {})
+        rec.attempts[0] = replace(rec.attempts[0], causes=found)
+        return rec
+
+    path, drift = "captures_build_path", "toolchain_drift"
+    recs = {r.group.key: r for r in (bad("a", 1, (path,)), bad("b", 2, (path, drift)))}
+    early = site_history_point(dt.datetime(2024, 5, 2), recs.values())
+    recs |= {r.group.key: r for r in (bad("c", 3, (drift,)), bad("d", 4, (drift,)))}
+    late = site_history_point(dt.datetime(2024, 5, 3), recs.values())
+    assert early["causes"] == {"captures_build_path": 2, "toolchain_drift": 1}
+    assert late["causes"] == {"captures_build_path": 2, "toolchain_drift": 3}
+    old = {"at": "2024-05-01T00:00:00", "counts": {"GOOD": 1, "BAD": 1}}  # stored before causes
+    site = tmp_path / "site"
+    render(site, [ProfileView(site_profile(), recs, history=[old, early, late])], now=NOW)
+    text = (site / "index.html").read_text()
+    table = text[text.index('<table class="trends trends-causes">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(
+        r'<tr><td>([^<]*)</td>.*?"now">([^<]*)<.*?"groups">([^<]*)<.*?"change">([^<]*)<', table
+    )
+    assert rows == [
+        ("embedded build path", "50.0%", "2", "-50.0 pts"),
+        ("toolchain drift (dependency or compiler versions)", "75.0%", "3", "+25.0 pts"),
+    ]
+    doc = json.loads((site / "index.json").read_text())
+    assert doc["profiles"][0]["cause_history"] == {
+        "at": ["2024-05-02T00:00:00", "2024-05-03T00:00:00"],  # the old point has no causes
+        "BAD": [2, 4],
+        "causes": {"captures_build_path": [2, 2], "toolchain_drift": [1, 3]},
+    }
 
 
 def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:

@@ -176,7 +176,7 @@ def render_dashboard(
         blocks.append(
             html.profile_context(
                 prof.name, prof.distro, view.queue_length, view.last_pass, summaries, chart,
-                history.suite_legend(hist),
+                history.trends(hist),
                 p.regressions.items(), p.reproduced.items(), archs,
                 new_bad=p.new_bad.items(), new_fail=p.new_fail.items(),
                 offered={"regressions": p.regressions.total, "reproduced": p.reproduced.total,
@@ -212,6 +212,7 @@ def render_dashboard(
                 p.counts,
                 suites,
                 _sum_causes(summaries),
+                history.cause_history(hist),
             )
         )
     page = html.index_context(blocks, signed=bool(public_keys))
