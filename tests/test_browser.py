@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import gzip
+import itertools
+import json
 import os
 import urllib.error
 import urllib.parse
@@ -24,8 +27,9 @@ import pytest
 
 from rebuilder import causes
 from rebuilder.build import diffoscope
-from rebuilder.model import Status
+from rebuilder.model import GroupRecord, Status
 from rebuilder.site import ProfileView, render
+from rebuilder.state import history_point
 
 from .fixtures import browser
 from .fixtures.bad_rebuilds import Pair
@@ -70,6 +74,27 @@ def _real_bad(root: Path, pair: Pair, build_id: int, scratch: Path) -> dict[str,
     return files
 
 
+def _history(recs: dict[str, GroupRecord]) -> list[dict[str, Any]]:
+    """Passes over a week: the last is the records' own; the ones before it moved a few
+    groups of each suite to UNKWN and counted causes more or less; the oldest was stored
+    before causes were counted."""
+    last = history_point(NOW, recs.values())
+    points = []
+    for day in range(6):
+        point = json.loads(json.dumps(last))
+        point["at"] = (NOW - dt.timedelta(days=6 - day)).isoformat()
+        for i, counts in enumerate(point["suites"].values()):
+            counts["UNKWN"] += (day + i) % 3
+        if day:
+            point["causes"] = {c: n + day % 2 for c, n in last["causes"].items()}
+            point["causes"]["toolchain_drift"] = day % 2  # gone by the last pass
+            point["counts"]["BAD"] += day % 2
+        else:
+            del point["causes"]
+        points.append(point)
+    return [*points, last]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -> Path:
     www = tmp_path_factory.mktemp("www")
@@ -92,7 +117,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -
         g = site_group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
         write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")
         recs[g.key] = built_record(g, Status.GOOD, 100 + i, {"log": f"{100 + i}/log.gz"})
-    views[0] = ProfileView(views[0].profile, recs, 3, NOW)
+    views[0] = ProfileView(views[0].profile, recs, 3, NOW, history=_history(recs))
     render(root, views, now=NOW)
     # plain text files make the browser ask the host for /favicon.ico: the host's, not ours
     (www / "favicon.ico").write_bytes(b"")
@@ -208,6 +233,7 @@ PAGES = [
     ("diffoscope", "v/debian/builds/900/diffoscope.html"),
     ("log", "v/debian/builds/900/log.html"),
     ("maintainers", "maintainers.html"),
+    ("maintainer", "m/jane%2540example.org.html"),
 ]
 
 
@@ -319,6 +345,46 @@ def test_every_internal_link_answers_200(site: Path) -> None:
                     todo.append(target)
         assert broken == []
         assert len(seen) > 200
+
+
+def test_search_offers_a_maintainer_s_page_with_feed_and_badge(site: Path, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        row = "{} 3 packages 1 BAD/FAIL maintainer"  # hello in two profiles, and probe
+        for query, names in (
+            ("jane", ["Jane", "jane@example.org"]),
+            ("jane@", ["jane@example.org"]),
+        ):
+            driver.get(f"{base}/{PREFIX}/index.html")
+            browser.type_query(driver, query)
+            rows = driver.find_elements(By.CSS_SELECTOR, "#search-body tr")
+            assert [r.text for r in rows] == [row.format(n) for n in names], query
+        assert driver.find_element(By.ID, "search-status").text == "0 packages, 1 maintainer"
+        driver.find_element(By.LINK_TEXT, "jane@example.org").click()
+        assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Jane <jane@example.org>")
+        badge = driver.find_element(By.CSS_SELECTOR, "h1 img.badge")
+        assert driver.execute_script("return arguments[0].naturalWidth", badge) > 0  # it loaded
+        driver.find_element(By.LINK_TEXT, "JSON").click()
+        feed = json.loads(driver.find_element(By.TAG_NAME, "body").text)
+        assert {i["_rebuilder"]["name"] for i in feed["items"]} == {"hello", "probe"}
+        assert browser.errors(driver) == []
+
+
+def test_trend_lines_of_close_suites_stay_apart_on_a_phone(site: Path, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base, _phone(driver):
+        driver.get(f"{base}/{PREFIX}/index.html")
+        for kind in ("suites", "causes"):
+            lines = driver.find_elements(By.CSS_SELECTOR, f"table.trends-{kind} svg.spark")
+            boxes = [ln.rect for ln in lines]
+            assert len(boxes) >= 2, kind
+            assert all(b["width"] >= 300 and b["height"] >= 20 for b in boxes), boxes
+            tops = sorted(b["y"] for b in boxes)  # each in its own row: none over another
+            assert all(b - a >= 20 for a, b in itertools.pairwise(tops)), tops
+        assert _overflow(driver, PHONE["width"]) == 0
 
 
 def test_maintainers_filter_as_you_type(site: Path, driver: Any) -> None:

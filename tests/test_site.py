@@ -21,7 +21,16 @@ import pytest
 
 from rebuilder.api.v0 import PkgRelease
 from rebuilder.model import ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
-from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, api_v1, paths, render
+from rebuilder.site import (
+    ProfileView,
+    RenderStats,
+    SiteError,
+    api_v0,
+    api_v1,
+    paths,
+    render,
+    search,
+)
 from rebuilder.state import history_point as site_history_point
 
 from .fixtures.site import (
@@ -457,7 +466,7 @@ def _lookup(site: Path, query: str) -> list[tuple[str, Path]]:
             entries = []
         out = []
         for name, _version, _status, suite, page, source in entries:
-            base = manifest["suites"][suite][2]
+            base = "" if suite == search.MAINTAINER else manifest["suites"][suite][2]
             url = page[1:] if page.startswith("/") else f"{base}pkg/{page or source or name}.html"
             out.append((name, site / unquote(url)))
         return out
@@ -547,6 +556,50 @@ def test_maintainer_pages_list_packages_needing_attention_first(rendered) -> Non
         paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"), ".html"
     )
     assert "../../../../../../m/%253Cscript" in group_page.read_text()
+    ET.fromstring((site / paths.maintainer_feed(XSS, ".atom")).read_bytes())  # well-formed
+
+
+def test_a_maintainer_has_a_feed_a_badge_and_is_found_by_search(tmp_path: Path) -> None:
+    site, recs = _suite_site(tmp_path, 6)  # Jane's: 2 GOOD, 2 BAD, 2 FAIL
+    bob = site_group("bobs", maintainers=("Bob <bob@example.org>",))
+    recs[bob.key] = built_record(bob, Status.GOOD, 300, {})
+    view = ProfileView(site_profile(), recs)
+    render(site, [view], now=NOW)
+    page = site / "m/jane%40example.org.html"
+    text = page.read_text()
+    links = dict(re.findall(r'<a href="([^"]+)">(Atom|JSON|SVG|shields.io)</a>', text))
+    assert links == {
+        "../feeds/m/jane%2540example.org.atom": "Atom",
+        "../feeds/m/jane%2540example.org.json": "JSON",
+        "../badges/m/jane%2540example.org.svg": "SVG",
+        "../badges/m/jane%2540example.org.json": "shields.io",
+    }
+    files = {kind: page.parent / unquote(href) for href, kind in links.items()}
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    atom = ET.fromstring(files["Atom"].read_bytes())
+    titles = [e.findtext("a:title", namespaces=ns) or "" for e in atom.findall("a:entry", ns)]
+    assert sorted(t.split()[0] for t in titles) == [f"pkg{i}" for i in range(6)]  # not bobs
+    for e in atom.findall("a:entry", ns):  # relative to the feed, resolving to group pages
+        href = e.find("a:link", ns).get("href", "")  # type: ignore[union-attr]
+        assert (files["Atom"].parent / unquote(href)).resolve().is_file(), href
+    doc = json.loads(files["JSON"].read_text())
+    assert doc["title"] == "rebuilder: Jane <jane@example.org>" and len(doc["items"]) == 6
+    assert "33.3%" in files["SVG"].read_text()
+    assert json.loads(files["shields.io"].read_text())["message"] == "33.3%"
+    # search: the name as written and the address offer the page
+    assert _lookup(site, "jan") == [("Jane", page), ("jane@example.org", page)]
+    assert _lookup(site, "JANE@ex") == [("jane@example.org", page)]
+    # incremental: Jane's badge and feed follow her changed group; Bob's stay
+    g = recs["bookworm/main/amd64/pkg1"].group
+    recs[g.key] = GroupRecord(g, Status.GOOD, [*recs[g.key].attempts,
+                                               site_attempt(g, 400, Status.GOOD, {})])  # fmt: skip
+    bob_badge = site / "badges/m/bob%40example.org.svg"
+    before = bob_badge.stat().st_mtime_ns
+    render(site, [view], now=NOW, changed={g.key})
+    assert "50.0%" in files["SVG"].read_text()
+    assert len(json.loads(files["JSON"].read_text())["items"]) == 7
+    assert bob_badge.stat().st_mtime_ns == before
+    assert (site / "feeds/m/bob%40example.org.atom").is_file()
 
 
 def test_maintainer_page_puts_bad_and_fail_first(tmp_path: Path) -> None:

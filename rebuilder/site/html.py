@@ -394,9 +394,16 @@ def maintainer_rows(items: Sequence[tuple[Row, Status]]) -> list[str]:
 
 
 def maintainer_context(
-    names: Sequence[str], page: str, rows: Sequence[str], counts: Mapping[Status, int]
+    names: Sequence[str],
+    page: str,
+    rows: Sequence[str],
+    counts: Mapping[Status, int],
+    links: Mapping[str, str],
 ) -> dict[str, Any]:
+    """A maintainer's page; ``links`` (relative to it): ``feed``, ``json_feed``, ``badge``,
+    ``shields``."""
     return {
+        **links,
         "root": paths.root_prefix(page),
         "names": names,
         "counts": [(s.value, counts.get(s, 0)) for s in Status],
