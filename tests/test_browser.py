@@ -345,6 +345,14 @@ def test_every_internal_link_answers_200(site: Path) -> None:
                     todo.append(target)
         assert broken == []
         assert len(seen) > 200
+        reached = {u[len(top) :] for u in seen}
+        for kind in (  # pages and files of every kind, linked from somewhere
+            "m/jane%2540example.org.html", "feeds/m/jane%2540example.org.atom",
+            "feeds/m/jane%2540example.org.json", "badges/m/jane%2540example.org.svg",
+            "badges/m/jane%2540example.org.json", "v/debian/builds/900/diffoscope-report.html",
+            "v/debian/builds/900/log.html", PROBE, "feeds/debian-main.atom",
+        ):  # fmt: skip
+            assert kind in reached, kind
 
 
 def test_search_offers_a_maintainer_s_page_with_feed_and_badge(site: Path, driver) -> None:

@@ -1001,3 +1001,9 @@ def test_bad_and_fail_rows_link_their_log_and_report(rendered) -> None:
         assert (lists / unquote(href)).resolve().is_file()
     good = next(r for r in (lists / "index.html").read_text().split("<tr>") if ">hello</a>" in r)
     assert ">log</a>" not in good  # a GOOD row needs no why
+    # on a maintainer's page too (one folder down from the site root)
+    page = site / paths.maintainer_page(XSS)
+    row = next(r for r in page.read_text().split("<tr>") if '<td class="s-BAD">' in r)
+    links = re.findall(r'href="([^"]+)">(log|diffoscope)</a>', row)
+    assert [label for _, label in links] == ["log"]  # its hostile diffoscope path: not served
+    assert (page.parent / unquote(links[0][0])).resolve().is_file()
