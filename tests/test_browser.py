@@ -395,6 +395,58 @@ def test_trend_lines_of_close_suites_stay_apart_on_a_phone(site: Path, driver) -
         assert _overflow(driver, PHONE["width"]) == 0
 
 
+_COLOURS = """
+const out = [];
+for (const el of document.querySelectorAll("main a, main .meta, main [class^='s-'], header a")) {
+  if (!el.textContent.trim() || !el.getClientRects().length) continue;
+  let bg = null;
+  for (let n = el; n && !bg; n = n.parentElement) {
+    const c = getComputedStyle(n).backgroundColor;
+    if (!c.endsWith(", 0)") && c !== "transparent") bg = c;
+  }
+  bg = bg || getComputedStyle(document.documentElement).backgroundColor;
+  const what = el.tagName + "." + el.className + ": " + el.textContent.trim().slice(0, 30);
+  out.push([getComputedStyle(el).color, bg, what]);
+}
+return out;
+"""
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio of two CSS ``rgb(...)`` colours."""
+
+    def luminance(css: str) -> float:
+        r, g, b = (int(float(v)) / 255 for v in css[css.index("(") + 1 : -1].split(",")[:3])
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_and_links_are_readable_in_light_and_dark_mode(site: Path, driver, scheme) -> None:
+    """Every link, status and note of a page kind contrasts at least 4.5:1 (WCAG AA)
+    with what it sits on, as the browser computes the colours."""
+    media = {"media": "", "features": [{"name": "prefers-color-scheme", "value": scheme}]}
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", media)
+    try:
+        with browser.serve(site) as base:
+            low = []
+            for name, page in PAGES:
+                if name in ("report", "log", "diffoscope"):
+                    continue  # diffoscope's own styles; the text views are a <pre>
+                driver.get(f"{base}/{PREFIX}/{page}")
+                colours = driver.execute_script(_COLOURS)
+                assert colours, name
+                low += [(name, w, round(_contrast(fg, bg), 2)) for fg, bg, w in colours
+                        if _contrast(fg, bg) < 4.5]  # fmt: skip
+            assert low == []
+            assert _contrast("rgb(119, 119, 119)", "rgb(136, 136, 136)") < 4.5  # the check bites
+    finally:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "", "features": []})
+
+
 def test_maintainers_filter_as_you_type(site: Path, driver: Any) -> None:
     from selenium.webdriver.common.by import By
 
