@@ -1,12 +1,13 @@
-"""Change over time: status changes from each record's attempts, and the dashboard chart.
+"""Change over time: status changes from each record's attempts, and the dashboard charts.
 
 Two sources of history exist. Each :class:`GroupRecord` keeps its attempts,
 so the status changes of a group (first build, GOOD -> BAD, BAD -> GOOD...)
 are derived from them: :func:`steps` feeds the dashboard's regressions and
 newly reproduced lists and the Atom/JSON feeds. The profile's pass summaries
 (``ProfileState.passes``, one :func:`rebuilder.state.history_point` per pass) give the counts
-over time, drawn by :func:`chart_svg` as inline SVG at render time, so the
-chart needs no script.
+over time, drawn as inline SVG at render time (no script): :func:`chart_svg` stacks the
+statuses' shares, :func:`trends` gives each suite and each cause of BAD a small line of
+its own, and :func:`cause_history` gives the cause counts to ``index.json``.
 
 >>> import datetime as dt
 >>> from rebuilder.model import Artifact, Attempt, BuildGroup, GroupRecord, Status
