@@ -217,10 +217,16 @@ def render_dashboard(
         chart = history.chart_svg(hist, f"{prof.name}: share of each status over time")
         archs = arch_bases.get(prof.distro, [])
         summaries = [s.summary for s in p.suites]
+        trends = history.trends(hist)
+        lists = {f"{s.release}/{s.component}/{s.architecture}": s.dir for s in summaries}
+        trends["suites"] = [
+            t._replace(url=paths.url(f"{lists[t.name]}/index.html")) if t.name in lists else t
+            for t in trends["suites"]
+        ]
         blocks.append(
             html.profile_context(
                 prof.name, prof.distro, view.queue_length, view.last_pass, summaries, chart,
-                history.trends(hist),
+                trends,
                 p.regressions.items(), p.reproduced.items(), archs,
                 new_bad=p.new_bad.items(), new_fail=p.new_fail.items(),
                 offered={"regressions": p.regressions.total, "reproduced": p.reproduced.total,

@@ -223,6 +223,7 @@ class Trend(NamedTuple):
     low: str
     high: str
     groups: int  # groups behind the last value (the suite's, or BAD groups of that cause)
+    url: str = ""  # the suite's list, when the caller knows it
 
 
 _SW, _SH, _PAD = 120, 24, 2  # a small line's geometry
