@@ -51,6 +51,8 @@ from rebuilder.site import ProfileView, RenderStats, render
 from rebuilder.state import history_point
 
 T0 = dt.datetime(2024, 1, 1)
+CAUSES = ("captures_build_path", "timestamps_in_gzip_headers", "toolchain_drift",
+          "build_id_differences_only", "unknown", "captures_build_path")  # fmt: skip
 LOG = b"".join(b"I: step %d of the build, some output here\n" % i for i in range(200))
 
 
@@ -123,6 +125,8 @@ def _attempt(site: Path, g: BuildGroup, build_id: int, status: Status, k: int) -
         for a in g.artifacts
     )
     started = T0 + dt.timedelta(minutes=build_id)
+    # a BAD build is classified: one cause, a few kinds, some more common than others
+    found = (CAUSES[build_id * build_id % len(CAUSES)],) if status is Status.BAD else ()
     return Attempt(
         build_id,
         g.version,
@@ -134,6 +138,7 @@ def _attempt(site: Path, g: BuildGroup, build_id: int, status: Status, k: int) -
         g.inputs_digest,
         results,
         files,
+        causes=found,
     )
 
 
@@ -159,8 +164,9 @@ def _history(records: dict[str, GroupRecord], now: dt.datetime) -> list[dict]:
         f = 1 - day / 730
         counts = {s: int(n * f) if s == "GOOD" else n for s, n in last["counts"].items()}
         suites = {k: {s: int(n * f) for s, n in v.items()} for k, v in last["suites"].items()}
+        found = {c: int(n * (1.5 - f)) for c, n in last.get("causes", {}).items()}
         at = (now - dt.timedelta(days=day)).isoformat()
-        out.append({"at": at, "counts": counts, "suites": suites})
+        out.append({"at": at, "counts": counts, "suites": suites, "causes": found})
     return [*out, last]
 
 

@@ -300,6 +300,15 @@ class GroupRecord:
                 return attempt
         return None
 
+    def version_attempt(self) -> Attempt | None:
+        """The newest attempt at the group's current inputs (else at its current version):
+        the one its verdict, its causes and rebuilderd's v0 speak of."""
+        attempt = self.current_attempt()
+        if attempt is not None:
+            return attempt
+        version = self.group.version
+        return next((a for a in reversed(self.attempts) if a.version == version), None)
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "group": self.group.to_json(),

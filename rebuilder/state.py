@@ -340,25 +340,35 @@ def _file_sha256(path: Path) -> bytes | None:
 
 
 def history_point(now: dt.datetime, records: Iterable[GroupRecord]) -> dict[str, Any]:
-    """One point of a profile's history: counts of seen groups, in all and per suite.
+    """One point of a profile's history: counts of seen groups, in all and per suite, and
+    of its BAD groups by cause (:mod:`rebuilder.causes`; a group counts once per cause).
 
     The pipeline stores one per pass (``ProfileState.passes``); the dashboard
-    chart draws them.
+    charts draw them. Points stored before causes were counted have no ``causes``.
     """
     counts = {s.value: 0 for s in Status}
     suites: dict[str, dict[str, int]] = {}
+    causes: dict[str, int] = {}
     for r in records:
         if not r.seen:
             continue
         g = r.group
         status = r.status.value
         counts[status] += 1
+        if r.status is Status.BAD and (a := r.version_attempt()) is not None:
+            for c in a.causes:
+                causes[c] = causes.get(c, 0) + 1
         name = f"{g.release}/{g.component}/{g.architecture}"
         per = suites.get(name)
         if per is None:
             per = suites[name] = {s.value: 0 for s in Status}
         per[status] += 1
-    return {"at": format_time(now), "counts": counts, "suites": dict(sorted(suites.items()))}
+    return {
+        "at": format_time(now),
+        "counts": counts,
+        "suites": dict(sorted(suites.items())),
+        "causes": dict(sorted(causes.items())),
+    }
 
 
 def add_pass(st: ProfileState, summary: dict[str, Any]) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import gzip
+import itertools
+import json
 import os
 import urllib.error
 import urllib.parse
@@ -24,8 +27,9 @@ import pytest
 
 from rebuilder import causes
 from rebuilder.build import diffoscope
-from rebuilder.model import Status
+from rebuilder.model import GroupRecord, Status
 from rebuilder.site import ProfileView, render
+from rebuilder.state import history_point
 
 from .fixtures import browser
 from .fixtures.bad_rebuilds import Pair
@@ -70,6 +74,27 @@ def _real_bad(root: Path, pair: Pair, build_id: int, scratch: Path) -> dict[str,
     return files
 
 
+def _history(recs: dict[str, GroupRecord]) -> list[dict[str, Any]]:
+    """Passes over a week: the last is the records' own; the ones before it moved a few
+    groups of each suite to UNKWN and counted causes more or less; the oldest was stored
+    before causes were counted."""
+    last = history_point(NOW, recs.values())
+    points = []
+    for day in range(6):
+        point = json.loads(json.dumps(last))
+        point["at"] = (NOW - dt.timedelta(days=6 - day)).isoformat()
+        for i, counts in enumerate(point["suites"].values()):
+            counts["UNKWN"] += (day + i) % 3
+        if day:
+            point["causes"] = {c: n + day % 2 for c, n in last["causes"].items()}
+            point["causes"]["toolchain_drift"] = day % 2  # gone by the last pass
+            point["counts"]["BAD"] += day % 2
+        else:
+            del point["causes"]
+        points.append(point)
+    return [*points, last]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -> Path:
     www = tmp_path_factory.mktemp("www")
@@ -92,7 +117,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, bad_pairs: dict[str, Pair]) -
         g = site_group(f"help{i:02d}", bins=(f"help{i:02d}", f"libhelp{i:02d}-dev"))
         write_store(root, f"{100 + i}/log.gz", f"log of help{i:02d}\n")
         recs[g.key] = built_record(g, Status.GOOD, 100 + i, {"log": f"{100 + i}/log.gz"})
-    views[0] = ProfileView(views[0].profile, recs, 3, NOW)
+    views[0] = ProfileView(views[0].profile, recs, 3, NOW, history=_history(recs))
     render(root, views, now=NOW)
     # plain text files make the browser ask the host for /favicon.ico: the host's, not ours
     (www / "favicon.ico").write_bytes(b"")
@@ -222,6 +247,7 @@ PAGES = [
     ("diffoscope", "v/debian/builds/900/diffoscope.html"),
     ("log", "v/debian/builds/900/log.html"),
     ("maintainers", "maintainers.html"),
+    ("maintainer", "m/jane%2540example.org.html"),
 ]
 
 
@@ -333,6 +359,106 @@ def test_every_internal_link_answers_200(site: Path) -> None:
                     todo.append(target)
         assert broken == []
         assert len(seen) > 200
+        reached = {u[len(top) :] for u in seen}
+        for kind in (  # pages and files of every kind, linked from somewhere
+            "m/jane%2540example.org.html", "feeds/m/jane%2540example.org.atom",
+            "feeds/m/jane%2540example.org.json", "badges/m/jane%2540example.org.svg",
+            "badges/m/jane%2540example.org.json", "v/debian/builds/900/diffoscope-report.html",
+            "v/debian/builds/900/log.html", PROBE, "feeds/debian-main.atom",
+        ):  # fmt: skip
+            assert kind in reached, kind
+
+
+def test_search_offers_a_maintainer_s_page_with_feed_and_badge(site: Path, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base:
+        browser.errors(driver)
+        row = "{} 3 packages 1 BAD/FAIL maintainer"  # hello in two profiles, and probe
+        for query, names in (
+            ("jane", ["Jane", "jane@example.org"]),
+            ("jane@", ["jane@example.org"]),
+        ):
+            driver.get(f"{base}/{PREFIX}/index.html")
+            browser.type_query(driver, query)
+            rows = driver.find_elements(By.CSS_SELECTOR, "#search-body tr")
+            assert [r.text for r in rows] == [row.format(n) for n in names], query
+        assert driver.find_element(By.ID, "search-status").text == "0 packages, 1 maintainer"
+        driver.find_element(By.LINK_TEXT, "jane@example.org").click()
+        assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Jane <jane@example.org>")
+        badge = driver.find_element(By.CSS_SELECTOR, "h1 img.badge")
+        assert driver.execute_script("return arguments[0].naturalWidth", badge) > 0  # it loaded
+        driver.find_element(By.LINK_TEXT, "JSON").click()
+        feed = json.loads(driver.find_element(By.TAG_NAME, "body").text)
+        assert {i["_rebuilder"]["name"] for i in feed["items"]} == {"hello", "probe"}
+        assert browser.errors(driver) == []
+
+
+def test_trend_lines_of_close_suites_stay_apart_on_a_phone(site: Path, driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    with browser.serve(site) as base, _phone(driver):
+        driver.get(f"{base}/{PREFIX}/index.html")
+        for kind in ("suites", "causes"):
+            lines = driver.find_elements(By.CSS_SELECTOR, f"table.trends-{kind} svg.spark")
+            boxes = [ln.rect for ln in lines]
+            assert len(boxes) >= 2, kind
+            assert all(b["width"] >= 300 and b["height"] >= 20 for b in boxes), boxes
+            tops = sorted(b["y"] for b in boxes)  # each in its own row: none over another
+            assert all(b - a >= 20 for a, b in itertools.pairwise(tops)), tops
+        assert _overflow(driver, PHONE["width"]) == 0
+
+
+_COLOURS = """
+const out = [];
+for (const el of document.querySelectorAll("main a, main .meta, main [class^='s-'], header a")) {
+  if (!el.textContent.trim() || !el.getClientRects().length) continue;
+  let bg = null;
+  for (let n = el; n && !bg; n = n.parentElement) {
+    const c = getComputedStyle(n).backgroundColor;
+    if (!c.endsWith(", 0)") && c !== "transparent") bg = c;
+  }
+  bg = bg || getComputedStyle(document.documentElement).backgroundColor;
+  const what = el.tagName + "." + el.className + ": " + el.textContent.trim().slice(0, 30);
+  out.push([getComputedStyle(el).color, bg, what]);
+}
+return out;
+"""
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio of two CSS ``rgb(...)`` colours."""
+
+    def luminance(css: str) -> float:
+        r, g, b = (int(float(v)) / 255 for v in css[css.index("(") + 1 : -1].split(",")[:3])
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_and_links_are_readable_in_light_and_dark_mode(site: Path, driver, scheme) -> None:
+    """Every link, status and note of a page kind contrasts at least 4.5:1 (WCAG AA)
+    with what it sits on, as the browser computes the colours."""
+    media = {"media": "", "features": [{"name": "prefers-color-scheme", "value": scheme}]}
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", media)
+    try:
+        with browser.serve(site) as base:
+            low = []
+            for name, page in PAGES:
+                if name in ("report", "log", "diffoscope"):
+                    continue  # diffoscope's own styles; the text views are a <pre>
+                driver.get(f"{base}/{PREFIX}/{page}")
+                colours = driver.execute_script(_COLOURS)
+                assert colours, name
+                low += [(name, w, round(_contrast(fg, bg), 2)) for fg, bg, w in colours
+                        if _contrast(fg, bg) < 4.5]  # fmt: skip
+            assert low == []
+            assert _contrast("rgb(119, 119, 119)", "rgb(136, 136, 136)") < 4.5  # the check bites
+    finally:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "", "features": []})
 
 
 def test_maintainers_filter_as_you_type(site: Path, driver: Any) -> None:

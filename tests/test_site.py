@@ -20,7 +20,16 @@ import pytest
 
 from rebuilder.api.v0 import PkgRelease
 from rebuilder.model import ArtifactResult, Attempt, BuildGroup, GroupRecord, Status
-from rebuilder.site import ProfileView, RenderStats, SiteError, api_v0, api_v1, paths, render
+from rebuilder.site import (
+    ProfileView,
+    RenderStats,
+    SiteError,
+    api_v0,
+    api_v1,
+    paths,
+    render,
+    search,
+)
 from rebuilder.state import history_point as site_history_point
 
 from .fixtures.site import (
@@ -451,7 +460,7 @@ def _lookup(site: Path, query: str) -> list[tuple[str, Path]]:
             entries = []
         out = []
         for name, _version, _status, suite, page, source in entries:
-            base = manifest["suites"][suite][2]
+            base = "" if suite == search.MAINTAINER else manifest["suites"][suite][2]
             url = page[1:] if page.startswith("/") else f"{base}pkg/{page or source or name}.html"
             out.append((name, site / unquote(url)))
         return out
@@ -541,6 +550,50 @@ def test_maintainer_pages_list_packages_needing_attention_first(rendered) -> Non
         paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"), ".html"
     )
     assert "../../../../../../m/%253Cscript" in group_page.read_text()
+    ET.fromstring((site / paths.maintainer_feed(XSS, ".atom")).read_bytes())  # well-formed
+
+
+def test_a_maintainer_has_a_feed_a_badge_and_is_found_by_search(tmp_path: Path) -> None:
+    site, recs = _suite_site(tmp_path, 6)  # Jane's: 2 GOOD, 2 BAD, 2 FAIL
+    bob = site_group("bobs", maintainers=("Bob <bob@example.org>",))
+    recs[bob.key] = built_record(bob, Status.GOOD, 300, {})
+    view = ProfileView(site_profile(), recs)
+    render(site, [view], now=NOW)
+    page = site / "m/jane%40example.org.html"
+    text = page.read_text()
+    links = dict(re.findall(r'<a href="([^"]+)">(Atom|JSON|SVG|shields.io)</a>', text))
+    assert links == {
+        "../feeds/m/jane%2540example.org.atom": "Atom",
+        "../feeds/m/jane%2540example.org.json": "JSON",
+        "../badges/m/jane%2540example.org.svg": "SVG",
+        "../badges/m/jane%2540example.org.json": "shields.io",
+    }
+    files = {kind: page.parent / unquote(href) for href, kind in links.items()}
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    atom = ET.fromstring(files["Atom"].read_bytes())
+    titles = [e.findtext("a:title", namespaces=ns) or "" for e in atom.findall("a:entry", ns)]
+    assert sorted(t.split()[0] for t in titles) == [f"pkg{i}" for i in range(6)]  # not bobs
+    for e in atom.findall("a:entry", ns):  # relative to the feed, resolving to group pages
+        href = e.find("a:link", ns).get("href", "")  # type: ignore[union-attr]
+        assert (files["Atom"].parent / unquote(href)).resolve().is_file(), href
+    doc = json.loads(files["JSON"].read_text())
+    assert doc["title"] == "rebuilder: Jane <jane@example.org>" and len(doc["items"]) == 6
+    assert "33.3%" in files["SVG"].read_text()
+    assert json.loads(files["shields.io"].read_text())["message"] == "33.3%"
+    # search: the name as written and the address offer the page
+    assert _lookup(site, "jan") == [("Jane", page), ("jane@example.org", page)]
+    assert _lookup(site, "JANE@ex") == [("jane@example.org", page)]
+    # incremental: Jane's badge and feed follow her changed group; Bob's stay
+    g = recs["bookworm/main/amd64/pkg1"].group
+    recs[g.key] = GroupRecord(g, Status.GOOD, [*recs[g.key].attempts,
+                                               site_attempt(g, 400, Status.GOOD, {})])  # fmt: skip
+    bob_badge = site / "badges/m/bob%40example.org.svg"
+    before = bob_badge.stat().st_mtime_ns
+    render(site, [view], now=NOW, changed={g.key})
+    assert "50.0%" in files["SVG"].read_text()
+    assert len(json.loads(files["JSON"].read_text())["items"]) == 7
+    assert bob_badge.stat().st_mtime_ns == before
+    assert (site / "feeds/m/bob%40example.org.atom").is_file()
 
 
 def test_maintainer_page_puts_bad_and_fail_first(tmp_path: Path) -> None:
@@ -623,11 +676,81 @@ def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
     text = (site / "index.html").read_text()
     chart = text[text.index('<svg class="chart"') : text.index("</svg>", text.index("chart"))]
     assert chart.count("<polygon") == 4  # GOOD, BAD, FAIL, UNKWN bands over 3 points
-    assert chart.count("<polyline") == 2  # one line per suite of the last point
-    assert "&lt;script&gt;" in chart and XSS not in text
+    assert "<polyline" not in chart  # suites get a small line each, not one over another
+    # one row per suite of the last point, each line in its own box: close shares stay apart
+    table = text[text.index('<table class="trends trends-suites">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr><td>(.*?)</td>.*?<polyline[^>]*>.*?data-l=\"now\">([^<]*)<", table)
+    link = '<a href="p/debian-main/bookworm/main/amd64/index.html">bookworm/main/amd64</a>'
+    assert rows == [("&lt;script&gt;alert(1)&lt;/script&gt;", "100.0%"),  # no list: not a suite now
+                    (link, "66.7%")]  # fmt: skip
+    assert XSS not in text
     point = site_history_point(NOW, recs.values())
     assert point["counts"] == {"GOOD": 2, "BAD": 1, "FAIL": 0, "UNKWN": 0}
     assert point["suites"] == {"bookworm/main/amd64": {"GOOD": 2, "BAD": 1, "FAIL": 0, "UNKWN": 0}}
+    assert point["causes"] == {}  # the BAD attempt was not classified
+
+
+def test_close_suites_get_lines_apart() -> None:
+    """Two suites a tenth of a point apart: one chart would draw one line over the other;
+    each small line spans its own box, so both show their change."""
+    from rebuilder.site import history as site_history
+
+    def at(day: int, a: int, b: int) -> dict[str, Any]:
+        suites = {
+            "r/main/amd64": {"GOOD": a, "BAD": 1000 - a},
+            "r/main/arm64": {"GOOD": b, "BAD": 1000 - b},
+        }
+        return {"at": f"2024-05-0{day}T00:00:00", "counts": {"GOOD": a + b}, "suites": suites}
+
+    lines = site_history.trends([at(1, 970, 971), at(2, 975, 972), at(3, 980, 970)])["suites"]
+    ys = [[float(p.split(",")[1]) for p in re.findall(r'points="([^"]*)"', t.svg)[0].split()]
+          for t in lines]  # fmt: skip
+    assert [t.name for t in lines] == ["r/main/amd64", "r/main/arm64"]
+    assert ys[0][0] > ys[0][-1]  # amd64 rose: its line climbs (y grows downwards)
+    assert ys[1][0] < ys[1][-1]  # arm64 fell
+    # a box spans at least 2 points of share (20 units): 1 point is half of it, 0.2 a tenth
+    assert max(ys[0]) - min(ys[0]) == pytest.approx(10)
+    assert max(ys[1]) - min(ys[1]) == pytest.approx(2)
+    assert [(t.now, t.change, t.groups) for t in lines] == [
+        ("98.0%", "+1.0 pts", 1000),
+        ("97.0%", "-0.1 pts", 1000),
+    ]
+
+
+def test_history_counts_causes_and_the_dashboard_shows_their_shares(tmp_path: Path) -> None:
+    def bad(name: str, build_id: int, found: tuple[str, ...]) -> GroupRecord:
+        g = site_group(name)
+        rec = built_record(g, Status.BAD, build_id, {})
+        rec.attempts[0] = replace(rec.attempts[0], causes=found)
+        return rec
+
+    path, drift = "captures_build_path", "toolchain_drift"
+    recs = {r.group.key: r for r in (bad("a", 1, (path,)), bad("b", 2, (path, drift)))}
+    early = site_history_point(dt.datetime(2024, 5, 2), recs.values())
+    recs |= {r.group.key: r for r in (bad("c", 3, (drift,)), bad("d", 4, (drift,)))}
+    late = site_history_point(dt.datetime(2024, 5, 3), recs.values())
+    assert early["causes"] == {"captures_build_path": 2, "toolchain_drift": 1}
+    assert late["causes"] == {"captures_build_path": 2, "toolchain_drift": 3}
+    old = {"at": "2024-05-01T00:00:00", "counts": {"GOOD": 1, "BAD": 1}}  # stored before causes
+    site = tmp_path / "site"
+    render(site, [ProfileView(site_profile(), recs, history=[old, early, late])], now=NOW)
+    text = (site / "index.html").read_text()
+    table = text[text.index('<table class="trends trends-causes">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(
+        r'<tr><td>([^<]*)</td>.*?"now">([^<]*)<.*?"groups">([^<]*)<.*?"change">([^<]*)<', table
+    )
+    assert rows == [
+        ("embedded build path", "50.0%", "2", "-50.0 pts"),
+        ("toolchain drift (dependency or compiler versions)", "75.0%", "3", "+25.0 pts"),
+    ]
+    doc = json.loads((site / "index.json").read_text())
+    assert doc["profiles"][0]["cause_history"] == {
+        "at": ["2024-05-02T00:00:00", "2024-05-03T00:00:00"],  # the old point has no causes
+        "BAD": [2, 4],
+        "causes": {"captures_build_path": [2, 2], "toolchain_drift": [1, 3]},
+    }
 
 
 def test_feeds_are_valid_and_escape_hostile_names(tmp_path: Path) -> None:
@@ -872,3 +995,9 @@ def test_bad_and_fail_rows_link_their_log_and_report(rendered) -> None:
         assert (lists / unquote(href)).resolve().is_file()
     good = next(r for r in (lists / "index.html").read_text().split("<tr>") if ">hello</a>" in r)
     assert ">log</a>" not in good  # a GOOD row needs no why
+    # on a maintainer's page too (one folder down from the site root)
+    page = site / paths.maintainer_page(XSS)
+    row = next(r for r in page.read_text().split("<tr>") if '<td class="s-BAD">' in r)
+    links = re.findall(r'href="([^"]+)">(log|diffoscope)</a>', row)
+    assert [label for _, label in links] == ["log"]  # its hostile diffoscope path: not served
+    assert (page.parent / unquote(links[0][0])).resolve().is_file()

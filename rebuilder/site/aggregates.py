@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rebuilder.api import v0
 from rebuilder.model import Status
-from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths
+from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths, search
 from rebuilder.site.groups import status_badge
 from rebuilder.site.output import Output
 from rebuilder.site.walk import (
@@ -89,7 +89,8 @@ def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:
 
 
 def render_maintainers(out: Output, cfg: Settings, got: Collected) -> None:
-    """A page per maintainer (redone when one of their groups changed) and the index."""
+    """A page per maintainer with its feed and badge (redone when one of their groups
+    changed), the index, and an entry for each in the search index."""
     index = []
     for key, items in sorted(got.maintainers.items()):
         page = paths.maintainer_page(key)
@@ -97,17 +98,60 @@ def render_maintainers(out: Output, cfg: Settings, got: Collected) -> None:
         counts = {s: 0 for s in Status}
         for _, _, it in items:
             counts[it.record.status] += 1
+        files = {
+            kind: make(key, suffix)
+            for kind, make, suffix in (
+                ("feed", paths.maintainer_feed, ".atom"),
+                ("json_feed", paths.maintainer_feed, ".json"),
+                ("badge", paths.maintainer_badge, ".svg"),
+                ("shields", paths.maintainer_badge, ".json"),
+            )
+        }
         if cfg.touched is None or key in cfg.touched.maintainers:
+            _maintainer_feeds_and_badge(out, cfg, names[0], page, items, counts, files)
             rows = html.maintainer_rows([_maintainer_row(p, it) for _, p, it in items])
-            ctx = html.maintainer_context(names, page, rows, counts)
+            links = {k: paths.href(page, f) for k, f in files.items()}
+            ctx = html.maintainer_context(names, page, rows, counts, links)
             out.write(page, render_page(cfg.env, "maintainer.html", ctx))
         else:
-            out.keep([page])
+            out.keep([page, *files.values()])
         attention = counts[Status.BAD] + counts[Status.FAIL]
         index.append(html.MaintainerLink(names[0], paths.url(page), len(items), attention))
+        got.entries.extend(
+            search.maintainer_entries(names, key, paths.url(page), len(items), attention)
+        )
     index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
     ctx = html.maintainers_context(index)
     out.write("maintainers.html", render_page(cfg.env, "maintainers.html", ctx))
+
+
+def _maintainer_feeds_and_badge(
+    out: Output,
+    cfg: Settings,
+    name: str,
+    page: str,
+    items: Sequence[tuple[str, str, Item]],
+    counts: Mapping[Status, int],
+    files: Mapping[str, str],
+) -> None:
+    """A maintainer's feeds (the status changes of their groups) and badge (their share
+    of GOOD groups), as a profile's."""
+    changes = history.Newest(FEED_ITEMS)
+    for _, profile, it in items:
+        for step in history.steps(it.record):
+            changes.offer(profile, it.record, it.page, step)
+    found = changes.items()
+    title = f"rebuilder: {name}"
+    out.write(files["feed"], feeds.atom(
+        title, found, feed=files["feed"], page=page, site_url=cfg.site_url, updated=cfg.now
+    ))  # fmt: skip
+    out.write(files["json_feed"], feeds.json_feed(
+        title, found, feed=files["json_feed"], page=page, site_url=cfg.site_url
+    ))  # fmt: skip
+    total = sum(counts.values())
+    svg, endpoint = badges.share_badges(counts[Status.GOOD] / total if total else None)
+    out.write(files["badge"], svg)
+    out.write(files["shields"], endpoint)
 
 
 def _maintainer_row(profile: str, it: Item) -> tuple[html.Row, Status]:
@@ -171,10 +215,16 @@ def render_dashboard(
         chart = history.chart_svg(hist, f"{prof.name}: share of each status over time")
         archs = arch_bases.get(prof.distro, [])
         summaries = [s.summary for s in p.suites]
+        trends = history.trends(hist)
+        lists = {f"{s.release}/{s.component}/{s.architecture}": s.dir for s in summaries}
+        trends["suites"] = [
+            t._replace(url=paths.url(f"{lists[t.name]}/index.html")) if t.name in lists else t
+            for t in trends["suites"]
+        ]
         blocks.append(
             html.profile_context(
                 prof.name, prof.distro, view.queue_length, view.last_pass, summaries, chart,
-                history.suite_legend(hist),
+                trends,
                 p.regressions.items(), p.reproduced.items(), archs,
                 new_bad=p.new_bad.items(), new_fail=p.new_fail.items(),
                 offered={"regressions": p.regressions.total, "reproduced": p.reproduced.total,
@@ -210,6 +260,7 @@ def render_dashboard(
                 p.counts,
                 suites,
                 _sum_causes(summaries),
+                history.cause_history(hist),
             )
         )
     page = html.index_context(blocks, signed=bool(public_keys))

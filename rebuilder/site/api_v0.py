@@ -41,11 +41,7 @@ def dumps(obj: Any, *, indent: int | None = None) -> bytes:
 
 def attempt_for_version(record: GroupRecord) -> Attempt | None:
     """The newest attempt at the group's current inputs (else at its current version)."""
-    attempt = record.current_attempt()
-    if attempt is not None:
-        return attempt
-    version = record.group.version
-    return next((a for a in reversed(record.attempts) if a.version == version), None)
+    return record.version_attempt()
 
 
 def v0_attempt(record: GroupRecord) -> Attempt | None:
@@ -167,9 +163,11 @@ def profile_entry(
     counts: Mapping[Status, int],
     suites: list[dict[str, Any]],
     causes: Mapping[str, int] | None = None,
+    cause_history: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One profile in ``index.json``; ``links`` holds ``api``, ``arch_api``, ``feeds``,
-    ``badge``...; ``causes`` counts its BAD groups by cause."""
+    ``badge``...; ``causes`` counts its BAD groups by cause, ``cause_history`` after each
+    pass (:func:`rebuilder.site.history.cause_history`)."""
     return {
         "name": name,
         "distro": distro,
@@ -177,6 +175,7 @@ def profile_entry(
         "last_pass": format_time(last_pass),
         **counts_entry(counts),
         "causes": dict(sorted((causes or {}).items())),
+        "cause_history": dict(cause_history or {"at": [], "BAD": [], "causes": {}}),
         **links,
         "suites": suites,
     }

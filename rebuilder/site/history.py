@@ -1,12 +1,13 @@
-"""Change over time: status changes from each record's attempts, and the dashboard chart.
+"""Change over time: status changes from each record's attempts, and the dashboard charts.
 
 Two sources of history exist. Each :class:`GroupRecord` keeps its attempts,
 so the status changes of a group (first build, GOOD -> BAD, BAD -> GOOD...)
 are derived from them: :func:`steps` feeds the dashboard's regressions and
 newly reproduced lists and the Atom/JSON feeds. The profile's pass summaries
 (``ProfileState.passes``, one :func:`rebuilder.state.history_point` per pass) give the counts
-over time, drawn by :func:`chart_svg` as inline SVG at render time, so the
-chart needs no script.
+over time, drawn as inline SVG at render time (no script): :func:`chart_svg` stacks the
+statuses' shares, :func:`trends` gives each suite and each cause of BAD a small line of
+its own, and :func:`cause_history` gives the cause counts to ``index.json``.
 
 >>> import datetime as dt
 >>> from rebuilder.model import Artifact, Attempt, BuildGroup, GroupRecord, Status
@@ -30,7 +31,8 @@ from typing import Any, NamedTuple
 
 from markupsafe import Markup, escape
 
-from rebuilder.model import Attempt, GroupRecord, Status, parse_time
+from rebuilder import causes
+from rebuilder.model import Attempt, GroupRecord, Status, format_time, parse_time
 
 _BROKEN = (Status.BAD.value, Status.FAIL.value)
 _NAME = {s: s.value for s in Status}  # Enum.value is a slow property; this is a dict
@@ -132,6 +134,7 @@ class Point(NamedTuple):
     at: _dt.datetime
     counts: dict[str, int]
     suites: dict[str, dict[str, int]]
+    causes: dict[str, int] | None  # BAD groups by cause; None: stored before causes were
 
 
 def points(history: Sequence[Mapping[str, Any]]) -> list[Point]:
@@ -143,10 +146,12 @@ def points(history: Sequence[Mapping[str, Any]]) -> list[Point]:
             counts = _counts(h["counts"])
             raw = h.get("suites") or {}
             suites = {str(k): _counts(v) for k, v in raw.items()}
+            found = h.get("causes")
+            by_cause = None if found is None else {str(k): max(0, int(v)) for k, v in found.items()}
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         if at is not None:
-            out.append(Point(at, counts, suites))
+            out.append(Point(at, counts, suites, by_cause))
     out.sort(key=lambda p: p.at)
     return out
 
@@ -155,26 +160,31 @@ def _counts(d: Mapping[str, Any]) -> dict[str, int]:
     return {s.value: max(0, int(d.get(s.value, 0))) for s in Status}
 
 
+def _thin(pts: Sequence[Point], n: int) -> list[Point]:
+    """At most ``n`` points: the newest and an evenly thinned past (the page stays small)."""
+    if len(pts) <= n:
+        return list(pts)
+    step = len(pts) / n
+    return [pts[int(i * step)] for i in range(n - 1)] + [pts[-1]]
+
+
 # the chart's geometry, in SVG user units
 _W, _H, _LEFT, _TOP, _BOTTOM = 640, 180, 44, 8, 22
 _MAX_POINTS = 200
-_MAX_LINES = 12
 
 
 def chart_svg(history: Sequence[Mapping[str, Any]], title: str) -> Markup:
-    """An inline SVG: shares of GOOD/BAD/FAIL/UNKWN over the passes, stacked, and one
-    line per suite (GOOD share) when the points carry per-suite counts.
+    """An inline SVG: shares of GOOD/BAD/FAIL/UNKWN over the passes, stacked.
 
+    Suites and causes get a small line each (:func:`trends`), not a line in this chart:
+    suites with close shares would draw one line over the other.
     Colours come from the stylesheet (classes), so the page needs no inline style.
     """
-    pts = points(history)
-    if len(pts) > _MAX_POINTS:  # keep the newest and a thinned past: the file stays small
-        step = len(pts) / _MAX_POINTS
-        pts = [pts[int(i * step)] for i in range(_MAX_POINTS - 1)] + [pts[-1]]
+    pts = _thin(points(history), _MAX_POINTS)
     label = escape(title)
     if not pts:
         return Markup("")
-    xs = _xs(pts)
+    xs = _xs([p.at for p in pts], _LEFT, _W - _LEFT)
     plot_h = _H - _TOP - _BOTTOM
     parts = [
         f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" '
@@ -191,20 +201,6 @@ def chart_svg(history: Sequence[Mapping[str, Any]], title: str) -> Markup:
         upper = [lo + _share(p.counts, status.value) for lo, p in zip(lower, pts, strict=True)]
         parts.append(_band(xs, lower, upper, plot_h, status.value))
         lower = upper
-    suites = sorted({s for p in pts for s in p.suites})[:_MAX_LINES]
-    if len(suites) > 1:
-        for i, suite in enumerate(suites):
-            coords = [
-                (x, _y(_share(p.suites[suite], "GOOD"), plot_h))
-                for x, p in zip(xs, pts, strict=True)
-                if suite in p.suites and any(p.suites[suite].values())
-            ]
-            if coords:
-                d = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-                parts.append(
-                    f'<polyline class="line l{i % 6}" points="{d}">'
-                    f"<title>{escape(suite)}: GOOD share</title></polyline>"
-                )
     first, last = pts[0], pts[-1]
     share = _share(last.counts, "GOOD")
     parts.append(
@@ -215,23 +211,107 @@ def chart_svg(history: Sequence[Mapping[str, Any]], title: str) -> Markup:
     return Markup("".join(parts))
 
 
-def suite_legend(history: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(css class, suite) of the lines :func:`chart_svg` draws, for a legend beside it."""
-    suites = sorted({s for p in points(history) for s in p.suites})[:_MAX_LINES]
-    if len(suites) < 2:
-        return []
-    return [(f"l{i % 6}", s) for i, s in enumerate(suites)]
+class Trend(NamedTuple):
+    """One small line of the dashboard: a suite's GOOD share, or a cause's share of the BAD
+    groups, after each pass. Each line is scaled to its own range (``low``..``high``), so
+    lines of close values stay apart: each has its own row."""
+
+    name: str
+    svg: Markup
+    now: str  # the last value, "97.3%"
+    change: str  # since the first point, "+0.4 pts"
+    low: str
+    high: str
+    groups: int  # groups behind the last value (the suite's, or BAD groups of that cause)
+    url: str = ""  # the suite's list, when the caller knows it
 
 
-def _xs(pts: Sequence[Point]) -> list[float]:
-    width = _W - _LEFT
-    t0, t1 = pts[0].at, pts[-1].at
+_SW, _SH, _PAD = 120, 24, 2  # a small line's geometry
+_SPARK_POINTS = 60
+_MIN_SPAN = 0.02  # the smallest range a small line is scaled to: 2 points of share
+MAX_TRENDS = 24  # small lines per kind on one dashboard
+
+
+def trends(history: Sequence[Mapping[str, Any]]) -> dict[str, list[Trend]]:
+    """The dashboard's small lines: ``suites`` (GOOD share of each suite in the newest
+    point, when there are several) and ``causes`` (the share of BAD groups each cause
+    explains, from the points that counted causes; a group may have several causes)."""
+    pts = _thin(points(history), _SPARK_POINTS)
+    out: dict[str, list[Trend]] = {"suites": [], "causes": []}
+    if not pts:
+        return out
+    current = sorted(pts[-1].suites)[:MAX_TRENDS]
+    if len(current) > 1:
+        for suite in current:
+            series = [
+                (p.at, _share(p.suites[suite], "GOOD"))
+                for p in pts
+                if suite in p.suites and any(p.suites[suite].values())
+            ]
+            n = sum(pts[-1].suites[suite].values())
+            if series:
+                out["suites"].append(_trend(suite, series, n, f"{suite}: GOOD share"))
+    counted = [p for p in pts if p.causes is not None and p.counts["BAD"]]
+    if counted:
+        seen = {c for p in counted for c in p.causes or ()}
+        rank = {c: i for i, c in enumerate(causes.ORDER)}
+        for cause in sorted(seen, key=lambda c: (rank.get(c, len(rank)), c))[:MAX_TRENDS]:
+            series = [(p.at, (p.causes or {}).get(cause, 0) / p.counts["BAD"]) for p in counted]
+            n = (counted[-1].causes or {}).get(cause, 0)
+            name = causes.label(cause)
+            out["causes"].append(_trend(name, series, n, f"{name}: share of the BAD groups"))
+    return out
+
+
+def _trend(name: str, series: Sequence[tuple[_dt.datetime, float]], n: int, title: str) -> Trend:
+    values = [v for _, v in series]
+    low, high = min(values), max(values)
+    if high - low < _MIN_SPAN:  # a flat line sits mid-height, not on an edge
+        mid = min(max((low + high) / 2, _MIN_SPAN / 2), 1 - _MIN_SPAN / 2)
+        low, high = mid - _MIN_SPAN / 2, mid + _MIN_SPAN / 2
+    t0, t1 = series[0][0], series[-1][0]
+    xs = _xs([t for t, _ in series], _PAD, _SW - 2 * _PAD)
+    height = _SH - 2 * _PAD
+    coords = [
+        (x, _PAD + height * (high - v) / (high - low)) for x, v in zip(xs, values, strict=True)
+    ]
+    what = f"{escape(title)}, {100 * low:.1f}% to {100 * high:.1f}%, {t0:%Y-%m-%d} to {t1:%Y-%m-%d}"
+    x, y = coords[-1]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    svg = Markup(
+        f'<svg class="spark" viewBox="0 0 {_SW} {_SH}" preserveAspectRatio="none" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{what}</title>'
+        f'<polyline class="line" points="{line}"/>'
+        f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="2"/></svg>'
+    )
+    delta = 100 * (values[-1] - values[0])
+    return Trend(
+        name, svg, f"{100 * values[-1]:.1f}%", f"{delta:+.1f} pts", f"{100 * low:.1f}%",
+        f"{100 * high:.1f}%", n,
+    )  # fmt: skip
+
+
+def cause_history(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The BAD groups by cause after each pass that counted them, for ``index.json``:
+    columns ``at``, ``BAD`` and one per cause (a count per point), thinned as the chart."""
+    counted = [p for p in _thin(points(history), _MAX_POINTS) if p.causes is not None]
+    names = sorted({c for p in counted for c in p.causes or ()})
+    return {
+        "at": [format_time(p.at) for p in counted],
+        "BAD": [p.counts["BAD"] for p in counted],
+        "causes": {c: [(p.causes or {}).get(c, 0) for p in counted] for c in names},
+    }
+
+
+def _xs(times: Sequence[_dt.datetime], left: float, width: float) -> list[float]:
+    """x of each time (oldest first) across ``width``: by time, else evenly."""
+    t0, t1 = times[0], times[-1]
     span = (t1 - t0).total_seconds()
-    if len(pts) == 1:
-        return [_LEFT + width / 2]
+    if len(times) == 1:
+        return [left + width / 2]
     if span <= 0:
-        return [_LEFT + width * i / (len(pts) - 1) for i in range(len(pts))]
-    return [_LEFT + width * (p.at - t0).total_seconds() / span for p in pts]
+        return [left + width * i / (len(times) - 1) for i in range(len(times))]
+    return [left + width * (t - t0).total_seconds() / span for t in times]
 
 
 def _share(counts: Mapping[str, int], status: str) -> float:

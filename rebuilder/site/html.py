@@ -306,7 +306,7 @@ def profile_context(
     last_pass: _dt.datetime | None,
     suites: Sequence[SuiteSummary],
     chart: markupsafe.Markup,
-    legend: list[tuple[str, str]],
+    trends: Mapping[str, Sequence[history.Trend]],
     regressions: Sequence[history.Change],
     reproduced: Sequence[history.Change],
     arch_apis: Sequence[tuple[str, str]],
@@ -352,7 +352,7 @@ def profile_context(
         "total": total,
         "reproduced": percent(totals[Status.GOOD], total),
         "chart": chart,
-        "legend": legend,
+        "trends": trends,
         "regressions": change_rows(regressions),
         "newly_reproduced": change_rows(reproduced),
         "new_bad": change_rows(new_bad),
@@ -394,9 +394,16 @@ def maintainer_rows(items: Sequence[tuple[Row, Status]]) -> list[str]:
 
 
 def maintainer_context(
-    names: Sequence[str], page: str, rows: Sequence[str], counts: Mapping[Status, int]
+    names: Sequence[str],
+    page: str,
+    rows: Sequence[str],
+    counts: Mapping[Status, int],
+    links: Mapping[str, str],
 ) -> dict[str, Any]:
+    """A maintainer's page; ``links`` (relative to it): ``feed``, ``json_feed``, ``badge``,
+    ``shields``."""
     return {
+        **links,
         "root": paths.root_prefix(page),
         "names": names,
         "counts": [(s.value, counts.get(s, 0)) for s in Status],

@@ -210,6 +210,16 @@ def profile_feed(profile: str, suffix: str) -> str:
     return f"{FEEDS}/{segment(profile)}{suffix}"
 
 
+# a maintainer's feed and badge: in a folder of feeds/ and badges/ ('m' + '/' can't be a
+# profile's "<segment>.atom"), named as their page is
+def maintainer_feed(key: str, suffix: str) -> str:
+    return f"{FEEDS}/{MAINTAINERS}/{segment(key)}{suffix}"
+
+
+def maintainer_badge(key: str, suffix: str) -> str:
+    return f"{BADGES}/{MAINTAINERS}/{segment(key)}{suffix}"
+
+
 def arch_api_base(distro: str, architecture: str) -> str | None:
     """``<distro>/<arch>/api/v0``: one architecture's v0 tree (None for an arch named ``api``)."""
     seg = segment(architecture)

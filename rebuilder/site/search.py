@@ -20,7 +20,8 @@ Shard (``search/<shard>.json``)::
 
     {"e": [[name, version, status, suite, page, source], ...]}
 
-``suite`` indexes ``suites``; the group's page is ``url + "pkg/" + page +
+``suite`` indexes ``suites``, except in a maintainer's entry (:func:`maintainer_entries`),
+whose ``suite`` is :data:`MAINTAINER`. The group's page is ``url + "pkg/" + page +
 ".html"``, where an empty ``page`` stands for the source's name (the name
 itself when ``source`` is empty: the entry is a source package). A ``page``
 starting with ``/`` is the page's whole path instead (a group whose key does
@@ -52,6 +53,29 @@ class Entry(NamedTuple):
     suite: int
     page: str  # quoted page segment, "" when it is the source name itself, or "/<path>"
     source: str  # "" for a source package
+
+
+MAINTAINER = -1  # the suite of a maintainer's entry: its page is in ``page``
+
+
+def maintainer_entries(
+    names: Sequence[str], key: str, page: str, total: int, attention: int
+) -> list[Entry]:
+    """A maintainer's entries: one per name as written (without the address) and one for
+    the address (``key``), each giving ``"<n> packages"`` as the version, ``"<n> BAD/FAIL"``
+    as the status and ``"/" + page`` (their page, quoted) as the page.
+
+    >>> [e.name for e in maintainer_entries(["Jane <j@x.org>", "jane <J@x.org>"], "j@x.org",
+    ...                                     "m/j%2540x.org.html", 3, 1)]
+    ['j@x.org', 'Jane']
+    """
+    shown = {n.partition("<")[0].strip() or n for n in names} | {key}
+    unique = {n.lower(): n for n in sorted(shown, reverse=True)}  # one per lowercased name
+    status = f"{attention} BAD/FAIL" if attention else ""
+    return [
+        Entry(n, f"{total} packages", status, MAINTAINER, "/" + page, "")
+        for n in sorted(unique.values(), key=str.lower)
+    ]
 
 
 def _dump(obj: Any) -> bytes:

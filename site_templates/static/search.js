@@ -1,4 +1,4 @@
-// Package search for the dashboard: no framework, no inline code (the pages' CSP forbids it).
+// Package and maintainer search for the dashboard: no framework, no inline code (the pages' CSP forbids it).
 //
 // The index is cut into prefix shards (see rebuilder/site/search.py): the manifest
 // search/index.json is fetched once, then each query needs only the one shard of its
@@ -17,6 +17,7 @@
   const root = input.dataset.root || "";
   const MAX_SHOWN = 100;
   const STATUSES = new Set(["GOOD", "BAD", "FAIL", "UNKWN"]);
+  const MAINTAINER = -1; // the suite of a maintainer's entry: its page is the entry's page
   let manifest = null; // {nodes: Map(prefix -> [shard, count, leaf]), suites: [...]}
   let manifestLoad = null;
   const shards = new Map(); // shard number -> Promise of its entries
@@ -80,10 +81,13 @@
   function show(found, started, q) {
     const rows = document.createDocumentFragment();
     const shown = found.entries.slice(0, MAX_SHOWN);
+    let people = 0;
     for (const e of shown) {
       const [name, version, status, suiteIndex, page, source] = e;
-      const suite = manifest.suites[suiteIndex];
+      const person = suiteIndex === MAINTAINER;
+      const suite = person ? ["maintainer", ""] : manifest.suites[suiteIndex];
       if (!suite) continue;
+      if (person) people++;
       const tr = document.createElement("tr");
       const a = document.createElement("a");
       a.href = page.startsWith("/") ? root + page.slice(1)
@@ -106,7 +110,10 @@
     body.replaceChildren(rows);
     table.hidden = shown.length === 0;
     const total = found.entries.length + found.more;
-    let text = total === 0 ? "No package name starts with that." : total + (total === 1 ? " package" : " packages");
+    const packages = total - people;
+    let text = total === 0 ? "No package or maintainer name starts with that."
+      : packages + (packages === 1 ? " package" : " packages");
+    if (people) text += ", " + people + (people === 1 ? " maintainer" : " maintainers");
     if (total > shown.length) text += ", the first " + shown.length + " shown: type more to narrow";
     note.textContent = text;
     note.dataset.q = q; // what was answered, and how fast (ms): the browser test reads these
