@@ -37,16 +37,20 @@ def safe_rel(rel: object, *, build_id: int | None = None) -> PurePosixPath | Non
     component, at most :data:`MAX_REL` characters. With ``build_id``, it must also lie in
     that build's own folder (``<build_id>/...``).
     """
+    return PurePosixPath(rel) if is_safe_rel(rel, build_id=build_id) else None
+
+
+def is_safe_rel(rel: object, *, build_id: int | None = None) -> bool:
+    """Whether :func:`safe_rel` takes ``rel`` (without making a path: a render asks it for
+    every file of every build)."""
     if not isinstance(rel, str) or not rel or len(rel) > MAX_REL:
-        return None
+        return False
     if "\0" in rel or "\\" in rel or rel.startswith("/"):
-        return None
+        return False
     parts = rel.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    if build_id is not None and (len(parts) < 2 or parts[0] != str(build_id)):
-        return None
-    return PurePosixPath(rel)
+    if "" in parts or "." in parts or ".." in parts:
+        return False
+    return build_id is None or (len(parts) >= 2 and parts[0] == str(build_id))
 
 
 def gzip_bytes(data: bytes) -> bytes:

@@ -93,23 +93,45 @@ def binary_rows(
     return rows
 
 
+class EncodedRow(NamedTuple):
+    """A :class:`BinaryRow` encoded but for its id: its line is ``{"id":<id>,`` + ``tail``."""
+
+    sort: tuple[str, ...]
+    build_id: int
+    name: str
+    tail: str
+
+
+_NO_ID = '{"id":0,'
+
+
+def encoded_rows(rows: Iterable[BinaryRow]) -> list[EncodedRow]:
+    """Each row's record encoded once, so that a render can keep it for the next one."""
+    out = []
+    for r in rows:
+        text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
+        assert text.startswith(_NO_ID)
+        out.append(EncodedRow(r.sort, r.record.build_id or 0, r.record.name, text[len(_NO_ID) :]))
+    return out
+
+
 def published(attempt: Attempt | None) -> set[str]:
     """The v0 build files an attempt has a safe store path for."""
     files = attempt.files if attempt else {}
     return {k for k in paths.API_KINDS if paths.store_rel(files.get(k, "")) is not None}
 
 
-def write_packages(out: Output, distro: str, rows: Iterable[BinaryRow]) -> None:
+def write_packages(out: Output, distro: str, rows: Iterable[EncodedRow]) -> None:
     """``packages/binary``, the by-name pages and ``page-end`` of one distribution."""
     base = paths.api_v1_base(distro)
-    unique = {(r.sort, r.record): r for r in rows}  # a group in overlapping profiles: once
-    ordered = [unique[k] for k in sorted(unique, key=lambda k: (k[0], k[1].build_id or 0))]
+    unique = {(r.sort, r.tail): r for r in rows}  # a group in overlapping profiles: once
+    ordered = sorted(unique.values(), key=lambda r: (r.sort, r.build_id))
     lines = []
     by_name: dict[str, list[str]] = defaultdict(list)
     for i, row in enumerate(ordered, start=1):
-        line = _encode(row.record.to_json() | {"id": i})
+        line = f'{{"id":{i},{row.tail}'
         lines.append(line)
-        by_name[row.record.name].append(line)
+        by_name[row.name].append(line)
     # Every by-name page is a piece of the whole list: when the list is as it was, each
     # page that exists is too, and is not read again (most passes change nothing here).
     same = not out.write(f"{base}/packages/binary", _page(lines))

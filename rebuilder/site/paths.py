@@ -289,7 +289,7 @@ def store_rel(rel: str) -> str | None:
     >>> store_rel("../x") is None, store_rel("/etc/passwd") is None, store_rel("a\\x00") is None
     (True, True, True)
     """
-    return f"{STORE}/{rel}" if results.safe_rel(rel) is not None else None
+    return f"{STORE}/{rel}" if results.is_safe_rel(rel) else None
 
 
 def store_file(site_dir: Path | str, rel: str) -> tuple[str, os.stat_result] | None:

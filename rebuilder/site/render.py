@@ -11,13 +11,15 @@ because every change can move them.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rebuilder.model import utcnow
-from rebuilder.site import aggregates, groups, html, links, paths, search, suites, walk
+from rebuilder.site import aggregates, cache, groups, html, links, paths, search, suites, walk
 from rebuilder.site.output import Output, RenderStats
 from rebuilder.site.paths import SiteError
 from rebuilder.site.walk import Collected, ProfileView, Settings, Touched
@@ -59,6 +61,15 @@ def render(
     out = Output(str(site_dir))
     when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
     pages = links.PACKAGE_PAGES if package_pages is None else package_pages
+    last = cache.load(out.root)
+    code = cache.code_digest()
+    inputs = _inputs(code, views, when, templates, public_keys, site_url, pages)
+    if changed is not None and not changed and last.inputs == inputs:
+        # nothing the site is made of moved since the last render, which finished
+        out.stats.skipped = sum(len(v.records) for v in views)
+        return _done(out, started)
+    cache.begin(out.root)
+    now_cache = cache.RenderCache(code, inputs)
     touched = None if changed is None else _touched(out, views, changed)
     cfg = Settings(html.environment(templates), changed, touched, site_url, pages, when)
     got = Collected()
@@ -71,7 +82,10 @@ def render(
     for view in views:
         got.queues[view.profile.distro] += view.queue_length
         got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
-        got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, jobs))
+        mine = f"{view.profile.name}\0{view.profile.distro}"
+        cached = last.parts.get(mine, {}) if last.code == code else {}
+        parts = now_cache.parts[mine] = {}
+        got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, jobs, cached, parts))
     finish_groups = groups.start(out, cfg, jobs)  # in other processes while we go on
     aggregates.render_badges(out, got)
     finish_groups()
@@ -95,6 +109,11 @@ def render(
         skip=keep_dirs if changed is not None else (),
     )
     out.report_missing()
+    cache.finish(out.root, last, now_cache)
+    return _done(out, started)
+
+
+def _done(out: Output, started: float) -> RenderStats:
     stats = out.stats
     stats.seconds = round(time.monotonic() - started, 3)
     log.info(
@@ -102,6 +121,26 @@ def render(
         stats.written, stats.unchanged, stats.removed, stats.skipped, stats.seconds,
     )  # fmt: skip
     return stats
+
+
+def _inputs(
+    code: str,
+    views: Sequence[ProfileView],
+    now: _dt.datetime,
+    templates: Path | None,
+    public_keys: Sequence[str],
+    site_url: str,
+    package_pages: Mapping[str, str],
+) -> str:
+    """A digest of everything a render reads but the records (see :mod:`cache`)."""
+    dirs = html.template_dirs(templates)
+    parts: list[object] = [code, cache.files_digest(f for d in dirs for f in d.rglob("*"))]
+    parts += [[str(d) for d in dirs], now, list(public_keys), site_url]
+    parts.append(sorted(package_pages.items()))
+    for v in views:
+        parts += [v.profile, v.queue_length, v.last_pass, list(v.history), repr(list(v.queue))]
+    text = json.dumps(parts, default=repr, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _check_views(views: Sequence[ProfileView]) -> None:

@@ -18,7 +18,7 @@ import jinja2
 
 from rebuilder.config import Profile
 from rebuilder.model import Attempt, GroupRecord, Job, Status
-from rebuilder.site import api_v0, api_v1, history, html, paths, search
+from rebuilder.site import api_v0, api_v1, cache, history, html, paths, search
 from rebuilder.site.output import Output
 from rebuilder.site.paths import SiteError
 
@@ -101,7 +101,7 @@ class Collected:
     """What the aggregates need, gathered in the one walk over every record."""
 
     pkgs: dict[str, list[api_v0.PkgLine]] = field(default_factory=lambda: defaultdict(list))
-    v1: dict[str, list[api_v1.BinaryRow]] = field(default_factory=lambda: defaultdict(list))
+    v1: dict[str, list[api_v1.EncodedRow]] = field(default_factory=lambda: defaultdict(list))
     jobs: dict[str, list[tuple[Job, GroupRecord | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -141,33 +141,51 @@ def walk_profile(
     got: Collected,
     keep_dirs: set[str],
     jobs: list[PageJob],
+    cached: Mapping[str, cache.Part],
+    parts: dict[str, cache.Part],
 ) -> ProfileWalk:
     """Walk a profile's records: collect what the aggregates need and queue the group
-    pages to render (its suite lists are rendered after them, by :func:`render_suites`)."""
+    pages to render (its suite lists are rendered after them, by :func:`render_suites`).
+
+    A group not in ``cfg.changed`` whose part is in ``cached`` (the last render's) is
+    taken from there; every group's part goes into ``parts`` for the next render."""
     name, distro = view.profile.name, view.profile.distro
     result = ProfileWalk(view)
     by_suite: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
     suite_ids: dict[tuple[str, str, str], int] = {}
+    changed = cfg.changed
     for key in sorted(view.records):
         record = view.records[key]
         g = record.group
         stem = paths.group_page(name, key)
         page = stem + ".html"
-        attempt = api_v0.v0_attempt(record) if record.seen else None
-        served = _served(attempt, distro)
-        older = _older(record, attempt, distro)
+        mine = cached.get(key) if changed is not None and key not in changed else None
+        if mine is None or mine[0] != _token(record):
+            mine = part(record, distro, page, name, cfg.now)
+        if mine[0] is not None:
+            parts[key] = mine
+        _, index, served, older, row, lines, v1_rows = mine
+        attempt = record.attempts[index] if index >= 0 else None
         found = history.steps(record)
         if record.seen:
             where = (g.release, g.component, g.architecture)
-            suite_dir = paths.suite_dir(name, *where)
-            item = _item(key, record, page, suite_dir, attempt, served)
+            built = row[3]
+            item = Item(
+                key,
+                record,
+                page,
+                html.Row(*row[:3], _dt.datetime.fromisoformat(built) if built else None, *row[4:]),
+                attempt,
+            )
             by_suite[where].append(item)
             if where not in suite_ids:
                 suite_ids[where] = len(got.search_suites)
+                suite_dir = paths.suite_dir(name, *where)
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
-            _collect(got, result, distro, record, attempt, served, found, item, suite_ids[where])
-            got.v1[distro].extend(api_v1.binary_rows(record, attempt, served, cfg.now))
-        if cfg.changed is not None and key not in cfg.changed:
+            got.pkgs[distro].extend(map(api_v0.PkgLine._make, lines))
+            got.v1[distro].extend(map(api_v1.EncodedRow._make, v1_rows))
+            _collect(got, result, record, found, item, suite_ids[where])
+        if changed is not None and key not in changed:
             suite_dir = stem.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
             for files in (served, *older.values()):
@@ -177,7 +195,7 @@ def walk_profile(
                 out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
             out.stats.skipped += 1
             continue
-        jobs.append((name, record, attempt, served, older, found, page))
+        jobs.append((name, record, attempt, dict(served), _fresh(older), found, page))
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
         causes: dict[str, int] = defaultdict(int)
@@ -190,17 +208,47 @@ def walk_profile(
     return result
 
 
+def _token(record: GroupRecord) -> tuple[Any, ...]:
+    """A cheap check that a cached part is of this record (``changed`` is trusted; this
+    catches a caller that forgot a key whose version, verdict or attempts moved)."""
+    return (record.group.version, NAME[record.status], len(record.attempts), record.seen)
+
+
+def _fresh(older: Mapping[int, Mapping[str, str]]) -> dict[int, dict[str, str]]:
+    return {k: dict(v) for k, v in older.items()}  # a group page drops missing files
+
+
+def part(
+    record: GroupRecord, distro: str, page: str, profile: str, now: _dt.datetime
+) -> cache.Part:
+    """What the walk derives from one record (builtin types only: it is cached, see
+    :mod:`rebuilder.site.cache`): a token, the v0 attempt's index, its served build
+    files and the other attempts', the list row, the v0 lines and the encoded v1 rows.
+    The token is None when the part depends on ``now`` and must not be kept."""
+    attempt = api_v0.v0_attempt(record) if record.seen else None
+    index = -1 if attempt is None else _index(record, attempt)
+    served = _served(attempt, distro)
+    older = _older(record, attempt, distro)
+    if not record.seen:
+        return (_token(record), index, served, older, None, [], [])
+    g = record.group
+    suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
+    r = _row(record, page, suite_dir, served)
+    row = (*r[:3], r.built.isoformat() if r.built else None, *r[4:])
+    lines = [tuple(p) for p in api_v0.pkg_lines(record, attempt, served)]
+    v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now))
+    token = _token(record) if record.last_seen is not None else None  # else v1 shows now
+    return (token, index, served, older, row, lines, [tuple(r) for r in v1_rows])
+
+
+def _index(record: GroupRecord, attempt: Attempt) -> int:
+    return next(i for i, a in enumerate(record.attempts) if a is attempt)
+
+
 _REASON_SHOWN = 160  # characters of a BAD or FAIL reason in a list row
 
 
-def _item(
-    key: str,
-    record: GroupRecord,
-    page: str,
-    suite_dir: str,
-    attempt: Attempt | None,
-    served: Mapping[str, str],
-) -> Item:
+def _row(record: GroupRecord, page: str, suite_dir: str, served: Mapping[str, str]) -> html.Row:
     g, last = record.group, record.last_attempt
     built = last.started_at if last else None
     pkg_dir = suite_dir + "/pkg/"
@@ -214,8 +262,7 @@ def _item(
     files: tuple[tuple[str, str], ...] = ()
     if record.status in (Status.BAD, Status.FAIL):  # the way to why, from every list
         files = tuple((label, served[k]) for label, k in _ROW_FILES if k in served)
-    row = html.Row(g.name, g.version, NAME[record.status], built, link, reason=why, files=files)
-    return Item(key, record, page, row, attempt)
+    return html.Row(g.name, g.version, NAME[record.status], built, link, reason=why, files=files)
 
 
 _ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
@@ -224,17 +271,13 @@ _ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
 def _collect(
     got: Collected,
     result: ProfileWalk,
-    distro: str,
     record: GroupRecord,
-    attempt: Attempt | None,
-    served: Mapping[str, str],
     found: list[history.Step],
     item: Item,
     suite_id: int,
 ) -> None:
-    """What the aggregates need from one seen group."""
+    """What the aggregates need from one seen group (but its v0 and v1 lines)."""
     g = record.group
-    got.pkgs[distro].extend(api_v0.pkg_lines(record, attempt, served))
     status = item.row.status
     link = item.row.url
     if link.startswith("pkg/"):
