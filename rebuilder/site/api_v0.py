@@ -92,11 +92,19 @@ _V0 = {s: s.v0 for s in Status}
 
 def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str]) -> list[PkgLine]:
     """:func:`_releases`, encoded (``has`` holds the v0 build files published)."""
-    out = []
-    for p in _releases(record, attempt, has):
-        key = (p.name, p.version, p.architecture, p.suite, p.artifact_url, p.status)
-        out.append(PkgLine(key, p.suite, p.status, p.architecture, p.encode()))
-    return out
+    return known_lines(record, [p.encode() for p in _releases(record, attempt, has)])
+
+
+def known_lines(record: GroupRecord, lines: Sequence[str]) -> list[PkgLine]:
+    """:func:`pkg_lines` from their encoded lines, one per artifact (the render cache
+    keeps those, see :mod:`rebuilder.site.cache`)."""
+    g = record.group
+    status, suite = _V0[record.status], g.component
+    return [
+        PkgLine((a.name, a.version, a.architecture, suite, a.url, status), suite, status,
+                a.architecture, line)
+        for a, line in zip(g.artifacts, lines, strict=True)
+    ]  # fmt: skip
 
 
 def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from rebuilder import attest
 from rebuilder.api import v0, v1
-from rebuilder.model import Attempt, GroupRecord, Job, Status
+from rebuilder.model import Artifact, Attempt, BuildGroup, GroupRecord, Job, Status
 from rebuilder.site import paths
 from rebuilder.site.output import Output
 
@@ -88,9 +88,12 @@ def binary_rows(
             last_seen=record.last_seen or now,
             seen_in_last_sync=record.seen,
         )
-        key = (a.name, a.version, a.architecture, g.release, g.component, a.url, status or "")
-        rows.append(BinaryRow(key, p))
+        rows.append(BinaryRow(_sort(g, a, status), p))
     return rows
+
+
+def _sort(g: BuildGroup, a: Artifact, status: str | None) -> tuple[str, ...]:
+    return (a.name, a.version, a.architecture, g.release, g.component, a.url, status or "")
 
 
 class EncodedRow(NamedTuple):
@@ -105,14 +108,27 @@ class EncodedRow(NamedTuple):
 _NO_ID = '{"id":0,'
 
 
-def encoded_rows(rows: Iterable[BinaryRow]) -> list[EncodedRow]:
-    """Each row's record encoded once, so that a render can keep it for the next one."""
+def encoded_rows(rows: Iterable[BinaryRow]) -> list[tuple[str | None, str]]:
+    """Each row's status and record encoded but for its id (what the render cache keeps:
+    :func:`known_rows` makes the rows again)."""
     out = []
     for r in rows:
         text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
         assert text.startswith(_NO_ID)
-        out.append(EncodedRow(r.sort, r.record.build_id or 0, r.record.name, text[len(_NO_ID) :]))
+        out.append((r.record.status, text[len(_NO_ID) :]))
     return out
+
+
+def known_rows(
+    record: GroupRecord, attempt: Attempt | None, encoded: Sequence[tuple[str | None, str]]
+) -> list[EncodedRow]:
+    """:func:`binary_rows` of a group, from :func:`encoded_rows` (one per artifact)."""
+    g = record.group
+    build_id = attempt.build_id if attempt else 0
+    return [
+        EncodedRow(_sort(g, a, status), build_id, a.name, tail)
+        for a, (status, tail) in zip(g.artifacts, encoded, strict=True)
+    ]
 
 
 def published(attempt: Attempt | None) -> set[str]:

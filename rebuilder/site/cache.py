@@ -32,7 +32,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
-VERSION = 1
+VERSION = 2
 
 Part = tuple[Any, ...]  # see walk.part / walk.from_part
 
@@ -48,7 +48,7 @@ def load(root: str) -> RenderCache:
     """The last render's cache (empty when there is none or it cannot be read)."""
     try:
         with open(f"{root}/{FILE}", "rb") as f:
-            doc = marshal.load(f)
+            doc = marshal.loads(f.read())  # load(f) reads the file in small pieces
         if isinstance(doc, dict) and doc.get("version") == VERSION:
             return RenderCache(doc["code"], doc["inputs"], doc["parts"])
     except FileNotFoundError:

@@ -164,8 +164,10 @@ def walk_profile(
             mine = part(record, distro, page, name, cfg.now)
         if mine[0] is not None:
             parts[key] = mine
-        _, index, served, older, row, lines, v1_rows = mine
+        _, index, row, lines, v1_rows = mine
         attempt = record.attempts[index] if index >= 0 else None
+        served = _served(attempt, distro)
+        older = _older(record, attempt, distro)
         found = history.steps(record)
         if record.seen:
             where = (g.release, g.component, g.architecture)
@@ -182,8 +184,8 @@ def walk_profile(
                 suite_ids[where] = len(got.search_suites)
                 suite_dir = paths.suite_dir(name, *where)
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
-            got.pkgs[distro].extend(map(api_v0.PkgLine._make, lines))
-            got.v1[distro].extend(map(api_v1.EncodedRow._make, v1_rows))
+            got.pkgs[distro] += api_v0.known_lines(record, lines)
+            got.v1[distro] += api_v1.known_rows(record, attempt, v1_rows)
             _collect(got, result, record, found, item, suite_ids[where])
         if changed is not None and key not in changed:
             suite_dir = stem.rpartition("/pkg/")[0]
@@ -195,7 +197,7 @@ def walk_profile(
                 out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
             out.stats.skipped += 1
             continue
-        jobs.append((name, record, attempt, dict(served), _fresh(older), found, page))
+        jobs.append((name, record, attempt, served, older, found, page))
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
         causes: dict[str, int] = defaultdict(int)
@@ -214,31 +216,26 @@ def _token(record: GroupRecord) -> tuple[Any, ...]:
     return (record.group.version, NAME[record.status], len(record.attempts), record.seen)
 
 
-def _fresh(older: Mapping[int, Mapping[str, str]]) -> dict[int, dict[str, str]]:
-    return {k: dict(v) for k, v in older.items()}  # a group page drops missing files
-
-
 def part(
     record: GroupRecord, distro: str, page: str, profile: str, now: _dt.datetime
 ) -> cache.Part:
-    """What the walk derives from one record (builtin types only: it is cached, see
-    :mod:`rebuilder.site.cache`): a token, the v0 attempt's index, its served build
-    files and the other attempts', the list row, the v0 lines and the encoded v1 rows.
-    The token is None when the part depends on ``now`` and must not be kept."""
+    """What the walk derives from one record and keeps for the next render (builtin
+    types only, see :mod:`rebuilder.site.cache`): a token, the v0 attempt's index, the
+    list row, the encoded v0 lines and v1 rows. The token is None when the part
+    depends on ``now`` and must not be kept."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
-    served = _served(attempt, distro)
-    older = _older(record, attempt, distro)
     if not record.seen:
-        return (_token(record), index, served, older, None, [], [])
+        return (_token(record), index, None, [], [])
     g = record.group
+    served = _served(attempt, distro)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
     r = _row(record, page, suite_dir, served)
     row = (*r[:3], r.built.isoformat() if r.built else None, *r[4:])
-    lines = [tuple(p) for p in api_v0.pkg_lines(record, attempt, served)]
+    lines = [p.line for p in api_v0.pkg_lines(record, attempt, served)]
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now))
     token = _token(record) if record.last_seen is not None else None  # else v1 shows now
-    return (token, index, served, older, row, lines, [tuple(r) for r in v1_rows])
+    return (token, index, row, lines, v1_rows)
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:

@@ -1,0 +1,175 @@
+"""An incremental render (``changed`` given, parts taken from ``.render-cache``) writes the
+same bytes as a full render of the same state into an empty site, round after round."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from rebuilder.model import GroupRecord, Status
+from rebuilder.site import ProfileView, cache, render
+from rebuilder.state import history_point
+
+from .fixtures.site import NOW, built_record, site_attempt, site_group, site_profile, write_store
+
+CAUSES = ("timestamps", "build-path", "file-order")
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file and link under root but the cache: a digest of its bytes, or its target."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for f in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            p = Path(dirpath, f)
+            rel = str(p.relative_to(root))
+            if rel == cache.FILE:
+                continue
+            out[rel] = (
+                "-> " + os.readlink(p)
+                if p.is_symlink()
+                else hashlib.sha256(p.read_bytes()).hexdigest()
+            )
+    return out
+
+
+class State:
+    """A profile of a few hundred groups over four suites, changed a few at a time."""
+
+    def __init__(self, site: Path, n: int, rng: random.Random) -> None:
+        self.site, self.rng, self.build_id = site, rng, 0
+        self.records: dict[str, GroupRecord] = {}
+        self.history: list[dict] = []
+        for i in range(n):
+            self.add(f"pkg{i:03d}")
+
+    def _build(self, g, status: Status):
+        self.build_id += 1
+        b = self.build_id
+        files = {"log": f"{b}/log.gz"}
+        write_store(self.site, files["log"], f"log of {g.name} {g.version} build {b}\n")
+        if status is Status.BAD:
+            files["diffoscope"] = f"{b}/diffoscope.txt.gz"
+            write_store(self.site, files["diffoscope"], f"--- a\n+++ b\n{b}\n")
+        if status is Status.GOOD:
+            files["attestation"] = f"{b}/attestation.json.gz"
+            write_store(self.site, files["attestation"], '{"_type": "link"}')
+        a = site_attempt(g, b, status, files)
+        if status is Status.BAD:
+            a = replace(a, causes=(self.rng.choice(CAUSES),))
+        return a
+
+    def add(self, name: str) -> str:
+        rng = self.rng
+        bins = (name, f"{name}-doc")[: rng.choice([1, 2])]
+        g = site_group(
+            name,
+            f"1.{rng.randint(0, 9)}-1",
+            component=rng.choice(["main", "contrib"]),
+            arch=rng.choice(["amd64", "all"]),
+            bins=bins,
+            maintainers=(f"M{rng.randint(0, 9)} <m{rng.randint(0, 9)}@example.org>",),
+        )
+        status = rng.choice(list(Status))
+        attempts = [] if status is Status.UNKWN else [self._build(g, status)]
+        self.records[g.key] = GroupRecord(g, status, attempts, first_seen=NOW, last_seen=NOW)
+        return g.key
+
+    def change(self, n: int) -> set[str]:
+        """``n`` changes of every kind a pass makes; the keys they touched."""
+        rng, keys = self.rng, set()
+        for key in rng.sample(sorted(self.records), n):
+            r = self.records[key]
+            how = rng.choice(["rebuild", "rebuild", "version", "gone", "unseen", "maintainer"])
+            if how == "rebuild":
+                status = rng.choice([Status.GOOD, Status.BAD, Status.FAIL])
+                attempts = [*r.attempts, self._build(r.group, status)]
+                self.records[key] = replace(r, status=status, attempts=attempts)
+            elif how == "version":
+                g = site_group(
+                    r.group.name, r.group.version + "+1", component=r.group.component,
+                    arch=r.group.architecture, bins=tuple(a.name for a in r.group.artifacts),
+                    maintainers=r.group.maintainers,
+                )  # fmt: skip
+                self.records[key] = replace(r, group=g, status=Status.UNKWN)
+            elif how == "gone":
+                del self.records[key]
+            elif how == "unseen":
+                self.records[key] = replace(r, seen=False)
+            else:
+                g = replace(r.group, maintainers=("Someone Else <else@example.org>",))
+                self.records[key] = replace(r, group=g)
+            keys.add(key)
+        keys.add(self.add(f"new{self.build_id:04d}"))
+        return keys
+
+    def views(self, now: dt.datetime) -> list[ProfileView]:
+        return [
+            ProfileView(site_profile(), dict(self.records), 3, now, list(self.history)),
+            ProfileView(  # a second profile of the same distribution sharing some groups
+                site_profile("debian-part"),
+                {k: r for k, r in self.records.items() if "pkg00" in k},
+                0,
+                now,
+            ),
+        ]
+
+
+def _same_as_full(tmp_path: Path, site: Path, views: list[ProfileView], now: dt.datetime) -> None:
+    full = tmp_path / f"full-{now:%H%M%S}"
+    shutil.copytree(site / "builds", full / "builds")
+    render(full, views, now=now)
+    assert _files(site) == _files(full)
+    assert cache.load(str(site)) == cache.load(str(full))  # the next render starts the same
+    shutil.rmtree(full)
+
+
+def test_incremental_renders_write_what_a_full_render_writes(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    state = State(site, 150, random.Random(7))
+    now = NOW
+    render(site, state.views(now), now=now)
+    for round_ in range(3):
+        keys = state.change(12)
+        now += dt.timedelta(hours=1)  # a new pass: new "now" and one more history point
+        state.history.append(history_point(now, state.records.values()))
+        views = state.views(now)
+        stats = render(site, views, now=now, changed=keys)
+        assert stats.skipped > 100, round_  # the others were taken from the cache
+        _same_as_full(tmp_path, site, views, now)
+    # nothing changed, nothing else moved: nothing is even looked at
+    quiet = render(site, views, now=now, changed=set())
+    assert (quiet.written, quiet.unchanged, quiet.removed) == (0, 0, 0)
+    assert quiet.skipped == sum(len(v.records) for v in views)
+    _same_as_full(tmp_path, site, views, now)
+
+
+def test_a_broken_or_stale_cache_costs_time_not_correctness(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    state = State(site, 60, random.Random(3))
+    render(site, state.views(NOW), now=NOW)
+    (site / cache.FILE).write_bytes(b"not marshal data")
+    keys = state.change(5)
+    views = state.views(NOW)
+    render(site, views, now=NOW, changed=keys)
+    _same_as_full(tmp_path, site, views, NOW)
+    # a render that stopped half-way leaves no cache: the next one walks every group
+    cache.begin(str(site))
+    assert not (site / cache.FILE).exists()
+    keys = state.change(5)
+    views = state.views(NOW)
+    render(site, views, now=NOW, changed=keys)
+    _same_as_full(tmp_path, site, views, NOW)
+    # a caller that left out a key whose verdict moved: its part is not taken on trust
+    key = next(k for k, r in state.records.items() if r.seen and r.status is Status.UNKWN)
+    r = state.records[key]
+    state.records[key] = built_record(r.group, Status.GOOD, 999, {}, last_seen=NOW)
+    views = state.views(NOW)
+    render(site, views, now=NOW, changed={"nothing/else/changed/really"})
+    v0 = json.loads((site / "debian/api/v0/pkgs/list").read_text())
+    assert {p["status"] for p in v0 if p["name"] == r.group.name} == {"GOOD"}
