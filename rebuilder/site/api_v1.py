@@ -162,8 +162,10 @@ def write_packages(out: Output, distro: str, rows: Iterable[EncodedRow]) -> None
         if same and os.path.lexists(os.path.join(out.root, page)):
             out.keep([page])
             out.stats.unchanged += 1
+            if page in out.known:
+                out.digests[page] = out.known[page]
         else:
-            out.write(page, _page(named))
+            out.write_known(page, _page(named))
         if plain is not None:
             out.symlink(f"{base}/packages/by-name/{plain}", encoded)
 

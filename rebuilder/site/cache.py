@@ -32,7 +32,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
-VERSION = 2
+COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
+VERSION = 3
 
 Part = tuple[Any, ...]  # see walk.part / walk.from_part
 
@@ -42,6 +43,7 @@ class RenderCache:
     code: str = ""  # parts are only good for the code that made them (:func:`code_digest`)
     inputs: str = ""
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)  # profile -> key -> part
+    digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
 
 
 def load(root: str) -> RenderCache:
@@ -50,7 +52,7 @@ def load(root: str) -> RenderCache:
         with open(f"{root}/{FILE}", "rb") as f:
             doc = marshal.loads(f.read())  # load(f) reads the file in small pieces
         if isinstance(doc, dict) and doc.get("version") == VERSION:
-            return RenderCache(doc["code"], doc["inputs"], doc["parts"])
+            return RenderCache(doc["code"], doc["inputs"], doc["parts"], doc["digests"])
     except FileNotFoundError:
         pass
     except (OSError, EOFError, ValueError, TypeError, KeyError) as e:
@@ -69,7 +71,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
     """Save this render's cache; one equal to the last is put back untouched (a render
     that changes nothing changes no file)."""
     old = f"{root}/{FILE}.last"
-    if (last.code, last.inputs, last.parts) == (cache.code, cache.inputs, cache.parts):
+    if last == cache:
         with contextlib.suppress(FileNotFoundError):
             os.replace(old, f"{root}/{FILE}")
             return
@@ -79,7 +81,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    doc = {"version": VERSION, "code": cache.code, "inputs": cache.inputs, "parts": cache.parts}
+    doc = {"version": VERSION, **vars(cache)}
     tmp = f"{root}/{FILE}.tmp"
     try:
         with open(tmp, "wb") as f:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import html
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,12 +55,22 @@ def template_dirs(override: Path | None) -> list[Path]:
     return [override, DEFAULT_TEMPLATES] if override else [DEFAULT_TEMPLATES]
 
 
-def environment(override: Path | None = None) -> jinja2.Environment:
-    """The Jinja2 environment: autoescape always on, undefined names are errors."""
+def environment(override: Path | None = None, compiled: str | None = None) -> jinja2.Environment:
+    """The Jinja2 environment: autoescape always on, undefined names are errors.
+    ``compiled``: a folder keeping the compiled templates for the next render (Jinja2
+    checks each against its source)."""
     if override is not None and not override.is_dir():
         raise paths.SiteError(f"{override}: no such template directory")
+    bytecode = None
+    if compiled is not None:
+        try:
+            os.makedirs(compiled, exist_ok=True)
+            bytecode = jinja2.FileSystemBytecodeCache(compiled)
+        except OSError:
+            pass  # compiled again each render: slower, no worse
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(override)]),
+        bytecode_cache=bytecode,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -69,9 +69,12 @@ def render(
         out.stats.skipped = sum(len(v.records) for v in views)
         return _done(out, started)
     cache.begin(out.root)
-    now_cache = cache.RenderCache(code, inputs)
+    now_cache = cache.RenderCache(code, inputs, digests=out.digests)
+    if last.code == code:
+        out.known = last.digests
     touched = None if changed is None else _touched(out, views, changed)
-    cfg = Settings(html.environment(templates), changed, touched, site_url, pages, when)
+    env = html.environment(templates, f"{out.root}/{cache.COMPILED}")
+    cfg = Settings(env, changed, touched, site_url, pages, when)
     got = Collected()
     # Leaves first, indexes last: a page is written only after what it links down to, so
     # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
@@ -95,7 +98,7 @@ def render(
     aggregates.render_v1(out, got, views, when, public_keys)
     aggregates.render_maintainers(out, cfg, got)
     for name, data in search.build(got.entries, got.search_suites).items():
-        out.write(f"{paths.SEARCH}/{name}", data)
+        out.write_known(f"{paths.SEARCH}/{name}", data)
     aggregates.render_feeds(out, cfg, got)
     aggregates.render_dashboard(out, cfg, got, public_keys)
     if changed is not None:
