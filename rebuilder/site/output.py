@@ -54,6 +54,7 @@ class Output:
         self.expected: set[str] = set()
         self.expected_dirs: set[str] = set()  # folders of v0 build files kept or served
         self._dirs: set[str] = set()
+        self._new_dirs: set[str] = set()  # folders this render made (so they held nothing)
         self.missing: list[str] = []
         self._inodes: dict[str, int] = {}  # link targets written by this render
         self._can_link = True
@@ -101,8 +102,9 @@ class Output:
     def write(self, rel: str, data: bytes) -> bool:
         """Write ``data`` at ``rel`` unless the file already holds exactly it."""
         path = self._path(rel)
+        new = self._is_new(rel, path)
         self.expected.add(rel)
-        if _same_content(path, data):
+        if not new and _same_content(path, data):
             self.stats.unchanged += 1
             return False
         self._replace(path, data)
@@ -120,10 +122,36 @@ class Output:
             return False
         return self.write(rel, data)
 
+    def _is_new(self, rel: str, path: str) -> bool:
+        """Whether ``path`` (``rel``) is in a folder this render made and not written yet:
+        nothing to compare with (a full render into an empty site asks no file whether it
+        exists)."""
+        if rel in self.expected:
+            return False
+        directory = os.path.dirname(path)
+        try:
+            self._ensure_dir(directory)
+        except OSError as e:
+            raise SiteError(f"{directory}: cannot make the folder: {e.strerror or e}") from None
+        return directory in self._new_dirs
+
     def _ensure_dir(self, directory: str) -> None:
-        if directory not in self._dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._dirs.add(directory)
+        if directory in self._dirs:
+            return
+        try:
+            os.mkdir(directory)
+            self._new_dirs.add(directory)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            parent = os.path.dirname(directory)
+            if not parent or parent == directory:
+                raise
+            self._ensure_dir(parent)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory)
+                self._new_dirs.add(directory)
+        self._dirs.add(directory)
 
     def _replace(self, path: str, data: bytes) -> None:
         try:
@@ -139,13 +167,14 @@ class Output:
         A hard link where the file system allows it, else a copy.
         """
         path = self._path(rel)
+        new = self._is_new(rel, path)
         self.expected.add(rel)
         src = f"{self.root}/{target}"
         ino = self._inodes.get(target)
         if ino is None:
             ino = self._inodes[target] = os.stat(src).st_ino
         try:
-            exists = os.stat(path).st_ino
+            exists = None if new else os.stat(path).st_ino
         except FileNotFoundError:
             exists = None
         if exists == ino:
@@ -188,7 +217,8 @@ class Output:
         for rel in rels:
             self._path(rel)
             self.expected_dirs.add(rel.rpartition("/")[0])
-        if all(_newer(f"{self.root}/{rel}", src_stat.st_mtime_ns) for rel in rels):
+        fresh = any(self._is_new(rel, f"{self.root}/{rel}") for rel in rels)
+        if not fresh and all(_newer(f"{self.root}/{rel}", src_stat.st_mtime_ns) for rel in rels):
             self.expected.update(rels)
             self.stats.unchanged += len(rels)
             return True
@@ -262,15 +292,17 @@ class Output:
     def symlink(self, rel: str, target: str) -> None:
         """A relative symlink at ``rel`` pointing to ``target`` (both inside the site)."""
         path = self._path(rel)
+        new = self._is_new(rel, path)
         self.expected.add(rel)
-        with contextlib.suppress(OSError):
-            if os.readlink(path) == target:
-                self.stats.unchanged += 1
-                return
+        if not new:
+            with contextlib.suppress(OSError):
+                if os.readlink(path) == target:
+                    self.stats.unchanged += 1
+                    return
         try:
-            self._ensure_dir(os.path.dirname(path))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            if not new:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
             os.symlink(target, path)
         except OSError as e:
             raise SiteError(f"{path}: cannot link: {e.strerror or e}") from None
