@@ -37,7 +37,9 @@ def safe_rel(rel: object, *, build_id: int | None = None) -> PurePosixPath | Non
     component, at most :data:`MAX_REL` characters. With ``build_id``, it must also lie in
     that build's own folder (``<build_id>/...``).
     """
-    return PurePosixPath(rel) if is_safe_rel(rel, build_id=build_id) else None
+    return (
+        PurePosixPath(rel) if isinstance(rel, str) and is_safe_rel(rel, build_id=build_id) else None
+    )
 
 
 def is_safe_rel(rel: object, *, build_id: int | None = None) -> bool:

@@ -233,6 +233,9 @@ def api_v1_base(distro: str) -> str:
     return api_base(distro)[: -len("v0")] + "v1"
 
 
+_FORM_SAFE = re.compile(r"[A-Za-z0-9*._-]*")  # what form encoding leaves as it is
+
+
 def by_name(name: str) -> tuple[str, str | None] | None:
     """The file names of one package's ``api/v1/packages/by-name/`` page: the name as a
     client form-encodes it in ``?name=`` (nginx looks it up undecoded) and, when it
@@ -241,7 +244,7 @@ def by_name(name: str) -> tuple[str, str | None] | None:
     >>> by_name("libstdc++6"), by_name("hello"), by_name("..")
     (('libstdc%2B%2B6', 'libstdc++6'), ('hello', None), None)
     """
-    encoded = "".join(
+    encoded = name if _FORM_SAFE.fullmatch(name) else "".join(
         c if c.isascii() and (c.isalnum() or c in "*-._") else "+" if c == " " else
         "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
         for c in name

@@ -171,14 +171,10 @@ def walk_profile(
         found = history.steps(record)
         if record.seen:
             where = (g.release, g.component, g.architecture)
-            built = row[3]
-            item = Item(
-                key,
-                record,
-                page,
-                html.Row(*row[:3], _dt.datetime.fromisoformat(built) if built else None, *row[4:]),
-                attempt,
-            )
+            name_, version, status, built, url, extra, reason, files = row
+            when = _dt.datetime.fromisoformat(built) if built else None
+            shown = html.Row(name_, version, status, when, url, extra, reason, files)
+            item = Item(key, record, page, shown, attempt)
             by_suite[where].append(item)
             if where not in suite_ids:
                 suite_ids[where] = len(got.search_suites)
