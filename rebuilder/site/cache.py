@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rebuilder import _fs
+
 log = logging.getLogger(__name__)
 
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
@@ -82,15 +84,10 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
 
 def _save(root: str, cache: RenderCache) -> None:
     doc = {"version": VERSION, **vars(cache)}
-    tmp = f"{root}/{FILE}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            marshal.dump(doc, f)
-        os.replace(tmp, f"{root}/{FILE}")
+        _fs.write_atomic(f"{root}/{FILE}", marshal.dumps(doc))
     except (OSError, ValueError) as e:  # a missing cache costs the next render time, no more
         log.warning("site: cannot save the render cache: %s", e)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def code_digest() -> str:
