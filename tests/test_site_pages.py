@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rebuilder import client
-from rebuilder.site import ProfileView, pages, render
+from rebuilder.site import ProfileView, cache, pages, render
 
 from .fixtures.http import serve
 from .fixtures.site import NOW, page_links, site_profile, site_records, site_views
@@ -86,6 +86,10 @@ def test_the_pages_tree_holds_each_log_once_and_every_link_answers(site: Path) -
             checked += 1
     assert checked > 100
     assert pages.trim(site) == 0  # a second run finds nothing more
+    # the next render, even told that nothing changed, puts back what the trim left out
+    assert not (site / cache.FILE).exists()
+    render(site, site_views(site), now=NOW, changed=set())
+    assert list(site.glob("*/api/v1/*/by-name"))
 
 
 def test_our_client_reads_the_pages_tree(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rebuilder.site import paths
+from rebuilder.site import cache, paths
 
 TEXTS = tuple(k for k in paths.API_KINDS if k in paths.VIEWS)  # served from the store
 
@@ -31,6 +31,8 @@ TEXTS = tuple(k for k in paths.API_KINDS if k in paths.VIEWS)  # served from the
 def trim(site: Path) -> int:
     """Remove from ``site`` what the Pages tree leaves out; the number of files removed."""
     removed = 0
+    # the site is no longer as the last render left it: the next one must not trust that
+    (site / cache.FILE).unlink(missing_ok=True)
     for api in sorted(site.glob(f"*/{paths.API}")):
         if api.parent.name in paths.RESERVED_TOP or api.is_symlink() or not api.is_dir():
             continue  # p/api: a profile's pages, not a distribution's API
