@@ -179,8 +179,15 @@ def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:
         driver.find_element(By.LINK_TEXT, "log").click()
         # the view holds no copy: static/text.js loads and gunzips the results store's file
         assert _shown_text(driver).startswith("build log of hello")
-        plain = driver.find_element(By.LINK_TEXT, "plain text").get_attribute("href")
-        assert plain.endswith(f"/{PREFIX}/builds/1/log.gz"), plain
+        stored = driver.find_element(By.LINK_TEXT, "the file as stored").get_attribute("href")
+        assert stored.endswith(f"/{PREFIX}/builds/1/log.gz"), stored
+        # "plain text" opens the decoded text as text/plain, not the .gz as a download
+        plain = driver.find_element(By.LINK_TEXT, "plain text")
+        assert plain.get_attribute("href").startswith("blob:")
+        plain.click()
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert body.startswith("build log of hello"), body[:200]
+        driver.back()
         assert browser.errors(driver) == []
 
 

@@ -41,6 +41,12 @@
       if (cut) cut.hidden = false;
     }
     pre.textContent = text;
+    // "plain text" opens the text as text: the stored file is gzip'd, which a plain host
+    // sends as a download; the whole text, decoded here, is in memory already
+    const plain = document.getElementById("text-plain");
+    if (plain && got.whole && text.length <= max) {
+      plain.href = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+    }
   }
 
   load().catch((e) => {
