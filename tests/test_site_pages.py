@@ -73,6 +73,7 @@ def test_each_log_is_published_only_where_clients_read_it(site: Path) -> None:
 
 def test_the_pages_tree_holds_each_log_once_and_every_link_answers(site: Path) -> None:
     logs = _logs(site)
+    assert list((site / cache.COMPILED).iterdir())  # what the trim must leave out
     assert pages.trim(site) > 0
     published = _published(site)
     for build_id, log in logs.items():
@@ -88,6 +89,7 @@ def test_the_pages_tree_holds_each_log_once_and_every_link_answers(site: Path) -
     assert pages.trim(site) == 0  # a second run finds nothing more
     # the next render, even told that nothing changed, puts back what the trim left out
     assert not (site / cache.FILE).exists()
+    assert not (site / cache.COMPILED).exists()  # the renderer's, not published
     render(site, site_views(site), now=NOW, changed=set())
     assert list(site.glob("*/api/v1/*/by-name"))
 

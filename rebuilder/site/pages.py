@@ -33,6 +33,10 @@ def trim(site: Path) -> int:
     removed = 0
     # the site is no longer as the last render left it: the next one must not trust that
     (site / cache.FILE).unlink(missing_ok=True)
+    # the renderer's compiled templates are its own, not the site's: not published
+    compiled = site / cache.COMPILED
+    if compiled.is_dir() and not compiled.is_symlink():
+        shutil.rmtree(compiled)
     for api in sorted(site.glob(f"*/{paths.API}")):
         if api.parent.name in paths.RESERVED_TOP or api.is_symlink() or not api.is_dir():
             continue  # p/api: a profile's pages, not a distribution's API
