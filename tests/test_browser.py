@@ -215,8 +215,16 @@ def test_hostile_pages_run_no_script(site: Path, driver) -> None:
         page = paths.url(paths.group_page("debian-main", f"bookworm/{XSS}/amd64/{XSS}"))
         driver.get(f"{base}/{PREFIX}/{page}.html")
         assert XSS in driver.find_element(By.TAG_NAME, "h1").text  # shown as text
-        driver.get(f"{base}/{PREFIX}/v/debian/builds/7/log.html")
+        # the viewer, told a hostile name and version, and a hostile log
+        driver.get(f"{base}/{PREFIX}/" + paths.text_view("log", "7/log.gz", 7, XSS, XSS))
         assert XSS in _shown_text(driver)  # as text: textContent, never markup
+        assert driver.find_element(By.TAG_NAME, "h1").text == f"log: {XSS} {XSS} (build 7)"
+        back = driver.find_element(By.LINK_TEXT, f"{XSS} {XSS}").get_attribute("href")
+        assert back.endswith("/index.html?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"), back
+        # nor is it sent anywhere but to a results store file
+        for bad in ("../index.html", "//evil.example/x", "a/../../index.html", ""):
+            driver.get(f"{base}/{PREFIX}/" + paths.text_view("log", bad, 7, "x", "1"))
+            assert _shown_text(driver).startswith(f"could not load {bad}"), bad
         driver.get(f"{base}/{PREFIX}/index.html")
         browser.type_query(driver, "<scr")
         assert driver.find_element(By.CSS_SELECTOR, "#search-body a").text == XSS
@@ -251,8 +259,8 @@ PAGES = [
     ("bad", PROBE),
     ("fail", "p/debian-main/bookworm/main/arm64/pkg/fail.html"),
     ("report", "v/debian/builds/900/diffoscope-report.html"),
-    ("diffoscope", "v/debian/builds/900/diffoscope.html"),
-    ("log", "v/debian/builds/900/log.html"),
+    ("diffoscope", "v/text.html?k=diffoscope&f=900/diffoscope.txt.gz&b=900&n=probe&v=1.0-1"),
+    ("log", "v/text.html?k=log&f=900/log.gz&b=900&n=probe&v=1.0-1"),
     ("maintainers", "maintainers.html"),
     ("maintainer", "m/jane%2540example.org.html"),
 ]
@@ -371,7 +379,7 @@ def test_every_internal_link_answers_200(site: Path) -> None:
             "m/jane%2540example.org.html", "feeds/m/jane%2540example.org.atom",
             "feeds/m/jane%2540example.org.json", "badges/m/jane%2540example.org.svg",
             "badges/m/jane%2540example.org.json", "v/debian/builds/900/diffoscope-report.html",
-            "v/debian/builds/900/log.html", PROBE, "feeds/debian-main.atom",
+            "v/text.html", PROBE, "feeds/debian-main.atom",
         ):  # fmt: skip
             assert kind in reached, kind
 

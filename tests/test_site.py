@@ -140,8 +140,7 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
     # the attempt v0 names of each seen group; not an older version's (6): clients learn no
     # other build id, and every copy counts on a host that copies links
     assert sorted(int(p.name) for p in api.iterdir()) == [1, 2, 3, 7]
-    views = site / "v/debian/builds"  # the pages, outside the API trees
-    assert (views / "6/log.html").is_file()  # an older attempt's log is a readable page too
+    views = site / "v/debian/builds"  # diffoscope's reports, outside the API trees
     # each text once (its view loads the store's file): no .txt names beside the
     # extensionless files; the attestation also under a .json name (a link), which the page
     # links, so that a plain server shows it rather than offering a download
@@ -156,26 +155,30 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
     assert json.loads((site / "debian/api/v0/pkgs/list.json").read_text()) == _pkgs(site)
     assert (site / "debian/api/v0/public-keys.json").is_file()
     page = (site / "p/debian-main/bookworm/main/amd64/pkg/hello.html").read_text()
-    # the view and the store's file; the attestation's v0 copy
-    assert '"../../../../../../v/debian/builds/1/log.html">log</a>' in page
+    # the viewer told which store file to show, and the store's file; the attestation's
+    # v0 copy
+    assert '"../../../../../../v/text.html?k=log&amp;f=1/log.gz&amp;b=1&amp;n=hello&amp;v=' in page
     assert '"../../../../../../builds/1/log.gz">log (gz)</a>' in page
     assert 'v0/builds/1/attestation.json">attestation</a>' in page
     assert 'api/v0/public-keys.json">public key</a>' in page
-    assert sorted(p.name for p in (views / "2").iterdir()) == [
-        "diffoscope-report.html", "diffoscope.html", "log.html",
-    ]  # fmt: skip
+    assert sorted(p.name for p in (views / "2").iterdir()) == ["diffoscope-report.html"]
+    # an older attempt's log is readable too (the viewer, told build 6's store file); every
+    # text through the one viewer: no page per build
+    older = (site / "p/debian-main/bookworm/main/amd64/pkg/bumped.html").read_text()
+    assert "v/text.html?k=log&amp;f=6/log.gz&amp;b=6&amp;n=bumped&amp;v=1.0-1" in older
+    assert not list((site / "v").rglob("log.html"))
 
 
 def test_readable_views_escape_everything_and_the_report_has_a_strict_csp(rendered) -> None:
     site, _, _ = rendered
     api = site / "v/debian/builds"
-    view = (api / "7/log.html").read_text()  # build 7's log is hostile markup
-    assert XSS not in view  # escaped where the name shows, and the log is not in the page:
+    view = (site / "v/text.html").read_text()  # the viewer: no build's text, no name in it
     shown = view[view.index('<pre class="text"') : view.index("</pre>")]  # text.js loads it
-    assert "alert" not in shown and "<noscript>" in shown
-    assert 'data-src="../../../../builds/7/log.gz"' in view  # the results store's file
-    assert 'href="../../../../builds/7/log.gz">plain text' in view  # the same file, linked
-    assert "timestamps differ" not in (api / "2/diffoscope.html").read_text()
+    assert "<noscript>" in shown and 'data-root="../"' in shown
+    assert "build 7" not in view and "failure" not in view
+    # build 7's log is hostile markup, and its name too: the links to the viewer quote both
+    pages = [p.read_text() for p in site.rglob("*.html") if "k=log&amp;f=7/" in p.read_text()]
+    assert pages and all(XSS not in p for p in pages)
     report = (api / "2/diffoscope-report.html").read_text()
     assert report.startswith('<!DOCTYPE html>\n<meta http-equiv="Content-Security-Policy"')
     assert "default-src 'none'" in report.split("\n")[1] and "<html>diff</html>" in report
@@ -206,8 +209,7 @@ def test_no_hostile_markup_and_csp_everywhere(rendered) -> None:
             site / "index.html": SCRIPT_TAG,
             site / "maintainers.html": '<script src="static/filter.js" defer></script>',
         }
-        if p.name in paths.VIEWS.values():
-            scripted[p] = '<script src="../../../../static/text.js" defer></script>'
+        scripted[site / paths.VIEWER] = '<script src="../static/text.js" defer></script>'
         assert text.lower().count("<script") == (1 if p in scripted else 0), p
         if p in scripted:
             assert scripted[p] in text
@@ -858,7 +860,8 @@ def test_our_json_index_suite_shards_and_group_documents(rendered) -> None:
     files = doc["files"]["2"]
     assert files["log"] == "debian/api/v0/builds/2/log"
     assert files["diffoscope_html"] == "v/debian/builds/2/diffoscope-report.html"
-    assert all((site / f).exists() for f in files.values())
+    assert files["log.html"] == "v/text.html?k=log&f=2/log.gz&b=2&n=bad&v=2.0-1"
+    assert all((site / f.partition("?")[0]).exists() for f in files.values())
 
 
 def test_link_to_the_distributions_own_page(tmp_path: Path) -> None:
@@ -994,7 +997,8 @@ def test_bad_and_fail_rows_link_their_log_and_report(rendered) -> None:
     links = re.findall(r'href="([^"]+)">(log|diffoscope)</a>', row)
     assert [label for _, label in links] == ["log", "diffoscope"]
     for href, _ in links:
-        assert (lists / unquote(href)).resolve().is_file()
+        assert (lists / unquote(href.partition("?")[0])).resolve().is_file()  # the viewer's query
+    assert "k=log&amp;f=2/log.gz&amp;b=2&amp;" in links[0][0]
     good = next(r for r in (lists / "index.html").read_text().split("<tr>") if ">hello</a>" in r)
     assert ">log</a>" not in good  # a GOOD row needs no why
     # on a maintainer's page too (one folder down from the site root)
@@ -1002,4 +1006,4 @@ def test_bad_and_fail_rows_link_their_log_and_report(rendered) -> None:
     row = next(r for r in page.read_text().split("<tr>") if '<td class="s-BAD">' in r)
     links = re.findall(r'href="([^"]+)">(log|diffoscope)</a>', row)
     assert [label for _, label in links] == ["log"]  # its hostile diffoscope path: not served
-    assert (page.parent / unquote(links[0][0])).resolve().is_file()
+    assert (page.parent / unquote(links[0][0].partition("?")[0])).resolve().is_file()

@@ -283,6 +283,11 @@ def _sum_causes(suites: Sequence[html.SuiteSummary]) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
+def render_viewer(out: Output, cfg: Settings) -> None:
+    """The one page every build's log and diffoscope text is read through."""
+    out.write(paths.VIEWER, render_page(cfg.env, "text.html", html.viewer_context()))
+
+
 def copy_static(out: Output, templates: Path | None) -> None:
     """Copy ``static/`` of the template directories (an override file wins)."""
     seen: set[str] = set()

@@ -93,7 +93,7 @@ def _render_group(
     for a in record.attempts:
         mine = served if a is attempt else older.get(a.build_id)
         if mine:
-            _serve_build(out, cfg, record, a, mine)
+            _serve_build(out, record, a, mine)
             v0[a.build_id] = mine
     if attempt is not None and served:
         api_v1.write_build(out, record, attempt, served)
@@ -118,11 +118,11 @@ def _render_group(
 
 
 def _serve_build(
-    out: Output, cfg: Settings, record: GroupRecord, attempt: Attempt, served: dict[str, str]
+    out: Output, record: GroupRecord, attempt: Attempt, served: dict[str, str]
 ) -> None:
-    """Publish one attempt's build files: the plain v0 copies, diffoscope's wrapped report,
-    and a view of each text file that loads the results store's file (so the page holds
-    no second copy of it). Those whose store file is missing are dropped from ``served``."""
+    """Publish one attempt's build files: the plain v0 copies and diffoscope's wrapped
+    report (text files are read through the one viewer page, which loads the results
+    store's file). Those whose store file is missing are dropped from ``served``."""
     for kind in [k for k in served if k in attempt.files]:
         alias = paths.ALIASES.get(kind, "")
         if not out.serve(attempt.files[kind], _outputs(record, attempt, kind, served)):
@@ -130,20 +130,12 @@ def _serve_build(
                 served.pop(name, None)
         elif alias in served:
             out.symlink(served[alias], kind)
-    for kind in paths.VIEWS:
-        view = served.get(f"{kind}.html")
-        if view is None:
-            continue
-        rel = attempt.files[kind]
-        if kind not in served and paths.store_file(out.root, rel) is None:
-            out.missing.append(rel)  # checked here: no copy was served from it
-            del served[f"{kind}.html"]
-            continue
-        name = f"{record.group.name} {attempt.version}"
-        title = f"{kind}: {name} (build {attempt.build_id})"
-        back = (name, paths.root_prefix(view) + _search(record))
-        ctx = html.text_context(view, title, paths.href(view, f"{paths.STORE}/{rel}"), back)
-        out.write(view, render_page(cfg.env, "text.html", ctx))
+    for kind in paths.VIEWS:  # the viewer must not be sent to a store file that is gone
+        if f"{kind}.html" in served and kind not in served:  # (a served copy was read)
+            rel = attempt.files[kind]
+            if paths.store_file(out.root, rel) is None:
+                out.missing.append(rel)
+                del served[f"{kind}.html"]
 
 
 def _log_end(out: Output, served: Mapping[str, str], size: int = 16 << 10) -> str:

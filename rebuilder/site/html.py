@@ -610,17 +610,11 @@ def _v0_of(record: GroupRecord, v0_files: Mapping[int, Mapping[str, str]]) -> Ma
     return v0_files.get(attempt.build_id, {}) if attempt else {}
 
 
-def text_context(page: str, title: str, src: str, back: tuple[str, str] | None) -> dict[str, Any]:
-    """A log or diffoscope text as a page that holds no copy of it: ``static/text.js``
-    loads ``src`` (the results store's file, gzip'd or not) and shows it, cut when huge;
-    ``back`` is (label, href) of the group page."""
-    return {
-        "root": paths.root_prefix(page),
-        "title": title,
-        "src": src,
-        "max_chars": MAX_TEXT_VIEW,
-        "back": back,
-    }
+def viewer_context() -> dict[str, Any]:
+    """The one page that shows any build's log or diffoscope text, and holds none:
+    ``static/text.js`` reads which store file from its query (:func:`paths.text_view`),
+    loads it (gzip'd or not) and shows it, cut when huge."""
+    return {"root": paths.root_prefix(paths.VIEWER), "max_chars": MAX_TEXT_VIEW}
 
 
 # -- diffoscope's own HTML report ---------------------------------------------------------

@@ -65,7 +65,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from rebuilder import results
 from rebuilder.errors import RebuilderError
@@ -270,13 +270,28 @@ def views_base(distro: str) -> str:
 
 
 def view_build_dir(distro: str, build_id: int) -> str:
-    """``v/<distro>/builds/<id>``: the readable views and diffoscope's report of a build."""
+    """``v/<distro>/builds/<id>``: diffoscope's (wrapped) HTML report of a build."""
     return f"{views_base(distro)}/builds/{int(build_id)}"
 
 
-# readable views of text files: pages that load the results store's file (no second copy)
-VIEWS = {"log": "log.html", "diffoscope": "diffoscope.html"}
-REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, beside the views
+def text_view(kind: str, rel: str, build_id: int, name: str, version: str) -> str:
+    """The viewer's address for results store file ``rel`` (a ``kind`` of build
+    ``build_id`` of ``name`` ``version``): :data:`VIEWER` and its query, which the
+    viewer's script reads (its title and the way back are in it too).
+
+    >>> text_view("log", "12/log.gz", 12, "libc++", "1:2.0")
+    'v/text.html?k=log&f=12/log.gz&b=12&n=libc%2B%2B&v=1%3A2.0'
+    """
+    fields = {"k": kind, "f": rel, "b": int(build_id), "n": name, "v": version}
+    return f"{VIEWER}?{urlencode(fields, safe='/', quote_via=quote)}"
+
+
+# text files with a readable view: the one viewer page, told by its query which results
+# store file to load (static/text.js). One page for every build, not a page each: no
+# second copy of the text, and no file and folder per build to write and publish
+VIEWS = ("log", "diffoscope")
+VIEWER = f"{VIEWS_DIR}/text.html"
+REPORT = "diffoscope-report.html"  # diffoscope's own HTML report, in view_build_dir
 # a v0 file without a readable view, also under a name a plain server sends as JSON
 ALIASES = {"attestation": "attestation.json"}
 
@@ -328,8 +343,11 @@ def root_prefix(page: str) -> str:
 def href(page: str, target: str) -> str:
     """A relative, URL-quoted link from ``page`` (a file) to ``target`` (both site-relative).
 
-    Through the root unless both are in one folder: always right, never slow.
+    Through the root unless both are in one folder: always right, never slow. The
+    viewer's query (:func:`text_view`) is kept as it is: no file's name starts so.
     """
+    if target.startswith(VIEWER + "?"):
+        return root_prefix(page) + target
     folder, _, name = target.rpartition("/")
     if folder == page.rpartition("/")[0]:
         return url(name)
@@ -337,7 +355,8 @@ def href(page: str, target: str) -> str:
 
 
 def url(target: str) -> str:
-    """A site-relative path, URL-quoted (``%`` in a file name becomes ``%25``)."""
-    if _URL_SAFE.fullmatch(target):
+    """A site-relative path, URL-quoted (``%`` in a file name becomes ``%25``); the
+    viewer's address (:func:`text_view`) is quoted already."""
+    if _URL_SAFE.fullmatch(target) or target.startswith(VIEWER + "?"):
         return target  # the common case: nothing to quote, and quote() is slow
     return quote(target, safe="/+")

@@ -79,6 +79,7 @@ def render(
     # Leaves first, indexes last: a page is written only after what it links down to, so
     # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
     aggregates.copy_static(out, templates)
+    aggregates.render_viewer(out, cfg)
     aggregates.render_status_badges(out)
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     jobs: list[walk.PageJob] = []

@@ -166,7 +166,7 @@ def walk_profile(
             parts[key] = mine
         _, index, row, lines, v1_rows = mine
         attempt = record.attempts[index] if index >= 0 else None
-        served = _served(attempt, distro)
+        served = _served(attempt, distro, g.name)
         older = _older(record, attempt, distro)
         found = history.steps(record)
         if record.seen:
@@ -187,8 +187,8 @@ def walk_profile(
             suite_dir = stem.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
             for files in (served, *older.values()):
-                for folder in {f.rpartition("/")[0] for f in files.values()}:
-                    out.keep_dir(folder)
+                for folder in {f.rpartition("/")[0] for f in files.values() if "?" not in f}:
+                    out.keep_dir(folder)  # (the viewer's address is no file of the build)
             if served:
                 out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
             out.stats.skipped += 1
@@ -224,7 +224,7 @@ def part(
     if not record.seen:
         return (_token(record), index, None, [], [])
     g = record.group
-    served = _served(attempt, distro)
+    served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
     r = _row(record, page, suite_dir, served)
     row = (*r[:3], r.built.isoformat() if r.built else None, *r[4:])
@@ -302,28 +302,32 @@ def _collect(
                 news.offer(name, record, page, last)
 
 
-def _served(attempt: Attempt | None, distro: str, *, api: bool = True) -> dict[str, str]:
-    """The build files an attempt gets (name -> site path): with ``api``, the plain v0
-    copy of each file with a safe store path; the readable view of each text file; and
-    diffoscope's HTML report. Only the attempt v0 names gets ``api`` copies: clients learn
-    no other build id, and each copy is a file more on a host that copies links."""
+def _served(
+    attempt: Attempt | None, distro: str, name: str, *, api: bool = True
+) -> dict[str, str]:
+    """The build files an attempt (of group ``name``) gets (name -> site path): with
+    ``api``, the plain v0 copy of each file with a safe store path; the viewer's address
+    for each text file (:func:`paths.text_view`); and diffoscope's HTML report. Only the
+    attempt v0 names gets ``api`` copies: clients learn no other build id, and each copy
+    is a file more on a host that copies links."""
     if attempt is None or not attempt.files:
         return {}
     out = {}
     files = attempt.files
     base = paths.api_build_dir(distro, attempt.build_id)
-    views = paths.view_build_dir(distro, attempt.build_id)
     for kind in paths.API_KINDS:
         if kind in files and paths.store_rel(files[kind]) is not None:
             if api:
                 out[kind] = f"{base}/{kind}"
                 if alias := paths.ALIASES.get(kind):
                     out[alias] = f"{base}/{alias}"
-            view = paths.VIEWS.get(kind)
-            if view:
-                out[f"{kind}.html"] = f"{views}/{view}"
+            if kind in paths.VIEWS:
+                out[f"{kind}.html"] = paths.text_view(
+                    kind, files[kind], attempt.build_id, name, attempt.version
+                )
     report = files.get("diffoscope_html")
     if report and paths.store_rel(report) is not None:
+        views = paths.view_build_dir(distro, attempt.build_id)
         out["diffoscope_html"] = f"{views}/{paths.REPORT}"
     return out
 
@@ -336,7 +340,7 @@ def _older(record: GroupRecord, v0: Attempt | None, distro: str) -> dict[int, di
     return {
         a.build_id: files
         for a in record.attempts
-        if a is not v0 and (files := _served(a, distro, api=False))
+        if a is not v0 and (files := _served(a, distro, record.group.name, api=False))
     }
 
 
