@@ -302,9 +302,7 @@ def _collect(
                 news.offer(name, record, page, last)
 
 
-def _served(
-    attempt: Attempt | None, distro: str, name: str, *, api: bool = True
-) -> dict[str, str]:
+def _served(attempt: Attempt | None, distro: str, name: str, *, api: bool = True) -> dict[str, str]:
     """The build files an attempt (of group ``name``) gets (name -> site path): with
     ``api``, the plain v0 copy of each file with a safe store path; the viewer's address
     for each text file (:func:`paths.text_view`); and diffoscope's HTML report. Only the
