@@ -281,6 +281,36 @@ def test_debian_repro_status_reads_our_site(
         assert shown[name] == (REPRO_ICON[status], arch, version, v0), (name, r.stdout)
 
 
+@pytest.mark.parametrize("server", ["nginx", "caddy"])
+def test_the_rules_answer_a_build_s_v1_files_from_its_v0_copies(
+    served_site: dict[str, object], server: str
+) -> None:
+    """A build's v1 files are no files of the site (docs/site.md): the rules answer them
+    from v0, but for one artifact's own link of a several-link attestation, tried first."""
+    site: Path = served_site["site"]  # type: ignore[assignment]
+    api = f"{served_site[server]}/debian/api"
+    v0_dir = site / "debian/api/v0/builds/1"
+    piece = site / "debian/api/v1/builds/1/artifacts/2/attestation"
+    assert not (site / "debian/api/v1/builds/1").exists()
+    piece.parent.mkdir(parents=True)
+    piece.write_text("artifact 2's own link\n")
+    try:
+        got = {
+            path: requests.get(f"{api}/v1/builds/{path}", timeout=10)
+            for path in ("1/log", "1/artifacts/1/attestation", "1/artifacts/2/attestation",
+                         "1/artifacts/1/diffoscope", "999/log")
+        }  # fmt: skip
+    finally:
+        piece.unlink()
+        for folder in (piece.parent, piece.parent.parent, piece.parent.parent.parent):
+            folder.rmdir()
+    assert got["1/log"].text == (v0_dir / "log").read_text()
+    assert got["1/artifacts/1/attestation"].text == (v0_dir / "attestation").read_text()
+    assert got["1/artifacts/2/attestation"].text == "artifact 2's own link\n"
+    assert got["1/artifacts/1/diffoscope"].status_code == 404  # a GOOD build has none
+    assert got["999/log"].status_code == 404
+
+
 def test_our_client_reads_our_site_through_nginx(served_site: dict[str, object]) -> None:
     expected: dict[str, tuple[str, str, Status]] = served_site["expected"]  # type: ignore[assignment]
     entries = client.fetch_pkgs(f"{served_site['nginx']}/debian")

@@ -9,8 +9,8 @@ Per distribution, beside ``api/v0``::
     api/v1/workers                    an empty page: a static site has no workers
     api/v1/dashboard                  builds by status, jobs available and pending
     api/v1/meta/public-keys           the signing keys
-    api/v1/builds/<id>/log            links to the v0 copy
-    api/v1/builds/<id>/artifacts/<artifact id>/attestation|diffoscope
+    api/v1/builds/<id>/artifacts/<artifact id>/attestation   one artifact's link, where
+                                      the build's attestation holds several
 
 A record's ``id`` is its place in the sorted list (1..n), so id order is name order, and an
 ``artifact_id`` is the artifact's place in its group (1..n). A plain static server ignores
@@ -18,6 +18,12 @@ query strings: rebuildctl walks a list until a page comes back empty, so against
 server ``pkgs ls`` and ``queue ls`` (of a non-empty queue) never end, and ``--name`` finds
 the whole list. docs/site.md gives the nginx and Caddy rules that route ``?after=`` to
 ``page-end`` and ``?name=`` to ``by-name/``; our own client stops at ``total``.
+
+A build's v1 files (``builds/<id>/log``, ``builds/<id>/artifacts/<n>/attestation`` and
+``diffoscope``) are its v0 copies: the same rules answer them from ``api/v0/builds/<id>/``
+rather than the site holding a link and three folders for each (rebuildctl reaches a build
+only through ``?name=``, which needs the rules anyway; our client falls back to v0). Only
+one artifact's piece of an attestation that links several is a file of its own.
 """
 
 from __future__ import annotations
@@ -258,30 +264,20 @@ def build_dir(distro: str, build_id: int) -> str:
 def write_build(
     out: Output, record: GroupRecord, attempt: Attempt, served: Mapping[str, str]
 ) -> None:
-    """One build's v1 files, each a link to (or a piece of) its v0 copy."""
-    g = record.group
-    base = build_dir(g.distro, attempt.build_id)
-    v0_dir = "../../../v0/builds/" + str(int(attempt.build_id))
-    if "log" in served:
-        out.symlink(f"{base}/log", f"{v0_dir}/log")
-    rows = binary_rows(record, attempt, served, attempt.started_at)
+    """One build's v1 files that are not its v0 copies (see the module doc): each artifact's
+    own link, where the build's attestation holds several."""
     links = _links(out, served.get("attestation"))
-    for row in rows:
+    if not links:
+        return
+    base = build_dir(record.group.distro, attempt.build_id)
+    for row in binary_rows(record, attempt, served, attempt.started_at):
         p = row.record
-        if p.artifact_id is None:
+        if p.artifact_id is None or p.attestation_log_id is None:
             continue
-        folder = f"{base}/artifacts/{p.artifact_id}"
-        up = "../../" + v0_dir
-        if p.diffoscope_log_id is not None:
-            out.symlink(f"{folder}/diffoscope", f"{up}/diffoscope")
-        if p.attestation_log_id is not None:
-            filename = p.url.rpartition("/")[2]
-            result = next((r for r in attempt.artifacts if r.name == p.name), None)
-            link = links.get(result.filename if result else filename)
-            if link is None and len(links) <= 1:
-                out.symlink(f"{folder}/attestation", f"{up}/attestation")
-            elif link is not None:
-                out.write(f"{folder}/attestation", link)
+        result = next((r for r in attempt.artifacts if r.name == p.name), None)
+        link = links.get(result.filename if result else p.url.rpartition("/")[2])
+        if link is not None:
+            out.write(f"{base}/artifacts/{p.artifact_id}/attestation", link)
 
 
 def _links(out: Output, v0_attestation: str | None) -> dict[str, bytes]:
