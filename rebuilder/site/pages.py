@@ -5,9 +5,10 @@ upload-pages-artifact packs the site with ``tar --dereference --hard-dereference
 every link is a full copy, and a host like Pages ignores query strings. So, in place,
 just before the upload:
 
-* ``<distro>/api/v1/builds/`` goes (links to the v0 copies): rebuildctl finds a build
-  only through ``packages/binary?name=``, which needs a rewrite rule (docs/site.md); our
-  client falls back to v0;
+* ``<distro>/api/v1/builds/`` goes (the pieces of several-link attestations; the rest of
+  a build's v1 files come from v0 through the rules): rebuildctl finds a build only
+  through ``packages/binary?name=``, which needs a rewrite rule (docs/site.md); our client
+  falls back to v0;
 * ``<distro>/api/v1/packages/by-name/`` goes: it only answers ``?name=`` through that rule;
 * the plain v0 copies of logs and diffoscope texts go: each is in the results store
   (``builds/``, gzip'd), which the pages' views load and link. Attestations stay (small,
