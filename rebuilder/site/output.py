@@ -2,7 +2,8 @@
 
 It refuses any path outside the site's own files (absolute, ``..``, NUL, or
 under ``builds/``, the results store), writes a file only when its bytes
-differ (temp file + rename, so a reader never sees half a file), and
+differ (temp file + rename, so a reader never sees half a file; a new file in a
+folder the render made is written in place: no reader can know of it yet), and
 remembers every path the render produces so that stale files can be pruned
 afterwards. Results store files are published with :meth:`Output.serve`
 (decompressed, possibly transformed, skipped when the copy is newer than
@@ -104,10 +105,18 @@ class Output:
         path = self._path(rel)
         new = self._is_new(rel, path)
         self.expected.add(rel)
-        if not new and _same_content(path, data):
+        if new:  # in a folder this render made: no reader knows of it, no temp name needed
+            try:
+                _fs.write_new(path, data)
+            except FileExistsError:  # (made by someone else meanwhile)
+                self._replace(path, data)
+            except OSError as e:
+                raise SiteError(f"{path}: cannot write: {e.strerror or e}") from None
+        elif _same_content(path, data):
             self.stats.unchanged += 1
             return False
-        self._replace(path, data)
+        else:
+            self._replace(path, data)
         self.stats.written += 1
         return True
 
