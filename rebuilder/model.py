@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -126,10 +127,7 @@ class BuildGroup:
     @property
     def inputs_digest(self) -> str:
         """What the group was built from: a change here means a rebuild is due."""
-        parts = [self.version, self.input_url, self.input_sha256 or ""]
-        parts += [f"{a.name}={a.sha256}" for a in sorted(self.artifacts, key=lambda a: a.name)]
-        parts += [f"{s.name}={s.sha256}" for s in sorted(self.sources, key=lambda a: a.name)]
-        return _sha256_text("\n".join(parts))
+        return _inputs_digest(self)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -168,6 +166,14 @@ class BuildGroup:
             maintainers=tuple(d.get("maintainers", ())),
             method=d.get("method", ""),
         )
+
+
+@functools.lru_cache(maxsize=1 << 17)  # a state's groups: asked for several times each
+def _inputs_digest(g: BuildGroup) -> str:
+    parts = [g.version, g.input_url, g.input_sha256 or ""]
+    parts += [f"{a.name}={a.sha256}" for a in sorted(g.artifacts, key=lambda a: a.name)]
+    parts += [f"{s.name}={s.sha256}" for s in sorted(g.sources, key=lambda a: a.name)]
+    return _sha256_text("\n".join(parts))
 
 
 @dataclass(frozen=True, slots=True)

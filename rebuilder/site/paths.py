@@ -65,7 +65,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from rebuilder import results
 from rebuilder.errors import RebuilderError
@@ -280,10 +280,23 @@ def text_view(kind: str, rel: str, build_id: int, name: str, version: str) -> st
     viewer's script reads (its title and the way back are in it too).
 
     >>> text_view("log", "12/log.gz", 12, "libc++", "1:2.0")
-    'v/text.html?k=log&f=12/log.gz&b=12&n=libc%2B%2B&v=1%3A2.0'
+    'v/text.html?k=log&f=12/log.gz&b=12&n=libc%2B%2B&v=1:2.0'
     """
-    fields = {"k": kind, "f": rel, "b": int(build_id), "n": name, "v": version}
-    return f"{VIEWER}?{urlencode(fields, safe='/', quote_via=quote)}"
+    q = _query_value
+    return f"{VIEWER}?k={q(kind)}&f={q(rel)}&b={int(build_id)}&n={q(name)}&v={q(version)}"
+
+
+_QUERY_SAFE = re.compile(r"[A-Za-z0-9._/~:@-]*")  # what a query value may hold as it is
+_QUERY_PLUS = re.compile(r"[A-Za-z0-9._/~:@+-]*")
+
+
+def _query_value(value: str) -> str:
+    # the common cases first: quote() costs more than the rest of a page's links
+    if _QUERY_SAFE.fullmatch(value):
+        return value
+    if _QUERY_PLUS.fullmatch(value):  # a query's "+" is a space: 1.2+dfsg-1 needs %2B
+        return value.replace("+", "%2B")
+    return quote(value, safe="/:@")
 
 
 # text files with a readable view: the one viewer page, told by its query which results

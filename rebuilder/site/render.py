@@ -11,6 +11,7 @@ because every change can move them.
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import hashlib
 import json
 import logging
@@ -56,6 +57,28 @@ def render(
     absolute. ``package_pages`` maps a distribution to a URL template of its
     own package pages (default :data:`links.PACKAGE_PAGES`).
     """
+    # The records (and the last render's cache) are millions of objects that live through
+    # the render: kept out of the collector, which would otherwise walk them all in every
+    # full collection the render's own allocations set off (seconds, at Debian's size)
+    gc.freeze()
+    try:
+        return _render(
+            site_dir, views, now, changed, templates, public_keys, site_url, package_pages
+        )
+    finally:
+        gc.unfreeze()
+
+
+def _render(
+    site_dir: Path,
+    views: Sequence[ProfileView],
+    now: _dt.datetime | None,
+    changed: set[str] | None,
+    templates: Path | None,
+    public_keys: Sequence[str],
+    site_url: str,
+    package_pages: Mapping[str, str] | None,
+) -> RenderStats:
     started = time.monotonic()
     _check_views(views)
     out = Output(str(site_dir))

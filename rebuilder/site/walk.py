@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,8 +166,6 @@ def walk_profile(
             parts[key] = mine
         _, index, row, lines, v1_rows = mine
         attempt = record.attempts[index] if index >= 0 else None
-        served = _served(attempt, distro, g.name)
-        older = _older(record, attempt, distro)
         found = history.steps(record)
         if record.seen:
             where = (g.release, g.component, g.architecture)
@@ -186,13 +184,12 @@ def walk_profile(
         if changed is not None and key not in changed:
             suite_dir = stem.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
-            for files in (served, *older.values()):
-                for folder in {f.rpartition("/")[0] for f in files.values() if "?" not in f}:
-                    out.keep_dir(folder)  # (the viewer's address is no file of the build)
-            if served:
-                out.keep_dir(api_v1.build_dir(distro, attempt.build_id))  # type: ignore[union-attr]
+            for folder in _build_dirs(record, attempt, distro):
+                out.keep_dir(folder)
             out.stats.skipped += 1
             continue
+        served = _served(attempt, distro, g.name)
+        older = _older(record, attempt, distro)
         jobs.append((name, record, attempt, served, older, found, page))
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
@@ -328,6 +325,21 @@ def _served(attempt: Attempt | None, distro: str, name: str, *, api: bool = True
         views = paths.view_build_dir(distro, attempt.build_id)
         out["diffoscope_html"] = f"{views}/{paths.REPORT}"
     return out
+
+
+def _build_dirs(record: GroupRecord, v0: Attempt | None, distro: str) -> Iterator[str]:
+    """The folders of the build files :func:`_served` and :func:`_older` name for a group
+    (what a group that is not redone keeps), without making their names."""
+    if not record.seen:
+        return  # no pages, no build files
+    files = v0.files if v0 is not None else {}
+    if any(k in files and paths.store_rel(files[k]) is not None for k in paths.API_KINDS):
+        yield paths.api_build_dir(distro, v0.build_id)  # type: ignore[union-attr]
+        yield api_v1.build_dir(distro, v0.build_id)  # type: ignore[union-attr]
+    for a in record.attempts:
+        report = a.files.get("diffoscope_html")
+        if report and paths.store_rel(report) is not None:
+            yield paths.view_build_dir(distro, a.build_id)
 
 
 def _older(record: GroupRecord, v0: Attempt | None, distro: str) -> dict[int, dict[str, str]]:
