@@ -31,6 +31,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
 import random
 import resource
 import shutil
@@ -242,12 +243,16 @@ def write_floor(site: Path, dest: Path) -> float:
     files = [
         p for p in site.rglob("*") if p.is_file() and "builds" not in p.relative_to(site).parts[:1]
     ]
-    blobs = [(p.relative_to(site), p.read_bytes()) for p in files]
-    t = time.perf_counter()
-    for rel, data in blobs:
-        out = dest / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
+    blobs = [(str(dest / p.relative_to(site)), p.read_bytes()) for p in files]
+    folders = sorted({os.path.dirname(path) for path, _ in blobs})
+    t = time.perf_counter()  # the least it takes: each folder made once, plain descriptors
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for path, data in blobs:
+        fd = os.open(path, flags, 0o644)
+        os.write(fd, data)
+        os.close(fd)
     return time.perf_counter() - t
 
 

@@ -73,7 +73,7 @@ def render_v1(
 ) -> None:
     """Each distribution's v1 tree (rebuildctl's), and v0's build queue."""
     for distro in sorted(got.pkgs):
-        api_v1.write_packages(out, distro, got.v1[distro])
+        api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro])
         api_v1.write_queue(out, distro, got.jobs[distro], now)
         records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
         api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)

@@ -29,6 +29,7 @@ one artifact's piece of an attestation that links several is a file of its own.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -143,8 +144,15 @@ def published(attempt: Attempt | None) -> set[str]:
     return {k for k in paths.API_KINDS if paths.store_rel(files.get(k, "")) is not None}
 
 
-def write_packages(out: Output, distro: str, rows: Iterable[EncodedRow]) -> None:
-    """``packages/binary``, the by-name pages and ``page-end`` of one distribution."""
+def write_packages(
+    out: Output, distro: str, rows: Iterable[EncodedRow], fresh: Container[str]
+) -> None:
+    """``packages/binary``, the by-name pages and ``page-end`` of one distribution.
+
+    ``fresh``: the names of the packages whose rows were made anew by this render (the
+    rest are the last render's, byte for byte). While every row keeps its place (its id),
+    only their pages can differ: the others are not made again (most passes change a
+    few groups of tens of thousands)."""
     base = paths.api_v1_base(distro)
     unique = {(r.sort, r.tail): r for r in rows}  # a group in overlapping profiles: once
     ordered = sorted(unique.values(), key=lambda r: (r.sort, r.build_id))
@@ -154,10 +162,17 @@ def write_packages(out: Output, distro: str, rows: Iterable[EncodedRow]) -> None
         line = f'{{"id":{i},{row.tail}'
         lines.append(line)
         by_name[row.name].append(line)
-    # Every by-name page is a piece of the whole list: when the list is as it was, each
-    # page that exists is too, and is not read again (most passes change nothing here).
-    same = not out.write(f"{base}/packages/binary", _page(lines))
+    out.write(f"{base}/packages/binary", _page(lines))
     out.write(f"{base}/{PAGE_END}", _page([], total=0))
+    # The ids are places in the order: the same packages in the same order keep theirs
+    # (rows that differ only in status or build id can swap, but they share a name, and
+    # a changed status makes its rows fresh). The key is no site path.
+    places = hashlib.blake2b(digest_size=16)
+    for r in ordered:
+        places.update("\0".join(r.sort[:-1]).encode("utf-8", "surrogatepass") + b"\n")
+    order_key = f"\0order {base}"
+    out.digests[order_key] = places.digest()
+    same_places = out.known.get(order_key) == out.digests[order_key]
     for name, named in by_name.items():
         files = paths.by_name(name)
         if files is None:
@@ -165,15 +180,15 @@ def write_packages(out: Output, distro: str, rows: Iterable[EncodedRow]) -> None
             continue
         encoded, plain = files
         page = f"{base}/packages/by-name/{encoded}"
-        if same and os.path.lexists(os.path.join(out.root, page)):
-            out.keep([page])
+        link = f"{base}/packages/by-name/{plain}" if plain is not None else None
+        if same_places and name not in fresh and page in out.known:
+            out.keep([page] if link is None else [page, link])
+            out.digests[page] = out.known[page]
             out.stats.unchanged += 1
-            if page in out.known:
-                out.digests[page] = out.known[page]
-        else:
-            out.write_known(page, _page(named))
-        if plain is not None:
-            out.symlink(f"{base}/packages/by-name/{plain}", encoded)
+            continue
+        out.write_known(page, _page(named))
+        if link is not None:
+            out.symlink(link, encoded)
 
 
 def _page(lines: Sequence[str], total: int | None = None) -> bytes:

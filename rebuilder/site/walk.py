@@ -102,6 +102,8 @@ class Collected:
 
     pkgs: dict[str, list[api_v0.PkgLine]] = field(default_factory=lambda: defaultdict(list))
     v1: dict[str, list[api_v1.EncodedRow]] = field(default_factory=lambda: defaultdict(list))
+    # names of the binary packages whose v1 rows were made anew (not the last render's)
+    fresh_v1: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     jobs: dict[str, list[tuple[Job, GroupRecord | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -162,6 +164,7 @@ def walk_profile(
         mine = cached.get(key) if changed is not None and key not in changed else None
         if mine is None or mine[0] != _token(record):
             mine = part(record, distro, page, name, cfg.now)
+            got.fresh_v1[distro].update(a.name for a in g.artifacts)
         if mine[0] is not None:
             parts[key] = mine
         _, index, row, lines, v1_rows = mine
