@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,12 +120,15 @@ def write_dsc(directory: Path, source: str, version: str, files: dict[str, bytes
 
 @pytest.fixture
 def local_mirror(tmp_path: Path) -> Iterator[str]:
-    """A mirror on 127.0.0.1 that only has bookworm's Release file."""
+    """A mirror on 127.0.0.1 that only has bookworm's Release file (tmp_path/mirror/...); the
+    paths it was asked for are appended to tmp_path/requests."""
     root = tmp_path / "mirror"
     dists = root / "debian" / "dists" / "bookworm"
     dists.mkdir(parents=True)
     (dists / "Release").write_text(f"Origin: Test\nCodename: bookworm\nDate: {RELEASE_DATE}\n")
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    handler = functools.partial(
+        _QuietHandler, directory=str(root), requests=tmp_path / "requests"
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -136,8 +140,13 @@ def local_mirror(tmp_path: Path) -> Iterator[str]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, requests: Path, **kwargs: Any) -> None:
+        self.requests = requests
+        super().__init__(*args, **kwargs)
+
     def log_message(self, format: str, *args: object) -> None:
-        pass
+        with self.requests.open("a") as f:
+            f.write(f"{self.path}\n")
 
 
 def free_port() -> int:
@@ -168,6 +177,7 @@ def test_missing_environment_is_named(tmp_path: Path) -> None:
         ("REBUILDER_MIRROR", "ftp://mirror.example/debian", "not an http"),
         ("REBUILDER_ARCH", "s390x", "cannot build s390x"),
         ("REBUILDER_CHROOT_ROOTFS", "tmpfs", "must be auto, overlay or unpack"),
+        ("REBUILDER_RELEASE_MAX_AGE", "5m", "must be a whole number of seconds"),
     ],
 )
 def test_hostile_settings_are_rejected_before_anything_is_written(
@@ -249,9 +259,51 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
     assert f"reusing base chroot bookworm_amd64_{RELEASE_STAMP}.tar.zst" in run.stderr
     assert "creating base chroot" not in run.stderr
     assert "cannot unpack the base chroot tarball" in run.stderr
-    assert sorted(p.name for p in cache.iterdir()) == sorted([*names[1:], "bookworm_amd64.lock"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [*names[1:], "bookworm_amd64.lock", "bookworm.release"]
+    )
     assert not list(dsc.parent.glob(".suite-chroot.*")), "the failed build left its chroot"
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_release_date_is_fetched_once_for_a_bounded_time(
+    tmp_path: Path, local_mirror: str
+) -> None:
+    """Builds of a suite within REBUILDER_RELEASE_MAX_AGE seconds share one Release fetch (and
+    so its key); a newer publication is seen once that time has passed, or at once with 0."""
+    if reason := namespaces_usable():
+        pytest.skip(reason)
+    cache = tmp_path / "cache" / "debian-suite-chroot"
+    cache.mkdir(parents=True)
+    newer_stamp = "20260712T101637Z"
+    for stamp in (RELEASE_STAMP, newer_stamp):  # garbage tarballs: each build stops at unpack
+        (cache / f"bookworm_amd64_{stamp}.tar.zst").write_bytes(b"not a tarball")
+    dsc = write_dsc(tmp_path / "w", "hello", "1.0", {"hello_1.0.tar.xz": b"x"})
+    env = base_env(tmp_path, local_mirror, arch="amd64")
+    release = tmp_path / "mirror" / "debian" / "dists" / "bookworm" / "Release"
+    requests = tmp_path / "requests"
+
+    def build(**extra: str) -> str:
+        run = run_backend(dsc, env | extra)
+        assert "cannot unpack the base chroot tarball" in run.stderr, run.stderr[-2000:]
+        keyed = re.findall(r"reusing base chroot bookworm_amd64_(\w+)\.tar\.zst", run.stderr)
+        assert len(keyed) == 1, run.stderr[-2000:]
+        return str(keyed[0])
+
+    assert build() == RELEASE_STAMP
+    release.write_text("Origin: Test\nCodename: bookworm\nDate: Sun, 12 Jul 2026 10:16:37 UTC\n")
+    assert build() == RELEASE_STAMP, "the second build within the bound fetched again"
+    assert requests.read_text().count("/dists/bookworm/Release") == 1
+    assert build(REBUILDER_RELEASE_MAX_AGE="0") == newer_stamp
+    assert requests.read_text().count("/dists/bookworm/Release") == 2
+    # the memo names the mirror it came from: another mirror's Date is fetched from it
+    (cache / "bookworm.release").write_text(f"{int(time.time())} 20200101T000000Z http://x\n")
+    assert build() == newer_stamp
+    # a memo from the future (a clock set back) or unreadable is not trusted either
+    for memo in (f"{int(time.time()) + 3600} 20200101T000000Z {local_mirror}\n", "junk\n"):
+        (cache / "bookworm.release").write_text(memo)
+        assert build() == newer_stamp
+    assert requests.read_text().count("/dists/bookworm/Release") == 5
 
 
 def test_deps_layers_are_bounded_by_base_tree_age_and_size(

@@ -25,6 +25,8 @@
 #                        as an overlay layer reused by later builds; 0: installed per build
 #   REBUILDER_LAYER_MAX_MB  deps layers kept within this size (default 4096)
 #   REBUILDER_LAYER_MAX_AGE days a deps layer is kept unused (default 7)
+#   REBUILDER_RELEASE_MAX_AGE  seconds a fetched Release Date keys the base chroot before it
+#                        is fetched again (default 300; 0: every build)
 #   REBUILDER_DEFERRED_CLEANUP  1: the caller removes the cwd after its verdict, so the
 #                        per-build tree under the cwd is left to it (set by rebuilder's runner)
 #
@@ -72,6 +74,8 @@ validate_inputs() {
 		die "REBUILDER_LAYER_MAX_MB must be a whole number of megabytes"
 	[[ ${REBUILDER_LAYER_MAX_AGE:-7} =~ ^[0-9]+$ ]] ||
 		die "REBUILDER_LAYER_MAX_AGE must be a whole number of days"
+	[[ ${REBUILDER_RELEASE_MAX_AGE:-300} =~ ^[0-9]{1,9}$ ]] ||
+		die "REBUILDER_RELEASE_MAX_AGE must be a whole number of seconds"
 	[ -d "$REBUILDERD_OUTDIR" ] || die "REBUILDERD_OUTDIR $REBUILDERD_OUTDIR is not a directory"
 	if [ -n "${REBUILDER_META_DIR:-}" ]; then
 		mkdir -p -- "$REBUILDER_META_DIR" || die "cannot create REBUILDER_META_DIR"
@@ -118,15 +122,33 @@ suites_for() {
 	fi
 }
 
-# The Release file's Date:, as a sortable UTC stamp; it keys the cached tarball so a new
-# publication of the suite gets a new base chroot.
+# The Release file's Date:, as a sortable UTC stamp, in STAMP; it keys the cached tarball so a
+# new publication of the suite gets a new base chroot. One fetch serves this mirror's builds of
+# the suite for REBUILDER_RELEASE_MAX_AGE seconds (default 300; 0: every build fetches it): a
+# pass starts its builds of a suite within minutes of reading the suite's indexes anyway.
 release_stamp() {
-	local url="$REBUILDER_MIRROR/dists/$1/Release" body date
+	local suite=$1 url="$REBUILDER_MIRROR/dists/$1/Release" body date now_s at seen mirror tmp
+	local memo="$CACHE/$1.release" max=${REBUILDER_RELEASE_MAX_AGE:-300}
+	printf -v now_s '%(%s)T' -1
+	if [ "$max" -gt 0 ] && [ -f "$memo" ] && read -r at seen mirror <"$memo" &&
+		[[ $at =~ ^[0-9]+$ && $seen =~ ^[0-9]{8}T[0-9]{6}Z$ ]] &&
+		[ "$mirror" = "$REBUILDER_MIRROR" ] && ((now_s >= at && now_s - at < max)); then
+		STAMP=$seen
+		return 0
+	fi
 	body=$(curl -fsSL --max-time 60 --retry 3 --retry-delay 2 "$url" 2>&1) ||
 		die "cannot fetch the suite's Release file $url: ${body##*$'\n'}"
 	date=$(printf '%s\n' "$body" | sed -n 's/^Date:[[:space:]]*//p' | head -n1)
 	[ -n "$date" ] || die "Release file $url has no Date: field"
-	date -u -d "$date" +%Y%m%dT%H%M%SZ 2>/dev/null || die "Release file $url has a bad Date: '$date'"
+	STAMP=$(date -u -d "$date" +%Y%m%dT%H%M%SZ 2>/dev/null) ||
+		die "Release file $url has a bad Date: '$date'"
+	# written whole or not at all; a build that cannot write it fetches again next time
+	if tmp=$(mktemp "$memo.XXXXXX" 2>/dev/null); then
+		if ! { printf '%s %s %s\n' "$now_s" "$STAMP" "$REBUILDER_MIRROR" >"$tmp" &&
+			mv -f -- "$tmp" "$memo"; }; then
+			rm -f -- "$tmp"
+		fi
+	fi
 }
 
 # Picks the namespace mode: unshare when this user can create the namespaces, else root
@@ -258,7 +280,8 @@ open_base() {
 	CACHE="$REBUILDER_CACHE_DIR/debian-suite-chroot"
 	mkdir -p -- "$CACHE" || die "cannot create cache directory $CACHE"
 	last=${suites##* }
-	stamp=$(release_stamp "$last")
+	release_stamp "$last"
+	stamp=$STAMP
 	prefix="${REBUILDER_RELEASE}_${arch}"
 	tarball="$CACHE/${prefix}_${stamp}.tar.zst"
 	exec 9>"$CACHE/$prefix.lock"
