@@ -46,8 +46,22 @@ die() {
 	printf '%s: error: %s\n' "$PROG" "$*" >&2
 	exit 1
 }
-now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+# Times are microseconds since the epoch, read and printed without a process: a build's
+# preparation is a few hundred commands, and each fork costs most on a loaded machine.
+now() { printf -v "$1" '%s' "${EPOCHREALTIME/[.,]/}"; }
+# The microseconds $1 as seconds with one decimal.
+seconds() {
+	local us=$1 sign=
+	if ((us < 0)); then sign=- us=$((-us)); fi
+	us=$(((us + 50000) / 100000))
+	printf '%s%d.%d' "$sign" $((us / 10)) $((us % 10))
+}
+elapsed() { seconds $(($2 - $1)); }
+since() {
+	local t
+	now t
+	elapsed "$1" "$t"
+}
 
 # --- validation -------------------------------------------------------------------------
 
@@ -199,7 +213,7 @@ create_base() {
 	local mmmode=$MODE
 	log "creating base chroot $(basename "$tarball") with mmdebstrap --mode=$mmmode"
 	local t0
-	t0=$(now)
+	now t0
 	# apt lists stay in the tarball so the per-build apt-get update only fetches what changed.
 	if ! TMPDIR=$tmpdir mmdebstrap --mode="$mmmode" --variant=buildd --architectures="$arch" \
 		--include=fakeroot --components=main --skip=cleanup/apt/lists \
@@ -212,7 +226,7 @@ create_base() {
 	mv -f -- "$tmp" "$tarball"
 	rm -rf -- "$tmpdir"
 	CLEAN_TMP=
-	log "created base chroot in $(elapsed "$t0" "$(now)") s"
+	log "created base chroot in $(since "$t0") s"
 }
 
 # Keeps the newest $REBUILDER_CHROOT_KEEP tarballs of this suite/arch. Builds that already
@@ -244,7 +258,7 @@ ensure_tree() {
 	tmpdir=$(mktemp -d "$CACHE/tmp.XXXXXX")
 	CLEAN_TMP=$tmpdir
 	local t0
-	t0=$(now)
+	now t0
 	mkdir "$tmpdir/root"
 	# Device nodes come from setup_dev: tar cannot mknod inside a user namespace.
 	local untar=(tar -x -C "$tmpdir/root" --numeric-owner --same-owner -p --exclude='./dev/*')
@@ -260,7 +274,7 @@ ensure_tree() {
 	mv -- "$tmpdir/root" "$TREE"
 	rm -rf -- "$tmpdir"
 	CLEAN_TMP=
-	log "unpacked base tree $(basename "$TREE") in $(elapsed "$t0" "$(now)") s"
+	log "unpacked base tree $(basename "$TREE") in $(since "$t0") s"
 }
 
 # overlay when REBUILDER_CHROOT_ROOTFS asks for it or (auto) when this kernel has it.
@@ -290,7 +304,7 @@ open_base() {
 	find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec sh -c \
 		'for d; do mv -- "$d" "${d%/tmp.*}/trash.${d##*/tmp.}"; done' sh {} +
 	if [ -s "$tarball" ]; then
-		log "reusing base chroot $(basename "$tarball")"
+		log "reusing base chroot ${tarball##*/}"
 		BASE_STATE=reused
 	else
 		BASE_STATE=created
@@ -448,11 +462,13 @@ binnmu_artifact() {
 }
 
 inside() {
-	trap umount_all EXIT
+	# The mounts of unshare mode go with the namespace when this process ends, so unmounting
+	# them one by one (a process each) would only delay the verdict; root mode's are the host's.
+	if [ "$RB_MODE" != unshare ]; then trap umount_all EXIT; fi
 	trap 'exit 143' TERM
 	trap 'exit 130' INT
 	local t0 t_root t_apt t_deps t_src t_build0 t_build1 bin dir="$BUILD_PARENT/$RB_BUILDDIR"
-	t0=$(now)
+	now t0
 	ROOTS=0 LAYER_STATE=installed T_RESOLVE=0 T_LAYER=0
 	# A layer holds the base tree plus exactly the packages apt resolves for this build, so
 	# it only fits the tree as it is: not after an apt-get update, not without an overlay.
@@ -461,7 +477,7 @@ inside() {
 	fi
 	if [ "$ROOTS" = 0 ]; then enter_root "$RB_TREE"; fi
 	exec 8<&-
-	t_root=$(now)
+	now t_root
 
 	# The base chroot is keyed by its suite's Release Date, so for a single suite its lists and
 	# packages are the suite as published now, if they came from this mirror. An overlay
@@ -476,18 +492,18 @@ inside() {
 			log "base chroot is the suite's current Release: no apt-get update needed"
 		fi
 	fi
-	t_apt=$(now)
+	now t_apt
 	if [ "$LAYER_STATE" = installed ]; then install_deps; fi
-	t_deps=$(now)
+	now t_deps
 	if [ -n "${RB_META:-}" ]; then
 		in_chroot dpkg-query -W -f '${binary:Package}\t${Version}\n' >"$RB_META/installed-packages.txt"
 	fi
-	as_builder /build dpkg-source -x "/build/src/$(basename "$RB_DSC")" "$dir" >&2 ||
+	as_builder /build dpkg-source -x "/build/src/${RB_DSC##*/}" "$dir" >&2 ||
 		die "dpkg-source -x failed"
 	if bin=$(binnmu_artifact); then
 		apply_binnmu "$bin" "$(b=${bin##*_} && printf '%s' "${b%.*}")" "$dir"
 	fi
-	t_src=$(now)
+	now t_src
 
 	# No network for the build itself, like on the buildds; loopback stays usable.
 	local net=(unshare --net sh -c 'ip link set lo up 2>/dev/null; exec "$@"' sh)
@@ -495,11 +511,11 @@ inside() {
 		log "note: cannot unshare the network; the build can reach the network"
 		net=()
 	fi
-	t_build0=$(now)
+	now t_build0
 	builder_argv
 	"${net[@]}" "${BUILDER[@]}" "$dir" dpkg-buildpackage "$RB_BUILD_FLAG" -us -uc >&2 ||
 		die "dpkg-buildpackage $RB_BUILD_FLAG failed"
-	t_build1=$(now)
+	now t_build1
 
 	find "$RB_ROOT$BUILD_PARENT" -maxdepth 1 \( -name '*.deb' -o -name '*.udeb' \) \
 		-exec cp -t "$RB_OUTDIR" -- {} +
@@ -508,9 +524,9 @@ inside() {
 	fi
 	printf '%s %s %s\n' "$t_build0" "$t_build1" "$LAYER_STATE" >"$RB_ROOT/../build-times"
 	local root
-	root=$(awk -v a="$t0" -v b="$t_root" -v r="$T_RESOLVE" -v l="$T_LAYER" \
-		'BEGIN { t = b - a - r - l; printf "%.1f", (t > 0 ? t : 0) }')
-	log "timing: root=${root}s resolve=${T_RESOLVE}s layer=${T_LAYER}s" \
+	root=$((t_root - t0 - T_RESOLVE - T_LAYER))
+	log "timing: root=$(seconds $((root > 0 ? root : 0)))s resolve=$(seconds "$T_RESOLVE")s" \
+		"layer=$(seconds "$T_LAYER")s" \
 		"apt=$(elapsed "$t_root" "$t_apt")s deps=$(elapsed "$t_apt" "$t_deps")s" \
 		"source=$(elapsed "$t_deps" "$t_src")s build=$(elapsed "$t_build0" "$t_build1")s" \
 		"($RB_ROOTFS, deps layer $LAYER_STATE)"
@@ -524,13 +540,13 @@ inside() {
 # the overlay was refused and apt-get build-dep must run in the unpacked root).
 layered_root() {
 	local key rfile deps="$RB_ROOT.deps" t tmp
-	t=$(now)
+	now t
 	key=$({
 		printf 'rebuilder build-dep resolution %s\nbase %s\nflag %s\n' "$LAYER_FORMAT" \
-			"$(basename "$RB_TREE")" "$RB_DEP_FLAG"
+			"${RB_TREE##*/}" "$RB_DEP_FLAG"
 		dsc_dep_fields "$RB_DSC"
 	} | sha256sum)
-	rfile="$RB_LAYERS/$(basename "$RB_TREE" .tree)_${key:0:24}.resolved"
+	rfile="$RB_LAYERS/${RB_TREE_NAME}_${key:0:24}.resolved"
 	if [ -f "$rfile" ]; then
 		cp -- "$rfile" "$deps"
 		touch -- "$rfile"
@@ -544,8 +560,9 @@ layered_root() {
 		cp -- "$deps" "$tmp"
 		mv -f -- "$tmp" "$rfile"
 	fi
-	T_RESOLVE=$(elapsed "$t" "$(now)")
-	t=$(now)
+	now T_RESOLVE
+	T_RESOLVE=$((T_RESOLVE - t))
+	now t
 	if [ ! -s "$deps" ]; then
 		LAYER_STATE=none
 		if [ "$ROOTS" = 0 ]; then enter_root "$RB_TREE"; fi
@@ -564,7 +581,8 @@ layered_root() {
 				"deps layer $(basename "$LAYER") moved away"
 		fi
 	fi
-	T_LAYER=$(elapsed "$t" "$(now)")
+	now T_LAYER
+	T_LAYER=$((T_LAYER - t))
 }
 
 # The .dsc's fields that decide what apt-get build-dep installs, as written (and its
@@ -621,7 +639,7 @@ DEBS_OPTS=(-o Dir::Cache::Archives=/var/cache/rebuilder-debs/ -o Acquire::Retrie
 download_deps() {
 	in_chroot flock /var/cache/rebuilder-debs/.download.lock \
 		apt-get -q -y "${DEBS_OPTS[@]}" --download-only build-dep \
-		"$RB_DEP_FLAG" "/build/src/$(basename "$RB_DSC")" >&2 ||
+		"$RB_DEP_FLAG" "/build/src/${RB_DSC##*/}" >&2 ||
 		die "cannot download the build dependencies"
 }
 
@@ -633,7 +651,7 @@ install_deps() {
 	download_deps
 	in_chroot apt-get -q -y "${DEBS_OPTS[@]}" -o Debug::NoLocking=true \
 		-o APT::Keep-Downloaded-Packages=true build-dep "$RB_DEP_FLAG" \
-		"/build/src/$(basename "$RB_DSC")" >&2 || die "cannot install the build dependencies"
+		"/build/src/${RB_DSC##*/}" >&2 || die "cannot install the build dependencies"
 }
 
 # --- build-dependency layers ------------------------------------------------------------
@@ -650,7 +668,7 @@ LAYER_FORMAT=1
 resolve_deps() {
 	local out
 	out=$(in_chroot apt-get -s -q -o Debug::NoLocking=true build-dep "$RB_DEP_FLAG" \
-		"/build/src/$(basename "$RB_DSC")" 2>&1) || {
+		"/build/src/${RB_DSC##*/}" 2>&1) || {
 		printf '%s\n' "$out" >&2
 		die "cannot resolve the build dependencies"
 	}
@@ -691,11 +709,11 @@ use_layer() {
 	local deps=$1 key name specs
 	key=$({
 		printf 'rebuilder build-dependency layer %s\nbase %s\n' "$LAYER_FORMAT" \
-			"$(basename "$RB_TREE")"
+			"${RB_TREE##*/}"
 		cat -- "$deps"
 	} | sha256sum)
 	key=${key%% *}
-	name="$(basename "$RB_TREE" .tree)_${key:0:24}"
+	name="${RB_TREE_NAME}_${key:0:24}"
 	LAYER="$RB_LAYERS/$name"
 	exec 5>"$RB_LAYERS/$name.lock"
 	flock 5
@@ -750,7 +768,7 @@ layer_whole() {
 # Called with the layer's lock held.
 create_layer() {
 	local deps=$1 key=$2 tmp outer=$RB_ROOT n=${#MOUNTS[@]} specs t0
-	t0=$(now)
+	now t0
 	tmp=$(mktemp -d "$RB_LAYERS/tmp.XXXXXX") || die "cannot create a layer directory"
 	# held while it is written: the cleanup of killed creators' leftovers skips it
 	exec 4<"$tmp"
@@ -778,7 +796,7 @@ create_layer() {
 	mv -T -- "$tmp" "$LAYER" || die "cannot move the new deps layer into place"
 	exec 4<&-
 	log "created deps layer $(basename "$LAYER") ($(wc -l <"$deps") packages," \
-		"$(($(cat "$LAYER/size") >> 20)) MB) in $(elapsed "$t0" "$(now)") s"
+		"$(($(cat "$LAYER/size") >> 20)) MB) in $(since "$t0") s"
 }
 
 # True when the root $1 is the suite as published now: one suite (the base is keyed by its
@@ -843,7 +861,7 @@ evict_layers() {
 	local dir="$CACHE/layers" max_mb=${REBUILDER_LAYER_MAX_MB:-4096}
 	local max_age=${REBUILDER_LAYER_MAX_AGE:-7} name mtime size total=0 evict now_s trees
 	[ -d "$dir" ] || return 0
-	now_s=$(date +%s)
+	printf -v now_s '%(%s)T' -1
 	trees=$(find "$CACHE" -maxdepth 1 -name '*.tree' -printf '%f\n')
 	find "$dir" -maxdepth 1 \( -name '*.resolved.*' -mmin +1 -o \
 		-name '*.resolved' -mtime +"$max_age" \) -delete 2>/dev/null || true
@@ -862,7 +880,8 @@ evict_layers() {
 				continue
 				;;
 			esac
-			size=$(cat -- "$dir/$name/size" 2>/dev/null || echo 0)
+			read -r size 2>/dev/null <"$dir/$name/size" || size=0
+			[[ $size =~ ^[0-9]+$ ]] || size=0
 			total=$((total + size))
 			evict=
 			if [ ! -d "$CACHE/${name%_*}.tree" ]; then
@@ -884,12 +903,11 @@ evict_layers() {
 # The last line on success: every phase this backend spent, the cleanup included.
 timing_line() {
 	local end b0 b1 layer
-	end=$(now)
+	now end
 	read -r b0 b1 layer <<<"$T_BUILD"
 	log "timing: total=$(elapsed "$T_START" "$end")s prepare=$(elapsed "$T_START" "$b0")s" \
 		"build=$(elapsed "$b0" "$b1")s cleanup=$(elapsed "$b1" "$end")s" \
-		"overhead=$(awk -v a="$T_START" -v b="$end" -v c="$b0" -v d="$b1" \
-			'BEGIN { printf "%.1f", (b - a) - (d - c) }')s" \
+		"overhead=$(seconds $((end - T_START - (b1 - b0))))s" \
 		"(base chroot ${BASE_STATE:-?}, ${ROOTFS:-?} root, deps layer ${layer:-?})"
 }
 
@@ -921,7 +939,7 @@ main() {
 		return
 	fi
 	local dsc=$1
-	T_START=$(now)
+	now T_START
 	[[ $dsc == /* ]] || die "input must be an absolute path, got '$dsc'"
 	[[ $dsc == *.dsc ]] || die "input must be a .dsc file, got '$dsc'"
 	[ -f "$dsc" ] || die "input $dsc does not exist"
@@ -974,7 +992,9 @@ main() {
 		RB_BUILDDIR=$builddir RB_BUILD_FLAG=$build_flag \
 		RB_DEP_FLAG=$dep_flag RB_ARTIFACTS=${REBUILDER_ARTIFACTS:-} \
 		RB_DEB_BUILD_OPTIONS=${REBUILDER_DEB_BUILD_OPTIONS:-} RB_ROOTFS=$ROOTFS \
-		RB_TREE=${TREE:-} RB_DEBS=$DEBS RB_CACHE=$CACHE RB_LAYERS=$LAYERS
+		RB_TREE=${TREE:-} RB_DEBS=$DEBS RB_CACHE=$CACHE RB_LAYERS=$LAYERS RB_MODE=$MODE
+	RB_TREE_NAME=${RB_TREE##*/}
+	export RB_TREE_NAME=${RB_TREE_NAME%.tree}
 	log "building $src $version ($build_flag) for $REBUILDER_RELEASE/$arch in $MODE mode"
 	local self
 	self=$(readlink -f -- "${BASH_SOURCE[0]}")
