@@ -126,9 +126,7 @@ def local_mirror(tmp_path: Path) -> Iterator[str]:
     dists = root / "debian" / "dists" / "bookworm"
     dists.mkdir(parents=True)
     (dists / "Release").write_text(f"Origin: Test\nCodename: bookworm\nDate: {RELEASE_DATE}\n")
-    handler = functools.partial(
-        _QuietHandler, directory=str(root), requests=tmp_path / "requests"
-    )
+    handler = functools.partial(_QuietHandler, directory=str(root), requests=tmp_path / "requests")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -266,9 +264,7 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
     assert not list((tmp_path / "out").iterdir())
 
 
-def test_release_date_is_fetched_once_for_a_bounded_time(
-    tmp_path: Path, local_mirror: str
-) -> None:
+def test_release_date_is_fetched_once_for_a_bounded_time(tmp_path: Path, local_mirror: str) -> None:
     """Builds of a suite within REBUILDER_RELEASE_MAX_AGE seconds share one Release fetch (and
     so its key); a newer publication is seen once that time has passed, or at once with 0."""
     if reason := namespaces_usable():
@@ -643,3 +639,85 @@ def test_deps_layer_is_reused_rebuilt_when_broken_and_kept_per_dependency_set(
     assert len(layers) == 2 and name in layers
     assert len({tuple(v) for v in layers.values()}) == 2
     print("\ndeps layer figures:", [dict(timing(r)) for r in runs])
+
+
+def kept_sources(cache: Path) -> dict[str, Path]:
+    """The whole kept sources in the cache: name -> its directory."""
+    root = cache / "debian-suite-chroot" / "sources"
+    return {
+        p.name: p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.name.startswith("tmp.") and (p / "complete").exists()
+    }
+
+
+def tree_listing(root: Path) -> list[tuple[str, int, str]]:
+    """Every file under root: its path, mode and content hash (symlinks: their target)."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_symlink():
+            what = os.readlink(p)
+        elif p.is_file():
+            what = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            what = ""
+        out.append((str(p.relative_to(root)), st.st_mode, what))
+    return out
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_extracted_source_is_kept_and_copied_into_later_builds(
+    archive: DebianMirror, chroot_cache: Path, tmp_path: Path
+) -> None:
+    """dpkg-source -x runs once per .dsc and root: later builds copy what it wrote (and give
+    the same bytes), never change the kept copy, and extract again when it is not whole, when
+    sources are not kept or when the root is not a deps layer's."""
+    shutil.rmtree(chroot_cache / "debian-suite-chroot" / "sources", ignore_errors=True)
+    suites = ("bookworm", "bookworm-updates")
+    extracting = re.compile(r"dpkg-source: info: extracting distro-info-data in ")
+
+    def build(i: int, **extra: str) -> Run:
+        work = tmp_path / f"b{i}" / "work"
+        pkg = fetch_package(archive, "distro-info-data", "distro-info-data", "all", work, suites)
+        env = backend_env(archive, tmp_path / f"b{i}", chroot_cache, pkg, "all") | extra
+        run = run_backend(pkg.dsc, env, timeout=1800)
+        assert run.returncode == 0, f"build {i} failed:\n{run.stderr[-4000:]}"
+        built = Path(env["REBUILDERD_OUTDIR"]) / pkg.deb.name
+        assert built.read_bytes() == pkg.deb.read_bytes(), f"build {i} is not identical"
+        return run
+
+    first = build(0)
+    assert extracting.search(first.stderr)
+    (name,) = kept_sources(chroot_cache)
+    assert f"kept the extracted source as {name}" in first.stderr
+    entry = kept_sources(chroot_cache)[name]
+    (tree,) = (entry / "tree").glob("distro-info-data-*")
+    assert (tree / "debian" / "changelog").is_file()
+    assert not (tree / "debian" / "files").exists(), "the kept copy is the build's own tree"
+    before = tree_listing(entry / "tree")
+
+    again = build(1)
+    assert not extracting.search(again.stderr), "dpkg-source -x ran again"
+    assert f"kept source {name} copied in" in again.stderr
+    assert tree_listing(entry / "tree") == before, "the build changed the kept copy"
+
+    # not whole (no marker): moved away, extracted again and kept anew
+    (entry / "complete").unlink()
+    broken = build(2)
+    assert f"kept source {name} is not whole: extracting again" in broken.stderr
+    assert extracting.search(broken.stderr)
+    assert list(kept_sources(chroot_cache)) == [name]
+    assert tree_listing(kept_sources(chroot_cache)[name] / "tree") == before
+
+    # apt in the build (no layer names the root): dpkg-source -x runs, nothing is kept
+    plain = build(3, REBUILDER_DEPS_LAYERS="0")
+    assert extracting.search(plain.stderr)
+    assert "copied in" not in plain.stderr and "kept the extracted source" not in plain.stderr
+    assert list(kept_sources(chroot_cache)) == [name]
+    # no sources kept (REBUILDER_SOURCES_MAX_MB=0): extracted, and the kept ones are evicted
+    plain = build(4, REBUILDER_SOURCES_MAX_MB="0")
+    assert extracting.search(plain.stderr)
+    assert f"evicted kept source {name}: the sources exceed 0 MB" in plain.stderr
+    assert not kept_sources(chroot_cache)

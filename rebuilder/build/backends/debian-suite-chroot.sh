@@ -25,6 +25,7 @@
 #                        as an overlay layer reused by later builds; 0: installed per build
 #   REBUILDER_LAYER_MAX_MB  deps layers kept within this size (default 4096)
 #   REBUILDER_LAYER_MAX_AGE days a deps layer is kept unused (default 7)
+#   REBUILDER_SOURCES_MAX_MB  extracted sources kept within this size (default 1024; 0: none)
 #   REBUILDER_RELEASE_MAX_AGE  seconds a fetched Release Date keys the base chroot before it
 #                        is fetched again (default 300; 0: every build)
 #   REBUILDER_DEFERRED_CLEANUP  1: the caller removes the cwd after its verdict, so the
@@ -88,6 +89,8 @@ validate_inputs() {
 		die "REBUILDER_LAYER_MAX_MB must be a whole number of megabytes"
 	[[ ${REBUILDER_LAYER_MAX_AGE:-7} =~ ^[0-9]+$ ]] ||
 		die "REBUILDER_LAYER_MAX_AGE must be a whole number of days"
+	[[ ${REBUILDER_SOURCES_MAX_MB:-1024} =~ ^[0-9]{1,9}$ ]] ||
+		die "REBUILDER_SOURCES_MAX_MB must be a whole number of megabytes"
 	[[ ${REBUILDER_RELEASE_MAX_AGE:-300} =~ ^[0-9]{1,9}$ ]] ||
 		die "REBUILDER_RELEASE_MAX_AGE must be a whole number of seconds"
 	[ -d "$REBUILDERD_OUTDIR" ] || die "REBUILDERD_OUTDIR $REBUILDERD_OUTDIR is not a directory"
@@ -320,7 +323,7 @@ open_base() {
 	fi
 	exec 9>&-
 	DEBS="$CACHE/debs"
-	mkdir -p -- "$DEBS/partial" "$CACHE/layers"
+	mkdir -p -- "$DEBS/partial" "$CACHE/layers" "$CACHE/sources"
 }
 
 # --- the build, inside the namespaces ---------------------------------------------------
@@ -498,8 +501,11 @@ inside() {
 	if [ -n "${RB_META:-}" ]; then
 		in_chroot dpkg-query -W -f '${binary:Package}\t${Version}\n' >"$RB_META/installed-packages.txt"
 	fi
-	as_builder /build dpkg-source -x "/build/src/${RB_DSC##*/}" "$dir" >&2 ||
-		die "dpkg-source -x failed"
+	if ! reuse_source "$dir"; then
+		as_builder /build dpkg-source -x "/build/src/${RB_DSC##*/}" "$dir" >&2 ||
+			die "dpkg-source -x failed"
+		keep_source
+	fi
 	if bin=$(binnmu_artifact); then
 		apply_binnmu "$bin" "$(b=${bin##*_} && printf '%s' "${b%.*}")" "$dir"
 	fi
@@ -530,6 +536,80 @@ inside() {
 		"apt=$(elapsed "$t_root" "$t_apt")s deps=$(elapsed "$t_apt" "$t_deps")s" \
 		"source=$(elapsed "$t_deps" "$t_src")s build=$(elapsed "$t_build0" "$t_build1")s" \
 		"($RB_ROOTFS, deps layer $LAYER_STATE)"
+}
+
+# --- extracted sources ------------------------------------------------------------------
+#
+# dpkg-source -x (a perl program: a second on a loaded machine for a small package) writes the
+# same files for the same .dsc in the same root, so what it wrote under $BUILD_PARENT is kept
+# in sources/<tree>_<key> and copied in by later builds of that source (a retry, the arch:all
+# and arch:any builds of one source). The key names the .dsc's bytes (which carry every
+# file's checksum, checked by that first dpkg-source), the base tree and the deps layer (the
+# root, so dpkg-source itself) and this boot: the copy is not synced, and a crash, which could
+# leave it torn, starts a new boot. Only in a root that these name (on a deps layer, or with
+# nothing to install); the build works on its own copy.
+
+SOURCE_FORMAT=1
+
+# Sets SOURCE_ENTRY and SOURCE_KEY for the source extracted into $1; status 1 when sources
+# are not kept for this build.
+source_key() {
+	local key boot layer=${LAYER:-}
+	SOURCE_ENTRY=
+	[ -n "$RB_SOURCES" ] && [ "$LAYER_STATE" != installed ] || return 1
+	read -r boot </proc/sys/kernel/random/boot_id || return 1
+	key=$({
+		printf 'rebuilder extracted source %s\nbase %s\nlayer %s\nboot %s\ndir %s\n' \
+			"$SOURCE_FORMAT" "$RB_TREE_NAME" "${layer##*/}" "$boot" "$1"
+		sha256sum <"$RB_DSC"
+	} | sha256sum)
+	SOURCE_KEY=${key%% *}
+	SOURCE_ENTRY="$RB_SOURCES/${RB_TREE_NAME}_${SOURCE_KEY:0:24}"
+}
+
+# Copies the kept extraction of this source into the root; status 1 when there is none.
+reuse_source() {
+	local marker
+	source_key "$1" && [ -d "$SOURCE_ENTRY" ] || return 1
+	# Shared while it is copied: eviction takes it exclusively, or leaves it.
+	exec 3<"$SOURCE_ENTRY"
+	flock -s 3
+	if ! { [ "$SOURCE_ENTRY" -ef /proc/self/fd/3 ] &&
+		read -r marker 2>/dev/null <"$SOURCE_ENTRY/complete" && [ "$marker" = "$SOURCE_KEY" ]; }; then
+		# not whole: moved away (removed once nobody holds it); this build keeps its own
+		log "kept source ${SOURCE_ENTRY##*/} is not whole: extracting again"
+		mv -T -- "$SOURCE_ENTRY" "$(mktemp -u "$RB_CACHE/trash.XXXXXX")" 2>/dev/null || true
+		exec 3<&-
+		return 1
+	fi
+	cp -a -- "$SOURCE_ENTRY/tree/." "$RB_ROOT$BUILD_PARENT/" ||
+		die "cannot copy the kept source ${SOURCE_ENTRY##*/} into the build root"
+	touch -- "$SOURCE_ENTRY"
+	exec 3<&-
+	log "dpkg-source -x of this .dsc was done before: kept source ${SOURCE_ENTRY##*/} copied in"
+}
+
+# Keeps what dpkg-source -x wrote, unless it is over a quarter of REBUILDER_SOURCES_MAX_MB.
+# The copy is renamed into place with its marker: whole or absent. Not keeping it is no error.
+keep_source() {
+	local tmp size
+	[ -n "$SOURCE_ENTRY" ] && [ ! -e "$SOURCE_ENTRY" ] || return 0
+	size=$(du -sb -- "$RB_ROOT$BUILD_PARENT" | cut -f1)
+	if [[ ! $size =~ ^[0-9]+$ ]] || ((size > (REBUILDER_SOURCES_MAX_MB << 20) / 4)); then
+		return 0
+	fi
+	tmp=$(mktemp -d "$RB_SOURCES/tmp.XXXXXX") || return 0
+	# held while it is written: the cleanup of killed creators' leftovers skips it
+	exec 4<"$tmp"
+	flock 4
+	if cp -a -- "$RB_ROOT$BUILD_PARENT/." "$tmp/tree" && printf '%s\n' "$size" >"$tmp/size" &&
+		printf '%s\n' "$SOURCE_KEY" >"$tmp/complete" &&
+		mv -T -- "$tmp" "$SOURCE_ENTRY" 2>/dev/null; then
+		log "kept the extracted source as ${SOURCE_ENTRY##*/} for later builds"
+	else
+		rm -rf -- "$tmp"
+	fi
+	exec 4<&-
 }
 
 # The build's root on a deps layer (see below). Resolving the build dependencies costs apt
@@ -854,14 +934,11 @@ cleanup() {
 
 # Bounds the deps layers: a layer not used for REBUILDER_LAYER_MAX_AGE days (default 7) or of
 # a base tree that is gone goes, then the least recently used ones until the rest fit in
-# REBUILDER_LAYER_MAX_MB (default 4096). A layer in use (shared flock) is left; so is one being
-# created. Creators killed mid-way leave tmp.* dirs nobody holds: they go too. Kept
-# resolutions follow the same age and base tree rule.
+# REBUILDER_LAYER_MAX_MB (default 4096). Kept resolutions follow the same age and base tree
+# rule. Kept sources (see keep_source) go after a day, or beyond REBUILDER_SOURCES_MAX_MB.
 evict_layers() {
-	local dir="$CACHE/layers" max_mb=${REBUILDER_LAYER_MAX_MB:-4096}
-	local max_age=${REBUILDER_LAYER_MAX_AGE:-7} name mtime size total=0 evict now_s trees
+	local dir="$CACHE/layers" max_age=${REBUILDER_LAYER_MAX_AGE:-7} trees
 	[ -d "$dir" ] || return 0
-	printf -v now_s '%(%s)T' -1
 	trees=$(find "$CACHE" -maxdepth 1 -name '*.tree' -printf '%f\n')
 	find "$dir" -maxdepth 1 \( -name '*.resolved.*' -mmin +1 -o \
 		-name '*.resolved' -mtime +"$max_age" \) -delete 2>/dev/null || true
@@ -869,6 +946,20 @@ evict_layers() {
 		awk -v trees="$trees" 'BEGIN { split(trees, t, "\n"); for (i in t) have[t[i]] = 1 }
 			{ b = $0; sub(/_[^_]*$/, "", b); if (!((b ".tree") in have)) print }' |
 		while read -r name; do rm -f -- "$dir/$name"; done
+	evict_lru "$dir" "${REBUILDER_LAYER_MAX_MB:-4096}" "$max_age" "deps layer" layers locked
+	evict_lru "$CACHE/sources" "${REBUILDER_SOURCES_MAX_MB:-1024}" 1 "kept source" sources ""
+}
+
+# Evicts the entries <tree>_<key> of $1 (each a directory with its size in bytes in `size`)
+# whose base tree is gone or that were not used for $3 days, then the least recently used
+# beyond $2 MB; $4 names one in the log, $5 all. An entry in use (shared flock) is left; so is
+# one being created ($6 = locked: under an exclusive flock on <entry>.lock). Creators killed
+# mid-way leave tmp.* dirs nobody holds: they go too.
+evict_lru() {
+	local dir=$1 max_mb=$2 max_age=$3 noun=$4 plural=$5 locked=$6 name mtime size total=0
+	local evict now_s
+	[ -d "$dir" ] || return 0
+	printf -v now_s '%(%s)T' -1
 	find "$dir" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %f\n' | sort -rn |
 		while read -r mtime name; do
 			mtime=${mtime%.*}
@@ -889,14 +980,18 @@ evict_layers() {
 			elif [ "$mtime" -lt $((now_s - max_age * 86400)) ]; then
 				evict="unused for $max_age days"
 			elif [ "$total" -gt $((max_mb << 20)) ]; then
-				evict="the layers exceed $max_mb MB"
+				evict="the $plural exceed $max_mb MB"
 			fi
 			[ -n "$evict" ] || continue
-			if flock -n "$dir/$name.lock" flock -n -x "$dir/$name" \
-				mv -T -- "$dir/$name" "$(mktemp -u "$CACHE/trash.XXXXXX")"; then
+			if [ "$locked" = locked ]; then
+				flock -n "$dir/$name.lock" flock -n -x "$dir/$name" \
+					mv -T -- "$dir/$name" "$(mktemp -u "$CACHE/trash.XXXXXX")" || continue
 				rm -f -- "$dir/$name.lock"
-				log "evicted deps layer $name: $evict"
+			else
+				flock -n -x "$dir/$name" \
+					mv -T -- "$dir/$name" "$(mktemp -u "$CACHE/trash.XXXXXX")" || continue
 			fi
+			log "evicted $noun $name: $evict"
 		done
 }
 
@@ -986,13 +1081,16 @@ main() {
 	indir=$(dirname "$dsc")
 	LAYERS=
 	if [ "${REBUILDER_DEPS_LAYERS:-1}" = 1 ]; then LAYERS="$CACHE/layers"; fi
+	SOURCES=
+	if [ "${REBUILDER_SOURCES_MAX_MB:-1024}" -gt 0 ]; then SOURCES="$CACHE/sources"; fi
 	builddir="$src-$(upstream_version "$version")"
 	export RB_ROOT="$WORK/root" RB_DSC=$dsc RB_INDIR=$indir RB_SUITES=$suites \
 		RB_MIRROR=$REBUILDER_MIRROR RB_OUTDIR=$REBUILDERD_OUTDIR RB_META=${REBUILDER_META_DIR:-} \
 		RB_BUILDDIR=$builddir RB_BUILD_FLAG=$build_flag \
 		RB_DEP_FLAG=$dep_flag RB_ARTIFACTS=${REBUILDER_ARTIFACTS:-} \
 		RB_DEB_BUILD_OPTIONS=${REBUILDER_DEB_BUILD_OPTIONS:-} RB_ROOTFS=$ROOTFS \
-		RB_TREE=${TREE:-} RB_DEBS=$DEBS RB_CACHE=$CACHE RB_LAYERS=$LAYERS RB_MODE=$MODE
+		RB_TREE=${TREE:-} RB_DEBS=$DEBS RB_CACHE=$CACHE RB_LAYERS=$LAYERS RB_MODE=$MODE \
+		RB_SOURCES=$SOURCES REBUILDER_SOURCES_MAX_MB=${REBUILDER_SOURCES_MAX_MB:-1024}
 	RB_TREE_NAME=${RB_TREE##*/}
 	export RB_TREE_NAME=${RB_TREE_NAME%.tree}
 	log "building $src $version ($build_flag) for $REBUILDER_RELEASE/$arch in $MODE mode"
