@@ -258,8 +258,20 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
     assert "creating base chroot" not in run.stderr
     assert "cannot unpack the base chroot tarball" in run.stderr
     assert sorted(p.name for p in cache.iterdir()) == sorted(
-        [*names[1:], "bookworm_amd64.lock", "bookworm.release"]
+        [*names[1:], "bookworm_amd64.lock", "bookworm.release", "swept"]
     )
+
+    # The sweep runs in the first build of a minute: an old tarball added now stays until then.
+    (cache / names[0]).write_bytes(b"not a tarball")
+    (cache / "tmp.cafe").mkdir()
+    run = run_backend(dsc, env)
+    assert "cannot unpack the base chroot tarball" in run.stderr
+    assert (cache / names[0]).exists() and (cache / "tmp.cafe").exists()
+    (cache / "swept").write_text(f"{int(time.time()) - 61}\n")
+    run = run_backend(dsc, env)
+    assert "cannot unpack the base chroot tarball" in run.stderr
+    assert f"evicting old base chroot {names[0]}" in run.stderr
+    assert not (cache / names[0]).exists() and not (cache / "tmp.cafe").exists()
     assert not list(dsc.parent.glob(".suite-chroot.*")), "the failed build left its chroot"
     assert not list((tmp_path / "out").iterdir())
 
@@ -717,6 +729,8 @@ def test_extracted_source_is_kept_and_copied_into_later_builds(
     assert "copied in" not in plain.stderr and "kept the extracted source" not in plain.stderr
     assert list(kept_sources(chroot_cache)) == [name]
     # no sources kept (REBUILDER_SOURCES_MAX_MB=0): extracted, and the kept ones are evicted
+    # by the next sweep of the cache (made due here: it runs once a minute)
+    (chroot_cache / "debian-suite-chroot" / "swept").write_text("0\n")
     plain = build(4, REBUILDER_SOURCES_MAX_MB="0")
     assert extracting.search(plain.stderr)
     assert f"evicted kept source {name}: the sources exceed 0 MB" in plain.stderr

@@ -144,7 +144,7 @@ suites_for() {
 # the suite for REBUILDER_RELEASE_MAX_AGE seconds (default 300; 0: every build fetches it): a
 # pass starts its builds of a suite within minutes of reading the suite's indexes anyway.
 release_stamp() {
-	local suite=$1 url="$REBUILDER_MIRROR/dists/$1/Release" body date now_s at seen mirror tmp
+	local suite=$1 url="$REBUILDER_MIRROR/dists/$1/Release" body date now_s at seen mirror
 	local memo="$CACHE/$1.release" max=${REBUILDER_RELEASE_MAX_AGE:-300}
 	printf -v now_s '%(%s)T' -1
 	if [ "$max" -gt 0 ] && [ -f "$memo" ] && read -r at seen mirror <"$memo" &&
@@ -159,13 +159,7 @@ release_stamp() {
 	[ -n "$date" ] || die "Release file $url has no Date: field"
 	STAMP=$(date -u -d "$date" +%Y%m%dT%H%M%SZ 2>/dev/null) ||
 		die "Release file $url has a bad Date: '$date'"
-	# written whole or not at all; a build that cannot write it fetches again next time
-	if tmp=$(mktemp "$memo.XXXXXX" 2>/dev/null); then
-		if ! { printf '%s %s %s\n' "$now_s" "$STAMP" "$REBUILDER_MIRROR" >"$tmp" &&
-			mv -f -- "$tmp" "$memo"; }; then
-			rm -f -- "$tmp"
-		fi
-	fi
+	write_memo "$memo" "$now_s $STAMP $REBUILDER_MIRROR"
 }
 
 # Picks the namespace mode: unshare when this user can create the namespaces, else root
@@ -290,12 +284,36 @@ choose_rootfs() {
 	esac
 }
 
+# The cache's sweep (eviction of old tarballs, trees, layers and kept sources, removal of what
+# was renamed away) runs in the first build of each minute, not in every one: a pass runs its
+# builds back to back, and the sweep's dozen processes weighed on each of them. Status 0 when
+# this build sweeps; the time is noted at once, so builds side by side do not all sweep.
+sweep_due() {
+	local memo="$CACHE/swept" at now_s
+	printf -v now_s '%(%s)T' -1
+	if read -r at 2>/dev/null <"$memo" && [[ $at =~ ^[0-9]{1,12}$ ]] &&
+		((now_s >= at && now_s - at < 60)); then
+		return 1
+	fi
+	write_memo "$memo" "$now_s"
+}
+
+# Replaces the small file $1 with the line $2 in one rename (whole or not at all); one that
+# cannot be written is only done again next time.
+write_memo() {
+	local tmp
+	tmp=$(mktemp "$1.XXXXXX" 2>/dev/null) || return 0
+	if ! { printf '%s\n' "$2" >"$tmp" && mv -f -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fi
+}
+
 # Ensures the base tarball exists and opens it on fd 8, all under an exclusive lock so two
 # builds side by side create it once and eviction never removes a tarball before it is open.
 open_base() {
 	local arch=$1 suites=$2 last stamp prefix tarball
 	CACHE="$REBUILDER_CACHE_DIR/debian-suite-chroot"
 	mkdir -p -- "$CACHE" || die "cannot create cache directory $CACHE"
+	SWEEP=0
+	if sweep_due; then SWEEP=1; fi
 	last=${suites##* }
 	release_stamp "$last"
 	stamp=$STAMP
@@ -304,8 +322,10 @@ open_base() {
 	exec 9>"$CACHE/$prefix.lock"
 	flock 9
 	# left by a killed creator; renamed now, removed at the end of this build
-	find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec sh -c \
-		'for d; do mv -- "$d" "${d%/tmp.*}/trash.${d##*/tmp.}"; done' sh {} +
+	if [ "$SWEEP" = 1 ] || [ ! -s "$tarball" ]; then
+		find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec sh -c \
+			'for d; do mv -- "$d" "${d%/tmp.*}/trash.${d##*/tmp.}"; done' sh {} +
+	fi
 	if [ -s "$tarball" ]; then
 		log "reusing base chroot ${tarball##*/}"
 		BASE_STATE=reused
@@ -314,7 +334,7 @@ open_base() {
 		create_base "$tarball" "$arch" "$suites"
 	fi
 	exec 8<"$tarball"
-	evict_old "$prefix"
+	if [ "$SWEEP" = 1 ] || [ "$BASE_STATE" = created ]; then evict_old "$prefix"; fi
 	if [ "$ROOTFS" = overlay ]; then
 		ensure_tree "$tarball"
 		# Shared while this build uses the tree: eviction takes it exclusively, or skips it.
@@ -918,7 +938,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	if [ -n "${CLEAN_TMP:-}" ]; then rm -rf -- "$CLEAN_TMP"; fi
 	remove_work
-	if [ -n "${CACHE:-}" ]; then
+	if [ -n "${CACHE:-}" ] && [ "${SWEEP:-0}" = 1 ]; then
 		evict_layers
 		# Evicted trees and layers, killed creators' leftovers (renamed under a lock); a broken
 		# layer may still be mounted by a build that holds it (shared flock): left for later.
