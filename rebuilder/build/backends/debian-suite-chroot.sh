@@ -518,7 +518,8 @@ inside() {
 	now t_apt
 	if [ "$LAYER_STATE" = installed ]; then install_deps; fi
 	now t_deps
-	if [ -n "${RB_META:-}" ]; then
+	# on a layer, written by the check of the root (the same query)
+	if [ -n "${RB_META:-}" ] && [ "$LAYER_STATE" != reused ] && [ "$LAYER_STATE" != created ]; then
 		in_chroot dpkg-query -W -f '${binary:Package}\t${Version}\n' >"$RB_META/installed-packages.txt"
 	fi
 	if ! reuse_source "$dir"; then
@@ -675,7 +676,7 @@ layered_root() {
 			LAYER_STATE=installed
 			return 0
 		fi
-		if ! check_installed "$deps"; then
+		if ! check_installed "$deps" "${RB_META:+$RB_META/installed-packages.txt}"; then
 			discard_layer
 			die "the build root does not hold the resolved build dependencies:" \
 				"deps layer $(basename "$LAYER") moved away"
@@ -788,13 +789,16 @@ resolve_deps() {
 
 # Exit status 0 when the root holds every "name:arch=version" of the list $1 fully installed
 # and none of its "-name" removals: the check that the build sees exactly the resolved set.
+# With $2, the same query's list of packages is written there, as installed-packages.txt.
 check_installed() {
-	in_chroot dpkg-query -W -f '${Package}:${Architecture}=${Version} ${db:Status-Abbrev}\n' |
-		awk -v list="$1" '
+	local fmt='${db:Status-Abbrev}\t${Package}:${Architecture}=${Version}\t${binary:Package}\t${Version}\n'
+	in_chroot dpkg-query -W -f "$fmt" |
+		awk -F '\t' -v list="$1" -v out="${2:-}" '
 		BEGIN {
 			while ((getline l < list) > 0) if (l ~ /^-/) gone[substr(l, 2)] = 1; else want[l] = 1
 		}
-		$2 == "ii" { have[$1] = 1; n = $1; sub(/:.*/, "", n); name[n] = 1; name[$1] = 1 }
+		out != "" { print $3 "\t" $4 > out }
+		$1 == "ii " { have[$2] = 1; n = $2; sub(/:.*/, "", n); name[n] = 1; name[$2] = 1 }
 		END {
 			for (w in want) if (!(w in have)) { print "missing " w > "/dev/stderr"; bad = 1 }
 			for (g in gone) if (g in name) { print "not removed " g > "/dev/stderr"; bad = 1 }
