@@ -14,11 +14,13 @@ them: the attempt directory is removed by the reaper after the verdict, and that
 removal is timed apart.
 
 A warm-up round builds every package once (it creates the base chroot when the cache is
-cold, fills the shared .deb cache and creates each package's build-dependency layer) and
-is shown but not counted. Each measured round then builds every package twice, side by
-side in time: with the build dependencies installed by apt in every build
-(``REBUILDER_DEPS_LAYERS=0``, the backend before its deps layers) and on the cached deps
-layer, so the two medians printed compare in the same run.
+cold, fills the shared .deb cache, creates each package's build-dependency layer and keeps
+its extracted source) and is shown but not counted. Each measured round then builds every
+package twice, side by side in time: with the build dependencies installed by apt in every
+build (``REBUILDER_DEPS_LAYERS=0``, the backend before its deps layers) and on the cached
+deps layer, so the two medians printed compare in the same run. On the layer, a build copies
+the source that ``dpkg-source -x`` extracted in the warm-up (a retry or a second
+architecture of a source does the same in a pass); with apt per build it extracts it.
 
     python bench/real_builds.py [--cache-dir DIR] [--pkgs distro-info-data debvm midge]
 """

@@ -430,11 +430,9 @@ configure_chroot() {
 
 # Copies the .dsc and its files in, readable by the build user.
 stage_source() {
-	local f
-	cp -- "$RB_DSC" "$RB_ROOT/build/src/"
-	while read -r f; do
-		cp -- "$RB_INDIR/$f" "$RB_ROOT/build/src/"
-	done < <(dsc_files "$RB_DSC")
+	local files=("$RB_DSC") f
+	while read -r f; do files+=("$RB_INDIR/$f"); done < <(dsc_files "$RB_DSC")
+	cp -t "$RB_ROOT/build/src/" -- "${files[@]}"
 	chmod -R a+rX "$RB_ROOT/build/src"
 }
 
