@@ -630,6 +630,10 @@ def test_deps_layer_is_reused_rebuilt_when_broken_and_kept_per_dependency_set(
     _, rebuilt, built = build("distro-info-data", 5)
     assert timing(rebuilt)["layer"] == "created"
     assert built.read_bytes() == pkg.deb.read_bytes()
+    # the first creation left every .deb of the set in the shared cache: no download step
+    assert "every .deb of the set is in the shared cache: nothing to download" in rebuilt.stderr
+    assert rebuilt.stderr.count("Building dependency tree") == 1, "apt ran more than once"
+    assert "Need to get 0 B/" in rebuilt.stderr
 
     # half-written (no marker), then corrupt (a marker for another set): rebuilt, not reused
     (layer / "complete").unlink()

@@ -835,10 +835,14 @@ use_layer() {
 			exec 5>&-
 			return 1
 		fi
-		mapfile -t specs < <(sed 's/^-\(.*\)$/\1-/' -- "$deps")
-		in_chroot flock /var/cache/rebuilder-debs/.download.lock \
-			apt-get -q -y --no-install-recommends "${DEBS_OPTS[@]}" --download-only install \
-			"${specs[@]}" >&2 || die "cannot download the build dependencies"
+		if debs_cached "$deps"; then
+			log "every .deb of the set is in the shared cache: nothing to download"
+		else
+			mapfile -t specs < <(sed 's/^-\(.*\)$/\1-/' -- "$deps")
+			in_chroot flock /var/cache/rebuilder-debs/.download.lock \
+				apt-get -q -y --no-install-recommends "${DEBS_OPTS[@]}" --download-only install \
+				"${specs[@]}" >&2 || die "cannot download the build dependencies"
+		fi
 		create_layer "$deps" "$key"
 	else
 		log "reusing deps layer $name ($(wc -l <"$deps") packages)"
@@ -848,6 +852,20 @@ use_layer() {
 	flock -s 6
 	touch -- "$LAYER"
 	exec 5>&-
+}
+
+# Status 0 when the shared cache holds the .deb of every package the set $1 installs, under
+# the name apt gives it (name_version_arch.deb, an epoch's colon as %3a): then the download
+# step, an apt run of seconds that would fetch nothing, is left out. The install still checks
+# each file against the index's hashes, and fetches one that is not right.
+debs_cached() {
+	local line name arch version
+	while read -r line; do
+		[[ $line == -* ]] && continue
+		name=${line%%:*} arch=${line#*:} version=${line#*=}
+		arch=${arch%%=*}
+		[ -f "$RB_DEBS/${name}_${version//:/%3a}_${arch}.deb" ] || return 1
+	done <"$1"
 }
 
 # Moves the layer this build holds (fd 6) away, so the next build creates it again.
