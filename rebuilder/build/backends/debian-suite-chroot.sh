@@ -593,8 +593,12 @@ reuse_source() {
 	# Shared while it is copied: eviction takes it exclusively, or leaves it.
 	exec 3<"$SOURCE_ENTRY"
 	flock -s 3
-	if ! { [ "$SOURCE_ENTRY" -ef /proc/self/fd/3 ] &&
-		read -r marker 2>/dev/null <"$SOURCE_ENTRY/complete" && [ "$marker" = "$SOURCE_KEY" ]; }; then
+	if ! [ "$SOURCE_ENTRY" -ef /proc/self/fd/3 ]; then # evicted before the lock was ours
+		exec 3<&-
+		return 1
+	fi
+	if ! { read -r marker 2>/dev/null <"$SOURCE_ENTRY/complete" &&
+		[ "$marker" = "$SOURCE_KEY" ]; }; then
 		# not whole: moved away (removed once nobody holds it); this build keeps its own
 		log "kept source ${SOURCE_ENTRY##*/} is not whole: extracting again"
 		mv -T -- "$SOURCE_ENTRY" "$(mktemp -u "$RB_CACHE/trash.XXXXXX")" 2>/dev/null || true
@@ -613,7 +617,7 @@ reuse_source() {
 keep_source() {
 	local tmp size
 	[ -n "$SOURCE_ENTRY" ] && [ ! -e "$SOURCE_ENTRY" ] || return 0
-	size=$(du -sb -- "$RB_ROOT$BUILD_PARENT" | cut -f1)
+	size=$(du -sb -- "$RB_ROOT$BUILD_PARENT" 2>/dev/null | cut -f1) || return 0
 	if [[ ! $size =~ ^[0-9]+$ ]] || ((size > (REBUILDER_SOURCES_MAX_MB << 20) / 4)); then
 		return 0
 	fi
@@ -789,7 +793,8 @@ resolve_deps() {
 # and none of its "-name" removals: the check that the build sees exactly the resolved set.
 # With $2, the same query's list of packages is written there, as installed-packages.txt.
 check_installed() {
-	local fmt='${db:Status-Abbrev}\t${Package}:${Architecture}=${Version}\t${binary:Package}\t${Version}\n'
+	local fmt='${db:Status-Abbrev}\t${Package}:${Architecture}=${Version}\t'
+	fmt+='${binary:Package}\t${Version}\n'
 	in_chroot dpkg-query -W -f "$fmt" |
 		awk -F '\t' -v list="$1" -v out="${2:-}" '
 		BEGIN {
@@ -960,6 +965,8 @@ cleanup() {
 	remove_work
 	if [ -n "${CACHE:-}" ] && [ "${SWEEP:-0}" = 1 ]; then
 		evict_layers
+		# kept sources (see keep_source): a day unused, or beyond REBUILDER_SOURCES_MAX_MB
+		evict_lru "$CACHE/sources" "${REBUILDER_SOURCES_MAX_MB:-1024}" 1 "kept source" sources ""
 		# Evicted trees and layers, killed creators' leftovers (renamed under a lock); a broken
 		# layer may still be mounted by a build that holds it (shared flock): left for later.
 		find "$CACHE" -maxdepth 1 -name 'trash.*' -exec sh -c \
@@ -975,7 +982,7 @@ cleanup() {
 # Bounds the deps layers: a layer not used for REBUILDER_LAYER_MAX_AGE days (default 7) or of
 # a base tree that is gone goes, then the least recently used ones until the rest fit in
 # REBUILDER_LAYER_MAX_MB (default 4096). Kept resolutions follow the same age and base tree
-# rule. Kept sources (see keep_source) go after a day, or beyond REBUILDER_SOURCES_MAX_MB.
+# rule.
 evict_layers() {
 	local dir="$CACHE/layers" max_age=${REBUILDER_LAYER_MAX_AGE:-7} trees
 	[ -d "$dir" ] || return 0
@@ -987,7 +994,6 @@ evict_layers() {
 			{ b = $0; sub(/_[^_]*$/, "", b); if (!((b ".tree") in have)) print }' |
 		while read -r name; do rm -f -- "$dir/$name"; done
 	evict_lru "$dir" "${REBUILDER_LAYER_MAX_MB:-4096}" "$max_age" "deps layer" layers locked
-	evict_lru "$CACHE/sources" "${REBUILDER_SOURCES_MAX_MB:-1024}" 1 "kept source" sources ""
 }
 
 # Evicts the entries <tree>_<key> of $1 (each a directory with its size in bytes in `size`)
