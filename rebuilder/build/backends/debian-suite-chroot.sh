@@ -1093,14 +1093,15 @@ main() {
 		command -v "$cmd" >/dev/null || die "required host tool '$cmd' is not installed"
 	done
 
-	local src version native_arch arch build_flag dep_flag f
+	local src version native_arch arch build_flag dep_flag f indir=${dsc%/*}
+	indir=${indir:-/}
 	src=$(dsc_field "$dsc" Source)
 	version=$(dsc_field "$dsc" Version)
 	[[ $src =~ ^[a-z0-9][a-z0-9+.-]+$ ]] || die "the .dsc has no valid Source: field"
 	[[ $version =~ ^[A-Za-z0-9.+~:-]+$ ]] || die "the .dsc has no valid Version: field"
 	while read -r f; do
 		[[ $f =~ ^[A-Za-z0-9][A-Za-z0-9+.~_-]*$ ]] || die "the .dsc lists a bad file name '$f'"
-		[ -f "$(dirname "$dsc")/$f" ] || die "file $f listed by the .dsc is missing"
+		[ -f "$indir/$f" ] || die "file $f listed by the .dsc is missing"
 	done < <(dsc_files "$dsc")
 
 	native_arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
@@ -1123,8 +1124,7 @@ main() {
 
 	WORK=$(mktemp -d "${REBUILDER_WORK_DIR:-$PWD}/.suite-chroot.XXXXXX") ||
 		die "cannot create a work directory"
-	local indir builddir
-	indir=$(dirname "$dsc")
+	local builddir
 	LAYERS=
 	if [ "${REBUILDER_DEPS_LAYERS:-1}" = 1 ]; then LAYERS="$CACHE/layers"; fi
 	SOURCES=
