@@ -115,26 +115,25 @@ class EncodedRow(NamedTuple):
 _NO_ID = '{"id":0,'
 
 
-def encoded_rows(rows: Iterable[BinaryRow]) -> list[tuple[str | None, str]]:
-    """Each row's status and record encoded but for its id (what the render cache keeps:
+def encoded_rows(rows: Iterable[BinaryRow]) -> list[tuple[tuple[str, ...], str]]:
+    """Each row's sort key and record encoded but for its id (what the render cache keeps:
     :func:`known_rows` makes the rows again)."""
     out = []
     for r in rows:
         text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
         assert text.startswith(_NO_ID)
-        out.append((r.record.status, text[len(_NO_ID) :]))
+        out.append((r.sort, text[len(_NO_ID) :]))
     return out
 
 
 def known_rows(
-    record: GroupRecord, attempt: Attempt | None, encoded: Sequence[tuple[str | None, str]]
+    record: GroupRecord, attempt: Attempt | None, encoded: Sequence[tuple[Sequence[str], str]]
 ) -> list[EncodedRow]:
     """:func:`binary_rows` of a group, from :func:`encoded_rows` (one per artifact)."""
-    g = record.group
     build_id = attempt.build_id if attempt else 0
     return [
-        EncodedRow(_sort(g, a, status), build_id, a.name, tail)
-        for a, (status, tail) in zip(g.artifacts, encoded, strict=True)
+        EncodedRow(tuple(sort), build_id, a.name, tail)
+        for a, (sort, tail) in zip(record.group.artifacts, encoded, strict=True)
     ]
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 3
+VERSION = 4  # 4: parts keep the v1 rows' sort keys and the build files' folders
 
 Part = tuple[Any, ...]  # see walk.part / walk.from_part
 

@@ -167,7 +167,7 @@ def walk_profile(
             got.fresh_v1[distro].update(a.name for a in g.artifacts)
         if mine[0] is not None:
             parts[key] = mine
-        _, index, row, lines, v1_rows = mine
+        _, index, row, lines, v1_rows, dirs = mine
         attempt = record.attempts[index] if index >= 0 else None
         found = history.steps(record)
         if record.seen:
@@ -187,7 +187,7 @@ def walk_profile(
         if changed is not None and key not in changed:
             suite_dir = stem.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
-            for folder in _build_dirs(record, attempt, distro):
+            for folder in dirs:
                 out.keep_dir(folder)
             out.stats.skipped += 1
             continue
@@ -217,12 +217,13 @@ def part(
 ) -> cache.Part:
     """What the walk derives from one record and keeps for the next render (builtin
     types only, see :mod:`rebuilder.site.cache`): a token, the v0 attempt's index, the
-    list row, the encoded v0 lines and v1 rows. The token is None when the part
-    depends on ``now`` and must not be kept."""
+    list row, the encoded v0 lines, the v1 rows (sort key, encoded record) and the
+    folders of its build files. The token is None when the part depends on ``now`` and
+    must not be kept."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (_token(record), index, None, [], [])
+        return (_token(record), index, None, [], [], [])
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -231,7 +232,8 @@ def part(
     lines = [p.line for p in api_v0.pkg_lines(record, attempt, served)]
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now))
     token = _token(record) if record.last_seen is not None else None  # else v1 shows now
-    return (token, index, row, lines, v1_rows)
+    dirs = list(_build_dirs(record, attempt, distro))
+    return (token, index, row, lines, v1_rows, dirs)
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
