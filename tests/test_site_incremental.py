@@ -173,3 +173,24 @@ def test_a_broken_or_stale_cache_costs_time_not_correctness(tmp_path: Path) -> N
     render(site, views, now=NOW, changed={"nothing/else/changed/really"})
     v0 = json.loads((site / "debian/api/v0/pkgs/list").read_text())
     assert {p["status"] for p in v0 if p["name"] == r.group.name} == {"GOOD"}
+
+
+def test_other_templates_make_an_incremental_render_a_full_one(tmp_path: Path) -> None:
+    """After an upgrade (other code or templates) the pages of groups nobody changed are not
+    as the new code makes them: a render given ``changed`` redoes every page. The override
+    directory stands in for an upgraded package's templates (the same digest covers both)."""
+    from rebuilder.site import html
+
+    site, mine = tmp_path / "site", tmp_path / "templates"
+    mine.mkdir()
+    state = State(site, 40, random.Random(5))
+    views = state.views(NOW)
+    render(site, views, now=NOW, templates=mine)
+    page = next(site.glob("p/debian-main/*/*/*/pkg/pkg000.html"))
+    group = (html.DEFAULT_TEMPLATES / "group.html").read_text()
+    (mine / "group.html").write_text(group.replace("{% block main %}", "{% block main %}UPGRADED"))
+    stats = render(site, views, now=NOW, changed=set(), templates=mine)
+    assert stats.skipped == 0 and "UPGRADED" in page.read_text()
+    # the next render of nothing changed is incremental again, and does nothing
+    quiet = render(site, views, now=NOW, changed=set(), templates=mine)
+    assert (quiet.written, quiet.skipped) == (0, sum(len(v.records) for v in views))

@@ -95,9 +95,13 @@ def code_digest() -> str:
     return files_digest(Path(__file__).resolve().parent.parent.rglob("*.py"))
 
 
-def files_digest(files: Iterable[Path]) -> str:
+def files_digest(files: Iterable[Path | str]) -> str:
+    """Names, sizes and mtimes of ``files`` (a str is taken as it is: another digest)."""
     h = hashlib.sha256(str(VERSION).encode())
-    for f in sorted(files):
+    for f in sorted(files, key=str):
+        if isinstance(f, str):
+            h.update(f"{f}\n".encode())
+            continue
         with contextlib.suppress(OSError):
             st = f.stat()
             h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

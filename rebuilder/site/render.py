@@ -50,7 +50,8 @@ def render(
     records may differ from the last render (including keys that left the
     state): other group pages and their v0 build files are left as they are,
     and only the suite lists and maintainer pages those groups are (or were)
-    on are redone. A template change needs a full render (``changed=None``).
+    on are redone. With other code or templates than the last render's (or no cache of
+    it), ``changed`` is ignored: every page is redone.
     ``templates`` is a directory whose files shadow the default templates.
     ``public_keys`` (PEM) are published as rebuilderd's ``api/v0/public-keys``.
     ``site_url`` (the site's public URL, may be empty) makes feed links
@@ -85,12 +86,20 @@ def _render(
     when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
     pages = links.PACKAGE_PAGES if package_pages is None else package_pages
     last = cache.load(out.root)
-    code = cache.code_digest()
+    dirs = html.template_dirs(templates)
+    # what makes a page of a record: the code, and the templates (static files included)
+    code = cache.files_digest([cache.code_digest(), *(f for d in dirs for f in d.rglob("*"))])
     inputs = _inputs(code, views, when, templates, public_keys, site_url, pages)
     if changed is not None and not changed and last.inputs == inputs:
         # nothing the site is made of moved since the last render, which finished
         out.stats.skipped = sum(len(v.records) for v in views)
         return _done(out, started)
+    if changed is not None and last.code != code:
+        # an upgrade, other templates, or no cache (a first render, a trimmed site, one
+        # stopped half-way): the pages of groups outside ``changed`` are not as this code
+        # would make them (or not known to be), so every page is redone
+        log.info("site: code or templates changed since the last render: a full render")
+        changed = None
     cache.begin(out.root)
     now_cache = cache.RenderCache(code, inputs, digests=out.digests)
     if last.code == code:
@@ -162,10 +171,10 @@ def _inputs(
     site_url: str,
     package_pages: Mapping[str, str],
 ) -> str:
-    """A digest of everything a render reads but the records (see :mod:`cache`)."""
-    dirs = html.template_dirs(templates)
-    parts: list[object] = [code, cache.files_digest(f for d in dirs for f in d.rglob("*"))]
-    parts += [[str(d) for d in dirs], now, list(public_keys), site_url]
+    """A digest of everything a render reads but the records (see :mod:`cache`); ``code``
+    covers the package's modules and the templates."""
+    dirs = html.template_dirs(templates)  # their files are in ``code``
+    parts: list[object] = [code, [str(d) for d in dirs], now, list(public_keys), site_url]
     parts.append(sorted(package_pages.items()))
     for v in views:
         parts += [v.profile, v.queue_length, v.last_pass, list(v.history), repr(list(v.queue))]
