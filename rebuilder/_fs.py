@@ -89,17 +89,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = F
     a file object, which costs more than the write itself for the site's small pages)."""
     target = os.fspath(path)
     tmp = temp_path(target)
+    _write_file(tmp, os.O_TRUNC, data, target, durable=durable)
     try:
-        fd = os.open(tmp, _CREATE | os.O_TRUNC, 0o666)
-    except OSError as e:
-        raise _named(e, target) from None
-    try:
-        try:
-            _write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, target)
         if durable:
             fsync_dir(os.path.dirname(target) or ".")
@@ -117,17 +108,25 @@ def write_new(path: str | os.PathLike[str], data: bytes) -> None:
     and rename. A failed write (a full disk) leaves no file behind. Not durable.
     :class:`FileExistsError` when it exists."""
     target = os.fspath(path)
+    _write_file(target, os.O_EXCL, data, target)
+
+
+def _write_file(path: str, flags: int, data: bytes, target: str, *, durable: bool = False) -> None:
+    """Make ``path`` (opened with ``flags`` besides :data:`_CREATE`) hold ``data``, fsync'd
+    when ``durable``; a failed write removes it. OSError names ``target``."""
     try:
-        fd = os.open(target, _CREATE | os.O_EXCL, 0o666)
+        fd = os.open(path, _CREATE | flags, 0o666)
     except OSError as e:
         raise _named(e, target) from None
     try:
         try:
             _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException as e:
-        _unlink_quietly(target)
+        _unlink_quietly(path)
         if isinstance(e, OSError):
             raise _named(e, target) from None
         raise
