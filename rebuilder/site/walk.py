@@ -337,10 +337,9 @@ def _build_dirs(record: GroupRecord, v0: Attempt | None, distro: str) -> Iterato
     (what a group that is not redone keeps), without making their names."""
     if not record.seen:
         return  # no pages, no build files
-    files = v0.files if v0 is not None else {}
-    if any(k in files and paths.store_rel(files[k]) is not None for k in paths.API_KINDS):
-        yield paths.api_build_dir(distro, v0.build_id)  # type: ignore[union-attr]
-        yield api_v1.build_dir(distro, v0.build_id)  # type: ignore[union-attr]
+    if v0 is not None and api_v1.published(v0):
+        yield paths.api_build_dir(distro, v0.build_id)
+        yield api_v1.build_dir(distro, v0.build_id)
     for a in record.attempts:
         report = a.files.get("diffoscope_html")
         if report and paths.store_rel(report) is not None:
