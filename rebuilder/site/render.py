@@ -89,7 +89,7 @@ def _render(
     dirs = html.template_dirs(templates)
     # what makes a page of a record: the code, and the templates (static files included)
     code = cache.files_digest([cache.code_digest(), *(f for d in dirs for f in d.rglob("*"))])
-    inputs = _inputs(code, views, when, templates, public_keys, site_url, pages)
+    inputs = _inputs(code, views, when, dirs, public_keys, site_url, pages)
     if changed is not None and not changed and last.inputs == inputs:
         # nothing the site is made of moved since the last render, which finished
         out.stats.skipped = sum(len(v.records) for v in views)
@@ -166,15 +166,15 @@ def _inputs(
     code: str,
     views: Sequence[ProfileView],
     now: _dt.datetime,
-    templates: Path | None,
+    template_dirs: Sequence[Path],
     public_keys: Sequence[str],
     site_url: str,
     package_pages: Mapping[str, str],
 ) -> str:
     """A digest of everything a render reads but the records (see :mod:`cache`); ``code``
-    covers the package's modules and the templates."""
-    dirs = html.template_dirs(templates)  # their files are in ``code``
-    parts: list[object] = [code, [str(d) for d in dirs], now, list(public_keys), site_url]
+    covers the package's modules and the templates' files."""
+    parts: list[object] = [code, [str(d) for d in template_dirs], now, list(public_keys)]
+    parts.append(site_url)
     parts.append(sorted(package_pages.items()))
     for v in views:
         parts += [v.profile, v.queue_length, v.last_pass, list(v.history), repr(list(v.queue))]
