@@ -156,8 +156,9 @@ def test_dashboard_search_package_page_and_log(site: Path, driver) -> None:
         driver.get(f"{base}/{PREFIX}/index.html")
         assert driver.title.startswith("Reproducible builds")
         assert driver.find_element(By.CSS_SELECTOR, "svg.chart")  # drawn without script
-        times = browser.type_query(driver, "hel")
-        assert max(times) < 1000, times  # every answer well under a second
+        # an answer to each key (how fast is bench/render.py --browser's: no duration is
+        # asserted in a test, where a loaded machine would fail it)
+        assert len(browser.type_query(driver, "hel")) == 3
         rows = driver.find_elements(By.CSS_SELECTOR, "#search-body tr")
         names = [r.find_element(By.TAG_NAME, "a").text for r in rows]
         assert "hello" in names and all(n.lower().startswith("hel") for n in names)
