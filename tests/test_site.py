@@ -907,8 +907,8 @@ def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
         a = api_v0.v0_attempt(r)
         for has in ({"log"}, {"log", "diffoscope", "attestation"}):
             for p in api_v0.pkg_lines(r, a, has):
-                doc = json.loads(p.line)
-                assert p.line == encode(doc)
+                doc = json.loads(p[api_v0.LINE])
+                assert p[api_v0.LINE] == encode(doc)
                 if doc["name"]:  # the v0 record reader refuses a hostile index's empty name
                     assert doc == PkgRelease.from_json(doc).to_json()
 

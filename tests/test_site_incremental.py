@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import marshal
 import os
 import random
 import shutil
@@ -28,7 +29,7 @@ def _files(root: Path) -> dict[str, str]:
         for f in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             p = Path(dirpath, f)
             rel = str(p.relative_to(root))
-            if rel == cache.FILE:
+            if rel in (cache.FILE, cache.DELTA):
                 continue
             out[rel] = (
                 "-> " + os.readlink(p)
@@ -147,6 +148,40 @@ def test_incremental_renders_write_what_a_full_render_writes(tmp_path: Path) -> 
     assert (quiet.written, quiet.unchanged, quiet.removed) == (0, 0, 0)
     assert quiet.skipped == sum(len(v.records) for v in views)
     _same_as_full(tmp_path, site, views, now)
+
+
+def test_a_small_change_saves_only_the_difference_of_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """The cache file stays as the first render wrote it while the delta beside it grows
+    with each render's changes; the two read back as the cache a full render makes."""
+    monkeypatch.setattr(cache, "REWRITE_SHARE", 10.0)  # (a few hundred groups: all change)
+    site = tmp_path / "site"
+    state = State(site, 150, random.Random(11))
+    now = NOW
+    render(site, state.views(now), now=now)
+    whole = (site / cache.FILE).read_bytes()
+    for _ in range(3):
+        keys = state.change(4)
+        now += dt.timedelta(hours=1)
+        state.history.append(history_point(now, state.records.values()))
+        views = state.views(now)
+        render(site, views, now=now, changed=keys)
+        assert (site / cache.FILE).read_bytes() == whole
+        assert (site / cache.DELTA).exists()
+        _same_as_full(tmp_path, site, views, now)
+    # past the share, the whole file again, and no delta
+    monkeypatch.setattr(cache, "REWRITE_SHARE", 0.0)
+    keys = state.change(4)
+    views = state.views(now)
+    render(site, views, now=now, changed=keys)
+    assert (site / cache.FILE).read_bytes() != whole
+    assert not (site / cache.DELTA).exists()
+    _same_as_full(tmp_path, site, views, now)
+    # a delta made for another cache file is not applied to this one
+    stale = tmp_path / "stale"
+    (site / cache.FILE).rename(stale)
+    render(site, views, now=now)
+    (site / cache.DELTA).write_bytes(marshal.dumps({"base": "another", "parts": {}}))
+    assert cache.load(str(site)).parts
 
 
 def test_a_broken_or_stale_cache_costs_time_not_correctness(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
         _write_v0(out, base, lines, queue, now, keys)
         by_arch: dict[str, list[api_v0.PkgLine]] = defaultdict(list)
         for p in lines:
-            by_arch[p.architecture].append(p)
+            by_arch[p[api_v0.ARCH]].append(p)
         for arch, subset in sorted(by_arch.items()):
             arch_base = paths.arch_api_base(distro, arch)
             if arch_base is None:
@@ -57,7 +57,7 @@ def _write_v0(
     now: _dt.datetime,
     keys: bytes,
 ) -> None:
-    out.write(f"{base}/pkgs/list", v0.pkgs_list([p.line for p in lines]))
+    out.write(f"{base}/pkgs/list", v0.pkgs_list([p[api_v0.LINE] for p in lines]))
     out.write(f"{base}/dashboard", api_v0.dumps(api_v0.dashboard(lines, queue, now)))
     out.write(f"{base}/public-keys", keys)
     for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them
@@ -73,7 +73,8 @@ def render_v1(
 ) -> None:
     """Each distribution's v1 tree (rebuildctl's), and v0's build queue."""
     for distro in sorted(got.pkgs):
-        api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro])
+        gone = None if got.gone_v1 is None else got.gone_v1[distro]
+        api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
         api_v1.write_queue(out, distro, got.jobs[distro], now)
         records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
         api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
@@ -83,7 +84,7 @@ def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:
     """(architecture, v0 base) of each distribution's per-architecture trees."""
     out: dict[str, list[tuple[str, str]]] = {}
     for distro, lines in got.pkgs.items():
-        archs = sorted({p.architecture for p in lines})
+        archs = sorted({p[api_v0.ARCH] for p in lines})
         out[distro] = [(a, b) for a in archs if (b := paths.arch_api_base(distro, a))]
     return out
 

@@ -13,7 +13,7 @@ produces identical bytes.
 >>> a = Artifact("hello", "1.0-1", "amd64", "https://mirror.example/hello.deb", "0" * 64, 1)
 >>> g = BuildGroup("hello", "1.0-1", "debian", "bookworm", "main", "amd64",
 ...                "https://mirror.example/x", (a,))
->>> [p.status for p in pkg_lines(GroupRecord(g), None, ())]
+>>> [p[STATUS] for p in pkg_lines(GroupRecord(g), None, ())]
 ['UNKWN']
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Container, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Attempt, GroupRecord, Status, format_time
@@ -76,15 +76,12 @@ def _releases(
     ]
 
 
-class PkgLine(NamedTuple):
-    """One ``PkgRelease`` as the render handles it: its sort key, what the dashboard
-    counts, and the object already encoded (:meth:`rebuilder.api.v0.PkgRelease.encode`)."""
-
-    sort: tuple[str, ...]
-    suite: str
-    status: str
-    architecture: str
-    line: str
+# One ``PkgRelease`` as the render handles it: its sort key (the fields joined by NUL,
+# which sorts as their tuple would), what the dashboard counts, and the object already
+# encoded (:meth:`rebuilder.api.v0.PkgRelease.encode`). A plain tuple: the render cache
+# keeps it, and a Debian-sized render handles 82,000 of them.
+PkgLine = tuple[str, str, str, str, str]  # (sort, suite, status, architecture, line)
+SORT, SUITE, STATUS, ARCH, LINE = range(5)
 
 
 _V0 = {s: s.v0 for s in Status}
@@ -92,26 +89,20 @@ _V0 = {s: s.v0 for s in Status}
 
 def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str]) -> list[PkgLine]:
     """:func:`_releases`, encoded (``has`` holds the v0 build files published)."""
-    return known_lines(record, [p.encode() for p in _releases(record, attempt, has)])
-
-
-def known_lines(record: GroupRecord, lines: Sequence[str]) -> list[PkgLine]:
-    """:func:`pkg_lines` from their encoded lines, one per artifact (the render cache
-    keeps those, see :mod:`rebuilder.site.cache`)."""
     g = record.group
     status, suite = _V0[record.status], g.component
     return [
-        PkgLine((a.name, a.version, a.architecture, suite, a.url, status), suite, status,
-                a.architecture, line)
-        for a, line in zip(g.artifacts, lines, strict=True)
+        ("\0".join((a.name, a.version, a.architecture, suite, a.url, status)), suite, status,
+         a.architecture, p.encode())
+        for a, p in zip(g.artifacts, _releases(record, attempt, has), strict=True)
     ]  # fmt: skip
 
 
 def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:
     """Sorted by name, version, architecture, suite, URL and status; exact duplicates (the
     same group in overlapping profiles) dropped."""
-    unique = {p.line: p for p in lines}
-    return sorted(unique.values(), key=lambda p: (p.sort, p.line))
+    unique = {p[LINE]: p for p in lines}
+    return sorted(unique.values())  # (sort, ...): the line itself breaks a tie
 
 
 def dashboard(pkgs: Iterable[PkgLine], queue_length: int, now: _dt.datetime) -> dict[str, Any]:
@@ -119,8 +110,8 @@ def dashboard(pkgs: Iterable[PkgLine], queue_length: int, now: _dt.datetime) -> 
     suites: dict[str, dict[str, int]] = {}
     names = {"GOOD": "good", "BAD": "bad", "UNKWN": "unknown"}
     for p in pkgs:
-        stats = suites.setdefault(p.suite, {"good": 0, "unknown": 0, "bad": 0})
-        stats[names[p.status]] += 1
+        stats = suites.setdefault(p[SUITE], {"good": 0, "unknown": 0, "bad": 0})
+        stats[names[p[STATUS]]] += 1
     return {
         "suites": dict(sorted(suites.items())),
         "active_builds": [],  # a static site has no builds in flight

@@ -53,7 +53,7 @@ _encode = json.JSONEncoder(sort_keys=False, ensure_ascii=False, separators=(",",
 class BinaryRow(NamedTuple):
     """One binary package before it gets its id: its sort key and its record."""
 
-    sort: tuple[str, ...]
+    sort: str  # see _sort
     record: v1.BinaryPackage
 
 
@@ -99,42 +99,32 @@ def binary_rows(
     return rows
 
 
-def _sort(g: BuildGroup, a: Artifact, status: str | None) -> tuple[str, ...]:
-    return (a.name, a.version, a.architecture, g.release, g.component, a.url, status or "")
+def _sort(g: BuildGroup, a: Artifact, status: str | None) -> str:
+    # one string, its fields joined by NUL (which no field holds): it sorts as their tuple
+    # would, for less (82,000 rows at Debian's size, sorted on every render)
+    return "\0".join(
+        (a.name, a.version, a.architecture, g.release, g.component, a.url, status or "")
+    )
 
 
-class EncodedRow(NamedTuple):
-    """A :class:`BinaryRow` encoded but for its id: its line is ``{"id":<id>,`` + ``tail``."""
-
-    sort: tuple[str, ...]
-    build_id: int
-    name: str
-    tail: str
+# A :class:`BinaryRow` encoded but for its id: its line is ``{"id":<id>,`` + ``tail``. A
+# plain tuple: the render cache keeps it, and a Debian-sized render handles 82,000.
+EncodedRow = tuple[str, int, str, str]  # (sort, build_id, name, tail)
 
 
 _NO_ID = '{"id":0,'
 
 
-def encoded_rows(rows: Iterable[BinaryRow]) -> list[tuple[tuple[str, ...], str]]:
-    """Each row's sort key and record encoded but for its id (what the render cache keeps:
-    :func:`known_rows` makes the rows again)."""
+def encoded_rows(rows: Iterable[BinaryRow], attempt: Attempt | None) -> list[EncodedRow]:
+    """Each row of a group (``attempt``: the one v0 names) as :class:`EncodedRow`'s
+    tuples: what the render cache keeps."""
+    build_id = attempt.build_id if attempt else 0
     out = []
     for r in rows:
         text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
         assert text.startswith(_NO_ID)
-        out.append((r.sort, text[len(_NO_ID) :]))
+        out.append((r.sort, build_id, r.record.name, text[len(_NO_ID) :]))
     return out
-
-
-def known_rows(
-    record: GroupRecord, attempt: Attempt | None, encoded: Sequence[tuple[Sequence[str], str]]
-) -> list[EncodedRow]:
-    """:func:`binary_rows` of a group, from :func:`encoded_rows` (one per artifact)."""
-    build_id = attempt.build_id if attempt else 0
-    return [
-        EncodedRow(tuple(sort), build_id, a.name, tail)
-        for a, (sort, tail) in zip(record.group.artifacts, encoded, strict=True)
-    ]
 
 
 def published(attempt: Attempt | None) -> set[str]:
@@ -144,50 +134,66 @@ def published(attempt: Attempt | None) -> set[str]:
 
 
 def write_packages(
-    out: Output, distro: str, rows: Iterable[EncodedRow], fresh: Container[str]
+    out: Output,
+    distro: str,
+    rows: Iterable[EncodedRow],
+    fresh: Container[str],
+    gone: Iterable[str] | None = None,
 ) -> None:
     """``packages/binary``, the by-name pages and ``page-end`` of one distribution.
 
     ``fresh``: the names of the packages whose rows were made anew by this render (the
     rest are the last render's, byte for byte). While every row keeps its place (its id),
-    only their pages can differ: the others are not made again (most passes change a
-    few groups of tens of thousands)."""
+    only their pages can differ: the others are not looked at (most passes change a few
+    groups of tens of thousands). ``gone``, in an incremental render: names whose rows
+    this render dropped (their pages go unless the name is still in ``rows``); the
+    by-name folder is then not pruned, so every page this render leaves is kept."""
     base = paths.api_v1_base(distro)
-    unique = {(r.sort, r.tail): r for r in rows}  # a group in overlapping profiles: once
-    ordered = sorted(unique.values(), key=lambda r: (r.sort, r.build_id))
+    # a group in overlapping profiles: once; then by sort key, build id (and the rest)
+    ordered = sorted({(r[0], r[3]): r for r in rows}.values())
     lines = []
     by_name: dict[str, list[str]] = defaultdict(list)
-    for i, row in enumerate(ordered, start=1):
-        line = f'{{"id":{i},{row.tail}'
+    for i, (_, _, name, tail) in enumerate(ordered, start=1):
+        line = f'{{"id":{i},{tail}'
         lines.append(line)
-        by_name[row.name].append(line)
+        by_name[name].append(line)
     out.write(f"{base}/packages/binary", _page(lines))
     out.write(f"{base}/{PAGE_END}", _page([], total=0))
     # The ids are places in the order: the same packages in the same order keep theirs
     # (rows that differ only in status or build id can swap, but they share a name, and
     # a changed status makes its rows fresh). The key is no site path.
-    places = hashlib.blake2b(digest_size=16)
-    for r in ordered:
-        places.update("\0".join(r.sort[:-1]).encode("utf-8", "surrogatepass") + b"\n")
+    places = "\n".join(r[0].rpartition("\0")[0] for r in ordered)
     order_key = f"\0order {base}"
-    out.digests[order_key] = places.digest()
-    same_places = out.known.get(order_key) == out.digests[order_key]
-    for name, named in by_name.items():
+    out.digests[order_key] = hashlib.blake2b(
+        places.encode("utf-8", "surrogatepass"), digest_size=16
+    ).digest()
+    folder = f"{base}/packages/by-name/"
+    if gone is not None:
+        for name in set(gone).difference(by_name):
+            for page in _by_name_files(folder, name):
+                out.remove(page)
+                out.digests.pop(page, None)
+    todo: Iterable[str] = by_name
+    if gone is not None and out.known.get(order_key) == out.digests[order_key]:
+        # the other pages are as the last render left them, and so are their digests
+        out.digests.update((k, v) for k, v in out.known.items() if k.startswith(folder))
+        todo = [n for n in by_name if n in fresh]
+    for name in todo:
         files = paths.by_name(name)
         if files is None:
             log.warning("site: no v1 by-name page for a package named %.60r", name)
             continue
         encoded, plain = files
-        page = f"{base}/packages/by-name/{encoded}"
-        link = f"{base}/packages/by-name/{plain}" if plain is not None else None
-        if same_places and name not in fresh and page in out.known:
-            out.keep([page] if link is None else [page, link])
-            out.digests[page] = out.known[page]
-            out.stats.unchanged += 1
-            continue
-        out.write_known(page, _page(named))
-        if link is not None:
-            out.symlink(link, encoded)
+        out.write_known(folder + encoded, _page(by_name[name]))
+        if plain is not None:
+            out.symlink(folder + plain, encoded)
+
+
+def _by_name_files(folder: str, name: str) -> list[str]:
+    files = paths.by_name(name)
+    if files is None:
+        return []
+    return [folder + f for f in files if f is not None]
 
 
 def _page(lines: Sequence[str], total: int | None = None) -> bytes:

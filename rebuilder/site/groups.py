@@ -8,6 +8,7 @@ inherit the records, so only the list of files each wrote comes back.
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping
@@ -70,6 +71,8 @@ def start(out: Output, cfg: Settings, jobs: list[PageJob]) -> Callable[[], None]
 
 def _group_worker(lo: int, hi: int) -> tuple[set[str], set[str], RenderStats, list[str]]:
     assert _forked is not None, "a worker must be forked from render()"
+    gc.freeze()  # what it inherits stays out of the collector (see render.render)...
+    gc.enable()  # ...which its thousands of pages need: their templates make cycles
     root, cfg, jobs = _forked
     out = Output(root)
     for job in jobs[lo:hi]:

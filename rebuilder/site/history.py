@@ -80,6 +80,15 @@ def end(a: Attempt) -> _dt.datetime:
     return a.started_at + _dt.timedelta(seconds=int(a.duration))
 
 
+_EPOCH = _dt.datetime(1970, 1, 1)
+_US = _dt.timedelta(microseconds=1)
+
+
+def end_us(a: Attempt) -> int:
+    """:func:`end` in microseconds since 1970: an int, cheap to keep and to compare."""
+    return (a.started_at - _EPOCH) // _US + int(a.duration) * 1_000_000
+
+
 def change(profile: str, record: GroupRecord, page: str, step: Step) -> Change:
     g, (a, before) = record.group, step
     suite = f"{g.release}/{g.component}/{g.architecture}"
@@ -111,11 +120,19 @@ class Newest:
     def __init__(self, n: int) -> None:
         self.n = n
         self.total = 0  # how many were offered: a capped list says "n of total"
-        self._heap: list[tuple[tuple[_dt.datetime, str, str, int], Change]] = []
+        self._heap: list[tuple[tuple[int, str, str, int], Change]] = []
+
+    def wants(self, at_us: int) -> bool:
+        """Whether a change that ended at ``at_us`` (:func:`end_us`) may be kept: one
+        that may not is only counted (:meth:`skip`), never made into a Change."""
+        return len(self._heap) < self.n or at_us >= self._heap[0][0][0]
+
+    def skip(self, n: int) -> None:
+        self.total += n
 
     def offer(self, profile: str, record: GroupRecord, page: str, step: Step) -> None:
         self.total += 1
-        key = (end(step[0]), profile, record.group.key, step[0].build_id)
+        key = (end_us(step[0]), profile, record.group.key, step[0].build_id)
         if len(self._heap) < self.n:
             heapq.heappush(self._heap, (key, change(profile, record, page, step)))
         elif key > self._heap[0][0]:

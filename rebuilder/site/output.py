@@ -254,14 +254,14 @@ class Output:
         reused), so only ``deep`` (full) renders look inside the folders of
         builds still referenced; any render removes the folders of builds
         no longer referenced. Folders in ``skip`` are not looked into (an
-        incremental render's ``pkg/`` folders: it removes what it must by
-        name). That keeps a small render from listing a hundred thousand files.
+        incremental render's ``pkg/`` and v1 ``by-name/`` folders: it removes what
+        it must by name). That keeps a small render from listing a hundred thousand files.
         """
         for root in page_roots:
             self._prune_tree(root, skip)
         for base in api_roots:
             builds = f"{base}/builds"
-            self._prune_tree(base, {builds})
+            self._prune_tree(base, {builds, *skip})
             self._prune_builds(builds, deep=deep)
 
     def _prune_tree(self, rel: str, skip: Collection[str] = ()) -> None:

@@ -33,7 +33,8 @@ def trim(site: Path) -> int:
     """Remove from ``site`` what the Pages tree leaves out; the number of files removed."""
     removed = 0
     # the site is no longer as the last render left it: the next one must not trust that
-    (site / cache.FILE).unlink(missing_ok=True)
+    for name in (cache.FILE, cache.DELTA):
+        (site / name).unlink(missing_ok=True)
     # the renderer's compiled templates are its own, not the site's: not published
     compiled = site / cache.COMPILED
     if compiled.is_dir() and not compiled.is_symlink():

@@ -58,9 +58,13 @@ def render(
     absolute. ``package_pages`` maps a distribution to a URL template of its
     own package pages (default :data:`links.PACKAGE_PAGES`).
     """
-    # The records (and the last render's cache) are millions of objects that live through
-    # the render: kept out of the collector, which would otherwise walk them all in every
-    # full collection the render's own allocations set off (seconds, at Debian's size)
+    # The records, the last render's cache and what the walk collects are millions of
+    # objects that live through the render, and it makes few reference cycles: the
+    # collector would walk them all in every full collection the render's allocations
+    # set off (seconds, at Debian's size). So it is off here (forked workers, which
+    # render many pages, turn it on) and the records are kept out of it afterwards too.
+    enabled = gc.isenabled()
+    gc.disable()
     gc.freeze()
     try:
         return _render(
@@ -68,6 +72,8 @@ def render(
         )
     finally:
         gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _render(
@@ -122,6 +128,8 @@ def _render(
         cached = last.parts.get(mine, {}) if last.code == code else {}
         parts = now_cache.parts[mine] = {}
         got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, jobs, cached, parts))
+    if changed is not None:  # see api_v1.write_packages
+        keep_dirs.update(f"{paths.api_v1_base(d)}/packages/by-name" for d in got.pkgs)
     finish_groups = groups.start(out, cfg, jobs)  # in other processes while we go on
     aggregates.render_badges(out, got)
     # v1's files link no page and name no file but through the server's rules: when the

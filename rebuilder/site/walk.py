@@ -12,7 +12,7 @@ import datetime as _dt
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 
@@ -104,6 +104,9 @@ class Collected:
     v1: dict[str, list[api_v1.EncodedRow]] = field(default_factory=lambda: defaultdict(list))
     # names of the binary packages whose v1 rows were made anew (not the last render's)
     fresh_v1: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # in an incremental render, names whose last render's rows were dropped (see
+    # api_v1.write_packages); None in a full render
+    gone_v1: dict[str, set[str]] | None = None
     jobs: dict[str, list[tuple[Job, GroupRecord | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -156,20 +159,24 @@ def walk_profile(
     by_suite: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
     suite_ids: dict[tuple[str, str, str], int] = {}
     changed = cfg.changed
+    pkgs, v1, fresh = got.pkgs[distro], got.v1[distro], got.fresh_v1[distro]
+    if changed is not None:
+        if got.gone_v1 is None:
+            got.gone_v1 = defaultdict(set)
+        gone = got.gone_v1[distro]
+        for key in changed.union(cached.keys() - view.records.keys()):
+            if (old := cached.get(key)) is not None:
+                gone.update(row[2] for row in old[5])  # Part.v1
     for key in sorted(view.records):
         record = view.records[key]
         g = record.group
-        stem = paths.group_page(name, key)
-        page = stem + ".html"
-        mine = cached.get(key) if changed is not None and key not in changed else None
-        if mine is None or mine[0] != _token(record):
-            mine = part(record, distro, page, name, cfg.now)
-            got.fresh_v1[distro].update(a.name for a in g.artifacts)
-        if mine[0] is not None:
-            parts[key] = mine
-        _, index, row, lines, v1_rows, dirs = mine
+        raw = cached.get(key) if changed is not None and key not in changed else None
+        if raw is None or raw[0] != _token(record):
+            raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
+            fresh.update(a.name for a in g.artifacts)
+        parts[key] = raw  # (one of token None is never taken: only its v1 names are)
+        _, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps = raw  # Part
         attempt = record.attempts[index] if index >= 0 else None
-        found = history.steps(record)
         if record.seen:
             where = (g.release, g.component, g.architecture)
             name_, version, status, built, url, extra, reason, files = row
@@ -177,15 +184,22 @@ def walk_profile(
             shown = html.Row(name_, version, status, when, url, extra, reason, files)
             item = Item(key, record, page, shown, attempt)
             by_suite[where].append(item)
-            if where not in suite_ids:
-                suite_ids[where] = len(got.search_suites)
+            suite_id = suite_ids.get(where)
+            if suite_id is None:
+                suite_id = suite_ids[where] = len(got.search_suites)
                 suite_dir = paths.suite_dir(name, *where)
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
-            got.pkgs[distro] += api_v0.known_lines(record, lines)
-            got.v1[distro] += api_v1.known_rows(record, attempt, v1_rows)
-            _collect(got, result, record, found, item, suite_ids[where])
+            pkgs += lines
+            v1 += v1_rows
+            got.entries += (
+                search.Entry(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries
+            )
+            for m, m_key in maintainers:
+                got.maintainers[m_key].append((m, name, item))
+            if steps[0]:
+                _offer(result, record, item, steps)
         if changed is not None and key not in changed:
-            suite_dir = stem.rpartition("/pkg/")[0]
+            suite_dir = page.rpartition("/pkg/")[0]
             keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
             for folder in dirs:
                 out.keep_dir(folder)
@@ -193,7 +207,7 @@ def walk_profile(
             continue
         served = _served(attempt, distro, g.name)
         older = _older(record, attempt, distro)
-        jobs.append((name, record, attempt, served, older, found, page))
+        jobs.append((name, record, attempt, served, older, history.steps(record), page))
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
         causes: dict[str, int] = defaultdict(int)
@@ -212,28 +226,42 @@ def _token(record: GroupRecord) -> tuple[Any, ...]:
     return (record.group.version, NAME[record.status], len(record.attempts), record.seen)
 
 
+class Part(NamedTuple):
+    """What the walk derives from one record and keeps for the next render (stored as
+    a plain tuple of builtin types, see :mod:`rebuilder.site.cache`)."""
+
+    token: tuple[Any, ...] | None  # see _token; None: depends on ``now``, not taken
+    v0_index: int  # of the attempt v0 names, -1 for none
+    page: str  # the group page's site path
+    row: tuple[Any, ...]  # its list row (html.Row, ``built`` in ISO format), () unseen
+    lines: list[api_v0.PkgLine]  # one per artifact
+    v1: list[api_v1.EncodedRow]  # one per artifact
+    dirs: list[str]  # folders of its build files
+    entries: list[tuple[str, ...]]  # search.Entry's fields but the suite
+    maintainers: list[tuple[str, str]]  # (as written, html.maintainer_key)
+    steps: tuple[int, int, int]  # history.steps' count, newest end (µs), standing's list
+
+
 def part(
     record: GroupRecord, distro: str, page: str, profile: str, now: _dt.datetime
 ) -> cache.Part:
-    """What the walk derives from one record and keeps for the next render (builtin
-    types only, see :mod:`rebuilder.site.cache`): a token, the v0 attempt's index, the
-    list row, the encoded v0 lines, the v1 rows (sort key, encoded record) and the
-    folders of its build files. The token is None when the part depends on ``now`` and
-    must not be kept."""
+    """A record's :class:`Part`, as the plain tuple the cache keeps."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (_token(record), index, None, [], [], [])
+        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0))
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
     r = _row(record, page, suite_dir, served)
     row = (*r[:3], r.built.isoformat() if r.built else None, *r[4:])
-    lines = [p.line for p in api_v0.pkg_lines(record, attempt, served)]
-    v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now))
+    lines = api_v0.pkg_lines(record, attempt, served)
+    v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now), attempt)
     token = _token(record) if record.last_seen is not None else None  # else v1 shows now
     dirs = list(_build_dirs(record, attempt, distro))
-    return (token, index, row, lines, v1_rows, dirs)
+    entries = _entries(record, page, r.url)
+    maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
+    return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, _steps(record))
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
@@ -263,45 +291,72 @@ def _row(record: GroupRecord, page: str, suite_dir: str, served: Mapping[str, st
 _ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
 
 
-def _collect(
-    got: Collected,
-    result: ProfileWalk,
-    record: GroupRecord,
-    found: list[history.Step],
-    item: Item,
-    suite_id: int,
-) -> None:
-    """What the aggregates need from one seen group (but its v0 and v1 lines)."""
+def _entries(record: GroupRecord, page: str, link: str) -> list[tuple[str, ...]]:
+    """A seen group's search entries (:class:`search.Entry` but the suite): its source
+    name and each binary's. ``link`` is its list row's."""
     g = record.group
-    status = item.row.status
-    link = item.row.url
+    status = NAME[record.status]
     if link.startswith("pkg/"):
         seg = link[4:-5]  # "pkg/<quoted segment>.html"
         page_ref = "" if seg == g.name else seg
     else:
-        page_ref = "/" + paths.url(item.page)  # see search.py: relative to the site root
-    entries = got.entries
-    entries.append(search.Entry(g.name, g.version, status, suite_id, page_ref, ""))
-    for a in g.artifacts:
-        if a.name != g.name:  # duplicates are dropped by the index
-            entries.append(search.Entry(a.name, g.version, status, suite_id, page_ref, g.name))
-    profile = result.view.profile.name
-    for m in g.maintainers:
-        got.maintainers[html.maintainer_key(m)].append((m, profile, item))
-    if found:
-        name, page = result.view.profile.name, item.page
-        for step in found:
-            result.changes.offer(name, record, page, step)
-        last = history.standing(record, found)
-        if last is not None:
-            before, after = last[1], NAME[last[0].status]
-            if after == "GOOD" and before != "GOOD":
-                result.reproduced.offer(name, record, page, last)
-            elif before == "GOOD" and after in ("BAD", "FAIL"):
-                result.regressions.offer(name, record, page, last)
-            if after != before and after in ("BAD", "FAIL"):  # from anything, first builds too
-                news = result.new_bad if after == "BAD" else result.new_fail
-                news.offer(name, record, page, last)
+        page_ref = "/" + paths.url(page)  # see search.py: relative to the site root
+    out: list[tuple[str, ...]] = [(g.name, g.version, status, page_ref, "")]
+    # duplicates are dropped by the index
+    out += [(a.name, g.version, status, page_ref, g.name) for a in g.artifacts if a.name != g.name]
+    return out
+
+
+# the dashboard lists a standing change is offered to (Part.steps: a mask of these)
+_REPRODUCED, _REGRESSION, _NEW_BAD, _NEW_FAIL = 1, 2, 4, 8
+
+
+def _steps(record: GroupRecord) -> tuple[int, int, int]:
+    """How many status changes a seen group has, when the newest ended (µs), and the
+    dashboard lists its standing change goes to: enough to skip a group whose changes
+    are all older than what the lists hold, without looking at its attempts."""
+    found = history.steps(record)
+    if not found:
+        return (0, 0, 0)
+    last = history.standing(record, found)
+    goes = 0
+    if last is not None:
+        before, after = last[1], NAME[last[0].status]
+        if after == "GOOD" and before != "GOOD":
+            goes |= _REPRODUCED
+        elif before == "GOOD" and after in ("BAD", "FAIL"):
+            goes |= _REGRESSION
+        if after != before and after in ("BAD", "FAIL"):  # from anything, first builds too
+            goes |= _NEW_BAD if after == "BAD" else _NEW_FAIL
+    return (len(found), history.end_us(found[-1][0]), goes)
+
+
+def _offer(result: ProfileWalk, record: GroupRecord, item: Item, steps: Sequence[int]) -> None:
+    """Offer a seen group's status changes to the feed and its standing one to the
+    dashboard lists it goes to; its steps are only looked up when one may be kept."""
+    count, newest, goes = steps
+    lists = [result.changes]
+    if goes:
+        for bit, news in (
+            (_REPRODUCED, result.reproduced), (_REGRESSION, result.regressions),
+            (_NEW_BAD, result.new_bad), (_NEW_FAIL, result.new_fail),
+        ):  # fmt: skip
+            if goes & bit:
+                lists.append(news)
+    for newest_list in lists:
+        if newest_list.wants(newest):
+            break
+    else:  # none may keep it: counted only
+        result.changes.skip(count)
+        for news in lists[1:]:
+            news.skip(1)
+        return
+    name, page = result.view.profile.name, item.page
+    found = history.steps(record)
+    for step in found:
+        result.changes.offer(name, record, page, step)
+    for news in lists[1:]:
+        news.offer(name, record, page, found[-1])
 
 
 def _served(attempt: Attempt | None, distro: str, name: str, *, api: bool = True) -> dict[str, str]:
