@@ -65,9 +65,7 @@ def _render_suite(out: Output, cfg: Settings, profile: str, suite: Suite) -> Non
     """A suite's lists: every status and each one, by name and by date, paged; and its JSON."""
     s = suite.summary
     items = sorted(suite.items, key=lambda it: (it.row.name, it.row.url))
-    root = paths.root_prefix(f"{s.dir}/index.html")
-    cells = [html.row_html(it.row, root) for it in items]
-    by_name = list(zip(items, cells, strict=True))
+    by_name = [(it, it.cell) for it in items]
     by_date = [x for x in by_name if x[0].row.built]
     by_date.sort(key=lambda x: x[0].row.built, reverse=True)  # type: ignore[arg-type,return-value]
     by_date += [x for x in by_name if not x[0].row.built]  # never built: last
@@ -92,11 +90,7 @@ def _render_suite(out: Output, cfg: Settings, profile: str, suite: Suite) -> Non
             profile, s, f"{s.dir}/{name}", chunk, Status.BAD, "name", n, pages, cause
         )
         out.write(f"{s.dir}/{name}", render_page(cfg.env, "suite.html", ctx))
-    shard_rows = []
-    for it in items:
-        a, r = it.attempt, it.row
-        built, build_id = (api_v0.built_at(a).isoformat(), a.build_id) if a else (None, None)
-        shard_rows.append(api_v0.suite_row(r.name, r.version, r.status, built, build_id, it.page))
+    shard_rows = [it.shard for it in items]
     shard = api_v0.suite_shard(
         profile, s.release, s.component, s.architecture, s.counts, shard_rows
     )

@@ -69,6 +69,8 @@ class Item:
     page: str  # site path of its page, with .html
     row: html.Row
     attempt: Attempt | None  # the one rebuilderd's v0 names
+    cell: str  # the row's HTML in its suite's lists (Part.cell)
+    shard: str  # its row of its suite's JSON (Part.shard)
 
 
 @dataclass
@@ -175,14 +177,14 @@ def walk_profile(
             raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
-        _, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps = raw  # Part
+        _, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard = raw
         attempt = record.attempts[index] if index >= 0 else None
         if record.seen:
             where = (g.release, g.component, g.architecture)
             name_, version, status, built, url, extra, reason, files = row
             when = _dt.datetime.fromisoformat(built) if built else None
             shown = html.Row(name_, version, status, when, url, extra, reason, files)
-            item = Item(key, record, page, shown, attempt)
+            item = Item(key, record, page, shown, attempt, cell, shard)
             by_suite[where].append(item)
             suite_id = suite_ids.get(where)
             if suite_id is None:
@@ -240,6 +242,8 @@ class Part(NamedTuple):
     entries: list[tuple[str, ...]]  # search.Entry's fields but the suite
     maintainers: list[tuple[str, str]]  # (as written, html.maintainer_key)
     steps: tuple[int, int, int]  # history.steps' count, newest end (µs), standing's list
+    cell: str  # its list row's HTML, from its suite's folder (html.row_html)
+    shard: str  # its row of its suite's JSON (api_v0.suite_row)
 
 
 def part(
@@ -249,7 +253,7 @@ def part(
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0))
+        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0), "", "")
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -261,7 +265,13 @@ def part(
     dirs = list(_build_dirs(record, attempt, distro))
     entries = _entries(record, page, r.url)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
-    return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, _steps(record))
+    cell = html.row_html(r, paths.root_prefix(f"{suite_dir}/index.html"))
+    built, build_id = (
+        (api_v0.built_at(attempt).isoformat(), attempt.build_id) if attempt else (None, None)
+    )
+    shard = api_v0.suite_row(r.name, r.version, r.status, built, build_id, page)
+    steps = _steps(record)
+    return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
