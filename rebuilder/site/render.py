@@ -15,6 +15,7 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -89,6 +90,7 @@ def _render(
     started = time.monotonic()
     _check_views(views)
     out = Output(str(site_dir))
+    empty = _holds_nothing(site_dir)  # then nothing in it can be stale: no prune
     when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
     pages = links.PACKAGE_PAGES if package_pages is None else package_pages
     last = cache.load(out.root)
@@ -147,17 +149,29 @@ def _render(
     aggregates.render_dashboard(out, cfg, got, public_keys)
     if changed is not None:
         _remove_stale_groups(out, views, changed)
-    out.prune(
-        [paths.profile_dir(v.profile.name) for v in views]
-        + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
-        + [b for bases in aggregates.arch_trees(got).values() for _, b in bases],
-        [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
-        deep=changed is None,
-        skip=keep_dirs if changed is not None else (),
-    )
+    if not empty:
+        out.prune(
+            [paths.profile_dir(v.profile.name) for v in views]
+            + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
+            + [b for bases in aggregates.arch_trees(got).values() for _, b in bases],
+            [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
+            deep=changed is None,
+            skip=keep_dirs if changed is not None else (),
+        )
     out.report_missing()
     cache.finish(out.root, last, now_cache)
     return _done(out, started)
+
+
+def _holds_nothing(site_dir: Path) -> bool:
+    """Whether the site holds nothing but the results store (or is not there yet)."""
+    try:
+        with os.scandir(site_dir) as it:
+            return all(e.name == paths.STORE for e in it)
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        raise SiteError(f"{site_dir}: cannot read the site folder: {e.strerror or e}") from None
 
 
 def _done(out: Output, started: float) -> RenderStats:
