@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 PAGE_END = "page-end"
 MAX_ATTESTATION = 64 << 20  # bytes read of a build's attestation to split it
+_PEEK = 4096  # bytes read first: whether the attestation is a list of links
+_JSON_SPACE = b" \t\n\r"
 _encode = json.JSONEncoder(sort_keys=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -308,7 +310,12 @@ def _links(out: Output, v0_attestation: str | None) -> dict[str, bytes]:
         return {}
     try:
         with open(os.path.join(out.root, v0_attestation), "rb") as f:
-            links = attest.decode_links(f.read(MAX_ATTESTATION + 1)[:MAX_ATTESTATION])
+            head = f.read(_PEEK)
+            start = head.lstrip(_JSON_SPACE)[:1]
+            if start != b"[" and (start or len(head) < _PEEK):
+                return {}  # one link (the common case), not a list of them: not parsed
+            rest = f.read(MAX_ATTESTATION + 1 - len(head)) if len(head) == _PEEK else b""
+            links = attest.decode_links((head + rest)[:MAX_ATTESTATION])
     except (OSError, attest.AttestationError):
         return {}
     if len(links) < 2:

@@ -56,9 +56,11 @@ def template_dirs(override: Path | None) -> list[Path]:
 
 
 def environment(override: Path | None = None, compiled: str | None = None) -> jinja2.Environment:
-    """The Jinja2 environment: autoescape always on, undefined names are errors.
-    ``compiled``: a folder keeping the compiled templates for the next render (Jinja2
-    checks each against its source)."""
+    """The Jinja2 environment of one render: autoescape always on, undefined names are
+    errors. ``compiled``: a folder keeping the compiled templates for the next render
+    (Jinja2 checks each against its source when it loads it). A template is loaded once
+    per render: not asked again whether its file changed (a stat per page, and one per
+    page it extends)."""
     if override is not None and not override.is_dir():
         raise paths.SiteError(f"{override}: no such template directory")
     bytecode = None
@@ -76,6 +78,7 @@ def environment(override: Path | None = None, compiled: str | None = None) -> ji
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,
     )
 
 

@@ -231,7 +231,7 @@ class Output:
             self.expected.update(rels)
             self.stats.unchanged += len(rels)
             return True
-        data = _read_store(src)
+        data = _read_store(src, src_stat.st_size)
         if data is None:
             self.missing.append(store_rel)
             return False
@@ -344,12 +344,17 @@ def _same_content(path: str, data: bytes) -> bool:
         raise SiteError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
-def _read_store(src: str) -> bytes | None:
-    """A store file's bytes, decompressed when it ends in ``.gz``, capped at MAX_SERVED."""
+def _read_store(src: str, size: int) -> bytes | None:
+    """A store file's bytes, decompressed when it ends in ``.gz``, capped at MAX_SERVED.
+    ``size``: its size as last seen, what is read at once (a buffered read of the cap
+    would map and unmap a buffer of that size for every file: a full render reads
+    tens of thousands of small logs)."""
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-        with open(fd, "rb") as f:
-            data = f.read(MAX_SERVED + 1)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            data = _read_upto(fd, MAX_SERVED + 1, size + 1)
+        finally:
+            os.close(fd)
         if src.endswith(".gz"):
             data = _gunzip(data, MAX_SERVED + 1)
     except (OSError, zlib.error) as e:
@@ -358,6 +363,20 @@ def _read_store(src: str) -> bytes | None:
     if len(data) > MAX_SERVED:
         data = data[:MAX_SERVED] + b"\n[rebuilder: cut at %d bytes]\n" % MAX_SERVED
     return data
+
+
+def _read_upto(fd: int, limit: int, first: int) -> bytes:
+    """At most ``limit`` bytes of ``fd``, from ``first`` bytes asked at once."""
+    chunks = []
+    want = min(first, limit)
+    while limit > 0:
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+        want = min(limit, 1 << 20)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:
