@@ -881,16 +881,23 @@ def test_link_to_the_distributions_own_page(tmp_path: Path) -> None:
 
 def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> None:
     import rebuilder.site.groups as site_module
+    from rebuilder.site import forks, maintainers
 
     serial = tmp_path / "serial"
     views = site_views(serial)
     render(serial, views, now=NOW)
     forked = tmp_path / "forked"
     shutil.copytree(serial / "builds", forked / "builds")
-    monkeypatch.setattr(site_module, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(site_module, "MAX_WORKERS", 2)
+    for module in (site_module, maintainers):  # group pages, and maintainer pages
+        monkeypatch.setattr(module, "PARALLEL_MIN", 1)
+        monkeypatch.setattr(module, "MAX_WORKERS", 2)
     monkeypatch.setattr(site_module.os, "sched_getaffinity", lambda pid: {0, 1})
+    started = []
+    monkeypatch.setattr(
+        forks, "start", lambda calls, run=forks.start: started.append(len(calls)) or run(calls)
+    )
     stats = render(forked, views, now=NOW)
+    assert started == [2, 2]  # the group pages, then the maintainer pages, each in two processes
     assert stats.written > 100 and stats.removed == 0
     assert {k: v[2] for k, v in _tree(forked).items()} == {
         k: v[2] for k, v in _tree(serial).items()

@@ -6,18 +6,17 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rebuilder.api import v0
 from rebuilder.model import Status
-from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths, search
+from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths
 from rebuilder.site.groups import status_badge
 from rebuilder.site.output import Output
 from rebuilder.site.walk import (
     FEED_ITEMS,
     Collected,
-    Item,
     ProfileView,
     Settings,
     render_page,
@@ -87,79 +86,6 @@ def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:
         archs = sorted({p[api_v0.ARCH] for p in lines})
         out[distro] = [(a, b) for a in archs if (b := paths.arch_api_base(distro, a))]
     return out
-
-
-def render_maintainers(out: Output, cfg: Settings, got: Collected) -> None:
-    """A page per maintainer with its feed and badge (redone when one of their groups
-    changed), the index, and an entry for each in the search index."""
-    index = []
-    for key, items in sorted(got.maintainers.items()):
-        page = paths.maintainer_page(key)
-        names = sorted({m for m, _, _ in items})
-        counts = {s: 0 for s in Status}
-        for _, _, it in items:
-            counts[it.record.status] += 1
-        files = {
-            kind: make(key, suffix)
-            for kind, make, suffix in (
-                ("feed", paths.maintainer_feed, ".atom"),
-                ("json_feed", paths.maintainer_feed, ".json"),
-                ("badge", paths.maintainer_badge, ".svg"),
-                ("shields", paths.maintainer_badge, ".json"),
-            )
-        }
-        if cfg.touched is None or key in cfg.touched.maintainers:
-            _maintainer_feeds_and_badge(out, cfg, names[0], page, items, counts, files)
-            rows = html.maintainer_rows([_maintainer_row(p, it) for _, p, it in items])
-            links = {k: paths.href(page, f) for k, f in files.items()}
-            ctx = html.maintainer_context(names, page, rows, counts, links)
-            out.write(page, render_page(cfg.env, "maintainer.html", ctx))
-        else:
-            out.keep([page, *files.values()])
-        attention = counts[Status.BAD] + counts[Status.FAIL]
-        index.append(html.MaintainerLink(names[0], paths.url(page), len(items), attention))
-        got.entries.extend(
-            search.maintainer_entries(names, key, paths.url(page), len(items), attention)
-        )
-    index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
-    ctx = html.maintainers_context(index)
-    out.write("maintainers.html", render_page(cfg.env, "maintainers.html", ctx))
-
-
-def _maintainer_feeds_and_badge(
-    out: Output,
-    cfg: Settings,
-    name: str,
-    page: str,
-    items: Sequence[tuple[str, str, Item]],
-    counts: Mapping[Status, int],
-    files: Mapping[str, str],
-) -> None:
-    """A maintainer's feeds (the status changes of their groups) and badge (their share
-    of GOOD groups), as a profile's."""
-    changes = history.Newest(FEED_ITEMS)
-    for _, profile, it in items:
-        for step in history.steps(it.record):
-            changes.offer(profile, it.record, it.page, step)
-    found = changes.items()
-    title = f"rebuilder: {name}"
-    out.write(files["feed"], feeds.atom(
-        title, found, feed=files["feed"], page=page, site_url=cfg.site_url, updated=cfg.now
-    ))  # fmt: skip
-    out.write(files["json_feed"], feeds.json_feed(
-        title, found, feed=files["json_feed"], page=page, site_url=cfg.site_url
-    ))  # fmt: skip
-    total = sum(counts.values())
-    svg, endpoint = badges.share_badges(counts[Status.GOOD] / total if total else None)
-    out.write(files["badge"], svg)
-    out.write(files["shields"], endpoint)
-
-
-def _maintainer_row(profile: str, it: Item) -> tuple[html.Row, Status]:
-    g = it.record.group
-    where = f"{g.release}/{g.component}/{g.architecture}"
-    extra = f"<td>{html.e(profile)}</td><td>{html.e(where)}</td>"
-    return it.row._replace(url="../" + paths.url(it.page), extra=extra), it.record.status  # from m/
 
 
 def render_feeds(out: Output, cfg: Settings, got: Collected) -> None:

@@ -8,15 +8,12 @@ inherit the records, so only the list of files each wrote comes back.
 from __future__ import annotations
 
 import functools
-import gc
-import multiprocessing
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from urllib.parse import quote
 
 from rebuilder.model import Attempt, GroupRecord, Status
-from rebuilder.site import api_v0, api_v1, history, html, links, paths
+from rebuilder.site import api_v0, api_v1, forks, history, html, links, paths
 from rebuilder.site.output import Output, RenderStats, Transform
 from rebuilder.site.walk import (
     NAME,
@@ -29,16 +26,6 @@ PARALLEL_MIN = 2000  # group pages worth forking worker processes for
 MAX_WORKERS = 4
 
 
-_forked: tuple[str, Settings, list[PageJob]] | None = None  # what forked workers inherit
-
-
-def _workers(jobs: int) -> int:
-    if jobs < PARALLEL_MIN or "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_WORKERS, cores or 1))
-
-
 def start(out: Output, cfg: Settings, jobs: list[PageJob]) -> Callable[[], None]:
     """Render the queued group pages; returns the function that waits for them.
 
@@ -46,37 +33,30 @@ def start(out: Output, cfg: Settings, jobs: list[PageJob]) -> Callable[[], None]
     core: they inherit the records, so nothing but the list of files each
     wrote comes back. Few pages are rendered here and now.
     """
-    workers = _workers(len(jobs))
+    workers = forks.workers(len(jobs), PARALLEL_MIN, MAX_WORKERS)
     if workers < 2:
         for job in jobs:
             _render_group(out, cfg, *job)
         return lambda: None
-    global _forked
-    _forked = (out.root, cfg, jobs)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    step = -(-len(jobs) // workers)
-    futures = [pool.submit(_group_worker, lo, lo + step) for lo in range(0, len(jobs), step)]
+    calls = [
+        functools.partial(_group_worker, out.root, cfg, jobs, part)
+        for part in forks.chunks(len(jobs), workers)
+    ]
+    wait = forks.start(calls)
 
     def finish() -> None:
-        global _forked
-        try:
-            for f in futures:
-                out.merge(*f.result())
-        finally:
-            pool.shutdown(cancel_futures=True)
-            _forked = None
+        for done in wait():
+            out.merge(*done)
 
     return finish
 
 
-def _group_worker(lo: int, hi: int) -> tuple[set[str], set[str], RenderStats, list[str]]:
-    assert _forked is not None, "a worker must be forked from render()"
-    gc.freeze()  # what it inherits stays out of the collector (see render.render)...
-    gc.enable()  # ...which its thousands of pages need: their templates make cycles
-    root, cfg, jobs = _forked
+def _group_worker(
+    root: str, cfg: Settings, jobs: list[PageJob], part: range
+) -> tuple[set[str], set[str], RenderStats, list[str]]:
     out = Output(root)
-    for job in jobs[lo:hi]:
-        _render_group(out, cfg, *job)
+    for i in part:
+        _render_group(out, cfg, *jobs[i])
     return out.expected, out.expected_dirs, out.stats, out.missing
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rebuilder.model import utcnow
 from rebuilder.site import aggregates, cache, groups, html, links, paths, search, suites, walk
+from rebuilder.site.maintainers import start as start_maintainer_pages
 from rebuilder.site.output import Output, RenderStats
 from rebuilder.site.paths import SiteError
 from rebuilder.site.walk import Collected, ProfileView, Settings, Touched
@@ -139,13 +140,17 @@ def _render(
     # files at Debian's size); else after them, like the rest
     aggregates.render_v1(out, got, views, when, public_keys)
     finish_groups()
+    # the maintainer pages link to group pages: started once those are written, they
+    # are made meanwhile (in other processes when many), and indexed after them
+    finish_maintainers = start_maintainer_pages(out, cfg, got)
     for p in got.profiles:
         suites.render_suites(out, cfg, p)
     aggregates.render_v0(out, got, when, public_keys)
-    aggregates.render_maintainers(out, cfg, got)
-    for name, data in search.build(got.entries, got.search_suites).items():
-        out.write_known(f"{paths.SEARCH}/{name}", data)
+    found = search.build(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)
+    finish_maintainers()
+    for name, data in found.items():
+        out.write_known(f"{paths.SEARCH}/{name}", data)
     aggregates.render_dashboard(out, cfg, got, public_keys)
     if changed is not None:
         _remove_stale_groups(out, views, changed)

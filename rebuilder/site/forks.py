@@ -1,0 +1,73 @@
+"""Work of a render split between forked processes.
+
+The processes inherit the render's state (the records, what the walk collected) rather
+than receiving it: only what each call returns is pickled back. Each call gets its own
+process, started now; the function :func:`start` returns waits for them.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+_calls: dict[int, Callable[[], Any]] = {}  # what forked processes inherit, by id
+_ids = itertools.count()
+
+
+def workers(jobs: int, least: int, most: int) -> int:
+    """Processes worth forking for ``jobs`` (1: do it here): one per core, at most ``most``,
+    none under ``least`` jobs or where processes cannot be forked."""
+    if jobs < least or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(most, cores or 1, jobs))
+
+
+def chunks(n: int, parts: int) -> list[range]:
+    """``range(n)`` cut into ``parts`` runs of (nearly) equal length.
+
+    >>> chunks(5, 2)
+    [range(0, 3), range(3, 5)]
+    """
+    step = -(-n // max(1, parts)) or 1
+    return [range(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def start(calls: Sequence[Callable[[], Any]]) -> Callable[[], list[Any]]:
+    """Run each of ``calls`` in a forked process of its own; returns the function that
+    waits for them and returns what each returned, in order (or raises the first error)."""
+    ids = [next(_ids) for _ in calls]
+    _calls.update(zip(ids, calls, strict=True))  # before the fork: the processes inherit them
+    pool = ProcessPoolExecutor(len(ids), mp_context=multiprocessing.get_context("fork"))
+    try:
+        futures = [pool.submit(_run, i) for i in ids]
+    except BaseException:
+        _forget(pool, ids)
+        raise
+
+    def finish() -> list[Any]:
+        try:
+            return [f.result() for f in futures]
+        finally:
+            _forget(pool, ids)
+
+    return finish
+
+
+def _forget(pool: ProcessPoolExecutor, ids: Sequence[int]) -> None:
+    pool.shutdown(cancel_futures=True)
+    for i in ids:
+        _calls.pop(i, None)
+
+
+def _run(i: int) -> Any:
+    call = _calls.get(i)
+    assert call is not None, "a call must be registered before its process is forked"
+    gc.freeze()  # what it inherits stays out of the collector (see render.render)...
+    gc.enable()  # ...which its thousands of pages need: their templates make cycles
+    return call()

@@ -1,0 +1,126 @@
+"""Maintainer pages: a page per maintainer with its feeds and badge, the index of them all,
+and the search index's entries for them.
+
+At Debian's size (a thousand maintainers, each page with two feeds of up to 100 status
+changes) the pages are seconds of work: a full render has them made by forked processes
+while it writes the suite lists, the v0 trees, the search index and the feeds. They are
+started once every group page is written, since each links to its maintainer's groups.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+
+from rebuilder.model import Status
+from rebuilder.site import badges, feeds, forks, history, html, paths, search
+from rebuilder.site.output import Output, RenderStats
+from rebuilder.site.walk import FEED_ITEMS, Collected, Item, Settings, render_page
+
+PARALLEL_MIN = 200  # maintainer pages worth forking worker processes for
+MAX_WORKERS = 2  # beside the driver, which goes on with the suite lists and the rest
+
+Maintainer = tuple[str, list[tuple[str, str, Item]]]  # key, (name as written, profile, item)
+
+
+def start(out: Output, cfg: Settings, got: Collected) -> Callable[[], None]:
+    """Start the maintainer pages (redone when one of their groups changed) and add their
+    search entries to ``got``; returns the function that waits for the pages and then
+    writes the index of maintainers."""
+    index, redo = [], []
+    for key, items in sorted(got.maintainers.items()):
+        page = paths.maintainer_page(key)
+        names = sorted({m for m, _, _ in items})
+        attention = sum(it.record.status in (Status.BAD, Status.FAIL) for _, _, it in items)
+        if cfg.touched is None or key in cfg.touched.maintainers:
+            redo.append((key, items))
+        else:
+            out.keep([page, *_files(key).values()])
+        index.append(html.MaintainerLink(names[0], paths.url(page), len(items), attention))
+        got.entries.extend(
+            search.maintainer_entries(names, key, paths.url(page), len(items), attention)
+        )
+    index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
+    workers = forks.workers(len(redo), PARALLEL_MIN, MAX_WORKERS)
+    if workers < 2:
+        _render_pages(out, cfg, redo)
+        wait: Callable[[], list[tuple[set[str], set[str], RenderStats, list[str]]]] = list
+    else:
+        parts = forks.chunks(len(redo), workers)
+        wait = forks.start([functools.partial(_worker, out.root, cfg, redo, p) for p in parts])
+
+    def finish() -> None:
+        for done in wait():
+            out.merge(*done)
+        ctx = html.maintainers_context(index)
+        out.write("maintainers.html", render_page(cfg.env, "maintainers.html", ctx))
+
+    return finish
+
+
+def _worker(
+    root: str, cfg: Settings, redo: Sequence[Maintainer], part: range
+) -> tuple[set[str], set[str], RenderStats, list[str]]:
+    out = Output(root)
+    _render_pages(out, cfg, [redo[i] for i in part])
+    return out.expected, out.expected_dirs, out.stats, out.missing
+
+
+def _files(key: str) -> dict[str, str]:
+    return {
+        "feed": paths.maintainer_feed(key, ".atom"),
+        "json_feed": paths.maintainer_feed(key, ".json"),
+        "badge": paths.maintainer_badge(key, ".svg"),
+        "shields": paths.maintainer_badge(key, ".json"),
+    }
+
+
+def _render_pages(out: Output, cfg: Settings, redo: Sequence[Maintainer]) -> None:
+    for key, items in redo:
+        page = paths.maintainer_page(key)
+        names = sorted({m for m, _, _ in items})
+        counts = {s: 0 for s in Status}
+        for _, _, it in items:
+            counts[it.record.status] += 1
+        files = _files(key)
+        _feeds_and_badge(out, cfg, names[0], page, items, counts, files)
+        rows = html.maintainer_rows([_row(p, it) for _, p, it in items])
+        links = {k: paths.href(page, f) for k, f in files.items()}
+        ctx = html.maintainer_context(names, page, rows, counts, links)
+        out.write(page, render_page(cfg.env, "maintainer.html", ctx))
+
+
+def _feeds_and_badge(
+    out: Output,
+    cfg: Settings,
+    name: str,
+    page: str,
+    items: Sequence[tuple[str, str, Item]],
+    counts: Mapping[Status, int],
+    files: Mapping[str, str],
+) -> None:
+    """A maintainer's feeds (the status changes of their groups) and badge (their share
+    of GOOD groups), as a profile's."""
+    changes = history.Newest(FEED_ITEMS)
+    for _, profile, it in items:
+        for step in history.steps(it.record):
+            changes.offer(profile, it.record, it.page, step)
+    found = changes.items()
+    title = f"rebuilder: {name}"
+    out.write(files["feed"], feeds.atom(
+        title, found, feed=files["feed"], page=page, site_url=cfg.site_url, updated=cfg.now
+    ))  # fmt: skip
+    out.write(files["json_feed"], feeds.json_feed(
+        title, found, feed=files["json_feed"], page=page, site_url=cfg.site_url
+    ))  # fmt: skip
+    total = sum(counts.values())
+    svg, endpoint = badges.share_badges(counts[Status.GOOD] / total if total else None)
+    out.write(files["badge"], svg)
+    out.write(files["shields"], endpoint)
+
+
+def _row(profile: str, it: Item) -> tuple[html.Row, Status]:
+    g = it.record.group
+    where = f"{g.release}/{g.component}/{g.architecture}"
+    extra = f"<td>{html.e(profile)}</td><td>{html.e(where)}</td>"
+    return it.row._replace(url="../" + paths.url(it.page), extra=extra), it.record.status  # from m/
