@@ -19,6 +19,7 @@ name could otherwise use to make the whole feed unparsable).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import re
 import uuid
@@ -44,7 +45,12 @@ def _clean(s: str) -> str:
 
 
 def entry_id(c: Change) -> str:
-    return "urn:uuid:" + str(uuid.uuid5(_NS, f"{c.profile}\x00{c.key}\x00{c.build_id}"))
+    return _entry_id(c.profile, c.key, c.build_id)
+
+
+@functools.lru_cache(maxsize=1024)  # each entry is in an Atom feed and a JSON Feed, in turn
+def _entry_id(profile: str, key: str, build_id: int) -> str:
+    return "urn:uuid:" + str(uuid.uuid5(_NS, f"{profile}\x00{key}\x00{build_id}"))
 
 
 def title(c: Change) -> str:
