@@ -892,10 +892,14 @@ def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> Non
         monkeypatch.setattr(module, "PARALLEL_MIN", 1)
         monkeypatch.setattr(module, "MAX_WORKERS", 2)
     monkeypatch.setattr(site_module.os, "sched_getaffinity", lambda pid: {0, 1})
-    started = []
-    monkeypatch.setattr(
-        forks, "start", lambda calls, run=forks.start: started.append(len(calls)) or run(calls)
-    )
+    started: list[int] = []
+    run = forks.start
+
+    def counted(calls):
+        started.append(len(calls))
+        return run(calls)
+
+    monkeypatch.setattr(forks, "start", counted)
     stats = render(forked, views, now=NOW)
     assert started == [2, 2]  # the group pages, then the maintainer pages, each in two processes
     assert stats.written > 100 and stats.removed == 0
