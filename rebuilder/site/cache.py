@@ -45,7 +45,7 @@ COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cach
 VERSION = 5  # 5: a delta file beside the whole one
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
-Part = tuple[Any, ...]  # see walk.part / walk.from_part
+Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
 
 
 @dataclass

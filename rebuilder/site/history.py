@@ -86,7 +86,7 @@ _US = _dt.timedelta(microseconds=1)
 
 def end_us(a: Attempt) -> int:
     """:func:`end` in microseconds since 1970: an int, cheap to keep and to compare."""
-    return (a.started_at - _EPOCH) // _US + int(a.duration) * 1_000_000
+    return (end(a) - _EPOCH) // _US
 
 
 def change(profile: str, record: GroupRecord, page: str, step: Step) -> Change:

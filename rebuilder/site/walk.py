@@ -168,7 +168,7 @@ def walk_profile(
         gone = got.gone_v1[distro]
         for key in changed.union(cached.keys() - view.records.keys()):
             if (old := cached.get(key)) is not None:
-                gone.update(row[2] for row in old[5])  # Part.v1
+                gone.update(row[2] for row in old[_PART_V1])  # (sort, build id, name, tail)
     for key in sorted(view.records):
         record = view.records[key]
         g = record.group
@@ -244,6 +244,9 @@ class Part(NamedTuple):
     steps: tuple[int, int, int]  # history.steps' count, newest end (µs), standing's list
     cell: str  # its list row's HTML, from its suite's folder (html.row_html)
     shard: str  # its row of its suite's JSON (api_v0.suite_row)
+
+
+_PART_V1 = Part._fields.index("v1")
 
 
 def part(
