@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import json
 import marshal
 import os
@@ -13,11 +14,15 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from rebuilder.model import GroupRecord, Status
-from rebuilder.site import ProfileView, cache, render
+from rebuilder.site import ProfileView, cache, forks, render
 from rebuilder.state import history_point
 
 from .fixtures.site import NOW, built_record, site_attempt, site_group, site_profile, write_store
+
+site_render = importlib.import_module("rebuilder.site.render")  # (the package exports render())
 
 CAUSES = ("timestamps", "build-path", "file-order")
 
@@ -130,7 +135,23 @@ def _same_as_full(tmp_path: Path, site: Path, views: list[ProfileView], now: dt.
     shutil.rmtree(full)
 
 
-def test_incremental_renders_write_what_a_full_render_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("beside", [False, True], ids=["here", "beside"])
+def test_incremental_renders_write_what_a_full_render_writes(
+    tmp_path: Path, monkeypatch, beside: bool
+) -> None:
+    """``beside``: the touched suite lists and maintainer pages are made by a forked
+    process while the driver writes the rest (as at Debian's size)."""
+    started: list[int] = []
+    if beside:
+        monkeypatch.setattr(site_render, "LISTS_PARALLEL_MIN", 1)
+        monkeypatch.setattr(forks.os, "sched_getaffinity", lambda pid: {0, 1})
+        run = forks.start
+
+        def counted(calls):
+            started.append(len(calls))
+            return run(calls)
+
+        monkeypatch.setattr(forks, "start", counted)
     site = tmp_path / "site"
     state = State(site, 150, random.Random(7))
     now = NOW
@@ -140,7 +161,9 @@ def test_incremental_renders_write_what_a_full_render_writes(tmp_path: Path) -> 
         now += dt.timedelta(hours=1)  # a new pass: new "now" and one more history point
         state.history.append(history_point(now, state.records.values()))
         views = state.views(now)
+        started.clear()
         stats = render(site, views, now=now, changed=keys)
+        assert started == ([1] if beside else []), round_
         assert stats.skipped > 100, round_  # the others were taken from the cache
         _same_as_full(tmp_path, site, views, now)
     # nothing changed, nothing else moved: nothing is even looked at

@@ -7,6 +7,7 @@ process, started now; the function :func:`start` returns waits for them.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import multiprocessing
@@ -14,6 +15,10 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from rebuilder.site.output import Done, Output
+
+Work = Callable[[Output], None]  # a piece of a render: pages written into the site
 
 _calls: dict[int, Callable[[], Any]] = {}  # what forked processes inherit, by id
 _ids = itertools.count()
@@ -57,6 +62,29 @@ def start(calls: Sequence[Callable[[], Any]]) -> Callable[[], list[Any]]:
             _forget(pool, ids)
 
     return finish
+
+
+def write(out: Output, work: Sequence[Work], *, fork: bool) -> Callable[[], None]:
+    """Do each piece of ``work``: with ``fork``, each in a forked process of its own,
+    writing into ``out``'s site; else here and now. Returns the function that waits for
+    them and takes in what they wrote."""
+    if not fork:
+        for w in work:
+            w(out)
+        return lambda: None
+    wait = start([functools.partial(_write, out.root, w) for w in work])
+
+    def finish() -> None:
+        for done in wait():
+            out.merge(*done)
+
+    return finish
+
+
+def _write(root: str, work: Work) -> Done:
+    out = Output(root)
+    work(out)
+    return out.done()
 
 
 def _forget(pool: ProcessPoolExecutor, ids: Sequence[int]) -> None:

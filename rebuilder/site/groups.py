@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from rebuilder.model import Attempt, GroupRecord, Status
 from rebuilder.site import api_v0, api_v1, forks, history, html, links, paths
-from rebuilder.site.output import Output, RenderStats, Transform
+from rebuilder.site.forks import Work
+from rebuilder.site.output import Output, Transform
 from rebuilder.site.walk import (
     NAME,
     PageJob,
@@ -26,38 +27,20 @@ PARALLEL_MIN = 2000  # group pages worth forking worker processes for
 MAX_WORKERS = 4
 
 
-def start(out: Output, cfg: Settings, jobs: list[PageJob]) -> Callable[[], None]:
-    """Render the queued group pages; returns the function that waits for them.
-
-    Many pages (a full render) are split between forked processes, one per
-    core: they inherit the records, so nothing but the list of files each
-    wrote comes back. Few pages are rendered here and now.
-    """
+def work(cfg: Settings, jobs: list[PageJob]) -> list[Work]:
+    """The queued group pages as pieces of work: many (a full render) are split in one
+    piece per core, for forked processes (:func:`rebuilder.site.forks.write`), which
+    inherit the records, so nothing but the list of files each wrote comes back."""
     workers = forks.workers(len(jobs), PARALLEL_MIN, MAX_WORKERS)
-    if workers < 2:
-        for job in jobs:
-            _render_group(out, cfg, *job)
-        return lambda: None
-    calls = [
-        functools.partial(_group_worker, out.root, cfg, jobs, part)
+    return [
+        functools.partial(_render_groups, cfg=cfg, jobs=jobs, part=part)
         for part in forks.chunks(len(jobs), workers)
     ]
-    wait = forks.start(calls)
-
-    def finish() -> None:
-        for done in wait():
-            out.merge(*done)
-
-    return finish
 
 
-def _group_worker(
-    root: str, cfg: Settings, jobs: list[PageJob], part: range
-) -> tuple[set[str], set[str], RenderStats, list[str]]:
-    out = Output(root)
+def _render_groups(out: Output, *, cfg: Settings, jobs: list[PageJob], part: range) -> None:
     for i in part:
         _render_group(out, cfg, *jobs[i])
-    return out.expected, out.expected_dirs, out.stats, out.missing
 
 
 def _render_group(

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from rebuilder.model import Status
 from rebuilder.site import badges, feeds, forks, history, html, paths, search
-from rebuilder.site.output import Output, RenderStats
+from rebuilder.site.forks import Work
+from rebuilder.site.output import Output
 from rebuilder.site.walk import FEED_ITEMS, Collected, Item, Settings, render_page
 
 PARALLEL_MIN = 200  # maintainer pages worth forking worker processes for
@@ -23,10 +24,11 @@ MAX_WORKERS = 2  # beside the driver, which goes on with the suite lists and the
 Maintainer = tuple[str, list[tuple[str, str, Item]]]  # key, (name as written, profile, item)
 
 
-def start(out: Output, cfg: Settings, got: Collected) -> Callable[[], None]:
-    """Start the maintainer pages (redone when one of their groups changed) and add their
-    search entries to ``got``; returns the function that waits for the pages and then
-    writes the index of maintainers."""
+def start(out: Output, cfg: Settings, got: Collected) -> tuple[list[Work], Callable[[], None]]:
+    """The maintainer pages to redo (those of a changed group; all in a full render) as
+    pieces of work to run here or in other processes (:func:`rebuilder.site.forks.run`),
+    and the function that writes the index of maintainers once they are done. Their
+    search entries go into ``got`` now."""
     index, redo = [], []
     for key, items in sorted(got.maintainers.items()):
         page = paths.maintainer_page(key)
@@ -42,28 +44,16 @@ def start(out: Output, cfg: Settings, got: Collected) -> Callable[[], None]:
         )
     index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
     workers = forks.workers(len(redo), PARALLEL_MIN, MAX_WORKERS)
-    if workers < 2:
-        _render_pages(out, cfg, redo)
-        wait: Callable[[], list[tuple[set[str], set[str], RenderStats, list[str]]]] = list
-    else:
-        parts = forks.chunks(len(redo), workers)
-        wait = forks.start([functools.partial(_worker, out.root, cfg, redo, p) for p in parts])
+    work: list[Work] = [
+        functools.partial(_render_pages, cfg=cfg, redo=[redo[i] for i in part])
+        for part in forks.chunks(len(redo), workers)
+    ]
 
-    def finish() -> None:
-        for done in wait():
-            out.merge(*done)
+    def write_index() -> None:
         ctx = html.maintainers_context(index)
         out.write("maintainers.html", render_page(cfg.env, "maintainers.html", ctx))
 
-    return finish
-
-
-def _worker(
-    root: str, cfg: Settings, redo: Sequence[Maintainer], part: range
-) -> tuple[set[str], set[str], RenderStats, list[str]]:
-    out = Output(root)
-    _render_pages(out, cfg, [redo[i] for i in part])
-    return out.expected, out.expected_dirs, out.stats, out.missing
+    return work, write_index
 
 
 def _files(key: str) -> dict[str, str]:
@@ -75,7 +65,7 @@ def _files(key: str) -> dict[str, str]:
     }
 
 
-def _render_pages(out: Output, cfg: Settings, redo: Sequence[Maintainer]) -> None:
+def _render_pages(out: Output, *, cfg: Settings, redo: Sequence[Maintainer]) -> None:
     for key, items in redo:
         page = paths.maintainer_page(key)
         names = sorted({m for m, _, _ in items})

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_SERVED = 256 * 1024 * 1024  # bytes of a decompressed store file served; guards gzip bombs
 
 Transform = Callable[[bytes], bytes]
+Done = tuple[set[str], set[str], "RenderStats", list[str]]  # what a process wrote: Output.done
 
 
 @dataclass
@@ -83,10 +84,14 @@ class Output:
             os.unlink(self._path(rel))
             self.stats.removed += 1
 
+    def done(self) -> Done:
+        """What this render wrote here, for :meth:`merge` in the process that drives it."""
+        return self.expected, self.expected_dirs, self.stats, self.missing
+
     def merge(
         self, expected: set[str], dirs: set[str], stats: RenderStats, missing: list[str]
     ) -> None:
-        """Take in what another process wrote for this render."""
+        """Take in what another process wrote for this render (:meth:`done`)."""
         self.expected |= expected
         self.expected_dirs |= dirs
         self.missing += missing
@@ -245,24 +250,31 @@ class Output:
         page_roots: Iterable[str],
         api_roots: Iterable[str],
         *,
-        deep: bool,
         skip: Collection[str] = (),
+        gone: Collection[str] | None = None,
     ) -> None:
         """Remove files this render did not produce under the given trees, then empty folders.
 
-        A build's v0 folder is immutable once written (build ids are never
-        reused), so only ``deep`` (full) renders look inside the folders of
-        builds still referenced; any render removes the folders of builds
-        no longer referenced. Folders in ``skip`` are not looked into (an
-        incremental render's ``pkg/`` and v1 ``by-name/`` folders: it removes what
-        it must by name). That keeps a small render from listing a hundred thousand files.
+        A build's folder is immutable once written (build ids are never reused): a full
+        render (``gone`` None) looks inside the folders of builds still referenced and
+        removes the others. An incremental render removes only the build folders in
+        ``gone`` (those its changed groups had) that no group has now, without listing
+        the tens of thousands of others. Folders in ``skip`` are not looked into (an
+        incremental render's ``pkg/`` and v1 ``by-name/`` folders: it removes what it must
+        by name).
         """
         for root in page_roots:
             self._prune_tree(root, skip)
         for base in api_roots:
             builds = f"{base}/builds"
             self._prune_tree(base, {builds, *skip})
-            self._prune_builds(builds, deep=deep)
+            if gone is None:
+                self._prune_builds(builds)
+        for folder in sorted(gone or ()):
+            if folder not in self.expected_dirs:
+                self._prune_tree(folder)
+                with contextlib.suppress(OSError):
+                    os.rmdir(f"{self.root}/{folder}")
 
     def _prune_tree(self, rel: str, skip: Collection[str] = ()) -> None:
         try:
@@ -281,7 +293,7 @@ class Output:
                 os.unlink(e.path)
                 self.stats.removed += 1
 
-    def _prune_builds(self, rel: str, *, deep: bool) -> None:
+    def _prune_builds(self, rel: str) -> None:
         try:
             with os.scandir(f"{self.root}/{rel}") as it:
                 entries = list(it)
@@ -293,7 +305,7 @@ class Output:
                 if child not in self.expected:
                     os.unlink(e.path)
                     self.stats.removed += 1
-            elif deep or child not in self.expected_dirs:
+            else:
                 self._prune_tree(child)
                 with contextlib.suppress(OSError):
                     os.rmdir(e.path)

@@ -11,18 +11,30 @@ because every change can move them.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import gc
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rebuilder.model import utcnow
-from rebuilder.site import aggregates, cache, groups, html, links, paths, search, suites, walk
-from rebuilder.site.maintainers import start as start_maintainer_pages
+from rebuilder.site import (
+    aggregates,
+    cache,
+    forks,
+    groups,
+    html,
+    links,
+    maintainers,
+    paths,
+    search,
+    suites,
+    walk,
+)
 from rebuilder.site.output import Output, RenderStats
 from rebuilder.site.paths import SiteError
 from rebuilder.site.walk import Collected, ProfileView, Settings, Touched
@@ -133,22 +145,23 @@ def _render(
         got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, jobs, cached, parts))
     if changed is not None:  # see api_v1.write_packages
         keep_dirs.update(f"{paths.api_v1_base(d)}/packages/by-name" for d in got.pkgs)
-    finish_groups = groups.start(out, cfg, jobs)  # in other processes while we go on
+    page_work = groups.work(cfg, jobs)
+    forked = len(page_work) > 1
+    finish_groups = forks.write(out, page_work, fork=forked)  # forked: meanwhile, we go on
     aggregates.render_badges(out, got)
     # v1's files link no page and name no file but through the server's rules: when the
     # group pages are forked (a full render), they are written meanwhile (82,000 by-name
-    # files at Debian's size); else after them, like the rest
-    aggregates.render_v1(out, got, views, when, public_keys)
+    # files at Debian's size); else beside the suite lists and maintainer pages
+    if forked:
+        aggregates.render_v1(out, got, views, when, public_keys)
     finish_groups()
-    # the maintainer pages link to group pages: started once those are written, they
-    # are made meanwhile (in other processes when many), and indexed after them
-    finish_maintainers = start_maintainer_pages(out, cfg, got)
-    for p in got.profiles:
-        suites.render_suites(out, cfg, p)
+    finish_lists = _start_lists(out, cfg, got)  # they link to group pages
+    if not forked:
+        aggregates.render_v1(out, got, views, when, public_keys)
     aggregates.render_v0(out, got, when, public_keys)
     found = search.build(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)
-    finish_maintainers()
+    finish_lists()
     for name, data in found.items():
         out.write_known(f"{paths.SEARCH}/{name}", data)
     aggregates.render_dashboard(out, cfg, got, public_keys)
@@ -160,12 +173,64 @@ def _render(
             + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
             + [b for bases in aggregates.arch_trees(got).values() for _, b in bases],
             [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
-            deep=changed is None,
             skip=keep_dirs if changed is not None else (),
+            gone=got.gone_dirs if changed is not None else None,
         )
     out.report_missing()
     cache.finish(out.root, last, now_cache)
     return _done(out, started)
+
+
+LISTS_PARALLEL_MIN = 5_000  # rows of the touched lists worth a process beside the driver
+
+
+def _start_lists(out: Output, cfg: Settings, got: Collected) -> Callable[[], None]:
+    """Start the suite lists and the maintainer pages (those a changed group is on, in an
+    incremental render); returns the function that waits for them and then writes the
+    index of maintainers.
+
+    A full render forks the maintainer pages and writes the suite lists here. In an
+    incremental one, the lists that a hundred changes touch are seconds of work at
+    Debian's size: one process beside the driver makes them all while the driver goes on
+    with the v1 and v0 lists and the search index."""
+    pages, write_index = maintainers.start(out, cfg, got)
+    lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
+    if cfg.touched is None:
+        wait = forks.write(out, pages, fork=len(pages) > 1)
+        lists(out)
+    else:
+        rows = _touched_rows(cfg.touched, got)
+        work = functools.partial(_each, [*pages, lists])
+        fork = forks.workers(rows, LISTS_PARALLEL_MIN, 2) > 1
+        wait = forks.write(out, [work], fork=fork)
+
+    def finish() -> None:
+        wait()
+        write_index()
+
+    return finish
+
+
+def _suite_lists(out: Output, *, cfg: Settings, profiles: Sequence[walk.ProfileWalk]) -> None:
+    for p in profiles:
+        suites.render_suites(out, cfg, p)
+
+
+def _each(work: Sequence[forks.Work], out: Output) -> None:
+    for w in work:
+        w(out)
+
+
+def _touched_rows(touched: Touched, got: Collected) -> int:
+    """Rows of the suite lists and maintainer pages an incremental render redoes."""
+    rows = sum(len(got.maintainers.get(m, ())) for m in touched.maintainers)
+    for p in got.profiles:
+        name = p.view.profile.name
+        for s in p.suites:
+            x = s.summary
+            if (name, x.release, x.component, x.architecture) in touched.suites:
+                rows += len(s.items)
+    return rows
 
 
 def _holds_nothing(site_dir: Path) -> bool:
@@ -238,9 +303,9 @@ def _touched(out: Output, views: Sequence[ProfileView], changed: set[str]) -> To
                 )
             except (TypeError, KeyError):
                 pass  # no page yet, or not ours: nothing to redo for it
-            for release, component, arch, maintainers in places:
+            for release, component, arch, people in places:
                 t.suites.add((name, str(release), str(component), str(arch)))
-                t.maintainers.update(html.maintainer_key(str(m)) for m in maintainers)
+                t.maintainers.update(html.maintainer_key(str(m)) for m in people)
     return t
 
 

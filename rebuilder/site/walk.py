@@ -109,6 +109,9 @@ class Collected:
     # in an incremental render, names whose last render's rows were dropped (see
     # api_v1.write_packages); None in a full render
     gone_v1: dict[str, set[str]] | None = None
+    # in an incremental render, the build folders the last render's parts of the changed
+    # groups named: the only ones it may have to remove (see Output.prune)
+    gone_dirs: set[str] = field(default_factory=set)
     jobs: dict[str, list[tuple[Job, GroupRecord | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -169,11 +172,14 @@ def walk_profile(
         for key in changed.union(cached.keys() - view.records.keys()):
             if (old := cached.get(key)) is not None:
                 gone.update(row[2] for row in old[_PART_V1])  # (sort, build id, name, tail)
+                got.gone_dirs.update(old[_PART_DIRS])
     for key in sorted(view.records):
         record = view.records[key]
         g = record.group
         raw = cached.get(key) if changed is not None and key not in changed else None
         if raw is None or raw[0] != _token(record):
+            if raw is not None:  # not of this record after all: its folders may be stale
+                got.gone_dirs.update(raw[_PART_DIRS])
             raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
@@ -246,7 +252,7 @@ class Part(NamedTuple):
     shard: str  # its row of its suite's JSON (api_v0.suite_row)
 
 
-_PART_V1 = Part._fields.index("v1")
+_PART_V1, _PART_DIRS = Part._fields.index("v1"), Part._fields.index("dirs")
 
 
 def part(
