@@ -16,7 +16,7 @@ from rebuilder.model import Status
 from rebuilder.site import badges, feeds, forks, history, html, paths, search
 from rebuilder.site.forks import Work
 from rebuilder.site.output import Output
-from rebuilder.site.walk import FEED_ITEMS, Collected, Item, Settings, render_page
+from rebuilder.site.walk import FEED_ITEMS, Collected, Item, Settings, render_page, shown_row
 
 PARALLEL_MIN = 200  # maintainer pages worth forking worker processes for
 MAX_WORKERS = 2  # beside the driver, which goes on with the suite lists and the rest
@@ -113,4 +113,5 @@ def _row(profile: str, it: Item) -> tuple[html.Row, Status]:
     g = it.record.group
     where = f"{g.release}/{g.component}/{g.architecture}"
     extra = f"<td>{html.e(profile)}</td><td>{html.e(where)}</td>"
-    return it.row._replace(url="../" + paths.url(it.page), extra=extra), it.record.status  # from m/
+    # (its link from m/, the maintainer pages' folder)
+    return shown_row(it)._replace(url="../" + paths.url(it.page), extra=extra), it.record.status

@@ -9,6 +9,9 @@ from rebuilder.model import Status
 from rebuilder.site import api_v0, html, paths
 from rebuilder.site.output import Output
 from rebuilder.site.walk import (
+    ROW_BUILT,
+    ROW_NAME,
+    ROW_URL,
     STATUS_FILE,
     ProfileWalk,
     Settings,
@@ -64,11 +67,11 @@ def _suite_files(suite: Suite) -> list[str]:
 def _render_suite(out: Output, cfg: Settings, profile: str, suite: Suite) -> None:
     """A suite's lists: every status and each one, by name and by date, paged; and its JSON."""
     s = suite.summary
-    items = sorted(suite.items, key=lambda it: (it.row.name, it.row.url))
+    items = sorted(suite.items, key=lambda it: (it.row[ROW_NAME], it.row[ROW_URL]))
     by_name = [(it, it.cell) for it in items]
-    by_date = [x for x in by_name if x[0].row.built]
-    by_date.sort(key=lambda x: x[0].row.built, reverse=True)  # type: ignore[arg-type,return-value]
-    by_date += [x for x in by_name if not x[0].row.built]  # never built: last
+    by_date = [x for x in by_name if x[0].row[ROW_BUILT]]
+    by_date.sort(key=lambda x: x[0].row[ROW_BUILT], reverse=True)
+    by_date += [x for x in by_name if not x[0].row[ROW_BUILT]]  # never built: last
     lists: dict[tuple[str, Status | None], list[str]] = {}
     for sort, rows in (("name", by_name), ("date", by_date)):
         lists[sort, None] = [h for _, h in rows]

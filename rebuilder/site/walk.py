@@ -67,7 +67,7 @@ class Item:
     key: str
     record: GroupRecord
     page: str  # site path of its page, with .html
-    row: html.Row
+    row: tuple[Any, ...]  # its html.Row as its part keeps it (Part.row): see shown_row
     attempt: Attempt | None  # the one rebuilderd's v0 names
     cell: str  # the row's HTML in its suite's lists (Part.cell)
     shard: str  # its row of its suite's JSON (Part.shard)
@@ -187,10 +187,7 @@ def walk_profile(
         attempt = record.attempts[index] if index >= 0 else None
         if record.seen:
             where = (g.release, g.component, g.architecture)
-            name_, version, status, built, url, extra, reason, files = row
-            when = _dt.datetime.fromisoformat(built) if built else None
-            shown = html.Row(name_, version, status, when, url, extra, reason, files)
-            item = Item(key, record, page, shown, attempt, cell, shard)
+            item = Item(key, record, page, row, attempt, cell, shard)
             by_suite[where].append(item)
             suite_id = suite_ids.get(where)
             if suite_id is None:
@@ -226,6 +223,17 @@ def walk_profile(
         summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where), dict(causes))
         result.suites.append(Suite(summary, items))
     return result
+
+
+# what suite lists sort by, in Part.row (``built`` in ISO format, which sorts as the time)
+ROW_NAME, ROW_BUILT, ROW_URL = (html.Row._fields.index(f) for f in ("name", "built", "url"))
+
+
+def shown_row(item: Item) -> html.Row:
+    """An item's list row, ``built`` a time again (as few lists need: not made for all)."""
+    name, version, status, built, url, extra, reason, files = item.row
+    when = _dt.datetime.fromisoformat(built) if built else None
+    return html.Row(name, version, status, when, url, extra, reason, files)
 
 
 def _token(record: GroupRecord) -> tuple[Any, ...]:
