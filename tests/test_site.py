@@ -662,6 +662,31 @@ def test_capped_change_lists_say_their_total(tmp_path: Path, monkeypatch) -> Non
     assert '<h3>Newly FAIL <span class="meta">(1)</span></h3>' in text
 
 
+def test_changes_no_list_keeps_are_still_counted(tmp_path: Path, monkeypatch) -> None:
+    """Once every list is full, an older change is counted without its group's attempts
+    being looked at: the totals stay those of every change."""
+    import rebuilder.site.walk as site_mod
+
+    monkeypatch.setattr(site_mod, "DASHBOARD_CHANGES", 2)
+    monkeypatch.setattr(site_mod, "FEED_ITEMS", 3)
+    recs = {}
+    for i in range(40):  # in key order, older and older: the lists are full early
+        g = site_group(f"pkg{i:02d}")
+        kind = [[Status.GOOD], [Status.BAD], [Status.FAIL], [Status.GOOD, Status.BAD]][i % 4]
+        when = T0 - dt.timedelta(days=i)
+        attempts = [
+            replace(site_attempt(g, 10 * i + j, st, {}), started_at=when + dt.timedelta(hours=j))
+            for j, st in enumerate(kind)
+        ]
+        recs[g.key] = GroupRecord(g, kind[-1], attempts)
+    site = tmp_path / "site"
+    render(site, [ProfileView(site_profile(), recs)], now=NOW)
+    text = (site / "index.html").read_text()
+    for title, total in [("Regressions", 10), ("Newly BAD", 20), ("Newly FAIL", 10),
+                         ("Newly reproduced", 10)]:  # fmt: skip
+        assert f'<h3>{title} <span class="meta">(2 newest of {total})</span></h3>' in text
+
+
 def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
     site = tmp_path / "site"
     recs = _history_records()

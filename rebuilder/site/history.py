@@ -127,6 +127,10 @@ class Newest:
         that may not is only counted (:meth:`skip`), never made into a Change."""
         return len(self._heap) < self.n or at_us >= self._heap[0][0][0]
 
+    def least(self) -> int:
+        """The oldest end (µs) a change may have to be kept (-1 while the list is not full)."""
+        return -1 if len(self._heap) < self.n else self._heap[0][0][0]
+
     def skip(self, n: int) -> None:
         self.total += n
 

@@ -105,6 +105,9 @@ class Output:
     def keep_dir(self, rel: str) -> None:
         self.expected_dirs.add(rel)
 
+    def keep_dirs(self, rels: Iterable[str]) -> None:
+        self.expected_dirs.update(rels)
+
     def write(self, rel: str, data: bytes) -> bool:
         """Write ``data`` at ``rel`` unless the file already holds exactly it."""
         path = self._path(rel)

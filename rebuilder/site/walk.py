@@ -89,6 +89,25 @@ class ProfileWalk:
     new_fail: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
     changes: history.Newest = field(default_factory=lambda: history.Newest(FEED_ITEMS))
 
+    def news_lists(self) -> tuple[tuple[int, history.Newest], ...]:
+        """The dashboard lists with the mask of Part.steps that offers a change to each."""
+        return (
+            (_REPRODUCED, self.reproduced), (_REGRESSION, self.regressions),
+            (_NEW_BAD, self.new_bad), (_NEW_FAIL, self.new_fail),
+        )  # fmt: skip
+
+    def least(self) -> int:
+        """The oldest end (µs) of a change any list may still keep: an older one is only
+        counted (:meth:`skipped`), without looking at its group's attempts."""
+        return min(n.least() for n in (self.changes, *(news for _, news in self.news_lists())))
+
+    def skipped(self, counts: Sequence[int]) -> None:
+        """Count what was not offered: ``counts[0]`` status changes, and at each other mask
+        of Part.steps, how many groups' standing change went to the lists of that mask."""
+        self.changes.skip(counts[0])
+        for bit, news in self.news_lists():
+            news.skip(sum(n for mask, n in enumerate(counts) if mask & bit))
+
     @property
     def counts(self) -> dict[Status, int]:
         out = {s: 0 for s in Status}
@@ -173,6 +192,10 @@ def walk_profile(
             if (old := cached.get(key)) is not None:
                 gone.update(row[2] for row in old[_PART_V1])  # (sort, build id, name, tail)
                 got.gone_dirs.update(old[_PART_DIRS])
+    kept: set[str] = set()  # suite folders of groups not redone
+    kept_builds: list[str] = []  # their build folders
+    least = result.least()
+    skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
     for key in sorted(view.records):
         record = view.records[key]
         g = record.group
@@ -201,18 +224,26 @@ def walk_profile(
             )
             for m, m_key in maintainers:
                 got.maintainers[m_key].append((m, name, item))
-            if steps[0]:
+            if not steps[0]:
+                pass
+            elif steps[1] >= least:
                 _offer(result, record, item, steps)
+                least = result.least()
+            else:  # no list may keep it (the most, once they are full): only counted
+                skipped[0] += steps[0]
+                skipped[steps[2]] += 1
         if changed is not None and key not in changed:
-            suite_dir = page.rpartition("/pkg/")[0]
-            keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
-            for folder in dirs:
-                out.keep_dir(folder)
+            kept.add(page.rpartition("/pkg/")[0])  # (one suite's for most: made a set first)
+            kept_builds += dirs
             out.stats.skipped += 1
             continue
         served = _served(attempt, distro, g.name)
         older = _older(record, attempt, distro)
         jobs.append((name, record, attempt, served, older, history.steps(record), page))
+    for suite_dir in kept:
+        keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
+    out.keep_dirs(kept_builds)
+    result.skipped(skipped)
     for where, items in sorted(by_suite.items()):
         counts = {s: 0 for s in Status}
         causes: dict[str, int] = defaultdict(int)
@@ -364,12 +395,7 @@ def _offer(result: ProfileWalk, record: GroupRecord, item: Item, steps: Sequence
     count, newest, goes = steps
     lists = [result.changes]
     if goes:
-        for bit, news in (
-            (_REPRODUCED, result.reproduced), (_REGRESSION, result.regressions),
-            (_NEW_BAD, result.new_bad), (_NEW_FAIL, result.new_fail),
-        ):  # fmt: skip
-            if goes & bit:
-                lists.append(news)
+        lists += (news for bit, news in result.news_lists() if goes & bit)
     for newest_list in lists:
         if newest_list.wants(newest):
             break
