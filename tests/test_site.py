@@ -732,7 +732,8 @@ def test_close_suites_get_lines_apart() -> None:
         }
         return {"at": f"2024-05-0{day}T00:00:00", "counts": {"GOOD": a + b}, "suites": suites}
 
-    lines = site_history.trends([at(1, 970, 971), at(2, 975, 972), at(3, 980, 970)])["suites"]
+    pts = site_history.points([at(1, 970, 971), at(2, 975, 972), at(3, 980, 970)])
+    lines = site_history.trends(pts)["suites"]
     ys = [[float(p.split(",")[1]) for p in re.findall(r'points="([^"]*)"', t.svg)[0].split()]
           for t in lines]  # fmt: skip
     assert [t.name for t in lines] == ["r/main/amd64", "r/main/arm64"]

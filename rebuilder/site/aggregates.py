@@ -138,7 +138,7 @@ def render_dashboard(
     arch_bases = arch_trees(got)
     for p in got.profiles:
         view, prof = p.view, p.view.profile
-        hist = list(view.history) or [history_point(cfg.now, view.records.values())]
+        hist = history.points(view.history or [history_point(cfg.now, view.records.values())])
         chart = history.chart_svg(hist, f"{prof.name}: share of each status over time")
         archs = arch_bases.get(prof.distro, [])
         summaries = [s.summary for s in p.suites]

@@ -178,7 +178,10 @@ def points(history: Sequence[Mapping[str, Any]]) -> list[Point]:
 
 
 def _counts(d: Mapping[str, Any]) -> dict[str, int]:
-    return {s.value: max(0, int(d.get(s.value, 0))) for s in Status}
+    return {s: max(0, int(d.get(s, 0))) for s in _STATUSES}
+
+
+_STATUSES = tuple(s.value for s in Status)  # (a pass history holds thousands of counts)
 
 
 def _thin(pts: Sequence[Point], n: int) -> list[Point]:
@@ -194,14 +197,14 @@ _W, _H, _LEFT, _TOP, _BOTTOM = 640, 180, 44, 8, 22
 _MAX_POINTS = 200
 
 
-def chart_svg(history: Sequence[Mapping[str, Any]], title: str) -> Markup:
+def chart_svg(pts: Sequence[Point], title: str) -> Markup:
     """An inline SVG: shares of GOOD/BAD/FAIL/UNKWN over the passes, stacked.
 
     Suites and causes get a small line each (:func:`trends`), not a line in this chart:
     suites with close shares would draw one line over the other.
     Colours come from the stylesheet (classes), so the page needs no inline style.
     """
-    pts = _thin(points(history), _MAX_POINTS)
+    pts = _thin(pts, _MAX_POINTS)
     label = escape(title)
     if not pts:
         return Markup("")
@@ -253,11 +256,11 @@ _MIN_SPAN = 0.02  # the smallest range a small line is scaled to: 2 points of sh
 MAX_TRENDS = 24  # small lines per kind on one dashboard
 
 
-def trends(history: Sequence[Mapping[str, Any]]) -> dict[str, list[Trend]]:
+def trends(pts: Sequence[Point]) -> dict[str, list[Trend]]:
     """The dashboard's small lines: ``suites`` (GOOD share of each suite in the newest
     point, when there are several) and ``causes`` (the share of BAD groups each cause
     explains, from the points that counted causes; a group may have several causes)."""
-    pts = _thin(points(history), _SPARK_POINTS)
+    pts = _thin(pts, _SPARK_POINTS)
     out: dict[str, list[Trend]] = {"suites": [], "causes": []}
     if not pts:
         return out
@@ -312,10 +315,10 @@ def _trend(name: str, series: Sequence[tuple[_dt.datetime, float]], n: int, titl
     )  # fmt: skip
 
 
-def cause_history(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def cause_history(pts: Sequence[Point]) -> dict[str, Any]:
     """The BAD groups by cause after each pass that counted them, for ``index.json``:
     columns ``at``, ``BAD`` and one per cause (a count per point), thinned as the chart."""
-    counted = [p for p in _thin(points(history), _MAX_POINTS) if p.causes is not None]
+    counted = [p for p in _thin(pts, _MAX_POINTS) if p.causes is not None]
     names = sorted({c for p in counted for c in p.causes or ()})
     return {
         "at": [format_time(p.at) for p in counted],
