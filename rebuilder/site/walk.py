@@ -96,10 +96,13 @@ class ProfileWalk:
             (_NEW_BAD, self.new_bad), (_NEW_FAIL, self.new_fail),
         )  # fmt: skip
 
-    def least(self) -> int:
-        """The oldest end (µs) of a change any list may still keep: an older one is only
-        counted (:meth:`skipped`), without looking at its group's attempts."""
-        return min(n.least() for n in (self.changes, *(news for _, news in self.news_lists())))
+    def least(self) -> list[int]:
+        """At each mask of Part.steps, the oldest end (µs) a change may have to be kept by
+        the feed or a list of that mask: an older one is only counted (:meth:`skipped`),
+        without looking at its group's attempts."""
+        feed = self.changes.least()
+        ends = [(bit, news.least()) for bit, news in self.news_lists()]
+        return [min([feed] + [end for bit, end in ends if mask & bit]) for mask in range(16)]
 
     def skipped(self, counts: Sequence[int]) -> None:
         """Count what was not offered: ``counts[0]`` status changes, and at each other mask
@@ -196,10 +199,13 @@ def walk_profile(
     kept_builds: list[str] = []  # their build folders
     least = result.least()
     skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
+    entries_, maintainers_, Entry = got.entries, got.maintainers, search.Entry  # (hot loop)
+    not_redone = 0
     for key in sorted(view.records):
         record = view.records[key]
         g = record.group
-        raw = cached.get(key) if changed is not None and key not in changed else None
+        redo = changed is None or key in changed
+        raw = None if redo else cached.get(key)
         if raw is None or raw[0] != _token(record):
             if raw is not None:  # not of this record after all: its folders may be stale
                 got.gone_dirs.update(raw[_PART_DIRS])
@@ -219,41 +225,46 @@ def walk_profile(
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
             pkgs += lines
             v1 += v1_rows
-            got.entries += (
-                search.Entry(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries
-            )
+            entries_ += [Entry(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries]
             for m, m_key in maintainers:
-                got.maintainers[m_key].append((m, name, item))
+                maintainers_[m_key].append((m, name, item))
             if not steps[0]:
                 pass
-            elif steps[1] >= least:
+            elif steps[1] >= least[steps[2]]:
                 _offer(result, record, item, steps)
                 least = result.least()
             else:  # no list may keep it (the most, once they are full): only counted
                 skipped[0] += steps[0]
                 skipped[steps[2]] += 1
-        if changed is not None and key not in changed:
+        if not redo:
             kept.add(page.rpartition("/pkg/")[0])  # (one suite's for most: made a set first)
             kept_builds += dirs
-            out.stats.skipped += 1
+            not_redone += 1
             continue
         served = _served(attempt, distro, g.name)
         older = _older(record, attempt, distro)
         jobs.append((name, record, attempt, served, older, history.steps(record), page))
+    out.stats.skipped += not_redone
     for suite_dir in kept:
         keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
     out.keep_dirs(kept_builds)
     result.skipped(skipped)
-    for where, items in sorted(by_suite.items()):
-        counts = {s: 0 for s in Status}
-        causes: dict[str, int] = defaultdict(int)
-        for it in items:
-            counts[it.record.status] += 1
-            for c in bad_causes(it):
-                causes[c] += 1
-        summary = html.SuiteSummary(*where, counts, paths.suite_dir(name, *where), dict(causes))
-        result.suites.append(Suite(summary, items))
+    result.suites = [_suite(name, where, items) for where, items in sorted(by_suite.items())]
     return result
+
+
+def _suite(profile: str, where: tuple[str, str, str], items: list[Item]) -> Suite:
+    counts = {s: 0 for s in Status}
+    causes: dict[str, int] = defaultdict(int)
+    bad = Status.BAD
+    for it in items:
+        status = it.record.status
+        counts[status] += 1
+        if status is bad and it.attempt is not None:  # (bad_causes, inline: 45,000 items)
+            for c in it.attempt.causes:
+                causes[c] += 1
+    summary = html.SuiteSummary(*where, counts, paths.suite_dir(profile, *where), dict(causes))
+    return Suite(summary, items)
 
 
 # what suite lists sort by, in Part.row (``built`` in ISO format, which sorts as the time)
