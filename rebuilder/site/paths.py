@@ -74,6 +74,9 @@ MAX_SEGMENT = 120  # bytes; far below NAME_MAX (255) even with a ".html" suffix
 _KEEP = re.compile(r"[A-Za-z0-9._+-]+")
 _URL_SAFE = re.compile(r"[A-Za-z0-9._+/~-]*")
 _HASH_CHARS = 16
+# each byte as a segment shows it: itself if _KEEP has it, else escaped (a maintainer's
+# address takes this way, for every page, feed and badge of theirs)
+_BYTE = tuple(chr(b) if b < 128 and _KEEP.fullmatch(chr(b)) else f"%{b:02X}" for b in range(256))
 
 PAGES = "p"  # all per-profile pages live under this directory
 STATIC = "static"
@@ -116,14 +119,9 @@ def segment(name: str) -> str:
     if _KEEP.fullmatch(name) and not name.startswith(".") and len(name) <= MAX_SEGMENT:
         return name  # the common case, kept fast
     raw = name.encode("utf-8", "surrogatepass")
-    out = []
-    for i, b in enumerate(raw):
-        c = chr(b)
-        if b < 128 and _KEEP.fullmatch(c) and not (i == 0 and c == "."):
-            out.append(c)
-        else:
-            out.append(f"%{b:02X}")
-    enc = "".join(out)
+    enc = "".join([_BYTE[b] for b in raw])
+    if enc.startswith("."):
+        enc = "%2E" + enc[1:]
     if len(enc) <= MAX_SEGMENT:
         return enc
     digest = hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
