@@ -26,22 +26,22 @@ Maintainer = tuple[str, list[tuple[str, str, Item]]]  # key, (name as written, p
 
 def start(out: Output, cfg: Settings, got: Collected) -> tuple[list[Work], Callable[[], None]]:
     """The maintainer pages to redo (those of a changed group; all in a full render) as
-    pieces of work to run here or in other processes (:func:`rebuilder.site.forks.run`),
+    pieces of work to run here or in other processes (:func:`rebuilder.site.forks.write`),
     and the function that writes the index of maintainers once they are done. Their
     search entries go into ``got`` now."""
     index, redo = [], []
     for key, items in sorted(got.maintainers.items()):
         page = paths.maintainer_page(key)
         names = sorted({m for m, _, _ in items})
-        attention = sum(it.record.status in (Status.BAD, Status.FAIL) for _, _, it in items)
+        statuses = [it.record.status for _, _, it in items]
+        attention = statuses.count(Status.BAD) + statuses.count(Status.FAIL)
         if cfg.touched is None or key in cfg.touched.maintainers:
             redo.append((key, items))
         else:
             out.keep([page, *_files(key).values()])
-        index.append(html.MaintainerLink(names[0], paths.url(page), len(items), attention))
-        got.entries.extend(
-            search.maintainer_entries(names, key, paths.url(page), len(items), attention)
-        )
+        url = paths.url(page)
+        index.append(html.MaintainerLink(names[0], url, len(items), attention))
+        got.entries.extend(search.maintainer_entries(names, key, url, len(items), attention))
     index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
     workers = forks.workers(len(redo), PARALLEL_MIN, MAX_WORKERS)
     work: list[Work] = [
