@@ -9,7 +9,9 @@ attestations in the results store), then times:
 3. a second render told that nothing changed (``changed=set()``);
 4. the next pass's render, nothing changed but its time and pass history (``changed=set()``);
 5. a render after changing 100 records, told which (``changed=<100 keys>``);
-6. the same change rendered without a change-set (full render).
+6. a render after 100 changes of every kind a Debian pass makes (new packages, packages
+   gone, new versions, rebuilds), told which;
+7. a change rendered without a change-set (full render).
 
 Then it weighs the dashboard (and what it loads) gzip'd, and the search index;
 with ``--browser`` it types queries into the dashboard's search box in
@@ -76,35 +78,7 @@ def synthesize(site: Path, n_groups: int, rng: random.Random) -> dict[str, Group
     build_id = 0
     for i in range(n_groups):
         name = f"pkg{i:05d}-{rng.choice(['lib', 'python3', 'golang', 'node', 'x'])}"
-        version = (
-            f"{rng.randint(0, 3)}:{rng.randint(1, 40)}.{rng.randint(0, 9)}-{rng.randint(1, 5)}"
-        )
-        component = rng.choices(["main", "contrib", "non-free"], [90, 5, 5])[0]
-        arch = rng.choices(["amd64", "all"], [70, 30])[0]
-        n_art = rng.choices([1, 2, 3, 4, 6], [55, 25, 10, 6, 4])[0]
-        arts = tuple(
-            Artifact(
-                f"{name}-{j}" if j else name,
-                version,
-                arch,
-                f"https://mirror.example/debian/pool/{component}/{name}_{version}_{j}.deb",
-                _sha(f"{name}{j}"),
-                1000 + j,
-            )
-            for j in range(n_art)
-        )
-        g = BuildGroup(
-            name,
-            version,
-            "debian",
-            "trixie",
-            component,
-            arch,
-            f"https://mirror.example/buildinfo/{name}_{version}.buildinfo",
-            arts,
-            maintainers=(f"Maintainer {i % 997} <m{i % 997}@example.org>",),
-            method="debrebuild",
-        )
+        g = _group(name, i, rng)
         status = rng.choices(list(Status), [80, 8, 5, 7])[0]
         attempts = []
         if status is not Status.UNKWN:
@@ -113,6 +87,38 @@ def synthesize(site: Path, n_groups: int, rng: random.Random) -> dict[str, Group
                 attempts.append(_attempt(site, g, build_id, status, k))
         records[g.key] = GroupRecord(g, status, attempts, first_seen=T0, last_seen=T0)
     return records
+
+
+def _group(name: str, i: int, rng: random.Random, version: str = "") -> BuildGroup:
+    version = version or (
+        f"{rng.randint(0, 3)}:{rng.randint(1, 40)}.{rng.randint(0, 9)}-{rng.randint(1, 5)}"
+    )
+    component = rng.choices(["main", "contrib", "non-free"], [90, 5, 5])[0]
+    arch = rng.choices(["amd64", "all"], [70, 30])[0]
+    n_art = rng.choices([1, 2, 3, 4, 6], [55, 25, 10, 6, 4])[0]
+    arts = tuple(
+        Artifact(
+            f"{name}-{j}" if j else name,
+            version,
+            arch,
+            f"https://mirror.example/debian/pool/{component}/{name}_{version}_{j}.deb",
+            _sha(f"{name}{j}"),
+            1000 + j,
+        )
+        for j in range(n_art)
+    )
+    return BuildGroup(
+        name,
+        version,
+        "debian",
+        "trixie",
+        component,
+        arch,
+        f"https://mirror.example/buildinfo/{name}_{version}.buildinfo",
+        arts,
+        maintainers=(f"Maintainer {i % 997} <m{i % 997}@example.org>",),
+        method="debrebuild",
+    )
 
 
 def _attempt(site: Path, g: BuildGroup, build_id: int, status: Status, k: int) -> Attempt:
@@ -158,6 +164,29 @@ def change(site: Path, records: dict[str, GroupRecord], n: int, rng: random.Rand
             r.group, status, [*r.attempts, attempt], first_seen=T0, last_seen=T0
         )
     return set(keys)
+
+
+def change_every_kind(
+    site: Path, records: dict[str, GroupRecord], n: int, rng: random.Random
+) -> set[str]:
+    """``n`` changes as a Debian pass makes them, a quarter of each kind: packages new to
+    the archive, packages gone from it, new versions (not yet rebuilt) and rebuilds."""
+    keys = set(change(site, records, n // 4, rng))
+    for key in rng.sample(sorted(records.keys() - keys), n // 4):
+        del records[key]
+        keys.add(key)
+    for key in rng.sample(sorted(records.keys() - keys), n // 4):
+        r = records[key]
+        g = _group(r.group.name, rng.randrange(997), rng, r.group.version + "+b1")
+        del records[key]
+        records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=T0, last_seen=T0)
+        keys.update((key, g.key))
+    for _ in range(n - 3 * (n // 4)):
+        name = f"pkg{rng.randrange(len(records)):05d}-new{rng.randrange(10**6)}"  # anywhere
+        g = _group(name, rng.randrange(997), rng)
+        records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=T0, last_seen=T0)
+        keys.add(g.key)
+    return keys
 
 
 def _history(records: dict[str, GroupRecord], now: dt.datetime) -> list[dict]:
@@ -262,7 +291,7 @@ def _timed(label: str, fn) -> RenderStats:
     secs, cpu = time.perf_counter() - t, _cpu() - cpu
     _SECONDS[label] = secs
     print(
-        f"{label:<44} {secs:6.2f} s (cpu {cpu:5.2f})  written {stats.written:>6}  "
+        f"{label:<48} {secs:6.2f} s (cpu {cpu:5.2f})  written {stats.written:>6}  "
         f"unchanged {stats.unchanged:>6}  removed {stats.removed:>4}  skipped {stats.skipped:>5}",
         flush=True,
     )
@@ -320,6 +349,11 @@ def main() -> int:
             f"after {args.changes} changes, changed=<{args.changes} keys>",
             lambda: render(site, view(), now=now, changed=keys),
         )
+        mixed = change_every_kind(site, records, args.changes, rng)
+        _timed(
+            f"after {args.changes} changes of every kind, changed=<keys>",
+            lambda: render(site, view(), now=now, changed=mixed),
+        )
         change_full = change(site, records, args.changes, rng)
         assert change_full
         _timed(
@@ -333,7 +367,9 @@ def main() -> int:
         incr = _SECONDS[f"after {args.changes} changes, changed=<{args.changes} keys>"]
         quiet = _SECONDS["second render, changed=set()"]
         nextpass = _SECONDS["next pass, nothing changed, changed=set()"]
+        every = _SECONDS[f"after {args.changes} changes of every kind, changed=<keys>"]
         print(f"after {args.changes} changes / full: {100 * incr / full:.1f} % (target <= 5 %); "
+              f"of every kind (new, gone, new version, rebuilt): {100 * every / full:.1f} %; "
               f"nothing changed / full: {100 * quiet / full:.1f} % (target <= 2 %); "
               f"next pass, nothing changed / full: {100 * nextpass / full:.1f} %")  # fmt: skip
         cached = site / cache.FILE
