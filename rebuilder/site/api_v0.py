@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections import Counter
 from collections.abc import Container, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Attempt, GroupRecord, Status, format_time
 from rebuilder.site import paths
+from rebuilder.site.api_v1 import sorted_unique
 
 INDEX_SCHEMA = 2
 SUITE_SCHEMA = 1
@@ -100,18 +103,31 @@ def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str])
 
 def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:
     """Sorted by name, version, architecture, suite, URL and status; exact duplicates (the
-    same group in overlapping profiles) dropped."""
-    unique = {p[LINE]: p for p in lines}
-    return sorted(unique.values())  # (sort, ...): the line itself breaks a tie
+    same group in overlapping profiles) dropped. A line's fields all come from its
+    encoded object, so the line itself breaks a tie and equal lines are equal tuples."""
+    return sorted_unique(lines)
 
 
-def dashboard(pkgs: Iterable[PkgLine], queue_length: int, now: _dt.datetime) -> dict[str, Any]:
-    """rebuilderd's ``DashboardResponse``: per suite counts of packages (artifacts)."""
+# (architecture, suite, status) -> how many lines have them: what every v0 dashboard of a
+# distribution counts, counted once for its whole tree and its per-architecture ones
+LineCounts = Mapping[tuple[str, str, str], int]
+
+
+def line_counts(lines: Iterable[PkgLine]) -> LineCounts:
+    return Counter(map(itemgetter(ARCH, SUITE, STATUS), lines))
+
+
+def dashboard(
+    counts: LineCounts, queue_length: int, now: _dt.datetime, arch: str | None = None
+) -> dict[str, Any]:
+    """rebuilderd's ``DashboardResponse``: per suite counts of packages (artifacts), of
+    one architecture or (None) of all."""
     suites: dict[str, dict[str, int]] = {}
     names = {"GOOD": "good", "BAD": "bad", "UNKWN": "unknown"}
-    for p in pkgs:
-        stats = suites.setdefault(p[SUITE], {"good": 0, "unknown": 0, "bad": 0})
-        stats[names[p[STATUS]]] += 1
+    for (a, suite, status), n in counts.items():
+        if arch is None or a == arch:
+            stats = suites.setdefault(suite, {"good": 0, "unknown": 0, "bad": 0})
+            stats[names[status]] += n
     return {
         "suites": dict(sorted(suites.items())),
         "active_builds": [],  # a static site has no builds in flight
