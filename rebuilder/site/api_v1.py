@@ -171,8 +171,7 @@ def write_packages(
     ).digest()
     folder = f"{base}/packages/by-name/"
     if gone is not None:
-        present = set(names)
-        for name in set(gone).difference(present):
+        for name in set(gone).difference(names):  # (a few names, so no set of them all)
             for page in _by_name_files(folder, name):
                 out.remove(page)
                 out.digests.pop(page, None)
