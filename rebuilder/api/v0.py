@@ -118,17 +118,17 @@ _FLAGS = {
 }
 
 
-def pkgs_list(lines: list[str]) -> bytes:
-    """``pkgs/list`` from encoded :class:`PkgRelease` objects, in order, one per line (the
-    file diffs well and still parses as one list)."""
+def pkgs_list(lines: list[bytes]) -> bytes:
+    """``pkgs/list`` from encoded :class:`PkgRelease` objects (UTF-8), in order, one per line
+    (the file diffs well and still parses as one list)."""
     if not lines:
         return b"[]\n"
     if len(lines) == 1:
-        return f"[\n{lines[0]}\n]\n".encode("utf-8", "surrogatepass")
+        return b"[\n%s\n]\n" % lines[0]
     # the brackets ride on the first and last lines: the whole list (26 MB at Debian's
-    # size) is copied once into one string, not joined and then copied between them
-    ends = (f"[\n{lines[0]}",), islice(lines, 1, len(lines) - 1), (f"{lines[-1]}\n]\n",)
-    return ",\n".join(chain(*ends)).encode("utf-8", "surrogatepass")
+    # size) is copied once, into the file's bytes
+    ends = (b"[\n" + lines[0],), islice(lines, 1, len(lines) - 1), (lines[-1] + b"\n]\n",)
+    return b",\n".join(chain(*ends))
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
 
 
 def _write_v0(
-    out: Output, base: str, texts: list[str], dashboard: dict[str, Any], keys: bytes
+    out: Output, base: str, texts: list[bytes], dashboard: dict[str, Any], keys: bytes
 ) -> None:
     out.write(f"{base}/pkgs/list", v0.pkgs_list(texts))
     out.write(f"{base}/dashboard", api_v0.dumps(dashboard))

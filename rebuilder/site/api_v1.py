@@ -112,9 +112,10 @@ def _sort(g: BuildGroup, a: Artifact, status: str | None) -> str:
     )
 
 
-# A :class:`BinaryRow` encoded but for its id: its line is ``{"id":<id>,`` + ``tail``. A
-# plain tuple: the render cache keeps it, and a Debian-sized render handles 82,000.
-EncodedRow = tuple[str, int, str, str]  # (sort, build_id, name, tail)
+# A :class:`BinaryRow` encoded but for its id: its line is ``{"id":<id>,`` + ``tail`` (UTF-8:
+# pages are joined from bytes). A plain tuple: the render cache keeps it, and a
+# Debian-sized render handles 82,000.
+EncodedRow = tuple[str, int, str, bytes]  # (sort, build_id, name, tail)
 
 
 _NO_ID = '{"id":0,'
@@ -129,7 +130,8 @@ def encoded_rows(rows: Iterable[BinaryRow], attempt: Attempt | None) -> list[Enc
     for r in rows:
         text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
         assert text.startswith(_NO_ID)
-        out.append((r.sort, build_id, r.record.name, text[len(_NO_ID) :]))
+        tail = text[len(_NO_ID) :].encode("utf-8", "surrogatepass")
+        out.append((r.sort, build_id, r.record.name, tail))
     return out
 
 
@@ -181,9 +183,9 @@ def write_packages(
         places: Iterable[int] = compress(range(len(names)), map(fresh.__contains__, names))
     else:
         places = range(len(names))
-    by_name: dict[str, list[str]] = defaultdict(list)
+    by_name: dict[str, list[bytes]] = defaultdict(list)
     for i in places:
-        by_name[names[i]].append(f'{{"id":{i + 1},{tails[i]}')
+        by_name[names[i]].append(b'{"id":%d,%s' % (i + 1, tails[i]))
     for name, own in by_name.items():
         files = paths.by_name(name)
         if files is None:
@@ -213,29 +215,28 @@ def _by_name_files(folder: str, name: str) -> list[str]:
     return [folder + f for f in files if f is not None]
 
 
-def _page(lines: Sequence[str], total: int | None = None) -> bytes:
-    """A ResultPage from encoded records, one per line."""
+def _page(lines: Sequence[bytes], total: int | None = None) -> bytes:
+    """A ResultPage from encoded records (UTF-8), one per line."""
     n = len(lines) if total is None else total
     if not lines:
-        return f'{{"total": {n}, "records": []}}\n'.encode()
-    body = ",\n".join(lines)
-    return f'{{"total": {n}, "records": [\n{body}\n]}}\n'.encode("utf-8", "surrogatepass")
+        return b'{"total": %d, "records": []}\n' % n
+    return b'{"total": %d, "records": [\n%s\n]}\n' % (n, b",\n".join(lines))
 
 
-def _numbered(tails: Sequence[str]) -> bytes:
+def _numbered(tails: Sequence[bytes]) -> bytes:
     """:func:`_page` of the records whose lines are ``{"id":<n>,`` and each of ``tails``
     (n = 1, 2...): each tail is copied once, into the page (82,000 of them, 33 MB at
     Debian's size), rather than into a line first."""
     n = len(tails)
     if not n:
         return _page([])
-    pieces = [""] * (2 * n + 2)
-    pieces[0] = f'{{"total": {n}, "records": [\n'
-    pieces[1 : 2 * n : 2] = map(',\n{{"id":{},'.format, range(1, n + 1))
-    pieces[1] = '{"id":1,'
+    pieces = [b""] * (2 * n + 2)
+    pieces[0] = b'{"total": %d, "records": [\n' % n
+    pieces[1 : 2 * n : 2] = map(b',\n{"id":%d,'.__mod__, range(1, n + 1))
+    pieces[1] = b'{"id":1,'
     pieces[2 : 2 * n + 1 : 2] = tails
-    pieces[-1] = "\n]}\n"
-    return "".join(pieces).encode("utf-8", "surrogatepass")
+    pieces[-1] = b"\n]}\n"
+    return b"".join(pieces)
 
 
 def queued_at(record: GroupRecord | None, now: _dt.datetime) -> _dt.datetime:
@@ -275,7 +276,8 @@ def write_queue(
         )  # fmt: skip
     queue_list = v0.QueueList(now, tuple(items)).to_json()
     out.write(f"{paths.api_base(distro)}/queue/list", _dumps(queue_list))
-    out.write(f"{paths.api_v1_base(distro)}/queue", _page(records))
+    queue = [r.encode("utf-8", "surrogatepass") for r in records]
+    out.write(f"{paths.api_v1_base(distro)}/queue", _page(queue))
 
 
 def write_meta(
