@@ -52,7 +52,7 @@ def collect(
     out = Output(str(site))
     touched = None if changed is None else Touched()
     cfg = Settings(html.environment(), changed, touched, "", {}, NOW)
-    got, parts = Collected(), {}
+    got, parts = Collected(), dict[str, cache.Part]()
     got.queues[view.profile.distro] += view.queue_length
     walk_profile(out, cfg, view, got, set(), [], cached, parts)
     return got, parts
