@@ -40,6 +40,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
         lines = api_v0.unique_lines(all_lines)
         texts = list(map(itemgetter(api_v0.LINE), lines))
         counts = api_v0.line_counts(lines)
+        archs = list(map(itemgetter(api_v0.ARCH), lines))
         queue = got.queues[distro]
         _write_v0(out, base, texts, api_v0.dashboard(counts, queue, now), keys)
         for arch in sorted({a for a, _, _ in counts}):
@@ -48,7 +49,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
             # one C-level pass per architecture (a few), not a Python loop over the lines
-            subset = list(compress(texts, map(arch.__eq__, map(itemgetter(api_v0.ARCH), lines))))
+            subset = list(compress(texts, map(arch.__eq__, archs)))
             _write_v0(out, arch_base, subset, api_v0.dashboard(counts, queue, now, arch), keys)
 
 

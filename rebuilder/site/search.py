@@ -104,12 +104,12 @@ def build(
     order = sorted(range(len(entries)), key=lower.__getitem__)  # stable: ties keep their order
     # C-level passes over the 130,000 entries at Debian's size, and a shard is cut by
     # bisecting the sorted names, not by looking at each of its entries
-    names = list(map(lower.__getitem__, order))
     ordered = list(map(entries.__getitem__, order))
+    key = lower.__getitem__
     nodes: dict[str, list[int]] = {}
     files: dict[str, bytes] = {}
 
-    stack = [("", 0, len(names))]  # a loop, not recursion: hostile names can be long
+    stack = [("", 0, len(order))]  # a loop, not recursion: hostile names can be long
     while stack:
         prefix, lo, hi = stack.pop()
         shard = len(nodes)
@@ -119,15 +119,17 @@ def build(
             files[f"{shard}.json"] = _dump({"e": ordered[lo:hi]})  # an Entry dumps as a list
             continue
         depth = len(prefix)
-        exact = bisect.bisect_right(names, prefix, lo, hi)  # the prefix itself sorts first
+        exact = bisect.bisect_right(order, prefix, lo, hi, key=key)  # the prefix sorts first
         head = ordered[lo : min(hi, max(lo + HEAD, exact))]
         nodes[prefix] = [shard, count, 0]
         files[f"{shard}.json"] = _dump({"e": head})
         children = []
         start = exact
         while start < hi:
-            ch = names[start][depth]
-            end = hi if ch == _LAST else bisect.bisect_left(names, prefix + _after(ch), start, hi)
+            ch = lower[order[start]][depth]
+            end = hi
+            if ch != _LAST:
+                end = bisect.bisect_left(order, prefix + _after(ch), start, hi, key=key)
             children.append((prefix + ch, start, end))
             start = end
         stack.extend(reversed(children))
