@@ -16,7 +16,10 @@ It then times:
 
 Each row is printed as a ratio to the floor measured in the same run.
 
-    python bench/lists.py [--groups 45000] [--changes 100]
+    python bench/lists.py [--groups 45000] [--changes 100] [--every-kind]
+
+With ``--every-kind`` the changes are bench/render.py's of every kind a Debian pass makes:
+new and gone packages move the v1 ids after them, so their by-name pages are written again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from render import change, synthesize  # (bench/render.py)
+from render import change, change_every_kind, synthesize  # (bench/render.py)
 
 from rebuilder.config import Profile, Release
 from rebuilder.site import ProfileView, aggregates, api_v1, cache, html, paths, search
@@ -94,6 +97,11 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=45_000)
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--every-kind",
+        action="store_true",
+        help="changes of every kind (new packages, gone, new versions, rebuilds), not rebuilds",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lists-bench-"))
     site = work / "site"
@@ -111,7 +119,8 @@ def main() -> int:
             t = time.perf_counter()
             run()
             full[label] = time.perf_counter() - t
-        keys = change(site, records, args.changes, random.Random(2))
+        changer = change_every_kind if args.every_kind else change
+        keys = changer(site, records, args.changes, random.Random(2))
         first: dict[str, float] = {}
         best: dict[str, float] = {}
         for _ in range(1 + args.repeat):
