@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import os
 import random
 import shutil
@@ -103,6 +104,8 @@ def main() -> int:
         help="changes of every kind (new packages, gone, new versions, rebuilds), not rebuilds",
     )
     args = ap.parse_args()
+    # as a render runs: no collector walking the millions of live objects (see site.render)
+    gc.disable()
     work = Path(tempfile.mkdtemp(prefix="lists-bench-"))
     site = work / "site"
     try:
@@ -126,6 +129,7 @@ def main() -> int:
         for _ in range(1 + args.repeat):
             # a new walk each time: objects as cold as a render's (not timed)
             incr, _ = collect(site, ProfileView(profile, records, 42, NOW), keys, parts)
+            gc.freeze()
             inc_out = Output(str(site))
             inc_out.known = out.digests
             for label, run in lists(inc_out, incr).items():
