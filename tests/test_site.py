@@ -945,7 +945,7 @@ def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
         for has in ({"log"}, {"log", "diffoscope", "attestation"}):
             for p in api_v0.pkg_lines(r, a, has):
                 doc = json.loads(p[api_v0.LINE])
-                assert p[api_v0.LINE] == encode(doc)
+                assert p[api_v0.LINE] == encode(doc).encode("utf-8", "surrogatepass")
                 if doc["name"]:  # the v0 record reader refuses a hostile index's empty name
                     assert doc == PkgRelease.from_json(doc).to_json()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rebuilder.model import GroupRecord, Status
-from rebuilder.site import ProfileView, cache, forks, render
+from rebuilder.site import ProfileView, api_v1, cache, forks, render
 from rebuilder.state import history_point
 
 from .fixtures.site import NOW, built_record, site_attempt, site_group, site_profile, write_store
@@ -259,3 +259,39 @@ def test_other_templates_make_an_incremental_render_a_full_one(tmp_path: Path) -
     # the next render of nothing changed is incremental again, and does nothing
     quiet = render(site, views, now=NOW, changed=set(), templates=mine)
     assert (quiet.written, quiet.skipped) == (0, sum(len(v.records) for v in views))
+
+
+def test_rebuilds_that_keep_every_place_redo_only_their_own_v1_pages(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Rebuilds move no package: every v1 id stays, so only the by-name pages of the
+    rebuilt groups' packages are made again, and the site is still a full render's
+    (a group in both profiles, and a package name two groups share, among them)."""
+    site = tmp_path / "site"
+    state = State(site, 120, random.Random(11))
+    for name, version in (("pkg001", "1.0-1"), ("other", "2.0-1")):  # "shared": in two groups
+        g = site_group(name, version, bins=(name, "shared"))
+        state.records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=NOW, last_seen=NOW)
+    now = NOW
+    render(site, state.views(now), now=now)
+    keys = {k for k, r in state.records.items() if r.group.name in ("pkg001", "pkg050")}
+    for key in keys:  # pkg001 is in both profiles
+        r = state.records[key]
+        status = Status.BAD if r.status is Status.GOOD else Status.GOOD
+        state.records[key] = replace(
+            r, status=status, attempts=[*r.attempts, state._build(r.group, status)]
+        )
+    asked: list[str] = []
+    by_name = api_v1.paths.by_name
+
+    def counted(name: str) -> tuple[str, str | None] | None:
+        asked.append(name)
+        return by_name(name)
+
+    monkeypatch.setattr(api_v1.paths, "by_name", counted)
+    views = state.views(now)
+    render(site, views, now=now, changed=keys)
+    rebuilt = {a.name for k in keys for a in state.records[k].group.artifacts}
+    assert set(asked) == rebuilt  # "shared" too: its rows changed, so its page may
+    monkeypatch.undo()
+    _same_as_full(tmp_path, site, views, now)

@@ -26,6 +26,7 @@ import datetime as _dt
 import functools
 import json
 from dataclasses import dataclass
+from itertools import chain, islice
 from typing import Any
 
 from rebuilder.api import _fields as f
@@ -117,12 +118,17 @@ _FLAGS = {
 }
 
 
-def pkgs_list(lines: list[str]) -> bytes:
-    """``pkgs/list`` from encoded :class:`PkgRelease` objects, in order, one per line (the
-    file diffs well and still parses as one list)."""
+def pkgs_list(lines: list[bytes]) -> bytes:
+    """``pkgs/list`` from encoded :class:`PkgRelease` objects (UTF-8), in order, one per line
+    (the file diffs well and still parses as one list)."""
     if not lines:
         return b"[]\n"
-    return ("[\n" + ",\n".join(lines) + "\n]\n").encode("utf-8", "surrogatepass")
+    if len(lines) == 1:
+        return b"[\n%s\n]\n" % lines[0]
+    # the brackets ride on the first and last lines: the whole list (26 MB at Debian's
+    # size) is copied once, into the file's bytes
+    ends = (b"[\n" + lines[0],), islice(lines, 1, len(lines) - 1), (lines[-1] + b"\n]\n",)
+    return b",\n".join(chain(*ends))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@ import datetime as _dt
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Status
@@ -35,29 +38,26 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
     for distro, all_lines in sorted(got.pkgs.items()):
         base = paths.api_base(distro)
         lines = api_v0.unique_lines(all_lines)
+        texts = list(map(itemgetter(api_v0.LINE), lines))
+        counts = api_v0.line_counts(lines)
+        archs = list(map(itemgetter(api_v0.ARCH), lines))
         queue = got.queues[distro]
-        _write_v0(out, base, lines, queue, now, keys)
-        by_arch: dict[str, list[api_v0.PkgLine]] = defaultdict(list)
-        for p in lines:
-            by_arch[p[api_v0.ARCH]].append(p)
-        for arch, subset in sorted(by_arch.items()):
+        _write_v0(out, base, texts, api_v0.dashboard(counts, queue, now), keys)
+        for arch in sorted({a for a, _, _ in counts}):
             arch_base = paths.arch_api_base(distro, arch)
             if arch_base is None:
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
-            _write_v0(out, arch_base, subset, queue, now, keys)
+            # one C-level pass per architecture (a few), not a Python loop over the lines
+            subset = list(compress(texts, map(arch.__eq__, archs)))
+            _write_v0(out, arch_base, subset, api_v0.dashboard(counts, queue, now, arch), keys)
 
 
 def _write_v0(
-    out: Output,
-    base: str,
-    lines: Sequence[api_v0.PkgLine],
-    queue: int,
-    now: _dt.datetime,
-    keys: bytes,
+    out: Output, base: str, texts: list[bytes], dashboard: dict[str, Any], keys: bytes
 ) -> None:
-    out.write(f"{base}/pkgs/list", v0.pkgs_list([p[api_v0.LINE] for p in lines]))
-    out.write(f"{base}/dashboard", api_v0.dumps(api_v0.dashboard(lines, queue, now)))
+    out.write(f"{base}/pkgs/list", v0.pkgs_list(texts))
+    out.write(f"{base}/dashboard", api_v0.dumps(dashboard))
     out.write(f"{base}/public-keys", keys)
     for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them
         out.symlink(f"{base}/{name}.json", name.rpartition("/")[2])
@@ -83,7 +83,7 @@ def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:
     """(architecture, v0 base) of each distribution's per-architecture trees."""
     out: dict[str, list[tuple[str, str]]] = {}
     for distro, lines in got.pkgs.items():
-        archs = sorted({p[api_v0.ARCH] for p in lines})
+        archs = sorted(set(map(itemgetter(api_v0.ARCH), lines)))
         out[distro] = [(a, b) for a in archs if (b := paths.arch_api_base(distro, a))]
     return out
 

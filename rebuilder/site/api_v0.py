@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections import Counter
 from collections.abc import Container, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Attempt, GroupRecord, Status, format_time
 from rebuilder.site import paths
+from rebuilder.site.api_v1 import sorted_unique
 
 INDEX_SCHEMA = 2
 SUITE_SCHEMA = 1
@@ -78,9 +81,10 @@ def _releases(
 
 # One ``PkgRelease`` as the render handles it: its sort key (the fields joined by NUL,
 # which sorts as their tuple would), what the dashboard counts, and the object already
-# encoded (:meth:`rebuilder.api.v0.PkgRelease.encode`). A plain tuple: the render cache
-# keeps it, and a Debian-sized render handles 82,000 of them.
-PkgLine = tuple[str, str, str, str, str]  # (sort, suite, status, architecture, line)
+# encoded (:meth:`rebuilder.api.v0.PkgRelease.encode`, in UTF-8: ``pkgs/list`` is joined
+# from bytes, with no copy of 26 MB to encode). A plain tuple: the render cache keeps it,
+# and a Debian-sized render handles 82,000 of them.
+PkgLine = tuple[str, str, str, str, bytes]  # (sort, suite, status, architecture, line)
 SORT, SUITE, STATUS, ARCH, LINE = range(5)
 
 
@@ -93,25 +97,38 @@ def pkg_lines(record: GroupRecord, attempt: Attempt | None, has: Container[str])
     status, suite = _V0[record.status], g.component
     return [
         ("\0".join((a.name, a.version, a.architecture, suite, a.url, status)), suite, status,
-         a.architecture, p.encode())
+         a.architecture, p.encode().encode("utf-8", "surrogatepass"))
         for a, p in zip(g.artifacts, _releases(record, attempt, has), strict=True)
     ]  # fmt: skip
 
 
 def unique_lines(lines: Iterable[PkgLine]) -> list[PkgLine]:
     """Sorted by name, version, architecture, suite, URL and status; exact duplicates (the
-    same group in overlapping profiles) dropped."""
-    unique = {p[LINE]: p for p in lines}
-    return sorted(unique.values())  # (sort, ...): the line itself breaks a tie
+    same group in overlapping profiles) dropped. A line's fields all come from its
+    encoded object, so the line itself breaks a tie and equal lines are equal tuples."""
+    return sorted_unique(lines)
 
 
-def dashboard(pkgs: Iterable[PkgLine], queue_length: int, now: _dt.datetime) -> dict[str, Any]:
-    """rebuilderd's ``DashboardResponse``: per suite counts of packages (artifacts)."""
+# (architecture, suite, status) -> how many lines have them: what every v0 dashboard of a
+# distribution counts, counted once for its whole tree and its per-architecture ones
+LineCounts = Mapping[tuple[str, str, str], int]
+
+
+def line_counts(lines: Iterable[PkgLine]) -> LineCounts:
+    return Counter(map(itemgetter(ARCH, SUITE, STATUS), lines))
+
+
+def dashboard(
+    counts: LineCounts, queue_length: int, now: _dt.datetime, arch: str | None = None
+) -> dict[str, Any]:
+    """rebuilderd's ``DashboardResponse``: per suite counts of packages (artifacts), of
+    one architecture or (None) of all."""
     suites: dict[str, dict[str, int]] = {}
     names = {"GOOD": "good", "BAD": "bad", "UNKWN": "unknown"}
-    for p in pkgs:
-        stats = suites.setdefault(p[SUITE], {"good": 0, "unknown": 0, "bad": 0})
-        stats[names[p[STATUS]]] += 1
+    for (a, suite, status), n in counts.items():
+        if arch is None or a == arch:
+            stats = suites.setdefault(suite, {"good": 0, "unknown": 0, "bad": 0})
+            stats[names[status]] += n
     return {
         "suites": dict(sorted(suites.items())),
         "active_builds": [],  # a static site has no builds in flight
