@@ -434,7 +434,7 @@ def test_binary_rows_alone_agree_with_the_rendered_v1_list(rendered) -> None:
     }
     doc = json.loads((site / "debian/api/v1/packages/binary").read_text())
     assert doc["total"] == len(doc["records"])
-    assert [p["id"] for p in doc["records"]] == list(range(1, doc["total"] + 1))
+    assert len({p["id"] for p in doc["records"]}) == doc["total"]  # each package its own
     names = [p["name"] for p in doc["records"]]
     assert names == sorted(names)  # rebuildctl's sort=name
     assert {json.dumps(p | {"id": 0}, sort_keys=True) for p in doc["records"]} == rows

@@ -12,7 +12,9 @@ Per distribution, beside ``api/v0``::
     api/v1/builds/<id>/artifacts/<artifact id>/attestation   one artifact's link, where
                                       the build's attestation holds several
 
-A record's ``id`` is its place in the sorted list (1..n), so id order is name order, and an
+A record's ``id`` comes from the package alone (a digest of its name, version,
+architecture, release, component and URL: :func:`package_ids`), so a package new to the
+archive or gone from it changes no other package's id, nor its by-name page; an
 ``artifact_id`` is the artifact's place in its group (1..n). A plain static server ignores
 query strings: rebuildctl walks a list until a page comes back empty, so against such a
 server ``pkgs ls`` and ``queue ls`` (of a non-empty queue) never end, and ``--name`` finds
@@ -115,7 +117,7 @@ def _sort(g: BuildGroup, a: Artifact, status: str | None) -> str:
 # A :class:`BinaryRow` encoded but for its id: its line is ``{"id":<id>,`` + ``tail`` (UTF-8:
 # pages are joined from bytes). A plain tuple: the render cache keeps it, and a
 # Debian-sized render handles 82,000.
-EncodedRow = tuple[str, int, str, bytes]  # (sort, build_id, name, tail)
+EncodedRow = tuple[str, int, str, bytes, int]  # (sort, build_id, name, tail, its id's digest)
 
 
 _NO_ID = '{"id":0,'
@@ -131,8 +133,42 @@ def encoded_rows(rows: Iterable[BinaryRow], attempt: Attempt | None) -> list[Enc
         text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
         assert text.startswith(_NO_ID)
         tail = text[len(_NO_ID) :].encode("utf-8", "surrogatepass")
-        out.append((r.sort, build_id, r.record.name, tail))
+        out.append((r.sort, build_id, r.record.name, tail, _digest_id(r.sort)))
     return out
+
+
+ID_SPACE = (1 << 31) - 1  # rebuilderd's ids are i32: 1..2^31-1
+
+
+def _digest_id(sort: str) -> int:
+    """The id a package's identity (its sort key but the status) asks for."""
+    identity = sort.rpartition("\0")[0].encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(identity, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % ID_SPACE + 1
+
+
+def package_ids(wanted: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The ids of the packages of a list (``wanted``: each one's :func:`_digest_id`, in
+    the list's order), and the places of those that could not have theirs.
+
+    Two packages asking for the same id (about one pair in 80,000 packages) are settled in
+    list order: the later one takes the next free id.
+
+    >>> package_ids([7, 3, 7, 8])
+    ([7, 3, 8, 9], [2, 3])
+    """
+    ids = list(wanted)
+    if len(set(ids)) == len(ids):
+        return ids, []  # (all but always: one C-level look)
+    moved, used = [], set()
+    for place, i in enumerate(wanted):
+        if i in used:
+            moved.append(place)
+            while i in used:
+                i = i % ID_SPACE + 1
+        used.add(i)
+        ids[place] = i
+    return ids, moved
 
 
 def published(attempt: Attempt | None) -> set[str]:
@@ -151,9 +187,9 @@ def write_packages(
     """``packages/binary``, the by-name pages and ``page-end`` of one distribution.
 
     ``fresh``: the names of the packages whose rows were made anew by this render (the
-    rest are the last render's, byte for byte). While every row keeps its place (its id),
-    only their pages can differ: the others are not looked at (most passes change a few
-    groups of tens of thousands). ``gone``, in an incremental render: names whose rows
+    rest are the last render's, byte for byte). Only their pages can differ while no
+    package had to take another id than its own: the others are not looked at (most passes
+    change a few groups of tens of thousands). ``gone``, in an incremental render: names whose rows
     this render dropped (their pages go unless the name is still in ``rows``); the
     by-name folder is then not pruned, so every page this render leaves is kept."""
     base = paths.api_v1_base(distro)
@@ -161,31 +197,33 @@ def write_packages(
     ordered = sorted_unique(rows)
     names = list(map(itemgetter(2), ordered))
     tails = list(map(itemgetter(3), ordered))
-    out.write(f"{base}/packages/binary", _numbered(tails))
+    ids, moved = package_ids(list(map(itemgetter(4), ordered)))
+    out.write(f"{base}/packages/binary", _numbered(ids, tails))
     out.write(f"{base}/{PAGE_END}", _page([], total=0))
-    # The ids are places in the order. A name not in ``fresh`` has the same rows as in the
-    # last render (each from a group left as it was, and no more of them than then): while
-    # every place holds the same name as then, each of its rows keeps its place. The key
-    # is no site path; NUL is in no name.
-    order_key = f"\0order {base}"
-    out.digests[order_key] = hashlib.blake2b(
-        "\0".join(names).encode("utf-8", "surrogatepass"), digest_size=16
+    # A name not in ``fresh`` has the same rows as in the last render (each from a group
+    # left as it was, and no more of them than then), so the same ids, unless one of them
+    # was or is now moved off its own by another asking for the same. The key is no site
+    # path; NUL is in no name.
+    moved_key = f"\0moved {base}"
+    out.digests[moved_key] = hashlib.blake2b(
+        "".join(f"{names[i]}\0{ids[i]}\0" for i in moved).encode("utf-8", "surrogatepass"),
+        digest_size=16,
     ).digest()
     folder = f"{base}/packages/by-name/"
-    if gone is not None:
-        for name in set(gone).difference(names):  # (a few names, so no set of them all)
-            for page in _by_name_files(folder, name):
-                out.remove(page)
-                out.digests.pop(page, None)
-    if gone is not None and out.known.get(order_key) == out.digests[order_key]:
+    if gone is not None and out.known.get(moved_key) == out.digests[moved_key]:
         # the other pages are as the last render left them, and so are their digests
         out.digests.update({k: v for k, v in out.known.items() if k.startswith(folder)})
         places: Iterable[int] = compress(range(len(names)), map(fresh.__contains__, names))
     else:
         places = range(len(names))
+    if gone is not None:
+        for name in set(gone).difference(names):  # (a few names, so no set of them all)
+            for page in _by_name_files(folder, name):
+                out.remove(page)
+                out.digests.pop(page, None)
     by_name: dict[str, list[bytes]] = defaultdict(list)
     for i in places:
-        by_name[names[i]].append(b'{"id":%d,%s' % (i + 1, tails[i]))
+        by_name[names[i]].append(b'{"id":%d,%s' % (ids[i], tails[i]))
     for name, own in by_name.items():
         files = paths.by_name(name)
         if files is None:
@@ -223,17 +261,17 @@ def _page(lines: Sequence[bytes], total: int | None = None) -> bytes:
     return b'{"total": %d, "records": [\n%s\n]}\n' % (n, b",\n".join(lines))
 
 
-def _numbered(tails: Sequence[bytes]) -> bytes:
-    """:func:`_page` of the records whose lines are ``{"id":<n>,`` and each of ``tails``
-    (n = 1, 2...): each tail is copied once, into the page (82,000 of them, 33 MB at
-    Debian's size), rather than into a line first."""
+def _numbered(ids: Sequence[int], tails: Sequence[bytes]) -> bytes:
+    """:func:`_page` of the records whose lines are ``{"id":<id>,`` and their tail: each
+    tail is copied once, into the page (82,000 of them, 33 MB at Debian's size), rather
+    than into a line first."""
     n = len(tails)
     if not n:
         return _page([])
     pieces = [b""] * (2 * n + 2)
     pieces[0] = b'{"total": %d, "records": [\n' % n
-    pieces[1 : 2 * n : 2] = map(b',\n{"id":%d,'.__mod__, range(1, n + 1))
-    pieces[1] = b'{"id":1,'
+    pieces[1 : 2 * n : 2] = map(b',\n{"id":%d,'.__mod__, ids)
+    pieces[1] = b'{"id":%d,' % ids[0]
     pieces[2 : 2 * n + 1 : 2] = tails
     pieces[-1] = b"\n]}\n"
     return b"".join(pieces)
