@@ -138,7 +138,7 @@ class Collected:
         default_factory=lambda: defaultdict(list)
     )
     queues: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    entries: list[search.Entry] = field(default_factory=list)
+    entries: list[search.Fields] = field(default_factory=list)
     search_suites: list[list[str]] = field(default_factory=list)
     # maintainer key -> (the name as written, profile, item) of each of their groups
     maintainers: dict[str, list[tuple[str, str, Item]]] = field(
@@ -199,7 +199,7 @@ def walk_profile(
     kept_builds: list[str] = []  # their build folders
     least = result.least()
     skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
-    entries_, maintainers_, Entry = got.entries, got.maintainers, search.Entry  # (hot loop)
+    entries_, maintainers_ = got.entries, got.maintainers  # (the hot loop's)
     not_redone = 0
     for key in sorted(view.records):
         record = view.records[key]
@@ -225,7 +225,7 @@ def walk_profile(
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
             pkgs += lines
             v1 += v1_rows
-            entries_ += [Entry(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries]
+            entries_ += [(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries]
             for m, m_key in maintainers:
                 maintainers_[m_key].append((m, name, item))
             if not steps[0]:
