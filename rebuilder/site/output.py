@@ -102,9 +102,6 @@ class Output:
         """Files this render leaves as they are but that still belong to the site."""
         self.expected.update(rels)
 
-    def keep_dir(self, rel: str) -> None:
-        self.expected_dirs.add(rel)
-
     def keep_dirs(self, rels: Iterable[str]) -> None:
         self.expected_dirs.update(rels)
 

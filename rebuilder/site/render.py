@@ -226,10 +226,7 @@ def _touched_rows(touched: Touched, got: Collected) -> int:
     rows = sum(len(got.maintainers.get(m, ())) for m in touched.maintainers)
     for p in got.profiles:
         name = p.view.profile.name
-        for s in p.suites:
-            x = s.summary
-            if (name, x.release, x.component, x.architecture) in touched.suites:
-                rows += len(s.items)
+        rows += sum(len(s.items) for s in p.suites if touched.has_suite(name, s.summary))
     return rows
 
 

@@ -26,10 +26,7 @@ def render_suites(out: Output, cfg: Settings, p: ProfileWalk) -> None:
     name = p.view.profile.name
     for suite in p.suites:
         s = suite.summary
-        if (
-            cfg.touched is None
-            or (name, s.release, s.component, s.architecture) in cfg.touched.suites
-        ):
+        if cfg.touched is None or cfg.touched.has_suite(name, s):
             _render_suite(out, cfg, name, suite)
         else:
             out.keep(f"{s.dir}/{f}" for f in _suite_files(suite))

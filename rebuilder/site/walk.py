@@ -155,6 +155,9 @@ class Touched:
     suites: set[tuple[str, str, str, str]] = field(default_factory=set)  # profile + suite
     maintainers: set[str] = field(default_factory=set)
 
+    def has_suite(self, profile: str, s: html.SuiteSummary) -> bool:
+        return (profile, s.release, s.component, s.architecture) in self.suites
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -228,14 +231,13 @@ def walk_profile(
             entries_ += [(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries]
             for m, m_key in maintainers:
                 maintainers_[m_key].append((m, name, item))
-            if not steps[0]:
-                pass
-            elif steps[1] >= least[steps[2]]:
-                _offer(result, record, item, steps)
-                least = result.least()
-            else:  # no list may keep it (the most, once they are full): only counted
-                skipped[0] += steps[0]
-                skipped[steps[2]] += 1
+            if steps[0]:
+                if steps[1] >= least[steps[2]]:
+                    _offer(result, record, item, steps)
+                    least = result.least()
+                else:  # no list may keep it (the most, once they are full): only counted
+                    skipped[0] += steps[0]
+                    skipped[steps[2]] += 1
         if not redo:
             kept.add(page.rpartition("/pkg/")[0])  # (one suite's for most: made a set first)
             kept_builds += dirs
@@ -256,13 +258,10 @@ def walk_profile(
 def _suite(profile: str, where: tuple[str, str, str], items: list[Item]) -> Suite:
     counts = {s: 0 for s in Status}
     causes: dict[str, int] = defaultdict(int)
-    bad = Status.BAD
     for it in items:
-        status = it.record.status
-        counts[status] += 1
-        if status is bad and it.attempt is not None:  # (bad_causes, inline: 45,000 items)
-            for c in it.attempt.causes:
-                causes[c] += 1
+        counts[it.record.status] += 1
+        for c in bad_causes(it):
+            causes[c] += 1
     summary = html.SuiteSummary(*where, counts, paths.suite_dir(profile, *where), dict(causes))
     return Suite(summary, items)
 
