@@ -109,6 +109,9 @@ def standing(record: GroupRecord, found: Sequence[Step]) -> Step | None:
     return last
 
 
+_ANY = -(1 << 63)  # an end (µs) older than any time can have: every change may be kept
+
+
 class Newest:
     """The ``n`` newest changes offered (newest first from :meth:`items`).
 
@@ -125,11 +128,11 @@ class Newest:
     def wants(self, at_us: int) -> bool:
         """Whether a change that ended at ``at_us`` (:func:`end_us`) may be kept: one
         that may not is only counted (:meth:`skip`), never made into a Change."""
-        return len(self._heap) < self.n or at_us >= self._heap[0][0][0]
+        return at_us >= self.least()
 
     def least(self) -> int:
-        """The oldest end (µs) a change may have to be kept (-1 while the list is not full)."""
-        return -1 if len(self._heap) < self.n else self._heap[0][0][0]
+        """The oldest end (µs) a change may have to be kept (any, while the list is not full)."""
+        return _ANY if len(self._heap) < self.n else self._heap[0][0][0]
 
     def skip(self, n: int) -> None:
         self.total += n
