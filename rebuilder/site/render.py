@@ -191,8 +191,9 @@ def _start_lists(out: Output, cfg: Settings, got: Collected) -> Callable[[], Non
 
     A full render forks the maintainer pages and writes the suite lists here. In an
     incremental one, the lists that a hundred changes touch are seconds of work at
-    Debian's size: one process beside the driver makes them all while the driver goes on
-    with the v1 and v0 lists and the search index."""
+    Debian's size: the maintainer pages and the suite lists are each made by a process
+    of their own (about a second each) while the driver goes on with the v1 and v0 lists
+    and the search index."""
     pages, write_index = maintainers.start(out, cfg, got)
     lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
     if cfg.touched is None:
@@ -200,9 +201,8 @@ def _start_lists(out: Output, cfg: Settings, got: Collected) -> Callable[[], Non
         lists(out)
     else:
         rows = _touched_rows(cfg.touched, got)
-        work = functools.partial(_each, [*pages, lists])
         fork = forks.workers(rows, LISTS_PARALLEL_MIN, 2) > 1
-        wait = forks.write(out, [work], fork=fork)
+        wait = forks.write(out, [*pages, lists], fork=fork)
 
     def finish() -> None:
         wait()
@@ -214,11 +214,6 @@ def _start_lists(out: Output, cfg: Settings, got: Collected) -> Callable[[], Non
 def _suite_lists(out: Output, *, cfg: Settings, profiles: Sequence[walk.ProfileWalk]) -> None:
     for p in profiles:
         suites.render_suites(out, cfg, p)
-
-
-def _each(work: Sequence[forks.Work], out: Output) -> None:
-    for w in work:
-        w(out)
 
 
 def _touched_rows(touched: Touched, got: Collected) -> int:
