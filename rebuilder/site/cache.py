@@ -11,6 +11,10 @@ records (the code, the templates, the other fields of the views, the options): w
 that differs, no part is trusted; when it is equal and ``changed`` is empty, the site
 is as the last render left it and the render does nothing.
 
+Each file opens with a line naming what the cache is of (its payload's digest, the code
+and the inputs): a render told that nothing changed compares the inputs there
+(:func:`inputs_of`) without reading the rest, some 100 MB at Debian's size.
+
 The file is derived data like the rest of the site: it is set aside when a render
 starts and written when it ends, so a render that stops half-way leaves none, and
 one that is missing, unreadable or of another version means a full walk. marshal:
@@ -42,7 +46,7 @@ log = logging.getLogger(__name__)
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
 DELTA = f"{FILE}.delta"  # what changed since FILE was written
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 5  # 5: a delta file beside the whole one
+VERSION = 6  # 6: what a file is of, in a line before its payload
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
@@ -64,16 +68,18 @@ def load(root: str) -> RenderCache:
     try:
         with open(f"{root}/{FILE}", "rb") as f:
             data = f.read()  # (marshal.load(f) would read the file in small pieces)
-        magic, base, payload = data[: len(_MAGIC)], data[len(_MAGIC) : _HEAD], data[_HEAD:]
-        if magic == _MAGIC:
+        head, payload = _split(data, _MAGIC)
+        if head is not None:
             doc = marshal.loads(payload)
-            last = RenderCache(doc["code"], doc["inputs"], doc["parts"], doc["digests"])
-            last.base = base[:-1].decode()
+            last = RenderCache(head[1], head[2], doc["parts"], doc["digests"])
+            last.base = head[0]
             with contextlib.suppress(FileNotFoundError):
                 with open(f"{root}/{DELTA}", "rb") as f:
-                    delta = marshal.loads(f.read())
-                if delta["base"] == last.base:  # else a stale delta: the file is newer
-                    _apply(last, delta)
+                    head, payload = _split(f.read(), _DELTA_MAGIC)
+                if head is None:  # the file alone is older than the site
+                    raise ValueError("the delta beside it is not one")
+                if head[0] == last.base:  # else a stale delta: the file is newer
+                    _apply(last, head, marshal.loads(payload))
             return last
     except FileNotFoundError:
         pass
@@ -82,8 +88,45 @@ def load(root: str) -> RenderCache:
     return RenderCache()
 
 
-def _apply(cache: RenderCache, delta: dict[str, Any]) -> None:
-    cache.code, cache.inputs = delta["code"], delta["inputs"]
+def inputs_of(root: str) -> tuple[str, str] | None:
+    """The code and inputs digests of the last render's cache, read from the heads of its
+    files only (None: no cache, or one that cannot be read)."""
+    try:
+        with open(f"{root}/{FILE}", "rb") as f:
+            head, _ = _split(f.read(_PEEK), _MAGIC)
+        if head is None:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            with open(f"{root}/{DELTA}", "rb") as f:
+                delta, _ = _split(f.read(_PEEK), _DELTA_MAGIC)
+            if delta is None:
+                return None
+            if delta[0] == head[0]:
+                head = delta
+    except OSError:
+        return None
+    return head[1], head[2]
+
+
+def _split(data: bytes, magic: bytes) -> tuple[tuple[str, str, str] | None, bytes]:
+    """A file's head (its base, code and inputs) and its payload; (None, b"") when it
+    is not such a file."""
+    if not data.startswith(magic):
+        return None, b""
+    line, newline, payload = data[len(magic) :].partition(b"\n")
+    fields = line.decode("ascii", "replace").split(" ")
+    if not newline or len(fields) != 3:
+        return None, b""
+    return (fields[0], fields[1], fields[2]), payload
+
+
+def _head(base: str, cache: RenderCache) -> bytes:
+    # (digests are hex: no space, no newline)
+    return f"{base} {cache.code} {cache.inputs}\n".encode("ascii")
+
+
+def _apply(cache: RenderCache, head: tuple[str, str, str], delta: dict[str, Any]) -> None:
+    cache.code, cache.inputs = head[1], head[2]
     cache.parts = {p: cache.parts.get(p, {}) for p in delta["profiles"]}
     for profile, changes in delta["parts"].items():
         _update(cache.parts[profile], changes)
@@ -123,7 +166,8 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
             return
         if delta is not None:
             try:
-                _fs.write_atomic(f"{root}/{DELTA}", marshal.dumps(delta))
+                data = _DELTA_MAGIC + _head(last.base, cache) + marshal.dumps(delta)
+                _fs.write_atomic(f"{root}/{DELTA}", data)
                 os.replace(old, f"{root}/{FILE}")
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old_delta)
@@ -154,10 +198,7 @@ def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None
     if size > REWRITE_SHARE * whole:
         return None, moved
     kept = {p: c for p, c in parts.items() if p in cache.parts}
-    delta = {
-        "base": last.base, "code": cache.code, "inputs": cache.inputs,
-        "profiles": list(cache.parts), "parts": kept, "digests": digests[""],
-    }  # fmt: skip
+    delta = {"profiles": list(cache.parts), "parts": kept, "digests": digests[""]}
     return delta, moved
 
 
@@ -181,16 +222,17 @@ def _diff(
 
 
 _MAGIC = b"rebuilder render cache %d\n" % VERSION
-_HEAD = len(_MAGIC) + 33  # and the payload's digest (32 hex digits, a newline)
+_DELTA_MAGIC = b"rebuilder render cache delta %d\n" % VERSION
+_PEEK = 512  # bytes that hold a file's head
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    payload = marshal.dumps({k: getattr(cache, k) for k in ("code", "inputs", "parts", "digests")})
+    payload = marshal.dumps({k: getattr(cache, k) for k in ("parts", "digests")})
     # the digest names this file for a delta (a delta made for another is not applied),
     # and the same cache makes the same file
-    base = hashlib.blake2b(payload, digest_size=16).hexdigest().encode()
+    base = hashlib.blake2b(payload, digest_size=16).hexdigest()
     try:
-        _fs.write_atomic(f"{root}/{FILE}", _MAGIC + base + b"\n" + payload)
+        _fs.write_atomic(f"{root}/{FILE}", _MAGIC + _head(base, cache) + payload)
     except (OSError, ValueError) as e:  # a missing cache costs the next render time, no more
         log.warning("site: cannot save the render cache: %s", e)
 

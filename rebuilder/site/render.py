@@ -106,15 +106,15 @@ def _render(
     empty = _holds_nothing(site_dir)  # then nothing in it can be stale: no prune
     when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
     pages = links.PACKAGE_PAGES if package_pages is None else package_pages
-    last = cache.load(out.root)
     dirs = html.template_dirs(templates)
     # what makes a page of a record: the code, and the templates (static files included)
     code = cache.files_digest([cache.code_digest(), *(f for d in dirs for f in d.rglob("*"))])
     inputs = _inputs(code, views, when, dirs, public_keys, site_url, pages)
-    if changed is not None and not changed and last.inputs == inputs:
+    if changed is not None and not changed and cache.inputs_of(out.root) == (code, inputs):
         # nothing the site is made of moved since the last render, which finished
         out.stats.skipped = sum(len(v.records) for v in views)
         return _done(out, started)
+    last = cache.load(out.root)
     if changed is not None and last.code != code:
         # an upgrade, other templates, or no cache (a first render, a trimmed site, one
         # stopped half-way): the pages of groups outside ``changed`` are not as this code
