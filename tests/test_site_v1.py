@@ -154,3 +154,20 @@ def test_our_client_reads_the_site_on_disk(site: tuple[Path, Path]) -> None:
     ok = {v.package.name for v in checked.verdicts if v.reproduced}
     assert ok == {"split", "split-doc", "libsplit++1"}
     assert client.fetch_build_file(base, entries["fail"], "log") == b"log of build 3\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hello", 'quo"te', "back\\slash", "tab\tand\nnewline\x00\x1f", "é ü 中", "lone \udc80", ""],
+)
+def test_a_binary_package_encodes_as_json_dumps_would(text: str) -> None:
+    """The hand-made encoder (what the render uses) against json.dumps of to_json(), in
+    every field a hostile index or state can fill, null or not."""
+    full = v1.BinaryPackage(
+        2**31 - 1, text, text, text, text, text, text, text, text, 7, 2, None, 2,
+        NOW.replace(microsecond=5), seen_in_last_sync=False,
+    )  # fmt: skip
+    empty = v1.BinaryPackage(1, text, text, text, None, None, text, text, None)
+    for p in (full, empty):
+        expected = json.dumps(p.to_json(), ensure_ascii=False, separators=(",", ":"))
+        assert p.encode() == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,3 +84,21 @@ def one_of(d: Mapping[str, Any], key: str, allowed: frozenset[str], *, null: boo
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"unknown {key} {value!r}")
     return value
+
+
+# -- writing: the wire types' hand-made encoders (a Debian-sized render encodes some 80,000
+# records of each version: a few times faster than json.dumps of their dicts)
+
+
+def json_str(s: str) -> str:
+    """``s`` as a JSON string; printable ASCII but ``"`` and ``\\`` needs no escaping.
+
+    >>> json_str("hello"), json_str("é"), json_str('a"b') == json.dumps('a"b')
+    ('"hello"', '"é"', True)
+    """
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    return json.dumps(s, ensure_ascii=False)
+
+
+json_few = functools.lru_cache(maxsize=4096)(json_str)  # distros, components, architectures

@@ -16,6 +16,7 @@ so do we (:attr:`rebuilder.model.Status.v0`).
 ...                "https://mirror.example/hello.deb", 7, "2024-05-01T10:00:00")
 >>> PkgRelease.from_json(p.to_json()) == p
 True
+>>> import json
 >>> json.loads(p.encode()) == p.to_json()
 True
 """
@@ -23,13 +24,12 @@ True
 from __future__ import annotations
 
 import datetime as _dt
-import functools
-import json
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any
 
 from rebuilder.api import _fields as f
+from rebuilder.api._fields import json_few, json_str
 from rebuilder.model import format_time
 
 STATUSES = frozenset({"GOOD", "BAD", "UNKWN"})
@@ -75,12 +75,12 @@ class PkgRelease:
             when = "null" if self.built_at is None else json_str(self.built_at)
             build = f'"build_id": {int(self.build_id)}, "built_at": {when}'
         return (
-            f'{{"architecture": {_js_few(self.architecture)}, '
+            f'{{"architecture": {json_few(self.architecture)}, '
             f'"artifact_url": {json_str(self.artifact_url)}, {build}, '
-            f'"distro": {_js_few(self.distro)}, '
+            f'"distro": {json_few(self.distro)}, '
             f"{_FLAGS[self.has_attestation, self.has_diffoscope]}, "
-            f'"name": {json_str(self.name)}, "status": {_js_few(self.status)}, '
-            f'"suite": {_js_few(self.suite)}, "version": {json_str(self.version)}}}'
+            f'"name": {json_str(self.name)}, "status": {json_few(self.status)}, '
+            f'"suite": {json_few(self.suite)}, "version": {json_str(self.version)}}}'
         )
 
     @classmethod
@@ -103,14 +103,6 @@ class PkgRelease:
         )
 
 
-def json_str(s: str) -> str:
-    """``s`` as a JSON string; printable ASCII but ``"`` and ``\\`` needs no escaping."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return f'"{s}"'
-    return json.dumps(s, ensure_ascii=False)
-
-
-_js_few = functools.lru_cache(maxsize=4096)(json_str)  # distros, components, architectures
 _FLAGS = {
     (att, dif): f'"has_attestation": {str(att).lower()}, "has_diffoscope": {str(dif).lower()}'
     for att in (False, True)

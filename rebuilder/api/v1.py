@@ -28,11 +28,21 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rebuilder.api import _fields as f
+from rebuilder.api._fields import json_few, json_str
 from rebuilder.model import format_time
 
 ARTIFACT_STATUSES = frozenset({"GOOD", "BAD", "UNKWN"})
 BUILD_STATUSES = frozenset({"GOOD", "BAD", "FAIL", "UNKWN"})
 PAGE_LIMIT = 1000  # rebuilderd's default page and rebuildctl's choice
+
+
+def _opt(s: str | None) -> str:
+    return "null" if s is None else json_few(s)  # (releases, components, statuses, times)
+
+
+def _int(n: int | None) -> str:
+    return "null" if n is None else str(int(n))
+
 
 T = TypeVar("T")
 
@@ -81,6 +91,22 @@ class BinaryPackage:
     def failed(self) -> bool:
         """Built, but no artifact was compared: the build failed."""
         return self.status is None and self.build_id is not None
+
+    def encode(self) -> str:
+        """:meth:`to_json` as compact JSON (keys in its order, no ASCII escapes), a few
+        times faster than ``json.dumps``: a Debian-sized render encodes ~80,000 of these."""
+        return (
+            f'{{"id":{int(self.id)},"name":{json_str(self.name)},'
+            f'"version":{json_str(self.version)},"distribution":{json_few(self.distribution)},'
+            f'"release":{_opt(self.release)},"component":{_opt(self.component)},'
+            f'"architecture":{json_few(self.architecture)},"url":{json_str(self.url)},'
+            f'"status":{_opt(self.status)},"build_id":{_int(self.build_id)},'
+            f'"artifact_id":{_int(self.artifact_id)},'
+            f'"diffoscope_log_id":{_int(self.diffoscope_log_id)},'
+            f'"attestation_log_id":{_int(self.attestation_log_id)},'
+            f'"last_seen":{_opt(format_time(self.last_seen))},'
+            f'"seen_in_last_sync":{"true" if self.seen_in_last_sync else "false"}}}'
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -130,7 +130,7 @@ def encoded_rows(rows: Iterable[BinaryRow], attempt: Attempt | None) -> list[Enc
     build_id = attempt.build_id if attempt else 0
     out = []
     for r in rows:
-        text = _encode(r.record.to_json())  # "id" is the first key, 0 until numbered
+        text = r.record.encode()  # "id" is the first key, 0 until numbered
         assert text.startswith(_NO_ID)
         tail = text[len(_NO_ID) :].encode("utf-8", "surrogatepass")
         out.append((r.sort, build_id, r.record.name, tail, _digest_id(r.sort)))
