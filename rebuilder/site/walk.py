@@ -209,10 +209,11 @@ def walk_profile(
         g = record.group
         redo = changed is None or key in changed
         raw = None if redo else cached.get(key)
+        served = None
         if raw is None or raw[0] != _token(record):
             if raw is not None:  # not of this record after all: its folders may be stale
                 got.gone_dirs.update(raw[_PART_DIRS])
-            raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
+            raw, served = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
         _, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard = raw
@@ -243,7 +244,7 @@ def walk_profile(
             kept_builds += dirs
             not_redone += 1
             continue
-        served = _served(attempt, distro, g.name)
+        assert served is not None  # (redone: its part was made above)
         older = _older(record, attempt, distro)
         jobs.append((name, record, attempt, served, older, history.steps(record), page))
     out.stats.skipped += not_redone
@@ -306,12 +307,13 @@ _PART_V1, _PART_DIRS = Part._fields.index("v1"), Part._fields.index("dirs")
 
 def part(
     record: GroupRecord, distro: str, page: str, profile: str, now: _dt.datetime
-) -> cache.Part:
-    """A record's :class:`Part`, as the plain tuple the cache keeps."""
+) -> tuple[cache.Part, dict[str, str]]:
+    """A record's :class:`Part`, as the plain tuple the cache keeps; and the build files
+    of the attempt v0 names (:func:`_served`), which its page shows too."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0), "", "")
+        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0), "", ""), {}
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -320,7 +322,7 @@ def part(
     lines = api_v0.pkg_lines(record, attempt, served)
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now), attempt)
     token = _token(record) if record.last_seen is not None else None  # else v1 shows now
-    dirs = list(_build_dirs(record, attempt, distro))
+    dirs = list(_build_dirs(record, attempt, distro, served))
     entries = _entries(record, page, r.url)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
     cell = html.row_html(r, paths.root_prefix(f"{suite_dir}/index.html"))
@@ -329,7 +331,8 @@ def part(
     )
     shard = api_v0.suite_row(r.name, r.version, r.status, built, build_id, page)
     steps = _steps(record)
-    return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
+    made = (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
+    return made, served
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
@@ -450,12 +453,14 @@ def _served(attempt: Attempt | None, distro: str, name: str, *, api: bool = True
     return out
 
 
-def _build_dirs(record: GroupRecord, v0: Attempt | None, distro: str) -> Iterator[str]:
-    """The folders of the build files :func:`_served` and :func:`_older` name for a group
-    (what a group that is not redone keeps), without making their names."""
+def _build_dirs(
+    record: GroupRecord, v0: Attempt | None, distro: str, served: Mapping[str, str]
+) -> Iterator[str]:
+    """The folders of the build files :func:`_served` (``served``: its answer for ``v0``)
+    and :func:`_older` name for a group (what a group that is not redone keeps)."""
     if not record.seen:
         return  # no pages, no build files
-    if v0 is not None and api_v1.published(v0):
+    if v0 is not None and any(k in served for k in paths.API_KINDS):  # api_v1.published
         yield paths.api_build_dir(distro, v0.build_id)
         yield api_v1.build_dir(distro, v0.build_id)
     for a in record.attempts:
