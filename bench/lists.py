@@ -58,7 +58,7 @@ def collect(
     cfg = Settings(html.environment(), changed, touched, "", {}, NOW)
     got, parts = Collected(), dict[str, cache.Part]()
     got.queues[view.profile.distro] += view.queue_length
-    walk_profile(out, cfg, view, got, set(), [], cached, parts)
+    walk_profile(out, cfg, view, got, set(), cached, parts)
     return got, parts
 
 

@@ -169,6 +169,14 @@ def test_incremental_renders_write_what_a_full_render_writes(
         assert started == ([2] if beside else []), round_
         assert stats.skipped > 100, round_  # the others were taken from the cache
         _same_as_full(tmp_path, site, views, now)
+    # the next pass: no group changed, but the time and the history moved
+    now += dt.timedelta(hours=1)
+    state.history.append(history_point(now, state.records.values()))
+    views = state.views(now)
+    started.clear()
+    render(site, views, now=now, changed=set())
+    assert started == []  # no group page, list or maintainer page to make: no process
+    _same_as_full(tmp_path, site, views, now)
     # nothing changed, nothing else moved: nothing is even looked at
     quiet = render(site, views, now=now, changed=set())
     assert (quiet.written, quiet.unchanged, quiet.removed) == (0, 0, 0)

@@ -68,7 +68,7 @@ def write(out: Output, work: Sequence[Work], *, fork: bool) -> Callable[[], None
     """Do each piece of ``work``: with ``fork``, each in a forked process of its own,
     writing into ``out``'s site; else here and now. Returns the function that waits for
     them and takes in what they wrote."""
-    if not fork:
+    if not fork or not work:
         for w in work:
             w(out)
         return lambda: None

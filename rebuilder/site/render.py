@@ -134,29 +134,27 @@ def _render(
     aggregates.copy_static(out, templates)
     aggregates.render_viewer(out, cfg)
     aggregates.render_status_badges(out)
+    page_work, fork = groups.work(cfg, views)
+    finish_groups = forks.write(out, page_work, fork=fork)  # forked: beside the walk
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
-    jobs: list[walk.PageJob] = []
     for view in views:
         got.queues[view.profile.distro] += view.queue_length
         got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
         mine = f"{view.profile.name}\0{view.profile.distro}"
         cached = last.parts.get(mine, {}) if last.code == code else {}
         parts = now_cache.parts[mine] = {}
-        got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, jobs, cached, parts))
+        got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, cached, parts))
     if changed is not None:  # see api_v1.write_packages
         keep_dirs.update(f"{paths.api_v1_base(d)}/packages/by-name" for d in got.pkgs)
-    page_work = groups.work(cfg, jobs)
-    forked = len(page_work) > 1
-    finish_groups = forks.write(out, page_work, fork=forked)  # forked: meanwhile, we go on
     aggregates.render_badges(out, got)
-    # v1's files link no page and name no file but through the server's rules: when the
-    # group pages are forked (a full render), they are written meanwhile (82,000 by-name
-    # files at Debian's size); else beside the suite lists and maintainer pages
-    if forked:
+    # v1's files link no page and name no file but through the server's rules: in a full
+    # render, they are written while the group pages are (82,000 by-name files at Debian's
+    # size); in an incremental one, beside the suite lists and maintainer pages
+    if changed is None:
         aggregates.render_v1(out, got, views, when, public_keys)
     finish_groups()
     finish_lists = _start_lists(out, cfg, got)  # they link to group pages
-    if not forked:
+    if changed is not None:
         aggregates.render_v1(out, got, views, when, public_keys)
     aggregates.render_v0(out, got, when, public_keys)
     found = search.build(got.entries, got.search_suites)

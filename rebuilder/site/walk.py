@@ -175,12 +175,12 @@ def walk_profile(
     view: ProfileView,
     got: Collected,
     keep_dirs: set[str],
-    jobs: list[PageJob],
     cached: Mapping[str, cache.Part],
     parts: dict[str, cache.Part],
 ) -> ProfileWalk:
-    """Walk a profile's records: collect what the aggregates need and queue the group
-    pages to render (its suite lists are rendered after them, by :func:`render_suites`).
+    """Walk a profile's records: collect what the aggregates need (the group pages are
+    made apart from it, from :func:`page_job`; its suite lists after them, by
+    :func:`render_suites`).
 
     A group not in ``cfg.changed`` whose part is in ``cached`` (the last render's) is
     taken from there; every group's part goes into ``parts`` for the next render."""
@@ -209,11 +209,10 @@ def walk_profile(
         g = record.group
         redo = changed is None or key in changed
         raw = None if redo else cached.get(key)
-        served = None
         if raw is None or raw[0] != _token(record):
             if raw is not None:  # not of this record after all: its folders may be stale
                 got.gone_dirs.update(raw[_PART_DIRS])
-            raw, served = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
+            raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
         _, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard = raw
@@ -243,10 +242,6 @@ def walk_profile(
             kept.add(page.rpartition("/pkg/")[0])  # (one suite's for most: made a set first)
             kept_builds += dirs
             not_redone += 1
-            continue
-        assert served is not None  # (redone: its part was made above)
-        older = _older(record, attempt, distro)
-        jobs.append((name, record, attempt, served, older, history.steps(record), page))
     out.stats.skipped += not_redone
     for suite_dir in kept:
         keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
@@ -305,15 +300,23 @@ class Part(NamedTuple):
 _PART_V1, _PART_DIRS = Part._fields.index("v1"), Part._fields.index("dirs")
 
 
+def page_job(profile: str, distro: str, key: str, record: GroupRecord) -> PageJob:
+    """What a group's page is rendered from (:func:`rebuilder.site.groups.work`)."""
+    attempt = api_v0.v0_attempt(record) if record.seen else None
+    served = _served(attempt, distro, record.group.name)
+    older = _older(record, attempt, distro)
+    page = paths.group_page(profile, key) + ".html"
+    return (profile, record, attempt, served, older, history.steps(record), page)
+
+
 def part(
     record: GroupRecord, distro: str, page: str, profile: str, now: _dt.datetime
-) -> tuple[cache.Part, dict[str, str]]:
-    """A record's :class:`Part`, as the plain tuple the cache keeps; and the build files
-    of the attempt v0 names (:func:`_served`), which its page shows too."""
+) -> cache.Part:
+    """A record's :class:`Part`, as the plain tuple the cache keeps."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0), "", ""), {}
+        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0), "", "")
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -331,8 +334,7 @@ def part(
     )
     shard = api_v0.suite_row(r.name, r.version, r.status, built, build_id, page)
     steps = _steps(record)
-    made = (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
-    return made, served
+    return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
