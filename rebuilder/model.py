@@ -229,6 +229,12 @@ class Attempt:
     differences: tuple[tuple[str, str], ...] = ()
     phases: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def ended_at(self) -> _dt.datetime:
+        """When the build finished: its start and its whole seconds (rebuilderd's
+        ``built_at``, the time of a status change)."""
+        return self.started_at + _dt.timedelta(seconds=int(self.duration))
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "build_id": self.build_id,

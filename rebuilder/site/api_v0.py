@@ -54,11 +54,6 @@ def v0_attempt(record: GroupRecord) -> Attempt | None:
     return attempt_for_version(record)
 
 
-def built_at(attempt: Attempt) -> _dt.datetime:
-    """When a build finished (rebuilderd's ``built_at``): its start plus its duration."""
-    return attempt.started_at + _dt.timedelta(seconds=int(attempt.duration))
-
-
 def _releases(
     record: GroupRecord, attempt: Attempt | None, has: Container[str]
 ) -> list[v0.PkgRelease]:
@@ -68,7 +63,7 @@ def _releases(
     g = record.group
     status = _V0[record.status]
     build_id = attempt.build_id if attempt else None
-    when = format_time(built_at(attempt)) if attempt else None
+    when = format_time(attempt.ended_at) if attempt else None
     dif = attempt is not None and "diffoscope" in has
     att = attempt is not None and "attestation" in has
     make = v0.PkgRelease

@@ -76,24 +76,20 @@ def steps(record: GroupRecord) -> list[Step]:
     return out
 
 
-def end(a: Attempt) -> _dt.datetime:
-    return a.started_at + _dt.timedelta(seconds=int(a.duration))
-
-
 _EPOCH = _dt.datetime(1970, 1, 1)
 _US = _dt.timedelta(microseconds=1)
 
 
 def end_us(a: Attempt) -> int:
     """:func:`end` in microseconds since 1970: an int, cheap to keep and to compare."""
-    return (end(a) - _EPOCH) // _US
+    return (a.ended_at - _EPOCH) // _US
 
 
 def change(profile: str, record: GroupRecord, page: str, step: Step) -> Change:
     g, (a, before) = record.group, step
     suite = f"{g.release}/{g.component}/{g.architecture}"
     return Change(
-        end(a), profile, g.key, g.name, a.version, suite, before, _NAME[a.status], a.build_id,
+        a.ended_at, profile, g.key, g.name, a.version, suite, before, _NAME[a.status], a.build_id,
         page,
     )  # fmt: skip
 

@@ -329,9 +329,7 @@ def part(
     entries = _entries(record, page, r.url)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
     cell = html.row_html(r, paths.root_prefix(f"{suite_dir}/index.html"))
-    built, build_id = (
-        (api_v0.built_at(attempt).isoformat(), attempt.build_id) if attempt else (None, None)
-    )
+    built, build_id = (attempt.ended_at.isoformat(), attempt.build_id) if attempt else (None, None)
     shard = api_v0.suite_row(r.name, r.version, r.status, built, build_id, page)
     steps = _steps(record)
     return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
