@@ -1,9 +1,10 @@
 """The one walk over a profile's records, and what every page renderer shares.
 
 :func:`walk_profile` reads each record once: it files the seen groups into their suites
-(:class:`Suite` of :class:`Item`), gathers what the aggregate pages need into
-:class:`Collected` (v0/v1 lines, search entries, maintainers, status changes) and
-queues the group pages to render (:mod:`rebuilder.site.groups`).
+(:class:`Suite` of :class:`Item`) and gathers what the aggregate pages need into
+:class:`Collected` (v0/v1 lines, search entries, maintainers, status changes). A group
+page needs its record alone (:func:`page_job`): :mod:`rebuilder.site.groups` makes them
+apart from the walk, a full render's beside it.
 """
 
 from __future__ import annotations
