@@ -66,20 +66,14 @@ class RenderCache:
 def load(root: str) -> RenderCache:
     """The last render's cache (empty when there is none or it cannot be read)."""
     try:
-        with open(f"{root}/{FILE}", "rb") as f:
-            data = f.read()  # (marshal.load(f) would read the file in small pieces)
-        head, payload = _split(data, _MAGIC)
-        if head is not None:
+        found = _read(root)
+        if found is not None:
+            head, payload, delta, changes = found
             doc = marshal.loads(payload)
             last = RenderCache(head[1], head[2], doc["parts"], doc["digests"])
             last.base = head[0]
-            with contextlib.suppress(FileNotFoundError):
-                with open(f"{root}/{DELTA}", "rb") as f:
-                    head, payload = _split(f.read(), _DELTA_MAGIC)
-                if head is None:  # the file alone is older than the site
-                    raise ValueError("the delta beside it is not one")
-                if head[0] == last.base:  # else a stale delta: the file is newer
-                    _apply(last, head, marshal.loads(payload))
+            if delta is not None:
+                _apply(last, delta, marshal.loads(changes))
             return last
     except FileNotFoundError:
         pass
@@ -92,23 +86,39 @@ def inputs_of(root: str) -> tuple[str, str] | None:
     """The code and inputs digests of the last render's cache, read from the heads of its
     files only (None: no cache, or one that cannot be read)."""
     try:
-        with open(f"{root}/{FILE}", "rb") as f:
-            head, _ = _split(f.read(_PEEK), _MAGIC)
-        if head is None:
-            return None
-        with contextlib.suppress(FileNotFoundError):
-            with open(f"{root}/{DELTA}", "rb") as f:
-                delta, _ = _split(f.read(_PEEK), _DELTA_MAGIC)
-            if delta is None:
-                return None
-            if delta[0] == head[0]:
-                head = delta
-    except OSError:
+        found = _read(root, _PEEK)
+    except (OSError, ValueError):
         return None
+    if found is None:
+        return None
+    head = found[2] or found[0]  # the delta's, when there is one for this file
     return head[1], head[2]
 
 
-def _split(data: bytes, magic: bytes) -> tuple[tuple[str, str, str] | None, bytes]:
+Head = tuple[str, str, str]  # what a file is of: the whole file's digest, the code, the inputs
+
+
+def _read(root: str, size: int = -1) -> tuple[Head, bytes, Head | None, bytes] | None:
+    """The whole file's head and payload, and its delta's when there is one made for it
+    (``size``: the bytes read of each); None when the file is not a cache. Raises
+    ``ValueError`` for a delta that is not one: the file alone is older than the site."""
+    with open(f"{root}/{FILE}", "rb") as f:
+        head, payload = _split(f.read(size), _MAGIC)  # (not marshal.load(f): small reads)
+    if head is None:
+        return None
+    try:
+        with open(f"{root}/{DELTA}", "rb") as f:
+            delta, changes = _split(f.read(size), _DELTA_MAGIC)
+    except FileNotFoundError:
+        return head, payload, None, b""
+    if delta is None:
+        raise ValueError("the delta beside it is not one")
+    if delta[0] != head[0]:  # a stale delta: the file is newer
+        return head, payload, None, b""
+    return head, payload, delta, changes
+
+
+def _split(data: bytes, magic: bytes) -> tuple[Head | None, bytes]:
     """A file's head (its base, code and inputs) and its payload; (None, b"") when it
     is not such a file."""
     if not data.startswith(magic):
@@ -125,7 +135,7 @@ def _head(base: str, cache: RenderCache) -> bytes:
     return f"{base} {cache.code} {cache.inputs}\n".encode("ascii")
 
 
-def _apply(cache: RenderCache, head: tuple[str, str, str], delta: dict[str, Any]) -> None:
+def _apply(cache: RenderCache, head: Head, delta: dict[str, Any]) -> None:
     cache.code, cache.inputs = head[1], head[2]
     cache.parts = {p: cache.parts.get(p, {}) for p in delta["profiles"]}
     for profile, changes in delta["parts"].items():
