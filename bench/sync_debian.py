@@ -6,7 +6,8 @@ The first run downloads the suite's real ``InRelease`` and the ``Sources`` and
 host's apt sources, into a cache outside the repository (``--cache``, default
 ``~/.cache/rebuilder-bench``). Every run then serves that copy on 127.0.0.1
 (a separate ``http.server`` process, so serving costs this process nothing)
-and times :func:`rebuilder.sync.debian.sync` against it:
+and times :func:`rebuilder.sync.sync_profile` (the CLI's way into
+:func:`rebuilder.sync.debian.sync`) against it:
 
 1. ``cold``: an empty index cache (indexes travel over local HTTP, as after
    a mirror update), 2. ``warm``: ``force`` with the index cache filled
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rebuilder import fetch
 from rebuilder.config import Profile, Release, host_apt_mirror
 from rebuilder.model import Snapshot
-from rebuilder.sync import SyncContext
+from rebuilder.sync import SyncContext, sync_profile
 from rebuilder.sync import debian as deb
 from rebuilder.sync._release import DEFAULT_KEYRING, parse_release, verify_clearsigned
 
@@ -143,10 +144,10 @@ def main() -> None:
     try:
         prof = profile(url, args.suite, args.component, args.arch)
         ctx = SyncContext(cache_dir=work)
-        cold, snap = timed(lambda: deb.sync(prof, ctx))
+        cold, snap = timed(lambda: sync_profile(prof, ctx))
         rss = peak_rss_mb()
-        warm, snap2 = timed(lambda: deb.sync(prof, SyncContext(work, force=True)))
-        again, snap3 = timed(lambda: deb.sync(prof, SyncContext(work, snap.fingerprints)))
+        warm, snap2 = timed(lambda: sync_profile(prof, SyncContext(work, force=True)))
+        again, snap3 = timed(lambda: sync_profile(prof, SyncContext(work, snap.fingerprints)))
         report(snap, cold, warm, again, rss, snap2, snap3)
         base = floor(root / "dists" / args.suite)
         print(f"floor (decompress + split-parse): {base:6.2f} s")

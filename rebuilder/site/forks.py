@@ -96,6 +96,6 @@ def _forget(pool: ProcessPoolExecutor, ids: Sequence[int]) -> None:
 def _run(i: int) -> Any:
     call = _calls.get(i)
     assert call is not None, "a call must be registered before its process is forked"
-    gc.freeze()  # what it inherits stays out of the collector (see render.render)...
+    gc.freeze()  # what it inherits stays out of the collector (see rebuilder._gc)...
     gc.enable()  # ...which its thousands of pages need: their templates make cycles
     return call()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import gc
 import hashlib
 import json
 import logging
@@ -21,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from rebuilder import _gc
 from rebuilder.model import utcnow
 from rebuilder.site import (
     aggregates,
@@ -73,21 +73,12 @@ def render(
     own package pages (default :data:`links.PACKAGE_PAGES`).
     """
     # The records, the last render's cache and what the walk collects are millions of
-    # objects that live through the render, and it makes few reference cycles: the
-    # collector would walk them all in every full collection the render's allocations
-    # set off (seconds, at Debian's size). So it is off here (forked workers, which
-    # render many pages, turn it on) and the records are kept out of it afterwards too.
-    enabled = gc.isenabled()
-    gc.disable()
-    gc.freeze()
-    try:
+    # objects that live through the render (forked workers, which render many pages,
+    # turn the collector on again: see forks).
+    with _gc.paused():
         return _render(
             site_dir, views, now, changed, templates, public_keys, site_url, package_pages
         )
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
 
 
 def _render(
