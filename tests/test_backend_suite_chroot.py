@@ -247,7 +247,9 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
     ]
     for name in names:
         (cache / name).write_bytes(b"not a tarball")
-    (cache / "tmp.deadbeef").mkdir()  # left by a creator that was killed
+    (cache / "tmp.bookworm_amd64.deadbeef").mkdir()  # left by a creator that was killed
+    # another suite's base being made meanwhile, under that suite's lock: not touched
+    (cache / "tmp.bookworm-updates_amd64.cafe00").mkdir()
     dsc = write_dsc(tmp_path / "w", "hello", "1.0", {"hello_1.0.tar.xz": b"x"})
     env = base_env(tmp_path, local_mirror, arch="amd64") | {"REBUILDER_CHROOT_KEEP": "2"}
 
@@ -258,20 +260,26 @@ def test_cache_is_keyed_by_release_date_reused_and_bounded(
     assert "creating base chroot" not in run.stderr
     assert "cannot unpack the base chroot tarball" in run.stderr
     assert sorted(p.name for p in cache.iterdir()) == sorted(
-        [*names[1:], "bookworm_amd64.lock", "bookworm.release", "swept"]
+        [
+            *names[1:],
+            "bookworm_amd64.lock",
+            "bookworm.release",
+            "swept",
+            "tmp.bookworm-updates_amd64.cafe00",  # the other suite's, still at work
+        ]
     )
 
     # The sweep runs in the first build of a minute: an old tarball added now stays until then.
     (cache / names[0]).write_bytes(b"not a tarball")
-    (cache / "tmp.cafe").mkdir()
+    (cache / "tmp.bookworm_amd64.cafe").mkdir()
     run = run_backend(dsc, env)
     assert "cannot unpack the base chroot tarball" in run.stderr
-    assert (cache / names[0]).exists() and (cache / "tmp.cafe").exists()
+    assert (cache / names[0]).exists() and (cache / "tmp.bookworm_amd64.cafe").exists()
     (cache / "swept").write_text(f"{int(time.time()) - 61}\n")
     run = run_backend(dsc, env)
     assert "cannot unpack the base chroot tarball" in run.stderr
     assert f"evicting old base chroot {names[0]}" in run.stderr
-    assert not (cache / names[0]).exists() and not (cache / "tmp.cafe").exists()
+    assert not (cache / names[0]).exists() and not (cache / "tmp.bookworm_amd64.cafe").exists()
     assert not list(dsc.parent.glob(".suite-chroot.*")), "the failed build left its chroot"
     assert not list((tmp_path / "out").iterdir())
 

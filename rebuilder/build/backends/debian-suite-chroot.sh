@@ -204,7 +204,7 @@ create_base() {
 	for suite in $suites; do
 		src+=("deb $REBUILDER_MIRROR $suite main")
 	done
-	tmpdir=$(mktemp -d "$CACHE/tmp.XXXXXX")
+	tmpdir=$(mktemp -d "$CACHE/tmp.$BASE_PREFIX.XXXXXX")
 	CLEAN_TMP=$tmpdir
 	tmp="$tmpdir/base.tar.zst"
 	local mmmode=$MODE
@@ -252,7 +252,7 @@ ensure_tree() {
 	local tarball=$1 tmpdir
 	TREE="${tarball%.tar.zst}.tree"
 	[ -d "$TREE" ] && return 0
-	tmpdir=$(mktemp -d "$CACHE/tmp.XXXXXX")
+	tmpdir=$(mktemp -d "$CACHE/tmp.$BASE_PREFIX.XXXXXX")
 	CLEAN_TMP=$tmpdir
 	local t0
 	now t0
@@ -321,9 +321,12 @@ open_base() {
 	tarball="$CACHE/${prefix}_${stamp}.tar.zst"
 	exec 9>"$CACHE/$prefix.lock"
 	flock 9
-	# left by a killed creator; renamed now, removed at the end of this build
+	# Left by a killed creator of this suite/arch; renamed now, removed at the end of this
+	# build. Only this prefix's: another suite's or arch's creator may be at work meanwhile,
+	# under its own lock.
+	BASE_PREFIX=$prefix
 	if [ "$SWEEP" = 1 ] || [ ! -s "$tarball" ]; then
-		find "$CACHE" -maxdepth 1 -name 'tmp.*' -exec sh -c \
+		find "$CACHE" -maxdepth 1 -name "tmp.$prefix.*" -exec sh -c \
 			'for d; do mv -- "$d" "${d%/tmp.*}/trash.${d##*/tmp.}"; done' sh {} +
 	fi
 	if [ -s "$tarball" ]; then
