@@ -19,7 +19,6 @@ True
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -118,6 +117,9 @@ class BuildGroup:
     sources: tuple[Artifact, ...] = ()
     maintainers: tuple[str, ...] = ()
     method: str = ""
+    # :attr:`inputs_digest`, once asked for (a pass asks for each group's several times):
+    # kept on the group, not in a cache keyed by it, whose every look-up hashed every field
+    _inputs: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -126,8 +128,19 @@ class BuildGroup:
 
     @property
     def inputs_digest(self) -> str:
-        """What the group was built from: a change here means a rebuild is due."""
-        return _inputs_digest(self)
+        """What the group was built from: a change here means a rebuild is due.
+
+        >>> g = BuildGroup("hello", "1", "debian", "sid", "main", "amd64", "https://x/a", ())
+        >>> kept = g.inputs_digest
+        >>> newer = replace(g, version="2")  # made after g's digest was kept: its own
+        >>> kept == replace(g).inputs_digest != newer.inputs_digest, g == replace(g)
+        (True, True)
+        """
+        digest = self._inputs
+        if digest is None:
+            digest = _inputs_digest(self)
+            object.__setattr__(self, "_inputs", digest)  # (frozen: a memo, not a change)
+        return digest
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -168,7 +181,6 @@ class BuildGroup:
         )
 
 
-@functools.lru_cache(maxsize=1 << 17)  # a state's groups: asked for several times each
 def _inputs_digest(g: BuildGroup) -> str:
     parts = [g.version, g.input_url, g.input_sha256 or ""]
     parts += [f"{a.name}={a.sha256}" for a in sorted(g.artifacts, key=lambda a: a.name)]
