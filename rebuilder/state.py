@@ -280,15 +280,17 @@ def _cannot_write(path: Path, e: OSError) -> StateError:
     return StateError(f"{path}: cannot write: {e.strerror}{hint}; the state is left as it was")
 
 
+# one encoder for the 46,000 records of a Debian-sized state (json.dumps with options makes
+# one per call)
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def _chunks(st: ProfileState) -> Iterator[bytes]:
     """The state file, piece by piece: sorted keys, one build group per line.
 
     Streamed, so saving a Debian-sized state never holds a second copy of it in memory.
     """
-
-    def one(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
+    one = _ENCODER.encode
     yield f'{{\n"distro":{one(st.distro)},\n'.encode()
     yield f'"fingerprints":{one(dict(sorted(st.fingerprints.items())))},\n"groups":{{'.encode()
     sep = "\n"
