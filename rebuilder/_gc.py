@@ -2,11 +2,12 @@
 
 CPython's full collections walk every tracked object, and a step that makes
 hundreds of thousands of them (a Debian sync: ~80,000 artifacts, ~46,000 groups
-and the parsed stanzas behind them; a render: the records and the pages made of
-them) sets off one full collection after another: seconds of walking objects
-that are never garbage. Such steps make few reference cycles, so for their
-duration the collector is off, and what lived before them is frozen out of its
-reach. Both come back as they were when the step ends, even by an exception.
+and the parsed stanzas behind them; loading its state: the records of those
+groups; a render: the records and the pages made of them) sets off one full
+collection after another: seconds of walking objects that are never garbage.
+Such steps make few reference cycles, so for their duration the collector is
+off, and what lived before them is frozen out of its reach. Both come back as
+they were when the step ends, even by an exception.
 
 >>> import gc
 >>> with paused():

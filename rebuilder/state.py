@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rebuilder import _fs
+from rebuilder import _fs, _gc
 from rebuilder.errors import LockedError, StateError
 from rebuilder.model import (
     SCHEMA_VERSION,
@@ -185,9 +185,10 @@ def load(state_dir: Path, profile: str, distro: str) -> ProfileState:
         raw = None
     except OSError as e:
         raise StateError(f"{path}: cannot read: {e.strerror}") from None
-    if raw is not None:
-        _fill(st, _parse(path, raw))
-    replayed = _replay_journal(st, journal_path(state_dir, profile))
+    with _gc.paused():  # ~10^6 objects that live through the pass (see rebuilder._gc)
+        if raw is not None:
+            _fill(st, _parse(path, raw))
+        replayed = _replay_journal(st, journal_path(state_dir, profile))
     if replayed:
         if running_pass(state_dir) is None:
             log.info("%s: replayed %d results of an interrupted pass", profile, replayed)
