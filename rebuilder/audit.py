@@ -65,9 +65,20 @@ def work_tree(path: Path) -> Path | None:
     return Path(r.stdout.strip()) if r.returncode == 0 else None
 
 
-def commit(state_dir: Path, files: Sequence[Path], message: str) -> str | None:
+# Loose objects packed past this size. A commit stores each changed state file whole (zlib'd:
+# ~8 MB at Debian's size), and git's automatic gc counts loose objects (6,700), not bytes: a
+# few passes a day kept thousands of whole copies, gigabytes a year. Packed, each version is a
+# delta of the one before: 22 versions of a 46 MB state, 171 MB loose, took 6.9 MB (git gc:
+# 34 s and 0.9 GB of memory on a two-core machine, once every ~30 passes).
+PACK_LOOSE_MB = 256
+
+
+def commit(
+    state_dir: Path, files: Sequence[Path], message: str, *, pack_loose_mb: int = PACK_LOOSE_MB
+) -> str | None:
     """Commit ``files`` (and only them) with ``message``; the new commit id, or None
-    when nothing changed or the state dir is not in a git work tree (with a warning)."""
+    when nothing changed or the state dir is not in a git work tree (with a warning).
+    The repository is packed when its loose objects exceed ``pack_loose_mb`` MB."""
     top = work_tree(state_dir)
     if top is None:
         log.warning("%s is not in a git work tree: no audit commit (git init it)", state_dir)
@@ -79,4 +90,21 @@ def commit(state_dir: Path, files: Sequence[Path], message: str) -> str | None:
     if _git(top, "diff", "--cached", "--quiet", "--", *paths, check=False).returncode == 0:
         return None
     _git(top, "commit", "-q", "--no-verify", "-m", message, "--", *paths)
-    return _git(top, "rev-parse", "HEAD").stdout.strip()
+    head = _git(top, "rev-parse", "HEAD").stdout.strip()
+    _pack(top, pack_loose_mb)
+    return head
+
+
+def _pack(top: Path, limit_mb: int) -> None:
+    """``git gc`` once the loose objects pass ``limit_mb`` MB (see :data:`PACK_LOOSE_MB`); a
+    failure is only logged: the commit is made, and the next one tries again."""
+    r = _git(top, "count-objects", "-v", check=False)
+    counts = dict(line.partition(": ")[::2] for line in r.stdout.splitlines())
+    loose_kib = int(counts.get("size", "0")) if counts.get("size", "").isdigit() else 0
+    if r.returncode != 0 or loose_kib <= limit_mb * 1024:
+        return
+    log.info("%s: packing %d MB of loose git objects (the state's history)", top, loose_kib >> 10)
+    r = _git(top, "gc", "--quiet", check=False)
+    if r.returncode != 0:
+        msg = (r.stderr or r.stdout).strip().splitlines()
+        log.warning("git gc failed in %s: %s", top, msg[-1] if msg else r.returncode)
