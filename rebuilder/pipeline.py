@@ -33,7 +33,6 @@ from rebuilder import (
     plan,
     results,
     shards,
-    site,
     state,
     sync,
 )
@@ -176,6 +175,8 @@ def render(
     ``incremental`` re-renders only the group pages whose records ``states``
     changed in memory (the pass's own changes); everything else is full.
     """
+    from rebuilder import site  # (imported when used: a pass with nothing to show starts faster)
+
     s = config.settings
     states = dict(states or {})
     views = []
@@ -203,6 +204,8 @@ def _public_keys(s: Settings) -> list[str]:
 def local_pkgs(config: Config) -> list[dict[str, object]]:
     """rebuilderd's v1 binary packages of every configured profile, from the local state,
     each with one more key, ``source``: its source package (``--name`` matches either)."""
+    from rebuilder import site  # (see render)
+
     out: list[dict[str, object]] = []
     now = utcnow()
     for p in config.profiles.values():
