@@ -20,7 +20,15 @@ from rebuilder.model import GroupRecord, Status
 from rebuilder.site import ProfileView, api_v1, cache, forks, render
 from rebuilder.state import history_point
 
-from .fixtures.site import NOW, built_record, site_attempt, site_group, site_profile, write_store
+from .fixtures.site import (
+    NOW,
+    T0,
+    built_record,
+    site_attempt,
+    site_group,
+    site_profile,
+    write_store,
+)
 
 site_render = importlib.import_module("rebuilder.site.render")  # (the package exports render())
 
@@ -372,3 +380,32 @@ def test_nothing_changed_reads_only_the_head_of_the_cache(tmp_path: Path) -> Non
     again = render(site, state.views(NOW), now=NOW, changed=set())
     assert again.skipped == 0 and again.unchanged > 2 * len(state.records)
     _same_as_full(tmp_path, site, state.views(NOW), NOW)
+
+
+def test_the_next_pass_over_records_as_a_sync_leaves_them_redoes_no_package(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A sync gives a group in the repository no ``last_seen`` (one line per change: no
+    per-sync time on every record), so v1's ``last_seen`` of its packages is when it was
+    first seen, not the render's time: the next pass, whose time alone moved, makes no
+    package's by-name page again (82,000 at Debian's size), and its site is a full
+    render's of that time."""
+    site = tmp_path / "site"
+    state = State(site, 60, random.Random(17))
+    for key, r in state.records.items():
+        # as apply_snapshot leaves them: seen since T0, no last_seen
+        state.records[key] = replace(r, first_seen=T0, last_seen=None)
+    render(site, state.views(NOW), now=NOW)
+    shown = {r["last_seen"] for r in json.loads(_binary(site))["records"]}
+    assert shown == {T0.isoformat()}
+
+    later = NOW + dt.timedelta(hours=6)
+    asked = _count_by_name(monkeypatch)
+    render(site, state.views(later), now=later, changed=set())
+    assert asked == []
+    monkeypatch.undo()
+    _same_as_full(tmp_path, site, state.views(later), later)
+
+
+def _binary(site: Path) -> bytes:
+    return (site / api_v1.paths.api_v1_base("debian") / "packages" / "binary").read_bytes()

@@ -64,6 +64,15 @@ class BinaryRow(NamedTuple):
     record: v1.BinaryPackage
 
 
+def last_seen(record: GroupRecord) -> _dt.datetime | None:
+    """A package's ``last_seen``: for a group gone from the repository, the last sync that
+    saw it; for one in it (``seen_in_last_sync``), when it was first seen, a time it was
+    seen at like every sync since. Not the time of the latest sync, which would rewrite
+    every package's records (82,000 by-name pages at Debian's size) on every pass. None
+    for a record that knows neither (the render's time is shown)."""
+    return record.last_seen or record.first_seen
+
+
 def binary_rows(
     record: GroupRecord, attempt: Attempt | None, served: Container[str], now: _dt.datetime
 ) -> list[BinaryRow]:
@@ -99,7 +108,7 @@ def binary_rows(
             artifact_id=artifact_id,
             diffoscope_log_id=artifact_id if has_log and status == "BAD" else None,
             attestation_log_id=artifact_id if has_log and status == "GOOD" else None,
-            last_seen=record.last_seen or now,
+            last_seen=last_seen(record) or now,
             seen_in_last_sync=record.seen,
         )
         rows.append(BinaryRow(_sort(g, a, status), p))

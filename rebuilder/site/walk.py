@@ -325,7 +325,7 @@ def part(
     row = (*r[:3], r.built.isoformat() if r.built else None, *r[4:])
     lines = api_v0.pkg_lines(record, attempt, served)
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now), attempt)
-    token = _token(record) if record.last_seen is not None else None  # else v1 shows now
+    token = _token(record) if api_v1.last_seen(record) else None  # else v1 shows now
     dirs = list(_build_dirs(record, attempt, distro, served))
     entries = _entries(record, page, r.url)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
