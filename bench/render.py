@@ -73,7 +73,8 @@ def _store(site: Path, rel: str, data: bytes) -> None:
 
 
 def synthesize(site: Path, n_groups: int, rng: random.Random) -> dict[str, GroupRecord]:
-    """One Debian-like profile: ~1.73 artifacts per group, a realistic mix of verdicts."""
+    """One Debian-like profile: ~1.73 artifacts per group, a realistic mix of verdicts;
+    records as a sync leaves groups in the repository (a first_seen, no last_seen)."""
     records: dict[str, GroupRecord] = {}
     build_id = 0
     for i in range(n_groups):
@@ -85,7 +86,7 @@ def synthesize(site: Path, n_groups: int, rng: random.Random) -> dict[str, Group
             for k in range(rng.choice([1, 1, 1, 2])):
                 build_id += 1
                 attempts.append(_attempt(site, g, build_id, status, k))
-        records[g.key] = GroupRecord(g, status, attempts, first_seen=T0, last_seen=T0)
+        records[g.key] = GroupRecord(g, status, attempts, first_seen=T0)
     return records
 
 
@@ -160,9 +161,7 @@ def change(site: Path, records: dict[str, GroupRecord], n: int, rng: random.Rand
         r = records[key]
         status = rng.choice([Status.GOOD, Status.BAD, Status.FAIL])
         attempt = _attempt(site, r.group, next_id + i, status, 0)
-        records[key] = GroupRecord(
-            r.group, status, [*r.attempts, attempt], first_seen=T0, last_seen=T0
-        )
+        records[key] = GroupRecord(r.group, status, [*r.attempts, attempt], first_seen=T0)
     return set(keys)
 
 
@@ -179,12 +178,12 @@ def change_every_kind(
         r = records[key]
         g = _group(r.group.name, rng.randrange(997), rng, r.group.version + "+b1")
         del records[key]
-        records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=T0, last_seen=T0)
+        records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=T0)
         keys.update((key, g.key))
     for _ in range(n - 3 * (n // 4)):
         name = f"pkg{rng.randrange(len(records)):05d}-new{rng.randrange(10**6)}"  # anywhere
         g = _group(name, rng.randrange(997), rng)
-        records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=T0, last_seen=T0)
+        records[g.key] = GroupRecord(g, Status.UNKWN, [], first_seen=T0)
         keys.add(g.key)
     return keys
 
