@@ -168,12 +168,14 @@ def render(
     *,
     states: dict[str, state.ProfileState] | None = None,
     queue_length: dict[str, int] | None = None,
+    queues: dict[str, list[Job]] | None = None,
     incremental: bool = False,
 ) -> Path:
     """Render the site from the state of every configured profile; the index path.
 
-    ``incremental`` re-renders only the group pages whose records ``states``
-    changed in memory (the pass's own changes); everything else is full.
+    ``queues``: the jobs of profiles already planned for their ``states`` (others are
+    planned here). ``incremental`` re-renders only the group pages whose records
+    ``states`` changed in memory (the pass's own changes); everything else is full.
     """
     from rebuilder import site  # (imported when used: a pass with nothing to show starts faster)
 
@@ -183,7 +185,9 @@ def render(
     for p in config.profiles.values():
         st = states.get(p.name) or state.load(s.state_dir, p.name, p.distro)
         states[p.name] = st
-        jobs = plan.plan({p.name: st.records}, utcnow(), policies(s))  # the API's queue
+        jobs = (queues or {}).get(p.name)  # the API's queue
+        if jobs is None:
+            jobs = plan.plan({p.name: st.records}, utcnow(), policies(s))
         n = (queue_length or {}).get(p.name, len(jobs))
         last_run = state.last_run(s.state_dir, p.name)
         views.append(site.ProfileView(p, st.records, n, last_run, st.passes, jobs))
@@ -396,13 +400,14 @@ def run_pass(config: Config, opts: PassOptions) -> PassReport:
         limit = len(todo) if opts.max_builds is None else min(opts.max_builds, len(todo))
         if limit:
             _build(config, states, todo[:limit], opts, deadline, report)
-        queue_length = _finish(s, loud, states, synced, now)
+        queues = _finish(s, loud, states, synced, now)
+        queue_length = {name: len(q) for name, q in queues.items()}
         for name, summary in quiet.items():
             state.mark_run(s.state_dir, name, now)
             queue_length[name] = summary.queue
         report.queued = sum(queue_length.values())
         # under the lock: another pass or render must not overlap this one's last stage
-        _publish(config, profiles, states, queue_length, opts, report)
+        _publish(config, profiles, states, queue_length, queues, opts, report)
     return report
 
 
@@ -485,12 +490,13 @@ def _finish(
     states: dict[str, state.ProfileState],
     synced: Sequence[Profile],
     now: dt.datetime,
-) -> dict[str, int]:
-    """Close the pass in the state: history point, last run, save. The queue lengths."""
-    queue_length: dict[str, int] = {}
+) -> dict[str, list[Job]]:
+    """Close the pass in the state: history point, last run, save. The queues, as planned
+    now (the site publishes them: not planned again there)."""
+    queues: dict[str, list[Job]] = {}
     for p in profiles:
         st = states[p.name]
-        queue_length[p.name] = len(plan.plan({p.name: st.records}, utcnow(), policies(s)))
+        queues[p.name] = plan.plan({p.name: st.records}, utcnow(), policies(s))
         if p in synced:
             state.mark_run(s.state_dir, p.name, now)
             if st.changed:  # a pass that changed nothing leaves the tracked state as it was
@@ -498,8 +504,8 @@ def _finish(
                 state.add_pass(st, _pass_summary(now, st))
         if st.dirty:
             state.save(s.state_dir, st)
-        state.write_summary(s.state_dir, st, queue_length[p.name], _policy_key(s))
-    return queue_length
+        state.write_summary(s.state_dir, st, len(queues[p.name]), _policy_key(s))
+    return queues
 
 
 def _publish(
@@ -507,6 +513,7 @@ def _publish(
     profiles: Sequence[Profile],
     states: dict[str, state.ProfileState],
     queue_length: dict[str, int],
+    queues: dict[str, list[Job]],
     opts: PassOptions,
     report: PassReport,
 ) -> None:
@@ -530,7 +537,11 @@ def _publish(
             if name in states:
                 states[name].changed.update(keys)
         report.site_index = render(
-            config, states=states, queue_length=queue_length, incremental=not full
+            config,
+            states=states,
+            queue_length=queue_length,
+            queues=queues,
+            incremental=not full,
         )
         pending["render"] = {}
         state.save_pending(s.state_dir, pending)
@@ -922,9 +933,10 @@ def merge(config: Config, results_dirs: Sequence[Path], opts: PassOptions) -> Pa
         if opts.keep_files:
             n = prune_attempt_files(states, s.site_dir / "builds", opts.keep_files)
             log.info("retention: dropped the files of %d older attempts", n)
-        queue_length = _finish(s, profiles, states, profiles, now)
+        queues = _finish(s, profiles, states, profiles, now)
+        queue_length = {name: len(q) for name, q in queues.items()}
         report.queued = sum(queue_length.values())
-        _publish(config, profiles, states, queue_length, opts, report)
+        _publish(config, profiles, states, queue_length, queues, opts, report)
     return report
 
 
