@@ -11,12 +11,13 @@ import marshal
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from rebuilder.model import GroupRecord, Status
+from rebuilder.model import GroupRecord, Job, Status
 from rebuilder.site import ProfileView, api_v1, cache, forks, render
 from rebuilder.state import history_point
 
@@ -122,9 +123,9 @@ class State:
         keys.add(self.add(f"new{self.build_id:04d}"))
         return keys
 
-    def views(self, now: dt.datetime) -> list[ProfileView]:
+    def views(self, now: dt.datetime, queue: Sequence[Job] = ()) -> list[ProfileView]:
         return [
-            ProfileView(site_profile(), dict(self.records), 3, now, list(self.history)),
+            ProfileView(site_profile(), dict(self.records), 3, now, list(self.history), queue),
             ProfileView(  # a second profile of the same distribution sharing some groups
                 site_profile("debian-part"),
                 {k: r for k, r in self.records.items() if "pkg00" in k},
@@ -190,6 +191,14 @@ def test_incremental_renders_write_what_a_full_render_writes(
     assert (quiet.written, quiet.unchanged, quiet.removed) == (0, 0, 0)
     assert quiet.skipped == sum(len(v.records) for v in views)
     _same_as_full(tmp_path, site, views, now)
+    # no record changed, but the queue did (a retry fell due, one was built): the API's
+    # queue moves
+    queue = [Job("debian-main", state.records[k].group, "new") for k in sorted(state.records)]
+    for jobs in (queue[:2], queue[1:3]):
+        views = state.views(now, jobs)
+        moved = render(site, views, now=now, changed=set())
+        assert moved.written > 0, jobs
+        _same_as_full(tmp_path, site, views, now)
 
 
 def test_a_small_change_saves_only_the_difference_of_the_cache(tmp_path: Path, monkeypatch) -> None:
