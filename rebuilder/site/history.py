@@ -81,7 +81,8 @@ _US = _dt.timedelta(microseconds=1)
 
 
 def end_us(a: Attempt) -> int:
-    """:func:`end` in microseconds since 1970: an int, cheap to keep and to compare."""
+    """:attr:`Attempt.ended_at` in microseconds since 1970: an int, cheap to keep and to
+    compare."""
     return (a.ended_at - _EPOCH) // _US
 
 
