@@ -14,7 +14,7 @@ from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Status
-from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths
+from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths, queue
 from rebuilder.site.groups import status_badge
 from rebuilder.site.output import Output
 from rebuilder.site.walk import (
@@ -69,12 +69,14 @@ def render_v1(
     views: Sequence[ProfileView],
     now: _dt.datetime,
     public_keys: Sequence[str],
+    queues: tuple[queue.Memo, dict[str, tuple[bytes, bytes]]] | None = None,
 ) -> None:
-    """Each distribution's v1 tree (rebuildctl's), and v0's build queue."""
+    """Each distribution's v1 tree (rebuildctl's), and v0's build queue (``queues``: the
+    last render's memo of the queue, and the one of this render, see :mod:`queue`)."""
     for distro in sorted(got.pkgs):
         gone = None if got.gone_v1 is None else got.gone_v1[distro]
         api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
-        api_v1.write_queue(out, distro, got.jobs[distro], now)
+        queue.write_queue(out, distro, got.jobs[distro], now, *(queues or ({}, None)))
         records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
         api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
 

@@ -5,7 +5,7 @@ Per distribution, beside ``api/v0``::
     api/v1/packages/binary            every binary package, one ResultPage, sorted by name
     api/v1/packages/by-name/<name>    the page of one name (what ``?name=<name>`` answers)
     api/v1/page-end                   an empty page (what ``?after=<id>`` answers)
-    api/v1/queue                      the build queue, one ResultPage
+    api/v1/queue                      the build queue, one ResultPage (see site/queue.py)
     api/v1/workers                    an empty page: a static site has no workers
     api/v1/dashboard                  builds by status, jobs available and pending
     api/v1/meta/public-keys           the signing keys
@@ -44,7 +44,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from rebuilder import attest
 from rebuilder.api import v0, v1
-from rebuilder.model import Artifact, Attempt, BuildGroup, GroupRecord, Job, Status
+from rebuilder.model import Artifact, Attempt, BuildGroup, GroupRecord, Status
 from rebuilder.site import paths
 from rebuilder.site.output import Output
 
@@ -54,7 +54,6 @@ PAGE_END = "page-end"
 MAX_ATTESTATION = 64 << 20  # bytes read of a build's attestation to split it
 _PEEK = 4096  # bytes read first: whether the attestation is a list of links
 _JSON_SPACE = b" \t\n\r"
-_encode = json.JSONEncoder(sort_keys=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
 class BinaryRow(NamedTuple):
@@ -208,7 +207,7 @@ def write_packages(
     tails = list(map(itemgetter(3), ordered))
     ids, moved = package_ids(list(map(itemgetter(4), ordered)))
     out.write(f"{base}/packages/binary", _numbered(ids, tails))
-    out.write(f"{base}/{PAGE_END}", _page([], total=0))
+    out.write(f"{base}/{PAGE_END}", result_page([], total=0))
     # A name not in ``fresh`` has the same rows as in the last render (each from a group
     # left as it was, and no more of them than then), so the same ids, unless one of them
     # was or is now moved off its own by another asking for the same. The key is no site
@@ -239,7 +238,7 @@ def write_packages(
             log.warning("site: no v1 by-name page for a package named %.60r", name)
             continue
         encoded, plain = files
-        out.write_known(folder + encoded, _page(own))
+        out.write_known(folder + encoded, result_page(own))
         if plain is not None:
             out.symlink(folder + plain, encoded)
 
@@ -262,7 +261,7 @@ def _by_name_files(folder: str, name: str) -> list[str]:
     return [folder + f for f in files if f is not None]
 
 
-def _page(lines: Sequence[bytes], total: int | None = None) -> bytes:
+def result_page(lines: Sequence[bytes], total: int | None = None) -> bytes:
     """A ResultPage from encoded records (UTF-8), one per line."""
     n = len(lines) if total is None else total
     if not lines:
@@ -276,7 +275,7 @@ def _numbered(ids: Sequence[int], tails: Sequence[bytes]) -> bytes:
     than into a line first."""
     n = len(tails)
     if not n:
-        return _page([])
+        return result_page([])
     pieces = [b""] * (2 * n + 2)
     pieces[0] = b'{"total": %d, "records": [\n' % n
     pieces[1 : 2 * n : 2] = map(b',\n{"id":%d,'.__mod__, ids)
@@ -284,47 +283,6 @@ def _numbered(ids: Sequence[int], tails: Sequence[bytes]) -> bytes:
     pieces[2 : 2 * n + 1 : 2] = tails
     pieces[-1] = b"\n]}\n"
     return b"".join(pieces)
-
-
-def queued_at(record: GroupRecord | None, now: _dt.datetime) -> _dt.datetime:
-    """When a job joined the queue, as well as the state knows: when its retry fell due,
-    else when its group was first seen."""
-    if record is None:
-        return now
-    if record.next_retry is not None and record.next_retry <= now:
-        return record.next_retry
-    return record.first_seen or now
-
-
-def write_queue(
-    out: Output,
-    distro: str,
-    jobs: Sequence[tuple[Job, GroupRecord | None]],
-    now: _dt.datetime,
-) -> None:
-    """v0's ``queue/list`` and v1's ``queue`` of one distribution, in queue order."""
-    items, records = [], []
-    for i, (job, record) in enumerate(jobs, start=1):
-        g = job.group
-        when = queued_at(record, now)
-        items.append(
-            v0.QueueItem(
-                i, g.name, g.version, g.distro, g.component, g.architecture, when, g.input_url,
-                tuple(v0.PkgArtifact(a.name, a.version, a.url) for a in g.artifacts),
-            )
-        )  # fmt: skip
-        records.append(
-            _encode(
-                v1.QueuedJob(
-                    i, g.name, g.version, g.distro, g.release or None, g.architecture, g.distro,
-                    g.input_url, when, priority=0 if job.reason == "requeued" else 1,
-                ).to_json()
-            )
-        )  # fmt: skip
-    queue_list = v0.QueueList(now, tuple(items)).to_json()
-    out.write(f"{paths.api_base(distro)}/queue/list", _dumps(queue_list))
-    queue = [r.encode("utf-8", "surrogatepass") for r in records]
-    out.write(f"{paths.api_v1_base(distro)}/queue", _page(queue))
 
 
 def write_meta(
@@ -349,7 +307,7 @@ def write_meta(
         unknown=counts[Status.UNKWN], running=0, available=queue_length, pending=pending,
     )  # fmt: skip
     out.write(f"{base}/dashboard", _dumps(board.to_json()))
-    out.write(f"{base}/workers", _page([], total=0))
+    out.write(f"{base}/workers", result_page([], total=0))
     out.write(f"{base}/meta/public-keys", _dumps(v0.public_keys(list(public_keys))))
 
 

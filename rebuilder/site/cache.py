@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
 DELTA = f"{FILE}.delta"  # what changed since FILE was written
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 6  # 6: what a file is of, in a line before its payload
+VERSION = 7  # 6: what a file is of, in a line before its payload; 7: the queue's memo
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
@@ -58,6 +58,7 @@ class RenderCache:
     inputs: str = ""
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)  # profile -> key -> part
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
+    queue: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # see site.queue
     # what the file on disk holds: its id, and the changes since (see :func:`finish`)
     base: str = field(default="", compare=False)
     delta: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -70,7 +71,7 @@ def load(root: str) -> RenderCache:
         if found is not None:
             head, payload, delta, changes = found
             doc = marshal.loads(payload)
-            last = RenderCache(head[1], head[2], doc["parts"], doc["digests"])
+            last = RenderCache(head[1], head[2], doc["parts"], doc["digests"], doc["queue"])
             last.base = head[0]
             if delta is not None:
                 _apply(last, delta, marshal.loads(changes))
@@ -140,7 +141,8 @@ def _apply(cache: RenderCache, head: Head, delta: dict[str, Any]) -> None:
     cache.parts = {p: cache.parts.get(p, {}) for p in delta["profiles"]}
     for profile, changes in delta["parts"].items():
         _update(cache.parts[profile], changes)
-    _update(cache.digests, delta["digests"])
+    for k in _FLAT:
+        _update(getattr(cache, k), delta[k])
     cache.delta = delta
 
 
@@ -201,14 +203,15 @@ def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None
     moved = 0
     for profile in last.parts.keys() | cache.parts.keys():
         moved += _diff(last.parts.get(profile, {}), cache.parts.get(profile, {}), parts, profile)
-    digests: dict[str, dict[str, Any]] = {"": dict(before.get("digests", {}))}
-    moved += _diff(last.digests, cache.digests, digests, "")
-    size = sum(map(len, parts.values())) + len(digests[""])
-    whole = sum(map(len, cache.parts.values())) + len(cache.digests)
+    flat: dict[str, dict[str, Any]] = {k: dict(before.get(k, {})) for k in _FLAT}
+    for k in _FLAT:
+        moved += _diff(getattr(last, k), getattr(cache, k), flat, k)
+    size = sum(map(len, parts.values())) + sum(map(len, flat.values()))
+    whole = sum(map(len, cache.parts.values())) + sum(len(getattr(cache, k)) for k in _FLAT)
     if size > REWRITE_SHARE * whole:
         return None, moved
     kept = {p: c for p, c in parts.items() if p in cache.parts}
-    delta = {"profiles": list(cache.parts), "parts": kept, "digests": digests[""]}
+    delta = {"profiles": list(cache.parts), "parts": kept, **flat}
     return delta, moved
 
 
@@ -231,13 +234,14 @@ def _diff(
     return n
 
 
+_FLAT = ("digests", "queue")  # the maps of the cache that are not per profile
 _MAGIC = b"rebuilder render cache %d\n" % VERSION
 _DELTA_MAGIC = b"rebuilder render cache delta %d\n" % VERSION
 _PEEK = 512  # bytes that hold a file's head
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    payload = marshal.dumps({k: getattr(cache, k) for k in ("parts", "digests")})
+    payload = marshal.dumps({k: getattr(cache, k) for k in ("parts", *_FLAT)})
     # the digest names this file for a delta (a delta made for another is not applied),
     # and the same cache makes the same file
     base = hashlib.blake2b(payload, digest_size=16).hexdigest()

@@ -141,12 +141,13 @@ def _render(
     # v1's files link no page and name no file but through the server's rules: in a full
     # render, they are written while the group pages are (82,000 by-name files at Debian's
     # size); in an incremental one, beside the suite lists and maintainer pages
+    queues = (last.queue if last.code == code else {}, now_cache.queue)
     if changed is None:
-        aggregates.render_v1(out, got, views, when, public_keys)
+        aggregates.render_v1(out, got, views, when, public_keys, queues)
     finish_groups()
     finish_lists = _start_lists(out, cfg, got)  # they link to group pages
     if changed is not None:
-        aggregates.render_v1(out, got, views, when, public_keys)
+        aggregates.render_v1(out, got, views, when, public_keys, queues)
     aggregates.render_v0(out, got, when, public_keys)
     found = search.build(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)

@@ -1,0 +1,125 @@
+"""The published build queue (v0's ``queue/list``, v1's ``queue``) and the memo of its
+encoded entries that the render cache carries from one render to the next."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+from rebuilder.api import v0, v1
+from rebuilder.config import Profile, Release
+from rebuilder.model import Artifact, BuildGroup, GroupRecord, Job
+from rebuilder.site import ProfileView, api_v0, api_v1, cache, queue, render
+from rebuilder.site.output import Output
+
+NOW = dt.datetime(2026, 5, 1, 12, 0)
+
+
+def _group(name: str, version: str = "1.0-1", release: str = "sid") -> BuildGroup:
+    arts = tuple(
+        Artifact(
+            b, version, "amd64", f"https://mirror.example/{b}_{version}_amd64.deb", "0" * 64, 1
+        )
+        for b in (name, f"{name}-doc")
+    )
+    return BuildGroup(name, version, "debian", release, "main", "amd64",
+                      f"https://mirror.example/{name}.buildinfo", arts)  # fmt: skip
+
+
+def _jobs() -> list[tuple[Job, GroupRecord | None]]:
+    due = GroupRecord(_group("retry"), next_retry=NOW - dt.timedelta(hours=1), first_seen=NOW)
+    return [
+        (Job("p", due.group, "requeued"), due),
+        (Job("p", _group('quo"te\\ü'), "new"), GroupRecord(_group('quo"te\\ü'), first_seen=NOW)),
+        (Job("p", _group("norelease", release=""), "new"), None),
+    ]
+
+
+def _expected(jobs: list[tuple[Job, GroupRecord | None]]) -> tuple[bytes, bytes]:
+    """The two files as the wire types encode them, job by job."""
+    items, rows = [], []
+    for i, (job, record) in enumerate(jobs, start=1):
+        g, when = job.group, queue.queued_at(record, NOW)
+        arts = tuple(v0.PkgArtifact(a.name, a.version, a.url) for a in g.artifacts)
+        items.append(v0.QueueItem(i, g.name, g.version, g.distro, g.component, g.architecture,
+                                  when, g.input_url, arts))  # fmt: skip
+        queued = v1.QueuedJob(i, g.name, g.version, g.distro, g.release or None, g.architecture,
+                              g.distro, g.input_url, when,
+                              priority=0 if job.reason == "requeued" else 1)  # fmt: skip
+        text = json.dumps(queued.to_json(), ensure_ascii=False, separators=(",", ":"))
+        rows.append(text.encode())
+    return api_v0.dumps(v0.QueueList(NOW, tuple(items)).to_json()), api_v1.result_page(rows)
+
+
+def _written(root: Path, jobs, last=None, memo=None) -> tuple[bytes, bytes]:
+    queue.write_queue(Output(str(root)), "debian", jobs, NOW, last, memo)
+    return (root / "debian/api/v0/queue/list").read_bytes(), (
+        root / "debian/api/v1/queue"
+    ).read_bytes()
+
+
+def test_the_files_are_the_wire_types_encoding_with_or_without_the_memo(tmp_path: Path) -> None:
+    jobs = _jobs()
+    memo: dict[str, tuple[bytes, bytes]] = {}
+    assert _written(tmp_path / "a", jobs, None, memo) == _expected(jobs)
+    assert len(memo) == 3
+    again: dict[str, tuple[bytes, bytes]] = {}
+    assert _written(tmp_path / "b", jobs, memo, again) == _expected(jobs)  # every entry memoized
+    assert again == memo
+    lasts: tuple[queue.Memo | None, ...] = ({}, None)
+    for n, last in enumerate(lasts):  # an empty queue, with and without a memo
+        assert _written(tmp_path / f"e{n}", [], last, {}) == _expected([])
+
+
+def test_a_memoized_entry_serves_only_a_job_of_the_same_fields(tmp_path: Path) -> None:
+    jobs = _jobs()
+    memo: dict[str, tuple[bytes, bytes]] = {}
+    _written(tmp_path / "a", jobs, None, memo)
+    # mark each memoized entry: an entry taken from the memo shows its mark
+    marked = {k: (b'"mark": %d}' % n, b'"mark":%d}' % n) for n, k in enumerate(memo)}
+    v0_list, v1_page = _written(tmp_path / "b", jobs, marked, {})
+    assert [q["mark"] for q in json.loads(v0_list)["queue"]] == [0, 1, 2]
+    assert [q["mark"] for q in json.loads(v1_page)["records"]] == [0, 1, 2]
+    # another version, another artifact URL, another time in the queue: each encoded anew
+    retry, record = jobs[0]
+    assert record is not None
+    moved = [
+        (dataclasses.replace(jobs[1][0], group=_group('quo"te\\ü', "2")), jobs[1][1]),
+        (Job("p", retry.group, "requeued"), dataclasses.replace(record, next_retry=NOW)),
+    ]
+    g = jobs[2][0].group
+    url = dataclasses.replace(g.artifacts[1], url="https://mirror.example/elsewhere.deb")
+    moved.append((Job("p", dataclasses.replace(g, artifacts=(g.artifacts[0], url)), "new"), None))
+    kept: dict[str, tuple[bytes, bytes]] = {}
+    assert _written(tmp_path / "c", moved, marked, kept) == _expected(moved)
+    assert not kept.keys() & marked.keys()
+
+
+def test_a_field_holding_a_nul_is_not_memoized(tmp_path: Path) -> None:
+    # "a\0b" + "c" and "a" + "b\0c" would be one key: such a job is encoded every time
+    jobs: list[tuple[Job, GroupRecord | None]] = [(Job("p", _group("a\0b"), "new"), None)]
+    memo: dict[str, tuple[bytes, bytes]] = {}
+    assert _written(tmp_path, jobs, None, memo) == _expected(jobs) and memo == {}
+
+
+def test_the_render_cache_carries_the_memo_and_an_incremental_render_equals_a_full_one(
+    tmp_path: Path,
+) -> None:
+    profile = Profile("p", "debian", (Release("sid", "https://mirror.example/debian"),))
+    records = {r.group.key: r for _, r in _jobs() if r is not None}
+
+    def view(jobs: list[tuple[Job, GroupRecord | None]]) -> ProfileView:
+        return ProfileView(profile, records, len(jobs), NOW, (), [j for j, _ in jobs])
+
+    site = tmp_path / "site"
+    render(site, [view(_jobs())], now=NOW)
+    assert len(cache.load(str(site)).queue) == 3
+    later = [_jobs()[1], (Job("p", _group("fresh"), "new"), None), _jobs()[0]]
+    render(site, [view(later)], now=NOW, changed=set())
+    fresh = tmp_path / "fresh"
+    render(fresh, [view(later)], now=NOW)
+    for rel in ("debian/api/v0/queue/list", "debian/api/v1/queue"):
+        assert (site / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+    assert len(cache.load(str(site)).queue) == 3  # the entries of this queue's jobs only
