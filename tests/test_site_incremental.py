@@ -43,7 +43,7 @@ def _files(root: Path) -> dict[str, str]:
         for f in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             p = Path(dirpath, f)
             rel = str(p.relative_to(root))
-            if rel in (cache.FILE, cache.DELTA):
+            if rel in (cache.FILE, cache.DELTA, cache.QUIET):
                 continue
             out[rel] = (
                 "-> " + os.readlink(p)
@@ -366,11 +366,11 @@ def _count_by_name(monkeypatch) -> list[str]:
     return asked
 
 
-def test_nothing_changed_reads_only_the_head_of_the_cache(tmp_path: Path) -> None:
+def test_nothing_changed_reads_only_the_small_file_of_the_cache(tmp_path: Path) -> None:
     """A render told that nothing changed compares its inputs with the line that opens the
-    cache's files (the delta's, when there is one), not with the rest of them: 100 MB at
-    Debian's size. The rest is made garbage here: a render that read it would find no
-    cache and make every page again."""
+    cache's small file, and the next pass's (whose time alone moved) is made from that
+    file: neither reads the parts, 100 MB at Debian's size. They are made garbage here: a
+    render that read them would find no cache and make every page again."""
     site = tmp_path / "site"
     state = State(site, 40, random.Random(5))
     render(site, state.views(NOW), now=NOW)
@@ -384,11 +384,17 @@ def test_nothing_changed_reads_only_the_head_of_the_cache(tmp_path: Path) -> Non
     quiet = render(site, views, now=later, changed=set())
     assert (quiet.written, quiet.unchanged, quiet.removed) == (0, 0, 0)
     assert quiet.skipped == sum(len(v.records) for v in views)
-    # the inputs of the file under the delta are not the site's: the cache is read, and
-    # found unreadable, so every group is walked and every page made (the same bytes)
-    again = render(site, state.views(NOW), now=NOW, changed=set())
+    garbage = {name: (site / name).read_bytes() for name in (cache.FILE, cache.DELTA)}
+    later = later + dt.timedelta(hours=1)
+    nextpass = render(site, state.views(later), now=later, changed=set())
+    assert nextpass.skipped == quiet.skipped and nextpass.written > 0  # the dashboard...
+    assert {name: (site / name).read_bytes() for name in garbage} == garbage
+    # a change: the parts are read, and found unreadable, so every group is walked and
+    # every page made (the same bytes)
+    keys = state.change(1)
+    again = render(site, state.views(later), now=later, changed=keys)
     assert again.skipped == 0 and again.unchanged > 2 * len(state.records)
-    _same_as_full(tmp_path, site, state.views(NOW), NOW)
+    _same_as_full(tmp_path, site, state.views(later), later)
 
 
 def test_the_next_pass_over_records_as_a_sync_leaves_them_redoes_no_package(
@@ -418,3 +424,44 @@ def test_the_next_pass_over_records_as_a_sync_leaves_them_redoes_no_package(
 
 def _binary(site: Path) -> bytes:
     return (site / api_v1.paths.api_v1_base("debian") / "packages" / "binary").read_bytes()
+
+
+def test_the_next_pass_walks_no_group_unless_a_part_shows_the_time(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A render told that nothing changed, whose time, history and queue moved, makes the
+    pages that move with them from the cache's small file (:mod:`rebuilder.site.quiet`),
+    walking no group; the site is what a full render makes. A group whose v1 rows show
+    the render's time (no ``first_seen`` or ``last_seen``) makes every render walk."""
+    walked: list[str] = []
+    walk_profile = site_render.walk.walk_profile
+
+    def counted(out, cfg, view, *rest):
+        walked.append(view.profile.name)
+        return walk_profile(out, cfg, view, *rest)
+
+    monkeypatch.setattr(site_render.walk, "walk_profile", counted)
+    site = tmp_path / "site"
+    state = State(site, 60, random.Random(11))
+    jobs = [Job("debian-main", state.records[k].group, "new") for k in sorted(state.records)]
+    render(site, state.views(NOW, jobs[:5]), now=NOW)
+    assert cache.load(str(site)).summary is not None and walked
+    now = NOW
+    for n in range(2):
+        now += dt.timedelta(hours=1)
+        state.history.append(history_point(now, state.records.values()))
+        views = state.views(now, jobs[n : n + 7])
+        walked.clear()
+        stats = render(site, views, now=now, changed=set())
+        assert walked == [] and stats.written > 0, n  # the dashboard, the feeds, the queue...
+        _same_as_full(tmp_path, site, views, now)
+    key = sorted(state.records)[0]
+    state.records[key] = replace(state.records[key], first_seen=None, last_seen=None)
+    now += dt.timedelta(hours=1)
+    render(site, state.views(now), now=now, changed={key})
+    assert cache.load(str(site)).summary is None
+    now += dt.timedelta(hours=1)
+    walked.clear()
+    render(site, state.views(now), now=now, changed=set())
+    assert walked == ["debian-main", "debian-part"]
+    _same_as_full(tmp_path, site, state.views(now), now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import compress
 from operator import itemgetter
 from pathlib import Path
@@ -33,30 +33,41 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
     """Each distribution's v0 tree, and one per architecture with its lists only: the
     clients that read those (debian-repro-status, pacman-bintrans) fetch no build files,
     and a ``builds`` link there would be a full copy of every build's files on a host that
-    copies links (GitHub Pages)."""
+    copies links (GitHub Pages). A render that walked no group (``got.pkgs`` empty) writes
+    the dashboards from the last render's counts and leaves the lists as they are."""
     keys = api_v0.dumps(api_v0.public_keys(public_keys))
-    for distro, all_lines in sorted(got.pkgs.items()):
+    for distro in sorted(got.pkgs.keys() | got.v0_counts.keys()):
         base = paths.api_base(distro)
-        lines = api_v0.unique_lines(all_lines)
-        texts = list(map(itemgetter(api_v0.LINE), lines))
-        counts = api_v0.line_counts(lines)
-        archs = list(map(itemgetter(api_v0.ARCH), lines))
-        queue = got.queues[distro]
-        _write_v0(out, base, texts, api_v0.dashboard(counts, queue, now), keys)
+        lists: dict[str | None, list[bytes]] | None = None
+        if distro in got.pkgs:
+            lines = api_v0.unique_lines(got.pkgs[distro])
+            texts = list(map(itemgetter(api_v0.LINE), lines))
+            got.v0_counts[distro] = api_v0.line_counts(lines)
+            archs = list(map(itemgetter(api_v0.ARCH), lines))
+            # one C-level pass per architecture (a few), not a Python loop over the lines
+            lists = defaultdict(list, {None: texts})
+            for arch in set(archs):
+                lists[arch] = list(compress(texts, map(arch.__eq__, archs)))
+        counts, queue = got.v0_counts[distro], got.queues[distro]
+        _write_v0(out, base, _list(lists, None), api_v0.dashboard(counts, queue, now), keys)
         for arch in sorted({a for a, _, _ in counts}):
             arch_base = paths.arch_api_base(distro, arch)
             if arch_base is None:
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
-            # one C-level pass per architecture (a few), not a Python loop over the lines
-            subset = list(compress(texts, map(arch.__eq__, archs)))
-            _write_v0(out, arch_base, subset, api_v0.dashboard(counts, queue, now, arch), keys)
+            board = api_v0.dashboard(counts, queue, now, arch)
+            _write_v0(out, arch_base, _list(lists, arch), board, keys)
+
+
+def _list(lists: Mapping[str | None, list[bytes]] | None, arch: str | None) -> list[bytes] | None:
+    return None if lists is None else lists[arch]
 
 
 def _write_v0(
-    out: Output, base: str, texts: list[bytes], dashboard: dict[str, Any], keys: bytes
+    out: Output, base: str, texts: list[bytes] | None, dashboard: dict[str, Any], keys: bytes
 ) -> None:
-    out.write(f"{base}/pkgs/list", v0.pkgs_list(texts))
+    if texts is not None:  # (None: the last render's list stands)
+        out.write(f"{base}/pkgs/list", v0.pkgs_list(texts))
     out.write(f"{base}/dashboard", api_v0.dumps(dashboard))
     out.write(f"{base}/public-keys", keys)
     for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them
@@ -72,20 +83,23 @@ def render_v1(
     queues: tuple[queue.Memo, dict[str, tuple[bytes, bytes]]] | None = None,
 ) -> None:
     """Each distribution's v1 tree (rebuildctl's), and v0's build queue (``queues``: the
-    last render's memo of the queue, and the one of this render, see :mod:`queue`)."""
-    for distro in sorted(got.pkgs):
-        gone = None if got.gone_v1 is None else got.gone_v1[distro]
-        api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
+    last render's memo of the queue, and the one of this render, see :mod:`queue`). A
+    render that walked no group (``got.pkgs`` empty) leaves the packages as they are."""
+    for distro in sorted({v.profile.distro for v in views}):
+        if distro in got.pkgs:
+            gone = None if got.gone_v1 is None else got.gone_v1[distro]
+            api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
         queue.write_queue(out, distro, got.jobs[distro], now, *(queues or ({}, None)))
         records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
         api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
 
 
 def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:
-    """(architecture, v0 base) of each distribution's per-architecture trees."""
+    """(architecture, v0 base) of each distribution's per-architecture trees (once
+    :func:`render_v0` counted the lines)."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for distro, lines in got.pkgs.items():
-        archs = sorted(set(map(itemgetter(api_v0.ARCH), lines)))
+    for distro, counts in got.v0_counts.items():
+        archs = sorted({a for a, _, _ in counts})
         out[distro] = [(a, b) for a in archs if (b := paths.arch_api_base(distro, a))]
     return out
 

@@ -12,8 +12,11 @@ that differs, no part is trusted; when it is equal and ``changed`` is empty, the
 is as the last render left it and the render does nothing.
 
 Each file opens with a line naming what the cache is of (its payload's digest, the code
-and the inputs): a render told that nothing changed compares the inputs there
-(:func:`inputs_of`) without reading the rest, some 100 MB at Debian's size.
+and the inputs). Every render writes last a small third file, ``.render-cache.quiet``:
+the queue's memo (:mod:`rebuilder.site.queue`) and what a render that walks no group
+works from (:mod:`rebuilder.site.quiet`). Its line names the inputs of the last render
+that finished: a render told that nothing changed compares them (:func:`inputs_of`)
+without reading the rest, some 100 MB at Debian's size.
 
 The file is derived data like the rest of the site: it is set aside when a render
 starts and written when it ends, so a render that stops half-way leaves none, and
@@ -45,8 +48,9 @@ log = logging.getLogger(__name__)
 
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
 DELTA = f"{FILE}.delta"  # what changed since FILE was written
+QUIET = f"{FILE}.quiet"  # what a render that walks no group needs (see :mod:`quiet`)
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 7  # 6: what a file is of, in a line before its payload; 7: the queue's memo
+VERSION = 8  # 6: what a file is of, in a line before its payload; 8: QUIET
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
@@ -58,7 +62,9 @@ class RenderCache:
     inputs: str = ""
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)  # profile -> key -> part
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
+    # kept in QUIET, which every render writes whole:
     queue: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # see site.queue
+    summary: dict[str, Any] | None = None  # see site.quiet; None: a render must walk
     # what the file on disk holds: its id, and the changes since (see :func:`finish`)
     base: str = field(default="", compare=False)
     delta: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -71,10 +77,13 @@ def load(root: str) -> RenderCache:
         if found is not None:
             head, payload, delta, changes = found
             doc = marshal.loads(payload)
-            last = RenderCache(head[1], head[2], doc["parts"], doc["digests"], doc["queue"])
+            last = RenderCache(head[1], head[2], doc["parts"], doc["digests"])
             last.base = head[0]
             if delta is not None:
                 _apply(last, delta, marshal.loads(changes))
+            small = load_quiet(root)
+            if small is not None and small[0] == last.code:
+                last.inputs, last.queue, last.summary = small[1], small[2], small[3]
             return last
     except FileNotFoundError:
         pass
@@ -84,16 +93,37 @@ def load(root: str) -> RenderCache:
 
 
 def inputs_of(root: str) -> tuple[str, str] | None:
-    """The code and inputs digests of the last render's cache, read from the heads of its
-    files only (None: no cache, or one that cannot be read)."""
+    """The code and inputs digests of the last render, read from the head of the small
+    file every render writes last (None: no cache, or one that cannot be read)."""
     try:
-        found = _read(root, _PEEK)
-    except (OSError, ValueError):
+        with open(f"{root}/{QUIET}", "rb") as f:
+            head, _ = _split(f.read(_PEEK), _QUIET_MAGIC)
+    except OSError:
         return None
-    if found is None:
+    return None if head is None else (head[1], head[2])
+
+
+Quiet = tuple[str, str, dict[str, tuple[bytes, bytes]], "dict[str, Any] | None"]
+
+
+def load_quiet(root: str) -> Quiet | None:
+    """The code, inputs, queue memo and summary the last render left in QUIET: what
+    a render that walks no group reads (None: none, or one that cannot be read)."""
+    try:
+        with open(f"{root}/{QUIET}", "rb") as f:
+            head, payload = _split(f.read(), _QUIET_MAGIC)
+        if head is None:
+            return None
+        doc = marshal.loads(payload)
+        queue, summary = doc["queue"], doc["summary"]
+        if not isinstance(queue, dict) or not isinstance(summary, dict | None):
+            return None
+        return head[1], head[2], queue, summary
+    except FileNotFoundError:
         return None
-    head = found[2] or found[0]  # the delta's, when there is one for this file
-    return head[1], head[2]
+    except (OSError, EOFError, ValueError, TypeError, KeyError) as e:
+        log.info("site: render cache unreadable (%s): walking every group", e)
+        return None
 
 
 Head = tuple[str, str, str]  # what a file is of: the whole file's digest, the code, the inputs
@@ -161,6 +191,17 @@ def begin(root: str) -> None:
     for name in (FILE, DELTA):
         with contextlib.suppress(FileNotFoundError):
             os.replace(f"{root}/{name}", f"{root}/{name}.last")
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(f"{root}/{QUIET}", f"{root}/{QUIET}.last")  # (every render writes its own)
+
+
+def finish_quiet(root: str, cache: RenderCache) -> None:
+    """Save the cache of a render that walked no group: the last one's files put back
+    as they were (its parts and digests are this render's), and QUIET."""
+    for name in (FILE, DELTA):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{root}/{name}.last", f"{root}/{name}")
+    _save_quiet(root, cache)
 
 
 def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
@@ -172,9 +213,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
         delta, moved = _delta(last, cache)
         same = not moved and (last.code, last.inputs) == (cache.code, cache.inputs)
         if same and list(last.parts) == list(cache.parts):
-            for name in (FILE, DELTA):
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(f"{root}/{name}.last", f"{root}/{name}")
+            finish_quiet(root, cache)
             return
         if delta is not None:
             try:
@@ -183,6 +222,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
                 os.replace(old, f"{root}/{FILE}")
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old_delta)
+                _save_quiet(root, cache)
                 return
             except (OSError, ValueError) as e:
                 log.info("site: cannot save the render cache's difference: %s", e)
@@ -192,6 +232,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
     for path in (old, old_delta):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+    _save_quiet(root, cache)
 
 
 def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None, int]:
@@ -234,9 +275,10 @@ def _diff(
     return n
 
 
-_FLAT = ("digests", "queue")  # the maps of the cache that are not per profile
+_FLAT = ("digests",)  # the maps of FILE that are not per profile
 _MAGIC = b"rebuilder render cache %d\n" % VERSION
 _DELTA_MAGIC = b"rebuilder render cache delta %d\n" % VERSION
+_QUIET_MAGIC = b"rebuilder render cache quiet %d\n" % VERSION
 _PEEK = 512  # bytes that hold a file's head
 
 
@@ -249,6 +291,27 @@ def _save(root: str, cache: RenderCache) -> None:
         _fs.write_atomic(f"{root}/{FILE}", _MAGIC + _head(base, cache) + payload)
     except (OSError, ValueError) as e:  # a missing cache costs the next render time, no more
         log.warning("site: cannot save the render cache: %s", e)
+
+
+def _save_quiet(root: str, cache: RenderCache) -> None:
+    """QUIET, whole: written last, so that its head names the inputs of a render that
+    finished (:func:`inputs_of`)."""
+    data = _QUIET_MAGIC + _head("-", cache)
+    data += marshal.dumps({"queue": cache.queue, "summary": cache.summary})
+    path, last = f"{root}/{QUIET}", f"{root}/{QUIET}.last"
+    try:
+        with open(last, "rb") as f:
+            if f.read(len(data) + 1) == data:  # a render that changes nothing changes no file
+                os.replace(last, path)
+                return
+    except OSError:
+        pass
+    try:
+        _fs.write_atomic(path, data)
+    except (OSError, ValueError) as e:
+        log.warning("site: cannot save the render cache: %s", e)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(last)
 
 
 def code_digest() -> str:

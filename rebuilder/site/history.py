@@ -145,6 +145,19 @@ class Newest:
     def items(self) -> list[Change]:
         return [c for _, c in sorted(self._heap, key=lambda kc: kc[0], reverse=True)]
 
+    def export(self) -> tuple[int, list[tuple[Any, ...]]]:
+        """How many were offered and what is kept, as builtin types (the render cache's):
+        :meth:`restored` makes the same list again."""
+        return self.total, [(key, (c.at.isoformat(), *c[1:])) for key, c in self._heap]
+
+    @classmethod
+    def restored(cls, n: int, total: int, kept: Sequence[tuple[Any, ...]]) -> Newest:
+        new = cls(n)
+        new.total = int(total)
+        new._heap = [(tuple(k), Change(_dt.datetime.fromisoformat(c[0]), *c[1:])) for k, c in kept]
+        heapq.heapify(new._heap)
+        return new
+
 
 def newest(items: Iterable[Change], n: int) -> list[Change]:
     """The ``n`` newest changes, newest first, in a stable order."""

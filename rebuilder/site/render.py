@@ -5,7 +5,9 @@ render of an unchanged state writes nothing, and a web server or rsync mirror se
 only real changes. ``changed`` narrows a render to the group pages that can differ,
 and to the suite lists and maintainer pages those groups are or were on; the other
 aggregates (dashboard, search index, feeds, pkgs/list...) are always recomputed
-because every change can move them.
+because every change can move them. When no group changed (``changed=set()``), only
+the pages that move with the time, the queue and the pass history are made, from what
+the last render kept of the walk (:mod:`rebuilder.site.quiet`): no group is walked.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rebuilder.site import (
     links,
     maintainers,
     paths,
+    quiet,
     search,
     suites,
     walk,
@@ -101,10 +104,20 @@ def _render(
     # what makes a page of a record: the code, and the templates (static files included)
     code = cache.files_digest([cache.code_digest(), *(f for d in dirs for f in d.rglob("*"))])
     inputs = _inputs(code, views, when, dirs, public_keys, site_url, pages)
-    if changed is not None and not changed and cache.inputs_of(out.root) == (code, inputs):
-        # nothing the site is made of moved since the last render, which finished
-        out.stats.skipped = sum(len(v.records) for v in views)
-        return _done(out, started)
+    if changed is not None and not changed:
+        if cache.inputs_of(out.root) == (code, inputs):
+            # nothing the site is made of moved since the last render, which finished
+            out.stats.skipped = sum(len(v.records) for v in views)
+            return _done(out, started)
+        small = cache.load_quiet(out.root)
+        if small is not None and small[0] == code and small[3] is not None:
+            walked = quiet.restore(small[3], views)
+            if walked is not None:  # no group changed: the pages that move with the time
+                now_cache = cache.RenderCache(code, inputs, queue={}, summary=small[3])
+                cfg = Settings(html.environment(templates, f"{out.root}/{cache.COMPILED}"),
+                               changed, Touched(), site_url, pages, when)  # fmt: skip
+                _render_quiet(out, cfg, views, walked, public_keys, templates, small[2], now_cache)
+                return _done(out, started)
     last = cache.load(out.root)
     if changed is not None and last.code != code:
         # an upgrade, other templates, or no cache (a first render, a trimmed site, one
@@ -128,9 +141,8 @@ def _render(
     page_work, fork = groups.work(cfg, views)
     finish_groups = forks.write(out, page_work, fork=fork)  # forked: beside the walk
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
+    _queues(got, views)
     for view in views:
-        got.queues[view.profile.distro] += view.queue_length
-        got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
         mine = f"{view.profile.name}\0{view.profile.distro}"
         cached = last.parts.get(mine, {}) if last.code == code else {}
         parts = now_cache.parts[mine] = {}
@@ -167,8 +179,43 @@ def _render(
             gone=got.gone_dirs if changed is not None else None,
         )
     out.report_missing()
+    now_cache.summary = quiet.summary(got, now_cache.parts)
     cache.finish(out.root, last, now_cache)
     return _done(out, started)
+
+
+def _render_quiet(
+    out: Output,
+    cfg: Settings,
+    views: Sequence[ProfileView],
+    got: Collected,
+    public_keys: Sequence[str],
+    templates: Path | None,
+    queue_memo: Mapping[str, tuple[bytes, bytes]],
+    now_cache: cache.RenderCache,
+) -> None:
+    """A render that walks no group (see :mod:`quiet`): ``got`` is the last walk's summary."""
+    cache.begin(out.root)
+    _queues(got, views)
+    aggregates.copy_static(out, templates)
+    aggregates.render_viewer(out, cfg)
+    aggregates.render_status_badges(out)
+    aggregates.render_badges(out, got)
+    queues = (queue_memo, now_cache.queue)
+    aggregates.render_v1(out, got, views, cfg.now, public_keys, queues)
+    aggregates.render_v0(out, got, cfg.now, public_keys)
+    aggregates.render_feeds(out, cfg, got)
+    aggregates.render_dashboard(out, cfg, got, public_keys)
+    out.stats.skipped = sum(len(v.records) for v in views)
+    out.report_missing()
+    cache.finish_quiet(out.root, now_cache)
+
+
+def _queues(got: Collected, views: Sequence[ProfileView]) -> None:
+    """The queue of each distribution, and its length (the jobs not planned too)."""
+    for view in views:
+        got.queues[view.profile.distro] += view.queue_length
+        got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
 
 
 LISTS_PARALLEL_MIN = 5_000  # rows of the touched lists worth a process beside the driver

@@ -126,6 +126,9 @@ class Collected:
     """What the aggregates need, gathered in the one walk over every record."""
 
     pkgs: dict[str, list[api_v0.PkgLine]] = field(default_factory=lambda: defaultdict(list))
+    # the counts of each distribution's v0 lines (render_v0's, or the last render's when
+    # this one walks no group: see rebuilder.site.quiet)
+    v0_counts: dict[str, api_v0.LineCounts] = field(default_factory=dict)
     v1: dict[str, list[api_v1.EncodedRow]] = field(default_factory=lambda: defaultdict(list))
     # names of the binary packages whose v1 rows were made anew (not the last render's)
     fresh_v1: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
