@@ -80,7 +80,7 @@ def render_v1(
     views: Sequence[ProfileView],
     now: _dt.datetime,
     public_keys: Sequence[str],
-    queues: tuple[queue.Memo, dict[str, tuple[bytes, bytes]]] | None = None,
+    queues: tuple[queue.Memo, dict[tuple[str, ...], tuple[bytes, bytes]]] | None = None,
 ) -> None:
     """Each distribution's v1 tree (rebuildctl's), and v0's build queue (``queues``: the
     last render's memo of the queue, and the one of this render, see :mod:`queue`). A

@@ -206,8 +206,8 @@ def write_packages(
     names = list(map(itemgetter(2), ordered))
     tails = list(map(itemgetter(3), ordered))
     ids, moved = package_ids(list(map(itemgetter(4), ordered)))
-    out.write(f"{base}/packages/binary", _numbered(ids, tails))
-    out.write(f"{base}/{PAGE_END}", result_page([], total=0))
+    out.write(f"{base}/packages/binary", numbered_page(ids, tails))
+    out.write(f"{base}/{PAGE_END}", _page([], total=0))
     # A name not in ``fresh`` has the same rows as in the last render (each from a group
     # left as it was, and no more of them than then), so the same ids, unless one of them
     # was or is now moved off its own by another asking for the same. The key is no site
@@ -238,7 +238,7 @@ def write_packages(
             log.warning("site: no v1 by-name page for a package named %.60r", name)
             continue
         encoded, plain = files
-        out.write_known(folder + encoded, result_page(own))
+        out.write_known(folder + encoded, _page(own))
         if plain is not None:
             out.symlink(folder + plain, encoded)
 
@@ -261,7 +261,7 @@ def _by_name_files(folder: str, name: str) -> list[str]:
     return [folder + f for f in files if f is not None]
 
 
-def result_page(lines: Sequence[bytes], total: int | None = None) -> bytes:
+def _page(lines: Sequence[bytes], total: int | None = None) -> bytes:
     """A ResultPage from encoded records (UTF-8), one per line."""
     n = len(lines) if total is None else total
     if not lines:
@@ -269,13 +269,13 @@ def result_page(lines: Sequence[bytes], total: int | None = None) -> bytes:
     return b'{"total": %d, "records": [\n%s\n]}\n' % (n, b",\n".join(lines))
 
 
-def _numbered(ids: Sequence[int], tails: Sequence[bytes]) -> bytes:
+def numbered_page(ids: Sequence[int], tails: Sequence[bytes]) -> bytes:
     """:func:`_page` of the records whose lines are ``{"id":<id>,`` and their tail: each
     tail is copied once, into the page (82,000 of them, 33 MB at Debian's size), rather
     than into a line first."""
     n = len(tails)
     if not n:
-        return result_page([])
+        return _page([])
     pieces = [b""] * (2 * n + 2)
     pieces[0] = b'{"total": %d, "records": [\n' % n
     pieces[1 : 2 * n : 2] = map(b',\n{"id":%d,'.__mod__, ids)
@@ -307,7 +307,7 @@ def write_meta(
         unknown=counts[Status.UNKWN], running=0, available=queue_length, pending=pending,
     )  # fmt: skip
     out.write(f"{base}/dashboard", _dumps(board.to_json()))
-    out.write(f"{base}/workers", result_page([], total=0))
+    out.write(f"{base}/workers", _page([], total=0))
     out.write(f"{base}/meta/public-keys", _dumps(v0.public_keys(list(public_keys))))
 
 

@@ -63,7 +63,7 @@ class RenderCache:
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)  # profile -> key -> part
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
     # kept in QUIET, which every render writes whole:
-    queue: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # see site.queue
+    queue: dict[tuple[str, ...], tuple[bytes, bytes]] = field(default_factory=dict)  # site.queue
     summary: dict[str, Any] | None = None  # see site.quiet; None: a render must walk
     # what the file on disk holds: its id, and the changes since (see :func:`finish`)
     base: str = field(default="", compare=False)
@@ -103,7 +103,7 @@ def inputs_of(root: str) -> tuple[str, str] | None:
     return None if head is None else (head[1], head[2])
 
 
-Quiet = tuple[str, str, dict[str, tuple[bytes, bytes]], "dict[str, Any] | None"]
+Quiet = tuple[str, str, dict[tuple[str, ...], tuple[bytes, bytes]], "dict[str, Any] | None"]
 
 
 def load_quiet(root: str) -> Quiet | None:

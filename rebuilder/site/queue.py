@@ -1,8 +1,7 @@
 """The build queue as rebuilderd's clients read it: v0's ``queue/list`` and v1's ``queue``.
 
-Each render publishes the whole queue, and at Debian's size a first pass queues tens of
-thousands of jobs: encoding them costs close to a second, every render, for a queue that
-a pass barely moves. So each job's two entries are kept, encoded but for their ``id``
+Each render publishes the whole queue, and a first pass over Debian queues some 46,000
+jobs: encoding them costs seconds, every render, for a queue that a pass barely moves. So each job's two entries are kept, encoded but for their ``id``
 (the job's place in the queue, which moves with every job before it), in a memo the
 render cache carries to the next render (:attr:`cache.RenderCache.queue`). The memo is
 keyed by the very fields the entries are made of, so a job whose group or time moved
@@ -22,9 +21,10 @@ from rebuilder.site import api_v0, api_v1, paths
 from rebuilder.site.output import Output
 
 # a job's fields (:func:`_fields`) -> its v0 and v1 entries without their leading id
-Memo = Mapping[str, tuple[bytes, bytes]]
+Memo = Mapping[tuple[str, ...], tuple[bytes, bytes]]
 
 _V0_ID = b'{"id": %d, '  # how v0's entries start (api_v0.dumps: sorted keys, "id" first)
+_V0_NEXT = b", " + _V0_ID  # (the others, after a comma)
 _END = b"]}\n"  # how the v0 list ends
 _V1_ID = b'{"id":%d,'  # how v1's do (compact, in the wire type's order)
 _V1_ENCODE = json.JSONEncoder(sort_keys=False, ensure_ascii=False, separators=(",", ":")).encode
@@ -46,40 +46,56 @@ def write_queue(
     jobs: Sequence[tuple[Job, GroupRecord | None]],
     now: _dt.datetime,
     last: Memo | None = None,
-    memo: MutableMapping[str, tuple[bytes, bytes]] | None = None,
+    memo: MutableMapping[tuple[str, ...], tuple[bytes, bytes]] | None = None,
 ) -> None:
     """v0's ``queue/list`` and v1's ``queue`` of one distribution, in queue order.
 
     ``last`` is the last render's memo; the entries of this render's jobs go into
     ``memo`` (the next render's)."""
     last = last or {}
-    v0_rows, v1_rows = [], []
-    for i, (job, record) in enumerate(jobs, start=1):
+    if memo is None:
+        memo = {}
+    v0_tails, v1_tails = [], []
+    for job, record in jobs:
         g = job.group
         when = queued_at(record, now)
         priority = 0 if job.reason == "requeued" else 1
         fields = _fields(g, when, priority)
-        rows = last.get(fields) if fields is not None else None
+        rows = last.get(fields)
         if rows is None:
             rows = _rows(g, when, priority)
-        if memo is not None and fields is not None:
-            memo[fields] = rows
-        v0_rows.append(_V0_ID % i + rows[0])
-        v1_rows.append(_V1_ID % i + rows[1])
+        memo[fields] = rows
+        v0_tails.append(rows[0])
+        v1_tails.append(rows[1])
     # {"now": ..., "queue": [...]}: the list's own keys, as api_v0.dumps writes them
     empty = api_v0.dumps(v0.QueueList(now, ()).to_json())
-    head, tail = empty[: -len(_END)], _END
-    out.write(f"{paths.api_base(distro)}/queue/list", head + b", ".join(v0_rows) + tail)
-    out.write(f"{paths.api_v1_base(distro)}/queue", api_v1.result_page(v1_rows))
+    head = empty[: -len(_END)]
+    out.write(f"{paths.api_base(distro)}/queue/list", _v0_list(head, v0_tails))
+    ids = range(1, len(jobs) + 1)
+    out.write(f"{paths.api_v1_base(distro)}/queue", api_v1.numbered_page(ids, v1_tails))
 
 
-def _fields(g: BuildGroup, when: _dt.datetime, priority: int) -> str | None:
-    """Every field a job's entries are made of, as one string; None when a field holds a
-    NUL, which would make it ambiguous (such a job is not memoized)."""
-    head = (g.name, g.version, g.distro, g.release, g.component, g.architecture, g.input_url)
-    artifacts = [f"{a.name}\0{a.version}\0{a.url}" for a in g.artifacts]
-    text = "\0".join((*head, when.isoformat(), str(priority), *artifacts))
-    return text if text.count("\0") == len(head) + 1 + 3 * len(artifacts) else None
+def _v0_list(head: bytes, tails: list[bytes]) -> bytes:
+    """``head``, each entry (its id, then its tail) and the end: one copy of each tail,
+    into the file (rather than into an entry first), as api_v1.numbered_page."""
+    n = len(tails)
+    pieces = [head] + [b""] * (2 * n) + [_END]
+    if n:
+        pieces[1] = _V0_ID % 1
+        pieces[3 : 2 * n : 2] = map(_V0_NEXT.__mod__, range(2, n + 1))
+        pieces[2 : 2 * n + 1 : 2] = tails
+    return b"".join(pieces)
+
+
+def _fields(g: BuildGroup, when: _dt.datetime, priority: int) -> tuple[str, ...]:
+    """Every field a job's entries are made of (each artifact's three after the rest)."""
+    fields: tuple[str, ...] = (
+        g.name, g.version, g.distro, g.release, g.component, g.architecture, g.input_url,
+        when.isoformat(), "1" if priority else "0",
+    )  # fmt: skip
+    for a in g.artifacts:
+        fields += (a.name, a.version, a.url)
+    return fields
 
 
 def _rows(g: BuildGroup, when: _dt.datetime, priority: int) -> tuple[bytes, bytes]:

@@ -191,7 +191,7 @@ def _render_quiet(
     got: Collected,
     public_keys: Sequence[str],
     templates: Path | None,
-    queue_memo: Mapping[str, tuple[bytes, bytes]],
+    queue_memo: Mapping[tuple[str, ...], tuple[bytes, bytes]],
     now_cache: cache.RenderCache,
 ) -> None:
     """A render that walks no group (see :mod:`quiet`): ``got`` is the last walk's summary."""
