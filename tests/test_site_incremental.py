@@ -43,7 +43,7 @@ def _files(root: Path) -> dict[str, str]:
         for f in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             p = Path(dirpath, f)
             rel = str(p.relative_to(root))
-            if rel in (cache.FILE, cache.DELTA, cache.QUIET):
+            if rel in (cache.FILE, cache.DELTA, cache.QUIET, cache.QUEUE):
                 continue
             out[rel] = (
                 "-> " + os.readlink(p)

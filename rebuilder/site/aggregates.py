@@ -14,7 +14,7 @@ from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Status
-from rebuilder.site import api_v0, api_v1, badges, feeds, history, html, paths, queue
+from rebuilder.site import api_v0, api_v1, badges, cache, feeds, history, html, paths, queue
 from rebuilder.site.groups import status_badge
 from rebuilder.site.output import Output
 from rebuilder.site.walk import (
@@ -80,7 +80,7 @@ def render_v1(
     views: Sequence[ProfileView],
     now: _dt.datetime,
     public_keys: Sequence[str],
-    queues: tuple[queue.Memo, dict[tuple[str, ...], tuple[bytes, bytes]]] | None = None,
+    queues: tuple[cache.Memo, cache.Memo] | None = None,
 ) -> None:
     """Each distribution's v1 tree (rebuildctl's), and v0's build queue (``queues``: the
     last render's memo of the queue, and the one of this render, see :mod:`queue`). A

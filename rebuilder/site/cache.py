@@ -12,11 +12,12 @@ that differs, no part is trusted; when it is equal and ``changed`` is empty, the
 is as the last render left it and the render does nothing.
 
 Each file opens with a line naming what the cache is of (its payload's digest, the code
-and the inputs). Every render writes last a small third file, ``.render-cache.quiet``:
-the queue's memo (:mod:`rebuilder.site.queue`) and what a render that walks no group
-works from (:mod:`rebuilder.site.quiet`). Its line names the inputs of the last render
-that finished: a render told that nothing changed compares them (:func:`inputs_of`)
-without reading the rest, some 100 MB at Debian's size.
+and the inputs). Every render writes last a small file, ``.render-cache.quiet``: what a
+render that walks no group works from (:mod:`rebuilder.site.quiet`). Its line names the
+inputs of the last render that finished: a render told that nothing changed compares
+them (:func:`inputs_of`) without reading the rest, some 100 MB at Debian's size. The
+queue's memo (:mod:`rebuilder.site.queue`) is a file of its own, ``.render-cache.queue``
+(:func:`load_queue`).
 
 The file is derived data like the rest of the site: it is set aside when a render
 starts and written when it ends, so a render that stops half-way leaves none, and
@@ -49,11 +50,13 @@ log = logging.getLogger(__name__)
 FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment encodes dots)
 DELTA = f"{FILE}.delta"  # what changed since FILE was written
 QUIET = f"{FILE}.quiet"  # what a render that walks no group needs (see :mod:`quiet`)
+QUEUE = f"{FILE}.queue"  # the queue's memo (see :mod:`queue`)
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 8  # 6: what a file is of, in a line before its payload; 8: QUIET
+VERSION = 8  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
+Memo = dict[tuple[str, ...], tuple[bytes, bytes]]  # the queue's (see site.queue)
 
 
 @dataclass
@@ -62,9 +65,8 @@ class RenderCache:
     inputs: str = ""
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)  # profile -> key -> part
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
-    # kept in QUIET, which every render writes whole:
-    queue: dict[tuple[str, ...], tuple[bytes, bytes]] = field(default_factory=dict)  # site.queue
-    summary: dict[str, Any] | None = None  # see site.quiet; None: a render must walk
+    queue: Memo = field(default_factory=dict)  # in QUEUE (see site.queue)
+    summary: dict[str, Any] | None = None  # in QUIET (see site.quiet); None: a render must walk
     # what the file on disk holds: its id, and the changes since (see :func:`finish`)
     base: str = field(default="", compare=False)
     delta: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -83,7 +85,8 @@ def load(root: str) -> RenderCache:
                 _apply(last, delta, marshal.loads(changes))
             small = load_quiet(root)
             if small is not None and small[0] == last.code:
-                last.inputs, last.queue, last.summary = small[1], small[2], small[3]
+                last.inputs, last.summary = small[1], small[2]
+            last.queue = load_queue(root, last.code)
             return last
     except FileNotFoundError:
         pass
@@ -103,27 +106,41 @@ def inputs_of(root: str) -> tuple[str, str] | None:
     return None if head is None else (head[1], head[2])
 
 
-Quiet = tuple[str, str, dict[tuple[str, ...], tuple[bytes, bytes]], "dict[str, Any] | None"]
-
-
-def load_quiet(root: str) -> Quiet | None:
-    """The code, inputs, queue memo and summary the last render left in QUIET: what
-    a render that walks no group reads (None: none, or one that cannot be read)."""
+def load_quiet(root: str) -> tuple[str, str, dict[str, Any] | None] | None:
+    """The code, inputs and summary the last render left in QUIET: what a render that
+    walks no group reads, with :func:`load_queue` (None: none, or one that cannot be read)."""
     try:
         with open(f"{root}/{QUIET}", "rb") as f:
             head, payload = _split(f.read(), _QUIET_MAGIC)
         if head is None:
             return None
-        doc = marshal.loads(payload)
-        queue, summary = doc["queue"], doc["summary"]
-        if not isinstance(queue, dict) or not isinstance(summary, dict | None):
-            return None
-        return head[1], head[2], queue, summary
+        summary = marshal.loads(payload)
+        return (head[1], head[2], summary) if isinstance(summary, dict | None) else None
     except FileNotFoundError:
         return None
-    except (OSError, EOFError, ValueError, TypeError, KeyError) as e:
+    except (OSError, EOFError, ValueError, TypeError) as e:
         log.info("site: render cache unreadable (%s): walking every group", e)
         return None
+
+
+def load_queue(root: str, code: str) -> Memo:
+    """The queue's memo, made by ``code`` (empty: none, of other code, or unreadable).
+
+    Its own file, apart from what a render sets aside: each entry is good for as long as
+    its job's fields (its key) are the same, whatever became of the site since, and the
+    file (60 MB for Debian's first queue) is written only when the memo changed."""
+    try:
+        with open(f"{root}/{QUEUE}", "rb") as f:
+            head, payload = _split(f.read(), _QUEUE_MAGIC)
+        if head is None or head[1] != code:
+            return {}
+        memo = marshal.loads(payload)
+        return memo if isinstance(memo, dict) else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, EOFError, ValueError, TypeError) as e:
+        log.info("site: the queue's memo is unreadable (%s): every job encoded", e)
+        return {}
 
 
 Head = tuple[str, str, str]  # what a file is of: the whole file's digest, the code, the inputs
@@ -195,13 +212,14 @@ def begin(root: str) -> None:
         os.replace(f"{root}/{QUIET}", f"{root}/{QUIET}.last")  # (every render writes its own)
 
 
-def finish_quiet(root: str, cache: RenderCache) -> None:
+def finish_quiet(root: str, cache: RenderCache, last_queue: Memo) -> None:
     """Save the cache of a render that walked no group: the last one's files put back
-    as they were (its parts and digests are this render's), and QUIET."""
+    as they were (its parts and digests are this render's), QUIET, and QUEUE if the
+    memo is not ``last_queue`` (the last render's)."""
     for name in (FILE, DELTA):
         with contextlib.suppress(FileNotFoundError):
             os.replace(f"{root}/{name}.last", f"{root}/{name}")
-    _save_quiet(root, cache)
+    _save_small(root, cache, last_queue)
 
 
 def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
@@ -213,7 +231,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
         delta, moved = _delta(last, cache)
         same = not moved and (last.code, last.inputs) == (cache.code, cache.inputs)
         if same and list(last.parts) == list(cache.parts):
-            finish_quiet(root, cache)
+            finish_quiet(root, cache, last.queue)
             return
         if delta is not None:
             try:
@@ -222,7 +240,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
                 os.replace(old, f"{root}/{FILE}")
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old_delta)
-                _save_quiet(root, cache)
+                _save_small(root, cache, last.queue)
                 return
             except (OSError, ValueError) as e:
                 log.info("site: cannot save the render cache's difference: %s", e)
@@ -232,7 +250,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
     for path in (old, old_delta):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    _save_quiet(root, cache)
+    _save_small(root, cache, last.queue)
 
 
 def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None, int]:
@@ -279,6 +297,7 @@ _FLAT = ("digests",)  # the maps of FILE that are not per profile
 _MAGIC = b"rebuilder render cache %d\n" % VERSION
 _DELTA_MAGIC = b"rebuilder render cache delta %d\n" % VERSION
 _QUIET_MAGIC = b"rebuilder render cache quiet %d\n" % VERSION
+_QUEUE_MAGIC = b"rebuilder render cache queue %d\n" % VERSION
 _PEEK = 512  # bytes that hold a file's head
 
 
@@ -293,11 +312,17 @@ def _save(root: str, cache: RenderCache) -> None:
         log.warning("site: cannot save the render cache: %s", e)
 
 
-def _save_quiet(root: str, cache: RenderCache) -> None:
-    """QUIET, whole: written last, so that its head names the inputs of a render that
-    finished (:func:`inputs_of`)."""
-    data = _QUIET_MAGIC + _head("-", cache)
-    data += marshal.dumps({"queue": cache.queue, "summary": cache.summary})
+def _save_small(root: str, cache: RenderCache, last_queue: Memo) -> None:
+    """QUEUE when the memo changed, then QUIET, whole and last, so that its head names
+    the inputs of a render that finished (:func:`inputs_of`)."""
+    if cache.queue != last_queue:
+        try:
+            payload = marshal.dumps(cache.queue)
+            head = f"- {cache.code} -\n".encode("ascii")  # (the code alone: see load_queue)
+            _fs.write_atomic(f"{root}/{QUEUE}", _QUEUE_MAGIC + head + payload)
+        except (OSError, ValueError) as e:
+            log.warning("site: cannot save the queue's memo: %s", e)
+    data = _QUIET_MAGIC + _head("-", cache) + marshal.dumps(cache.summary)
     path, last = f"{root}/{QUIET}", f"{root}/{QUIET}.last"
     try:
         with open(last, "rb") as f:

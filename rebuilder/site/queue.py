@@ -1,27 +1,25 @@
 """The build queue as rebuilderd's clients read it: v0's ``queue/list`` and v1's ``queue``.
 
 Each render publishes the whole queue, and a first pass over Debian queues some 46,000
-jobs: encoding them costs seconds, every render, for a queue that a pass barely moves. So each job's two entries are kept, encoded but for their ``id``
-(the job's place in the queue, which moves with every job before it), in a memo the
-render cache carries to the next render (:attr:`cache.RenderCache.queue`). The memo is
-keyed by the very fields the entries are made of, so a job whose group or time moved
-misses it and is encoded anew; the files are byte for byte what encoding every job
-would give.
+jobs: encoding them costs seconds, every render, for a queue that a pass barely moves.
+So each job's two entries are kept, encoded but for their ``id`` (the job's place in the
+queue, which moves with every job before it), in a memo the render cache carries to the
+next render (:func:`cache.load_queue`). The memo is keyed by the very fields the entries
+are made of, so a job whose group or time moved misses it and is encoded anew; the files
+are byte for byte what encoding every job would give.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Sequence
 
 from rebuilder.api import v0, v1
 from rebuilder.model import BuildGroup, GroupRecord, Job
 from rebuilder.site import api_v0, api_v1, paths
+from rebuilder.site.cache import Memo
 from rebuilder.site.output import Output
-
-# a job's fields (:func:`_fields`) -> its v0 and v1 entries without their leading id
-Memo = Mapping[tuple[str, ...], tuple[bytes, bytes]]
 
 _V0_ID = b'{"id": %d, '  # how v0's entries start (api_v0.dumps: sorted keys, "id" first)
 _V0_NEXT = b", " + _V0_ID  # (the others, after a comma)
@@ -46,11 +44,12 @@ def write_queue(
     jobs: Sequence[tuple[Job, GroupRecord | None]],
     now: _dt.datetime,
     last: Memo | None = None,
-    memo: MutableMapping[tuple[str, ...], tuple[bytes, bytes]] | None = None,
+    memo: Memo | None = None,
 ) -> None:
     """v0's ``queue/list`` and v1's ``queue`` of one distribution, in queue order.
 
-    ``last`` is the last render's memo; the entries of this render's jobs go into
+    ``last`` is the last render's memo (a job's fields, :func:`_fields` -> its v0 and v1
+    entries without their leading id); the entries of this render's jobs go into
     ``memo`` (the next render's)."""
     last = last or {}
     if memo is None:

@@ -110,13 +110,13 @@ def _render(
             out.stats.skipped = sum(len(v.records) for v in views)
             return _done(out, started)
         small = cache.load_quiet(out.root)
-        if small is not None and small[0] == code and small[3] is not None:
-            walked = quiet.restore(small[3], views)
+        if small is not None and small[0] == code and small[2] is not None:
+            walked = quiet.restore(small[2], views)
             if walked is not None:  # no group changed: the pages that move with the time
-                now_cache = cache.RenderCache(code, inputs, queue={}, summary=small[3])
+                now_cache = cache.RenderCache(code, inputs, summary=small[2])
                 cfg = Settings(html.environment(templates, f"{out.root}/{cache.COMPILED}"),
                                changed, Touched(), site_url, pages, when)  # fmt: skip
-                _render_quiet(out, cfg, views, walked, public_keys, templates, small[2], now_cache)
+                _render_quiet(out, cfg, views, walked, public_keys, templates, now_cache)
                 return _done(out, started)
     last = cache.load(out.root)
     if changed is not None and last.code != code:
@@ -191,7 +191,6 @@ def _render_quiet(
     got: Collected,
     public_keys: Sequence[str],
     templates: Path | None,
-    queue_memo: Mapping[tuple[str, ...], tuple[bytes, bytes]],
     now_cache: cache.RenderCache,
 ) -> None:
     """A render that walks no group (see :mod:`quiet`): ``got`` is the last walk's summary."""
@@ -201,14 +200,15 @@ def _render_quiet(
     aggregates.render_viewer(out, cfg)
     aggregates.render_status_badges(out)
     aggregates.render_badges(out, got)
-    queues = (queue_memo, now_cache.queue)
+    last_queue = cache.load_queue(out.root, now_cache.code)
+    queues = (last_queue, now_cache.queue)
     aggregates.render_v1(out, got, views, cfg.now, public_keys, queues)
     aggregates.render_v0(out, got, cfg.now, public_keys)
     aggregates.render_feeds(out, cfg, got)
     aggregates.render_dashboard(out, cfg, got, public_keys)
     out.stats.skipped = sum(len(v.records) for v in views)
     out.report_missing()
-    cache.finish_quiet(out.root, now_cache)
+    cache.finish_quiet(out.root, now_cache, last_queue)
 
 
 def _queues(got: Collected, views: Sequence[ProfileView]) -> None:
