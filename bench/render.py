@@ -380,9 +380,11 @@ def main() -> int:
               f"next pass, nothing changed / full: {100 * nextpass / full:.1f} %")  # fmt: skip
         cached = site / cache.FILE
         if cached.exists():
-            small = site / cache.QUIET
-            print(f"render cache ({cache.FILE}): {cached.stat().st_size / 1e6:.1f} MB; "
-                  f"{cache.QUIET}: {small.stat().st_size / 1e6:.1f} MB")  # fmt: skip
+            sizes = "; ".join(
+                f"{name}: {(site / name).stat().st_size / 1e6:.2f} MB"
+                for name in (cache.QUEUE, cache.QUIET) if (site / name).exists()
+            )  # fmt: skip
+            print(f"render cache ({cache.FILE}): {cached.stat().st_size / 1e6:.1f} MB; {sizes}")
         pages = sum(1 for _ in (site / "p").rglob("*"))
         print(f"files and folders under p/: {pages}")
         print(f"pkgs/list: {(site / 'debian/api/v0/pkgs/list').stat().st_size / 1e6:.1f} MB")
