@@ -465,3 +465,27 @@ def test_the_next_pass_walks_no_group_unless_a_part_shows_the_time(
     render(site, state.views(now), now=now, changed=set())
     assert walked == ["debian-main", "debian-part"]
     _same_as_full(tmp_path, site, state.views(now), now)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other shapes"])
+def test_a_damaged_small_file_or_memo_costs_a_walk_not_the_site(tmp_path: Path, damage) -> None:
+    """The cache's small files are read without trust: unreadable, cut short, or of
+    another shape, the render walks the groups and encodes the queue anew."""
+    site = tmp_path / "site"
+    state = State(site, 30, random.Random(3))
+    jobs = [Job("debian-main", state.records[k].group, "new") for k in sorted(state.records)]
+    render(site, state.views(NOW, jobs[:4]), now=NOW)
+    for name in (cache.QUIET, cache.QUEUE):
+        data = (site / name).read_bytes()
+        magic, head, _ = data.split(b"\n", 2)
+        if damage == "garbage":
+            data = magic + b"\n" + head + b"\n" + b"\x00 not marshal data"
+        elif damage == "truncated":
+            data = data[: len(data) // 2]
+        else:  # well-formed marshal data that is not what the render wrote
+            data = magic + b"\n" + head + b"\n" + marshal.dumps({"profiles": [1], "v0": 2})
+        (site / name).write_bytes(data)
+    later = NOW + dt.timedelta(hours=1)
+    views = state.views(later, jobs[1:5])
+    render(site, views, now=later, changed=set())
+    _same_as_full(tmp_path, site, views, later)

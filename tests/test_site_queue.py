@@ -131,7 +131,7 @@ def test_the_render_cache_carries_the_memo_and_an_incremental_render_equals_a_fu
         assert (site / rel).read_bytes() == (fresh / rel).read_bytes(), rel
     assert len(cache.load(str(site)).queue) == 3  # the entries of this queue's jobs only
     # the next pass, the same queue (jobs of records: their time in the queue stands): the
-    # memo's file (60 MB at Debian's size) is not written again
+    # memo's file (62 MB at Debian's size) is not written again
     kept = _jobs()[:2]
     render(site, [view(kept)], now=NOW + dt.timedelta(hours=1), changed=set())
     before = (site / cache.QUEUE).stat()

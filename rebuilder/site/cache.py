@@ -128,7 +128,7 @@ def load_queue(root: str, code: str) -> Memo:
 
     Its own file, apart from what a render sets aside: each entry is good for as long as
     its job's fields (its key) are the same, whatever became of the site since, and the
-    file (60 MB for Debian's first queue) is written only when the memo changed."""
+    file (62 MB for Debian's first queue) is written only when the memo changed."""
     try:
         with open(f"{root}/{QUEUE}", "rb") as f:
             head, payload = _split(f.read(), _QUEUE_MAGIC)

@@ -9,6 +9,7 @@ started once every group page is written, since each links to its maintainer's g
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
 
@@ -97,8 +98,12 @@ def _feeds_and_badge(
             changes.offer(profile, it.record, it.page, step)
     found = changes.items()
     title = f"rebuilder: {name}"
+    # an empty feed's time comes from its groups, not the render's: a render that does not
+    # touch the maintainer leaves the feed as it is, and a full one must make the same
+    first = [it.record.first_seen for _, _, it in items if it.record.first_seen is not None]
+    updated = max(first, default=_dt.datetime(1970, 1, 1))
     out.write(files["feed"], feeds.atom(
-        title, found, feed=files["feed"], page=page, site_url=cfg.site_url, updated=cfg.now
+        title, found, feed=files["feed"], page=page, site_url=cfg.site_url, updated=updated
     ))  # fmt: skip
     out.write(files["json_feed"], feeds.json_feed(
         title, found, feed=files["json_feed"], page=page, site_url=cfg.site_url
