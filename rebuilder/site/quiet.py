@@ -9,7 +9,10 @@ status changes, the counts of the v0 lines), in the render cache's small file. A
 told that nothing changed (``changed=set()``), with the code and the profiles of the last
 render, makes those pages from it (:func:`restore`) and leaves every other file as the
 last render left it: a walk would have made each of them again, byte for byte, as no
-group changed and no part depends on the time (see :func:`summary`).
+group changed and no part depends on the time (see :func:`summary`). As the walk checks
+each cached part against its record, the summary is checked against the records (their
+keys, versions, verdicts and attempt counts, :func:`walk.fingerprint`): a caller that
+forgot a changed key costs a walk, not a stale site.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from rebuilder.model import Status
 from rebuilder.site import cache, history, html
-from rebuilder.site.walk import Collected, ProfileView, ProfileWalk, Suite
+from rebuilder.site.walk import Collected, ProfileView, ProfileWalk, Suite, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ def summary(got: Collected, parts: Mapping[str, Mapping[str, cache.Part]]) -> di
                 p.view.profile.distro,
                 [_suite(s.summary) for s in p.suites],
                 {name: news.export() for name, news in _news(p)},
+                fingerprint(p.view.records),
             ]
             for p in got.profiles
         ],
@@ -58,7 +62,10 @@ def restore(doc: Mapping[str, Any], views: Sequence[ProfileView]) -> Collected |
         ]:
             return None
         got = Collected()
-        for view, (_, _, suites, lists) in zip(views, profiles, strict=True):
+        for view, (_, _, suites, lists, records) in zip(views, profiles, strict=True):
+            if records != fingerprint(view.records):  # a key the caller did not name moved
+                log.info("site: records not in the change-set changed: walking every group")
+                return None
             p = ProfileWalk(view)
             p.suites = [Suite(_summary(s), []) for s in suites]
             for name, news in _news(p):

@@ -10,6 +10,7 @@ apart from the walk, a full render's beside it.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -281,6 +282,16 @@ def _token(record: GroupRecord) -> tuple[Any, ...]:
     """A cheap check that a cached part is of this record (``changed`` is trusted; this
     catches a caller that forgot a key whose version, verdict or attempts moved)."""
     return (record.group.version, NAME[record.status], len(record.attempts), record.seen)
+
+
+def fingerprint(records: Mapping[str, GroupRecord]) -> str:
+    """Every record's key and :func:`_token`, digested: what a render that walks no group
+    checks that the records are the last walk's (the same net as the parts' tokens)."""
+    text = "".join(
+        f"{key}\0{r.group.version}\0{NAME[r.status]}\0{len(r.attempts)}\0{r.seen:d}\n"
+        for key, r in sorted(records.items())
+    )
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class Part(NamedTuple):
