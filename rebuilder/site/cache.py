@@ -322,17 +322,18 @@ def _save_small(root: str, cache: RenderCache, last_queue: Memo) -> None:
             _fs.write_atomic(f"{root}/{QUEUE}", _QUEUE_MAGIC + head + payload)
         except (OSError, ValueError) as e:
             log.warning("site: cannot save the queue's memo: %s", e)
-    data = _QUIET_MAGIC + _head("-", cache) + marshal.dumps(cache.summary)
     path, last = f"{root}/{QUIET}", f"{root}/{QUIET}.last"
-    try:
+    try:  # a render that changes nothing changes no file (marshal's bytes for the same
+        # data vary with how its objects are shared: the data is compared)
         with open(last, "rb") as f:
-            if f.read(len(data) + 1) == data:  # a render that changes nothing changes no file
-                os.replace(last, path)
-                return
-    except OSError:
+            was, kept = _split(f.read(), _QUIET_MAGIC)
+        if was == ("-", cache.code, cache.inputs) and marshal.loads(kept) == cache.summary:
+            os.replace(last, path)
+            return
+    except (OSError, EOFError, ValueError, TypeError):
         pass
     try:
-        _fs.write_atomic(path, data)
+        _fs.write_atomic(path, _QUIET_MAGIC + _head("-", cache) + marshal.dumps(cache.summary))
     except (OSError, ValueError) as e:
         log.warning("site: cannot save the render cache: %s", e)
     with contextlib.suppress(FileNotFoundError):
