@@ -45,7 +45,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
             got.v0_counts[distro] = api_v0.line_counts(lines)
             archs = list(map(itemgetter(api_v0.ARCH), lines))
             # one C-level pass per architecture (a few), not a Python loop over the lines
-            lists = defaultdict(list, {None: texts})
+            lists = {None: texts}
             for arch in set(archs):
                 lists[arch] = list(compress(texts, map(arch.__eq__, archs)))
         counts, queue = got.v0_counts[distro], got.queues[distro]

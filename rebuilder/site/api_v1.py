@@ -276,12 +276,22 @@ def numbered_page(ids: Sequence[int], tails: Sequence[bytes]) -> bytes:
     n = len(tails)
     if not n:
         return _page([])
+    head = b'{"total": %d, "records": [\n' % n
+    return join_numbered(head, (b'{"id":%d,', b',\n{"id":%d,'), ids, tails, b"\n]}\n")
+
+
+def join_numbered(
+    head: bytes, starts: tuple[bytes, bytes], ids: Sequence[int], tails: Sequence[bytes], end: bytes
+) -> bytes:
+    """``head``, each tail after its start (``starts``: the first one's and the others'
+    formats, given its id), then ``end``; each tail copied once, into the result."""
+    n = len(tails)
     pieces = [b""] * (2 * n + 2)
-    pieces[0] = b'{"total": %d, "records": [\n' % n
-    pieces[1 : 2 * n : 2] = map(b',\n{"id":%d,'.__mod__, ids)
-    pieces[1] = b'{"id":%d,' % ids[0]
-    pieces[2 : 2 * n + 1 : 2] = tails
-    pieces[-1] = b"\n]}\n"
+    pieces[0], pieces[-1] = head, end
+    if n:
+        pieces[1 : 2 * n : 2] = map(starts[1].__mod__, ids)
+        pieces[1] = starts[0] % ids[0]
+        pieces[2 : 2 * n + 1 : 2] = tails
     return b"".join(pieces)
 
 

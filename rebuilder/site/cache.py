@@ -188,8 +188,7 @@ def _apply(cache: RenderCache, head: Head, delta: dict[str, Any]) -> None:
     cache.parts = {p: cache.parts.get(p, {}) for p in delta["profiles"]}
     for profile, changes in delta["parts"].items():
         _update(cache.parts[profile], changes)
-    for k in _FLAT:
-        _update(getattr(cache, k), delta[k])
+    _update(cache.digests, delta["digests"])
     cache.delta = delta
 
 
@@ -262,15 +261,14 @@ def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None
     moved = 0
     for profile in last.parts.keys() | cache.parts.keys():
         moved += _diff(last.parts.get(profile, {}), cache.parts.get(profile, {}), parts, profile)
-    flat: dict[str, dict[str, Any]] = {k: dict(before.get(k, {})) for k in _FLAT}
-    for k in _FLAT:
-        moved += _diff(getattr(last, k), getattr(cache, k), flat, k)
-    size = sum(map(len, parts.values())) + sum(map(len, flat.values()))
-    whole = sum(map(len, cache.parts.values())) + sum(len(getattr(cache, k)) for k in _FLAT)
+    digests: dict[str, dict[str, Any]] = {"": dict(before.get("digests", {}))}
+    moved += _diff(last.digests, cache.digests, digests, "")
+    size = sum(map(len, parts.values())) + len(digests[""])
+    whole = sum(map(len, cache.parts.values())) + len(cache.digests)
     if size > REWRITE_SHARE * whole:
         return None, moved
     kept = {p: c for p, c in parts.items() if p in cache.parts}
-    delta = {"profiles": list(cache.parts), "parts": kept, **flat}
+    delta = {"profiles": list(cache.parts), "parts": kept, "digests": digests[""]}
     return delta, moved
 
 
@@ -293,7 +291,6 @@ def _diff(
     return n
 
 
-_FLAT = ("digests",)  # the maps of FILE that are not per profile
 _MAGIC = b"rebuilder render cache %d\n" % VERSION
 _DELTA_MAGIC = b"rebuilder render cache delta %d\n" % VERSION
 _QUIET_MAGIC = b"rebuilder render cache quiet %d\n" % VERSION
@@ -302,7 +299,7 @@ _PEEK = 512  # bytes that hold a file's head
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    payload = marshal.dumps({k: getattr(cache, k) for k in ("parts", *_FLAT)})
+    payload = marshal.dumps({k: getattr(cache, k) for k in ("parts", "digests")})
     # the digest names this file for a delta (a delta made for another is not applied),
     # and the same cache makes the same file
     base = hashlib.blake2b(payload, digest_size=16).hexdigest()

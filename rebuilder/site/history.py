@@ -147,16 +147,14 @@ class Newest:
 
     def export(self) -> tuple[int, list[tuple[Any, ...]]]:
         """How many were offered and what is kept, as builtin types (the render cache's):
-        :meth:`restored` makes the same list again."""
+        :meth:`restore` makes the same list again."""
         return self.total, [(key, (c.at.isoformat(), *c[1:])) for key, c in self._heap]
 
-    @classmethod
-    def restored(cls, n: int, total: int, kept: Sequence[tuple[Any, ...]]) -> Newest:
-        new = cls(n)
-        new.total = int(total)
-        new._heap = [(tuple(k), Change(_dt.datetime.fromisoformat(c[0]), *c[1:])) for k, c in kept]
-        heapq.heapify(new._heap)
-        return new
+    def restore(self, total: int, kept: Sequence[tuple[Any, ...]]) -> None:
+        """Be the list :meth:`export` gave ``total`` and ``kept``."""
+        self.total = int(total)
+        self._heap = [(tuple(k), Change(_dt.datetime.fromisoformat(c[0]), *c[1:])) for k, c in kept]
+        heapq.heapify(self._heap)
 
 
 def newest(items: Iterable[Change], n: int) -> list[Change]:

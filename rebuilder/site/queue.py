@@ -69,21 +69,10 @@ def write_queue(
     # {"now": ..., "queue": [...]}: the list's own keys, as api_v0.dumps writes them
     empty = api_v0.dumps(v0.QueueList(now, ()).to_json())
     head = empty[: -len(_END)]
-    out.write(f"{paths.api_base(distro)}/queue/list", _v0_list(head, v0_tails))
     ids = range(1, len(jobs) + 1)
+    v0_list = api_v1.join_numbered(head, (_V0_ID, _V0_NEXT), ids, v0_tails, _END)
+    out.write(f"{paths.api_base(distro)}/queue/list", v0_list)
     out.write(f"{paths.api_v1_base(distro)}/queue", api_v1.numbered_page(ids, v1_tails))
-
-
-def _v0_list(head: bytes, tails: list[bytes]) -> bytes:
-    """``head``, each entry (its id, then its tail) and the end: one copy of each tail,
-    into the file (rather than into an entry first), as api_v1.numbered_page."""
-    n = len(tails)
-    pieces = [head] + [b""] * (2 * n) + [_END]
-    if n:
-        pieces[1] = _V0_ID % 1
-        pieces[3 : 2 * n : 2] = map(_V0_NEXT.__mod__, range(2, n + 1))
-        pieces[2 : 2 * n + 1 : 2] = tails
-    return b"".join(pieces)
 
 
 def _fields(g: BuildGroup, when: _dt.datetime, priority: int) -> tuple[str, ...]:

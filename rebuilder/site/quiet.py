@@ -43,7 +43,7 @@ def summary(got: Collected, parts: Mapping[str, Mapping[str, cache.Part]]) -> di
                 p.view.profile.name,
                 p.view.profile.distro,
                 [_suite(s.summary) for s in p.suites],
-                {name: news.export() for name, news in _news(p)},
+                [news.export() for news in _news(p)],
                 fingerprint(p.view.records),
             ]
             for p in got.profiles
@@ -68,9 +68,8 @@ def restore(doc: Mapping[str, Any], views: Sequence[ProfileView]) -> Collected |
                 return None
             p = ProfileWalk(view)
             p.suites = [Suite(_summary(s), []) for s in suites]
-            for name, news in _news(p):
-                total, kept = lists[name]
-                setattr(p, name, history.Newest.restored(news.n, total, kept))
+            for news, (total, kept) in zip(_news(p), lists, strict=True):
+                news.restore(total, kept)
             got.profiles.append(p)
         got.v0_counts = {
             d: {(a, suite, st): int(n) for a, suite, st, n in rows} for d, rows in doc["v0"].items()
@@ -81,9 +80,9 @@ def restore(doc: Mapping[str, Any], views: Sequence[ProfileView]) -> Collected |
     return got
 
 
-def _news(p: ProfileWalk) -> list[tuple[str, history.Newest]]:
-    names = ("regressions", "reproduced", "new_bad", "new_fail", "changes")
-    return [(name, getattr(p, name)) for name in names]
+def _news(p: ProfileWalk) -> list[history.Newest]:
+    """The dashboard's lists of status changes, then the feed's."""
+    return [news for _, news in p.news_lists()] + [p.changes]
 
 
 def _suite(s: html.SuiteSummary) -> list[Any]:

@@ -287,10 +287,7 @@ def _token(record: GroupRecord) -> tuple[Any, ...]:
 def fingerprint(records: Mapping[str, GroupRecord]) -> str:
     """Every record's key and :func:`_token`, digested: what a render that walks no group
     checks that the records are the last walk's (the same net as the parts' tokens)."""
-    text = "".join(
-        f"{key}\0{r.group.version}\0{NAME[r.status]}\0{len(r.attempts)}\0{r.seen:d}\n"
-        for key, r in sorted(records.items())
-    )
+    text = "".join(f"{key}\0{_token(r)!r}\n" for key, r in sorted(records.items()))
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
