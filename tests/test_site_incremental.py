@@ -243,6 +243,26 @@ def test_a_small_change_saves_only_the_difference_of_the_cache(tmp_path: Path, m
     _same_as_full(tmp_path, site, views, now)
 
 
+def test_the_cache_keeps_parts_by_field_and_reads_them_back_by_key(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    state = State(site, 30, random.Random(5))
+    render(site, state.views(NOW), now=NOW)
+    parts = cache.load(str(site)).parts  # (a second profile shares ten of the groups)
+    assert sum(map(len, parts.values())) == 40
+    data = (site / cache.FILE).read_bytes()
+    payload = data.partition(b"\n")[2].partition(b"\n")[2]
+    doc = marshal.loads(payload)
+    assert doc["parts"].keys() == parts.keys()
+    profile, by_key = max(parts.items(), key=lambda p: len(p[1]))
+    keys, fields = doc["parts"][profile]
+    assert keys == list(by_key) and len(fields) == len(next(iter(by_key.values())))
+    assert [tuple(f[i] for f in fields) for i in range(len(keys))] == list(by_key.values())
+    # a field shorter than the keys (a damaged file) is no cache: never parts misplaced
+    fields[3] = fields[3][:-1]
+    (site / cache.FILE).write_bytes(data[: -len(payload)] + marshal.dumps(doc))
+    assert cache.load(str(site)).parts == {}
+
+
 def test_a_broken_or_stale_cache_costs_time_not_correctness(tmp_path: Path) -> None:
     site = tmp_path / "site"
     state = State(site, 60, random.Random(3))

@@ -74,7 +74,7 @@ def _write_v0(
         out.symlink(f"{base}/{name}.json", name.rpartition("/")[2])
 
 
-def render_v1(
+def render_queues(
     out: Output,
     got: Collected,
     views: Sequence[ProfileView],
@@ -82,16 +82,22 @@ def render_v1(
     public_keys: Sequence[str],
     queues: tuple[cache.Memo, cache.Memo] | None = None,
 ) -> None:
-    """Each distribution's v1 tree (rebuildctl's), and v0's build queue (``queues``: the
-    last render's memo of the queue, and the one of this render, see :mod:`queue`). A
-    render that walked no group (``got.pkgs`` empty) leaves the packages as they are."""
+    """Each distribution's build queue (v0's and v1's: ``queues`` holds the last render's
+    memo of it, and the one of this render, see :mod:`queue`) and v1's dashboard and
+    keys: made of the views alone, with no walk. (Written before it: a render then
+    forks its lists, and every object the driver touches after the fork costs it a copy
+    of its memory page.)"""
     for distro in sorted({v.profile.distro for v in views}):
-        if distro in got.pkgs:
-            gone = None if got.gone_v1 is None else got.gone_v1[distro]
-            api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
         queue.write_queue(out, distro, got.jobs[distro], now, *(queues or ({}, None)))
         records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
         api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
+
+
+def render_v1(out: Output, got: Collected) -> None:
+    """Each distribution's list of v1 packages (rebuildctl's), from the walk."""
+    for distro in sorted(got.pkgs):
+        gone = None if got.gone_v1 is None else got.gone_v1[distro]
+        api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
 
 
 def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:

@@ -52,7 +52,7 @@ DELTA = f"{FILE}.delta"  # what changed since FILE was written
 QUIET = f"{FILE}.quiet"  # what a render that walks no group needs (see :mod:`quiet`)
 QUEUE = f"{FILE}.queue"  # the queue's memo (see :mod:`queue`)
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 8  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE
+VERSION = 9  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE; 9: columns
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
@@ -79,7 +79,7 @@ def load(root: str) -> RenderCache:
         if found is not None:
             head, payload, delta, changes = found
             doc = marshal.loads(payload)
-            last = RenderCache(head[1], head[2], doc["parts"], doc["digests"])
+            last = RenderCache(head[1], head[2], _by_key(doc["parts"]), doc["digests"])
             last.base = head[0]
             if delta is not None:
                 _apply(last, delta, marshal.loads(changes))
@@ -299,7 +299,7 @@ _PEEK = 512  # bytes that hold a file's head
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    payload = marshal.dumps({k: getattr(cache, k) for k in ("parts", "digests")})
+    payload = marshal.dumps({"parts": _by_column(cache.parts), "digests": cache.digests})
     # the digest names this file for a delta (a delta made for another is not applied),
     # and the same cache makes the same file
     base = hashlib.blake2b(payload, digest_size=16).hexdigest()
@@ -307,6 +307,26 @@ def _save(root: str, cache: RenderCache) -> None:
         _fs.write_atomic(f"{root}/{FILE}", _MAGIC + _head(base, cache) + payload)
     except (OSError, ValueError) as e:  # a missing cache costs the next render time, no more
         log.warning("site: cannot save the render cache: %s", e)
+
+
+Columns = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+
+
+def _by_column(parts: dict[str, dict[str, Part]]) -> Columns:
+    """Each profile's parts as its keys and one tuple per field of a part.
+
+    Read back, the objects of one field then lie side by side in memory (not each part's
+    between the next one's). A render touches most fields of a kind together (its v1 rows,
+    its v0 lines) after it forked a process for its lists; each memory page it writes
+    to then is a copy, and a field in a few pages costs few."""
+    return {p: (list(c), list(zip(*c.values(), strict=True))) for p, c in parts.items()}
+
+
+def _by_key(columns: Columns) -> dict[str, dict[str, Part]]:
+    return {
+        p: dict(zip(keys, zip(*fields, strict=True), strict=True))
+        for p, (keys, fields) in columns.items()
+    }
 
 
 def _save_small(root: str, cache: RenderCache, last_queue: Memo) -> None:

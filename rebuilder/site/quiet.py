@@ -44,7 +44,7 @@ def summary(got: Collected, parts: Mapping[str, Mapping[str, cache.Part]]) -> di
                 p.view.profile.distro,
                 [_suite(s.summary) for s in p.suites],
                 [news.export() for news in _news(p)],
-                fingerprint(p.view.records),
+                p.fingerprint,
             ]
             for p in got.profiles
         ],

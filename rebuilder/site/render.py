@@ -142,6 +142,8 @@ def _render(
     finish_groups = forks.write(out, page_work, fork=fork)  # forked: beside the walk
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     _queues(got, views)
+    queues = (last.queue if last.code == code else {}, now_cache.queue)
+    aggregates.render_queues(out, got, views, when, public_keys, queues)
     for view in views:
         mine = f"{view.profile.name}\0{view.profile.distro}"
         cached = last.parts.get(mine, {}) if last.code == code else {}
@@ -153,13 +155,12 @@ def _render(
     # v1's files link no page and name no file but through the server's rules: in a full
     # render, they are written while the group pages are (82,000 by-name files at Debian's
     # size); in an incremental one, beside the suite lists and maintainer pages
-    queues = (last.queue if last.code == code else {}, now_cache.queue)
     if changed is None:
-        aggregates.render_v1(out, got, views, when, public_keys, queues)
+        aggregates.render_v1(out, got)
     finish_groups()
     finish_lists = _start_lists(out, cfg, got)  # they link to group pages
     if changed is not None:
-        aggregates.render_v1(out, got, views, when, public_keys, queues)
+        aggregates.render_v1(out, got)
     aggregates.render_v0(out, got, when, public_keys)
     found = search.build(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)
@@ -202,7 +203,7 @@ def _render_quiet(
     aggregates.render_badges(out, got)
     last_queue = cache.load_queue(out.root, now_cache.code)
     queues = (last_queue, now_cache.queue)
-    aggregates.render_v1(out, got, views, cfg.now, public_keys, queues)
+    aggregates.render_queues(out, got, views, cfg.now, public_keys, queues)
     aggregates.render_v0(out, got, cfg.now, public_keys)
     aggregates.render_feeds(out, cfg, got)
     aggregates.render_dashboard(out, cfg, got, public_keys)

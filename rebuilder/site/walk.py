@@ -90,6 +90,7 @@ class ProfileWalk:
     new_bad: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
     new_fail: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
     changes: history.Newest = field(default_factory=lambda: history.Newest(FEED_ITEMS))
+    fingerprint: str = ""  # of the records walked (see :func:`fingerprint`)
 
     def news_lists(self) -> tuple[tuple[int, history.Newest], ...]:
         """The dashboard lists with the mask of Part.steps that offers a change to each."""
@@ -209,12 +210,16 @@ def walk_profile(
     skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
     entries_, maintainers_ = got.entries, got.maintainers  # (the hot loop's)
     not_redone = 0
-    for key in sorted(view.records):
+    keys = sorted(view.records)
+    tokens = []
+    for key in keys:
         record = view.records[key]
         g = record.group
         redo = changed is None or key in changed
         raw = None if redo else cached.get(key)
-        if raw is None or raw[0] != _token(record):
+        token = _token(record)
+        tokens.append(token)
+        if raw is None or raw[0] != token:
             if raw is not None:  # not of this record after all: its folders may be stale
                 got.gone_dirs.update(raw[_PART_DIRS])
             raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
@@ -253,6 +258,7 @@ def walk_profile(
     out.keep_dirs(kept_builds)
     result.skipped(skipped)
     result.suites = [_suite(name, where, items) for where, items in sorted(by_suite.items())]
+    result.fingerprint = _fingerprint(keys, tokens)
     return result
 
 
@@ -286,8 +292,14 @@ def _token(record: GroupRecord) -> tuple[Any, ...]:
 
 def fingerprint(records: Mapping[str, GroupRecord]) -> str:
     """Every record's key and :func:`_token`, digested: what a render that walks no group
-    checks that the records are the last walk's (the same net as the parts' tokens)."""
-    text = "".join(f"{key}\0{_token(r)!r}\n" for key, r in sorted(records.items()))
+    checks that the records are the last walk's (the same net as the parts' tokens).
+    The walk digests the tokens it made (:attr:`ProfileWalk.fingerprint`)."""
+    keys = sorted(records)
+    return _fingerprint(keys, [_token(records[k]) for k in keys])
+
+
+def _fingerprint(keys: list[str], tokens: list[tuple[Any, ...]]) -> str:
+    text = repr((keys, tokens))  # (builtin types only: the same records, the same text)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
