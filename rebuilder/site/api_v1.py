@@ -219,8 +219,8 @@ def write_packages(
     ).digest()
     folder = f"{base}/packages/by-name/"
     if gone is not None and out.known.get(moved_key) == out.digests[moved_key]:
-        # the other pages are as the last render left them, and so are their digests
-        out.digests.update({k: v for k, v in out.known.items() if k.startswith(folder)})
+        # the other pages are as the last render left them (and so are their digests, which
+        # an incremental render starts from: see Output.digests)
         places: Iterable[int] = compress(range(len(names)), map(fresh.__contains__, names))
     else:
         places = range(len(names))
@@ -228,7 +228,6 @@ def write_packages(
         for name in set(gone).difference(names):  # (a few names, so no set of them all)
             for page in _by_name_files(folder, name):
                 out.remove(page)
-                out.digests.pop(page, None)
     by_name: dict[str, list[bytes]] = defaultdict(list)
     for i in places:
         by_name[names[i]].append(b'{"id":%d,%s' % (ids[i], tails[i]))

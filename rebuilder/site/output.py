@@ -60,7 +60,8 @@ class Output:
         self.missing: list[str] = []
         self._inodes: dict[str, int] = {}  # link targets written by this render
         self._can_link = True
-        # digests of files written with write_known: the last render's, and this one's
+        # digests of files written with write_known: the last render's, and this one's (an
+        # incremental render's start as the last one's; a file removed loses its own)
         self.known: Mapping[str, bytes] = {}
         self.digests: dict[str, bytes] = {}
 
@@ -80,6 +81,7 @@ class Output:
             return None
 
     def remove(self, rel: str) -> None:
+        self.digests.pop(rel, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(rel))
             self.stats.removed += 1
@@ -292,6 +294,7 @@ class Output:
             elif child not in self.expected:
                 os.unlink(e.path)
                 self.stats.removed += 1
+                self.digests.pop(child, None)
 
     def _prune_builds(self, rel: str) -> None:
         try:

@@ -129,6 +129,8 @@ def _render(
     now_cache = cache.RenderCache(code, inputs, digests=out.digests)
     if last.code == code:
         out.known = last.digests
+        if changed is not None:  # the files it leaves keep their digests (one C-level copy)
+            out.digests.update(last.digests)
     touched = None if changed is None else _touched(out, views, changed)
     env = html.environment(templates, f"{out.root}/{cache.COMPILED}")
     cfg = Settings(env, changed, touched, site_url, pages, when)
