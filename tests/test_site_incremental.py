@@ -177,6 +177,12 @@ def test_incremental_renders_write_what_a_full_render_writes(
         stats = render(site, views, now=now, changed=keys)
         assert started == ([2] if beside else []), round_
         assert stats.skipped > 100, round_  # the others were taken from the cache
+        # the driver's phases, in order, account for no more than the render's time
+        phases = list(stats.phases)
+        assert phases[:2] == ["inputs", "cache read"] and phases[-1] == "cache saved"
+        assert phases.index("walk") < phases.index("v1+v0 lists") < phases.index("lists wait")
+        assert all(t >= 0 for t in stats.phases.values())
+        assert sum(stats.phases.values()) <= stats.seconds + 0.001 * len(phases)
         _same_as_full(tmp_path, site, views, now)
     # the next pass: no group changed, but the time and the history moved
     now += dt.timedelta(hours=1)

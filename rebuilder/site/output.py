@@ -20,7 +20,7 @@ import logging
 import os
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rebuilder import _fs
@@ -38,13 +38,15 @@ Done = tuple[set[str], set[str], "RenderStats", list[str]]  # what a process wro
 @dataclass
 class RenderStats:
     """What a render did: files written, files already up to date, stale files removed,
-    and group pages not looked at because they were not in ``changed``."""
+    and group pages not looked at because they were not in ``changed``; its time, and the
+    driver's by phase (what forked processes did shows as the driver's wait for them)."""
 
     written: int = 0
     unchanged: int = 0
     removed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds, in order
 
 
 class Output:

@@ -97,6 +97,7 @@ def _render(
     started = time.monotonic()
     _check_views(views)
     out = Output(str(site_dir))
+    lap = _laps(out.stats, started)
     empty = _holds_nothing(site_dir)  # then nothing in it can be stale: no prune
     when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
     pages = links.PACKAGE_PAGES if package_pages is None else package_pages
@@ -118,7 +119,9 @@ def _render(
                                changed, Touched(), site_url, pages, when)  # fmt: skip
                 _render_quiet(out, cfg, views, walked, public_keys, templates, now_cache)
                 return _done(out, started)
+    lap("inputs")
     last = cache.load(out.root)
+    lap("cache read")
     if changed is not None and last.code != code:
         # an upgrade, other templates, or no cache (a first render, a trimmed site, one
         # stopped half-way): the pages of groups outside ``changed`` are not as this code
@@ -134,6 +137,7 @@ def _render(
     touched = None if changed is None else _touched(out, views, changed)
     env = html.environment(templates, f"{out.root}/{cache.COMPILED}")
     cfg = Settings(env, changed, touched, site_url, pages, when)
+    lap("touched+templates")
     got = Collected()
     # Leaves first, indexes last: a page is written only after what it links down to, so
     # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
@@ -142,10 +146,12 @@ def _render(
     aggregates.render_status_badges(out)
     page_work, fork = groups.work(cfg, views)
     finish_groups = forks.write(out, page_work, fork=fork)  # forked: beside the walk
+    lap("static+group pages" + (" started" if fork else ""))
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     _queues(got, views)
     queues = (last.queue if last.code == code else {}, now_cache.queue)
     aggregates.render_queues(out, got, views, when, public_keys, queues)
+    lap("queue")
     for view in views:
         mine = f"{view.profile.name}\0{view.profile.distro}"
         cached = last.parts.get(mine, {}) if last.code == code else {}
@@ -153,6 +159,7 @@ def _render(
         got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, cached, parts))
     if changed is not None:  # see api_v1.write_packages
         keep_dirs.update(f"{paths.api_v1_base(d)}/packages/by-name" for d in got.pkgs)
+    lap("walk")
     aggregates.render_badges(out, got)
     # v1's files link no page and name no file but through the server's rules: in a full
     # render, they are written while the group pages are (82,000 by-name files at Debian's
@@ -160,13 +167,18 @@ def _render(
     if changed is None:
         aggregates.render_v1(out, got)
     finish_groups()
+    lap("v1 lists+group pages" if changed is None else "badges")
     finish_lists = _start_lists(out, cfg, got)  # they link to group pages
+    lap("lists started")
     if changed is not None:
         aggregates.render_v1(out, got)
     aggregates.render_v0(out, got, when, public_keys)
+    lap("v1+v0 lists")
     found = search.build(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)
+    lap("search+feeds")
     finish_lists()
+    lap("lists wait")
     for name, data in found.items():
         out.write_known(f"{paths.SEARCH}/{name}", data)
     aggregates.render_dashboard(out, cfg, got, public_keys)
@@ -182,8 +194,10 @@ def _render(
             gone=got.gone_dirs if changed is not None else None,
         )
     out.report_missing()
+    lap("search files+dashboard+prune")
     now_cache.summary = quiet.summary(got, now_cache.parts)
     cache.finish(out.root, last, now_cache)
+    lap("cache saved")
     return _done(out, started)
 
 
@@ -276,6 +290,20 @@ def _holds_nothing(site_dir: Path) -> bool:
         raise SiteError(f"{site_dir}: cannot read the site folder: {e.strerror or e}") from None
 
 
+def _laps(stats: RenderStats, started: float) -> Callable[[str], None]:
+    """The function that ends a phase of the driver: its time goes into ``stats.phases``
+    (what ``bench/render.py`` prints, and a ``-v`` run logs)."""
+    at = started
+
+    def lap(phase: str) -> None:
+        nonlocal at
+        now = time.monotonic()
+        stats.phases[phase] = round(now - at, 3)
+        at = now
+
+    return lap
+
+
 def _done(out: Output, started: float) -> RenderStats:
     stats = out.stats
     stats.seconds = round(time.monotonic() - started, 3)
@@ -283,6 +311,9 @@ def _done(out: Output, started: float) -> RenderStats:
         "site: %d written, %d unchanged, %d removed, %d skipped in %.1fs",
         stats.written, stats.unchanged, stats.removed, stats.skipped, stats.seconds,
     )  # fmt: skip
+    if stats.phases:
+        laps = " · ".join(f"{k} {v:.2f}s" for k, v in stats.phases.items())
+        log.debug("site: by phase: %s", laps)
     return stats
 
 
