@@ -269,6 +269,13 @@ def _cpu() -> float:
 _SECONDS: dict[str, float] = {}
 
 
+def _settle() -> None:
+    """Have the kernel write out what the last step wrote before the next is timed: a
+    full render leaves gigabytes to write back, which the renders timed right after it
+    would otherwise compete with (a pass's render comes an hour after the last one)."""
+    os.sync()
+
+
 def write_floor(site: Path, dest: Path) -> float:
     """Seconds to write the rendered site's files (same bytes, same tree) to ``dest``, the
     least a full render can cost; ``builds/`` (the results store) is not the renderer's."""
@@ -277,6 +284,7 @@ def write_floor(site: Path, dest: Path) -> float:
     ]
     blobs = [(str(dest / p.relative_to(site)), p.read_bytes()) for p in files]
     folders = sorted({os.path.dirname(path) for path, _ in blobs})
+    _settle()
     t = time.perf_counter()  # the least it takes: each folder made once, plain descriptors
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
@@ -289,6 +297,7 @@ def write_floor(site: Path, dest: Path) -> float:
 
 
 def _timed(label: str, fn) -> RenderStats:
+    _settle()
     t, cpu = time.perf_counter(), _cpu()
     stats = fn()
     secs, cpu = time.perf_counter() - t, _cpu() - cpu
