@@ -211,7 +211,7 @@ def walk_profile(
     entries_, maintainers_ = got.entries, got.maintainers  # (the hot loop's)
     not_redone = 0
     keys = sorted(view.records)
-    tokens = []
+    tokens: list[tuple[Any, ...]] = []
     for key in keys:
         record = view.records[key]
         g = record.group
@@ -222,7 +222,8 @@ def walk_profile(
         if raw is None or raw[0] != token:
             if raw is not None:  # not of this record after all: its folders may be stale
                 got.gone_dirs.update(raw[_PART_DIRS])
-            raw = part(record, distro, paths.group_page(name, key) + ".html", name, cfg.now)
+            stem = paths.group_page(name, key)
+            raw = part(record, token, distro, stem + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
         _, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard = raw
@@ -334,13 +335,19 @@ def page_job(profile: str, distro: str, key: str, record: GroupRecord) -> PageJo
 
 
 def part(
-    record: GroupRecord, distro: str, page: str, profile: str, now: _dt.datetime
+    record: GroupRecord,
+    token: tuple[Any, ...],
+    distro: str,
+    page: str,
+    profile: str,
+    now: _dt.datetime,
 ) -> cache.Part:
-    """A record's :class:`Part`, as the plain tuple the cache keeps."""
+    """A record's :class:`Part`, as the plain tuple the cache keeps (``token``: its
+    :func:`_token`, which the walk made)."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (_token(record), index, page, (), [], [], [], [], [], (0, 0, 0), "", "")
+        return (token, index, page, (), [], [], [], [], [], (0, 0, 0), "", "")
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -348,7 +355,7 @@ def part(
     row = (*r[:3], r.built.isoformat() if r.built else None, *r[4:])
     lines = api_v0.pkg_lines(record, attempt, served)
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now), attempt)
-    token = _token(record) if api_v1.last_seen(record) else None  # else v1 shows now
+    kept = token if api_v1.last_seen(record) else None  # else v1 shows now: never taken
     dirs = list(_build_dirs(record, attempt, distro, served))
     entries = _entries(record, page, r.url)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
@@ -356,7 +363,7 @@ def part(
     built, build_id = (attempt.ended_at.isoformat(), attempt.build_id) if attempt else (None, None)
     shard = api_v0.suite_row(r.name, r.version, r.status, built, build_id, page)
     steps = _steps(record)
-    return (token, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
+    return (kept, index, page, row, lines, v1_rows, dirs, entries, maintainers, steps, cell, shard)
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
