@@ -294,9 +294,7 @@ class Output:
                     with contextlib.suppress(OSError):
                         os.rmdir(e.path)  # only succeeds when empty
             elif child not in self.expected:
-                os.unlink(e.path)
-                self.stats.removed += 1
-                self.digests.pop(child, None)
+                self.remove(child)
 
     def _prune_builds(self, rel: str) -> None:
         try:
