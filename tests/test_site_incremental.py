@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import importlib
 import json
+import logging
 import marshal
 import os
 import random
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rebuilder.model import GroupRecord, Job, Status
-from rebuilder.site import ProfileView, api_v1, cache, forks, render
+from rebuilder.site import ProfileView, aggregates, api_v1, cache, forks, render
 from rebuilder.state import history_point
 
 from .fixtures.site import (
@@ -43,7 +44,7 @@ def _files(root: Path) -> dict[str, str]:
         for f in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             p = Path(dirpath, f)
             rel = str(p.relative_to(root))
-            if rel in (cache.FILE, cache.DELTA, cache.QUIET, cache.QUEUE):
+            if rel in cache.OWN:
                 continue
             out[rel] = (
                 "-> " + os.readlink(p)
@@ -168,6 +169,7 @@ def test_incremental_renders_write_what_a_full_render_writes(
     state = State(site, 150, random.Random(7))
     now = NOW
     render(site, state.views(now), now=now)
+    monkeypatch.setattr(aggregates, "_all_lines", _not_called)  # the v0 lists are patched
     for round_ in range(3):
         keys = state.change(12)
         now += dt.timedelta(hours=1)  # a new pass: new "now" and one more history point
@@ -205,6 +207,46 @@ def test_incremental_renders_write_what_a_full_render_writes(
         moved = render(site, views, now=now, changed=set())
         assert moved.written > 0, jobs
         _same_as_full(tmp_path, site, views, now)
+
+
+def _not_called(*args: object) -> None:
+    raise AssertionError("the v0 lists were made anew, not patched")
+
+
+@pytest.mark.parametrize("damage", ["copied", "touched", "shorter", "gone", "index"])
+def test_v0_lists_not_as_the_last_render_left_them_are_made_anew(
+    tmp_path: Path, damage: str, caplog
+) -> None:
+    """An incremental render patches the v0 lists the last render wrote only when each
+    is that file still (its size, time and inode); else, or when a line it would take
+    out is not there, it makes them anew from the parts: the site is a full render's."""
+    site = tmp_path / "site"
+    state = State(site, 80, random.Random(21))
+    render(site, state.views(NOW), now=NOW)
+    target = site / "debian/all/api/v0/pkgs/list"
+    data = target.read_bytes()
+    if damage == "copied":  # the same bytes, another file (cp, rsync)
+        target.unlink()
+        target.write_bytes(data)
+    elif damage == "touched":
+        os.utime(target, ns=(1, 1))
+    elif damage == "shorter":
+        target.write_bytes(data[: data.rindex(b",\n")] + b"\n]\n")
+    elif damage == "gone":
+        target.unlink()
+    else:  # the lists are as they were, but the cache has no index of them
+        last = cache.load(str(site))
+        del last.lists["debian"]
+        cache._save(str(site), last)
+    keys = state.change(6)
+    arm = site_group("newarch", "1.0-1", arch="arm64", bins=("newarch",))  # a new list
+    state.records[arm.key] = GroupRecord(arm, Status.UNKWN, [], first_seen=NOW, last_seen=NOW)
+    views = state.views(NOW)
+    with caplog.at_level(logging.INFO, logger="rebuilder.site"):
+        render(site, views, now=NOW, changed=keys | {arm.key})
+    assert "v0 lists are not as the last render left them" in caplog.text
+    _same_as_full(tmp_path, site, views, NOW)
+    assert (site / "debian/arm64/api/v0/pkgs/list").exists()
 
 
 def test_a_small_change_saves_only_the_difference_of_the_cache(tmp_path: Path, monkeypatch) -> None:

@@ -88,7 +88,7 @@ def test_the_pages_tree_holds_each_log_once_and_every_link_answers(site: Path) -
     assert checked > 100
     assert pages.trim(site) == 0  # a second run finds nothing more
     # the next render, even told that nothing changed, puts back what the trim left out
-    assert not [n for n in (cache.FILE, cache.QUIET, cache.QUEUE) if (site / n).exists()]
+    assert not [n for n in cache.OWN if (site / n).exists()]
     assert not (site / cache.COMPILED).exists()  # the renderer's, not published
     render(site, site_views(site), now=NOW, changed=set())
     assert list(site.glob("*/api/v1/*/by-name"))

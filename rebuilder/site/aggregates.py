@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections import defaultdict
+import os
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from itertools import compress
 from operator import itemgetter
@@ -14,7 +15,7 @@ from typing import Any
 
 from rebuilder.api import v0
 from rebuilder.model import Status
-from rebuilder.site import api_v0, api_v1, badges, cache, feeds, history, html, paths, queue
+from rebuilder.site import api_v0, api_v1, badges, cache, feeds, history, html, paths, queue, splice
 from rebuilder.site.groups import status_badge
 from rebuilder.site.output import Output
 from rebuilder.site.walk import (
@@ -22,6 +23,7 @@ from rebuilder.site.walk import (
     Collected,
     ProfileView,
     Settings,
+    V0Patch,
     render_page,
 )
 from rebuilder.state import history_point
@@ -34,40 +36,148 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
     clients that read those (debian-repro-status, pacman-bintrans) fetch no build files,
     and a ``builds`` link there would be a full copy of every build's files on a host that
     copies links (GitHub Pages). A render that walked no group (``got.pkgs`` empty) writes
-    the dashboards from the last render's counts and leaves the lists as they are."""
+    the dashboards from the last render's counts and leaves the lists as they are; an
+    incremental one patches the lists the last render wrote (:mod:`splice`)."""
     keys = api_v0.dumps(api_v0.public_keys(public_keys))
     for distro in sorted(got.pkgs.keys() | got.v0_counts.keys()):
         base = paths.api_base(distro)
-        lists: dict[str | None, list[bytes]] | None = None
+        lists: Mapping[str | None, bytes | None] | None = None
         if distro in got.pkgs:
-            lines = api_v0.unique_lines(got.pkgs[distro])
-            texts = list(map(itemgetter(api_v0.LINE), lines))
-            got.v0_counts[distro] = api_v0.line_counts(lines)
-            archs = list(map(itemgetter(api_v0.ARCH), lines))
-            # one C-level pass per architecture (a few), not a Python loop over the lines
-            lists = {None: texts}
-            for arch in set(archs):
-                lists[arch] = list(compress(texts, map(arch.__eq__, archs)))
+            patch = None if got.v0_patch is None else got.v0_patch.get(distro)
+            lists = None if patch is None else _patched(out, got, distro, patch)
+            if lists is None:
+                lines = got.pkgs[distro] if patch is None else _all_lines(patch)
+                lists = _made(got, distro, lines)
         counts, queue = got.v0_counts[distro], got.queues[distro]
-        _write_v0(out, base, _list(lists, None), api_v0.dashboard(counts, queue, now), keys)
+        _write_v0(out, got, base, _list(lists, None), api_v0.dashboard(counts, queue, now), keys)
         for arch in sorted({a for a, _, _ in counts}):
             arch_base = paths.arch_api_base(distro, arch)
             if arch_base is None:
                 log.warning("site: no per-architecture tree for an architecture named %r", arch)
                 continue
             board = api_v0.dashboard(counts, queue, now, arch)
-            _write_v0(out, arch_base, _list(lists, arch), board, keys)
+            _write_v0(out, got, arch_base, _list(lists, arch), board, keys)
 
 
-def _list(lists: Mapping[str | None, list[bytes]] | None, arch: str | None) -> list[bytes] | None:
-    return None if lists is None else lists[arch]
+def _made(got: Collected, distro: str, lines: list[api_v0.PkgLine]) -> dict[str | None, bytes]:
+    """The lists of a distribution made from all its lines (counted, and indexed for the
+    next render to patch)."""
+    ordered = sorted(lines)
+    texts = list(map(itemgetter(api_v0.LINE), ordered))
+    multi = splice.repeated(texts)
+    if multi:  # (the same group in overlapping profiles)
+        ordered = api_v0.unique_lines(ordered)
+        texts = list(map(itemgetter(api_v0.LINE), ordered))
+    got.v0_counts[distro] = api_v0.line_counts(ordered)
+    _index(got, distro, multi)
+    archs = list(map(itemgetter(api_v0.ARCH), ordered))
+    # one C-level pass per architecture (a few), not a Python loop over the lines
+    lists: dict[str | None, bytes] = {None: v0.pkgs_list(texts)}
+    for arch in set(archs):
+        lists[arch] = v0.pkgs_list(list(compress(texts, map(arch.__eq__, archs))))
+    return lists
+
+
+def _all_lines(patch: V0Patch) -> list[api_v0.PkgLine]:
+    log.info("site: the v0 lists are not as the last render left them: made anew")
+    return [line for blob in patch.blobs for line in api_v0.lines_of(blob)]
+
+
+def _patched(
+    out: Output, got: Collected, distro: str, patch: V0Patch
+) -> dict[str | None, bytes | None] | None:
+    """A distribution's lists, the last render's patched with the lines of the groups
+    redone (None for a list left as it was); None when they are not as it left them."""
+    index = got.v0_index.get(distro)
+    data = _read_list(out, got, f"{paths.api_base(distro)}/pkgs/list")
+    if index is None or data is None:
+        return None
+    multi = dict(index["multi"])
+    keyed = lambda lines: [((t[api_v0.SORT], t[api_v0.LINE]), t[api_v0.LINE]) for t in lines]  # noqa: E731
+    layout, key = api_v0.PKGS_LIST, api_v0.line_key
+    removed, added = keyed(patch.removed), keyed(patch.added)
+    done = splice.patch(layout, data, key, removed, added, multi, head=b"[\n")
+    if done is None:
+        return None
+    lists: dict[str | None, bytes | None] = {None: done[0]}
+    line = {t[api_v0.LINE]: t for t in (*patch.removed, *patch.added)}
+    last = Counter({(a, suite, st): n for a, suite, st, n in index["counts"]})
+    counts = last.copy()
+    by_arch: dict[str, tuple[list[splice.Keyed], list[splice.Keyed]]] = defaultdict(
+        lambda: ([], [])
+    )
+    _, dropped, came = done
+    for side, sign, moved in ((0, -1, dropped), (1, 1, came)):
+        for k, text in moved:
+            _, suite, status, arch, _ = line[text]
+            counts[arch, suite, status] += sign
+            by_arch[arch][side].append((k, text))
+    for arch in sorted({a for a, _, _ in counts} | by_arch.keys()):
+        arch_base = paths.arch_api_base(distro, arch)
+        if arch_base is None:
+            continue
+        if arch not in by_arch:
+            lists[arch] = None  # (nothing of it moved)
+            continue
+        own = _read_list(out, got, f"{arch_base}/pkgs/list")
+        if own is None and not any(a == arch for a, _, _ in last):
+            own = layout.empty  # (a list new to this render)
+        mine = (
+            None if own is None else splice.patch(layout, own, key, *by_arch[arch], {}, head=b"[\n")
+        )
+        if mine is None:
+            return None
+        lists[arch] = mine[0]
+    got.v0_counts[distro] = +counts  # (the architectures and suites left with a line)
+    _index(got, distro, multi)
+    return lists
+
+
+def _index(got: Collected, distro: str, multi: dict[bytes, int]) -> None:
+    """What the next render patches a distribution's lists from, but the files: the
+    lines given more than once, and the counts."""
+    counts = sorted(got.v0_counts[distro].items())
+    got.v0_index[distro] = {"multi": multi, "counts": [[*k, n] for k, n in counts]}
+
+
+def _read_list(out: Output, got: Collected, rel: str) -> bytes | None:
+    """A v0 list the last render wrote (None: not as it left it)."""
+    try:
+        fd = os.open(f"{out.root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if got.v0_files.get(rel) != [st.st_size, st.st_mtime_ns, st.st_ino]:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _list(lists: Mapping[str | None, bytes | None] | None, arch: str | None) -> bytes | None:
+    return None if lists is None else lists.get(arch)
 
 
 def _write_v0(
-    out: Output, base: str, texts: list[bytes] | None, dashboard: dict[str, Any], keys: bytes
+    out: Output,
+    got: Collected,
+    base: str,
+    data: bytes | None,
+    dashboard: dict[str, Any],
+    keys: bytes,
 ) -> None:
-    if texts is not None:  # (None: the last render's list stands)
-        out.write(f"{base}/pkgs/list", v0.pkgs_list(texts))
+    rel = f"{base}/pkgs/list"
+    if data is not None:
+        out.write(rel, data)
+    elif rel in got.v0_files:  # (None: the last render's list stands)
+        out.keep([rel])
+    if rel in out.expected:  # what the next render checks before it patches the list
+        st = os.stat(f"{out.root}/{rel}")
+        got.v0_files_now[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
     out.write(f"{base}/dashboard", api_v0.dumps(dashboard))
     out.write(f"{base}/public-keys", keys)
     for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them

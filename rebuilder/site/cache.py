@@ -51,8 +51,11 @@ FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment e
 DELTA = f"{FILE}.delta"  # what changed since FILE was written
 QUIET = f"{FILE}.quiet"  # what a render that walks no group needs (see :mod:`quiet`)
 QUEUE = f"{FILE}.queue"  # the queue's memo (see :mod:`queue`)
+FILES = f"{FILE}.files"  # which files the v0 lists are (see RenderCache.list_files)
+OWN = (FILE, DELTA, QUIET, QUEUE, FILES)  # the cache's files, none of them published
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 9  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE; 9: columns
+VERSION = 10  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE; 9: columns
+# 10: v0 lines as one blob per part, and the lists' index
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
@@ -67,6 +70,11 @@ class RenderCache:
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
     queue: Memo = field(default_factory=dict)  # in QUEUE (see site.queue)
     summary: dict[str, Any] | None = None  # in QUIET (see site.quiet); None: a render must walk
+    # each distribution's index of its v0 lists (see aggregates.render_v0)
+    lists: dict[str, Any] = field(default_factory=dict)
+    # the size, time and inode of each v0 list file the render wrote, in FILES: of this
+    # site's files, not of what a render makes (a copy of the site has other ones)
+    list_files: dict[str, list[int]] = field(default_factory=dict, compare=False)
     # what the file on disk holds: its id, and the changes since (see :func:`finish`)
     base: str = field(default="", compare=False)
     delta: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -80,6 +88,7 @@ def load(root: str) -> RenderCache:
             head, payload, delta, changes = found
             doc = marshal.loads(payload)
             last = RenderCache(head[1], head[2], _by_key(doc["parts"]), doc["digests"])
+            last.lists, last.list_files = doc["lists"], _load_files(root)
             last.base = head[0]
             if delta is not None:
                 _apply(last, delta, marshal.loads(changes))
@@ -189,6 +198,7 @@ def _apply(cache: RenderCache, head: Head, delta: dict[str, Any]) -> None:
     for profile, changes in delta["parts"].items():
         _update(cache.parts[profile], changes)
     _update(cache.digests, delta["digests"])
+    cache.lists = delta["lists"]
     cache.delta = delta
 
 
@@ -236,6 +246,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
             try:
                 data = _DELTA_MAGIC + _head(last.base, cache) + marshal.dumps(delta)
                 _fs.write_atomic(f"{root}/{DELTA}", data)
+                _save_files(root, cache)
                 os.replace(old, f"{root}/{FILE}")
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old_delta)
@@ -245,6 +256,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
                 log.info("site: cannot save the render cache's difference: %s", e)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(f"{root}/{DELTA}")  # (one written above for the file put back)
+    _save_files(root, cache)
     _save(root, cache)
     for path in (old, old_delta):
         with contextlib.suppress(FileNotFoundError):
@@ -263,12 +275,14 @@ def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None
         moved += _diff(last.parts.get(profile, {}), cache.parts.get(profile, {}), parts, profile)
     digests: dict[str, dict[str, Any]] = {"": dict(before.get("digests", {}))}
     moved += _diff(last.digests, cache.digests, digests, "")
+    moved += last.lists != cache.lists
     size = sum(map(len, parts.values())) + len(digests[""])
     whole = sum(map(len, cache.parts.values())) + len(cache.digests)
     if size > REWRITE_SHARE * whole:
         return None, moved
     kept = {p: c for p, c in parts.items() if p in cache.parts}
     delta = {"profiles": list(cache.parts), "parts": kept, "digests": digests[""]}
+    delta["lists"] = cache.lists  # (small: whole)
     return delta, moved
 
 
@@ -299,7 +313,8 @@ _PEEK = 512  # bytes that hold a file's head
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    payload = marshal.dumps({"parts": _by_column(cache.parts), "digests": cache.digests})
+    doc = {"parts": _by_column(cache.parts), "digests": cache.digests}
+    payload = marshal.dumps(doc | {"lists": cache.lists})
     # the digest names this file for a delta (a delta made for another is not applied),
     # and the same cache makes the same file
     base = hashlib.blake2b(payload, digest_size=16).hexdigest()
@@ -327,6 +342,25 @@ def _by_key(columns: Columns) -> dict[str, dict[str, Part]]:
         p: dict(zip(keys, zip(*fields, strict=True), strict=True))
         for p, (keys, fields) in columns.items()
     }
+
+
+def _load_files(root: str) -> dict[str, list[int]]:
+    """FILES: a file it names is patched only while it is the same (an older FILES names
+    files a render replaced since, a new inode each; one that cannot be read, none)."""
+    try:
+        with open(f"{root}/{FILES}", "rb") as f:
+            found = marshal.loads(f.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _save_files(root: str, cache: RenderCache) -> None:
+    if cache.list_files != _load_files(root):
+        try:
+            _fs.write_atomic(f"{root}/{FILES}", marshal.dumps(cache.list_files))
+        except (OSError, ValueError) as e:
+            log.warning("site: cannot save the render cache: %s", e)
 
 
 def _save_small(root: str, cache: RenderCache, last_queue: Memo) -> None:

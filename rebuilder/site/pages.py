@@ -33,7 +33,7 @@ def trim(site: Path) -> int:
     """Remove from ``site`` what the Pages tree leaves out; the number of files removed."""
     removed = 0
     # the site is no longer as the last render left it: the next one must not trust that
-    for name in (cache.FILE, cache.DELTA, cache.QUIET, cache.QUEUE):
+    for name in cache.OWN:
         (site / name).unlink(missing_ok=True)
     # the renderer's compiled templates are its own, not the site's: not published
     compiled = site / cache.COMPILED

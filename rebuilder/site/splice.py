@@ -1,0 +1,221 @@
+"""A sorted list file patched where it changed, rather than made again.
+
+An incremental render redoes a few hundred of the 82,000 records of a Debian-sized
+``pkgs/list`` (and of each architecture's copy of it): sorting and joining them all again
+cost more than the rest of such a render, and keeping each one in the render cache as
+objects cost as much to read back. So the file the last render wrote is patched: the
+records of the groups redone are found by bisection in its bytes (a record is one line
+of JSON, and only the lines a search lands on are parsed), taken out, and their new ones
+put in where the sort puts them; the rest of the file is copied once.
+
+A record that two groups give (the same package in two profiles of one distribution) is
+listed once; ``multi`` counts the records given more than once, so that one group that
+drops it leaves it listed.
+
+>>> f = Layout(b"[\\n", b",\\n", b"\\n]\\n", b"[]\\n")
+>>> kw = {"head": b"[\\n"}
+>>> key = lambda r: r
+>>> multi = {b'"c"': 2}
+>>> gone = [(b'"c"', b'"c"'), (b'"e"', b'"e"')]
+>>> new = [(b'"d"', b'"d"'), (b'"a"', b'"a"'), (b'"0"', b'"0"')]
+>>> data, dropped, added = patch(f, b'[\\n"a",\\n"c",\\n"e"\\n]\\n', key, gone, new, multi, **kw)
+>>> data
+b'[\\n"0",\\n"a",\\n"c",\\n"d"\\n]\\n'
+>>> dropped, added, multi
+([(b'"e"', b'"e"')], [(b'"d"', b'"d"'), (b'"0"', b'"0"')], {b'"a"': 2})
+>>> patch(f, data, key, [(b'"z"', b'"z"')], [], {}, **kw) is None  # not the list it was
+True
+>>> patch(f, data, key, [(k, k) for k in (b'"0"', b'"a"', b'"c"', b'"d"')], [], {}, **kw)[0]
+b'[]\\n'
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+Keyed = tuple[Any, bytes]  # a record and its sort key (which sorts equal records together)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a list file holds its records: a head line (it starts with ``opening``), the
+    records (one line of JSON each: no newline in them) joined by ``sep`` (which ends in
+    a newline), then ``tail``; ``empty`` is the file of no record. A record may start
+    with what ``prefix`` matches and is not the record's own (v1's ids)."""
+
+    opening: bytes
+    sep: bytes
+    tail: bytes
+    empty: bytes
+    prefix: re.Pattern[bytes] | None = None
+
+    def body(self, data: bytes) -> bytes | None:
+        """The records of ``data`` joined by ``sep``, with one ``sep`` more after the
+        last (so that every record is followed by one); None: not such a file."""
+        if data == self.empty:
+            return b""
+        if not (data.startswith(self.opening) and data.endswith(self.tail)):
+            return None
+        return data[data.index(b"\n") + 1 : len(data) - len(self.tail)] + self.sep
+
+    def join(self, head: bytes, pieces: Sequence[bytes | memoryview]) -> bytes:
+        """The file of ``head`` and the records in ``pieces`` (each run of them followed by
+        ``sep``)."""
+        if not any(map(len, pieces)):
+            return self.empty
+        last = pieces[-1][: len(pieces[-1]) - len(self.sep)]  # (no separator after it)
+        return b"".join([head, *pieces[:-1], last, self.tail])
+
+    def own(self, body: bytes, at: int) -> int:
+        """Where the record at ``at`` starts but for its prefix (-1: none where one must be)."""
+        if self.prefix is None:
+            return at
+        found = self.prefix.match(body, at)
+        return -1 if found is None else found.end()
+
+
+class _Records:
+    """The records of a file's body (:meth:`Layout.body`), found by bisection."""
+
+    def __init__(self, layout: Layout, body: bytes, key_of: Callable[[bytes], Any]) -> None:
+        self.layout, self.body, self.key_of = layout, body, key_of
+        self.memo: dict[int, tuple[int, Any]] = {}  # start of a record -> its end, its key
+
+    def record(self, at: int) -> tuple[int, int, Any]:
+        """The record that holds byte ``at``: its start, end and key."""
+        body = self.body
+        start = body.rfind(b"\n", 0, at) + 1
+        found = self.memo.get(start)
+        if found is None:
+            end = body.index(b"\n", start) + 1 - len(self.layout.sep)
+            found = self.memo[start] = (end, self.key_of(body[start:end]))
+        return start, *found
+
+    def first_not_below(self, k: Any) -> int:
+        """Where the first record whose key is not below ``k`` starts (or the end)."""
+        lo, hi, step = 0, len(self.body), len(self.layout.sep)
+        while lo < hi:
+            start, end, key = self.record((lo + hi) // 2)
+            if key < k:
+                lo = end + step
+            else:
+                hi = start
+        return lo
+
+    def holds(self, at: int, rec: bytes) -> int:
+        """Where the record at ``at`` ends (its separator included) if it is ``rec``,
+        else -1."""
+        start = self.layout.own(self.body, at) if at < len(self.body) else -1
+        found = start >= 0 and self.body.startswith(rec + self.layout.sep, start)
+        return start + len(rec) + len(self.layout.sep) if found else -1
+
+
+def between(
+    layout: Layout, data: bytes, key_of: Callable[[bytes], Any], lo: Any, hi: Any
+) -> list[bytes]:
+    """The records of ``data`` (as the file has them, prefix and all) whose keys are not
+    below ``lo`` and below ``hi``."""
+    body = layout.body(data)
+    if not body:
+        return []
+    found = _Records(layout, body, key_of)
+    start, end = found.first_not_below(lo), found.first_not_below(hi)
+    return body[start:end].split(layout.sep)[:-1] if end > start else []
+
+
+def patch(
+    layout: Layout,
+    data: bytes,
+    key_of: Callable[[bytes], Any],
+    removed: Sequence[Keyed],
+    added: Sequence[Keyed],
+    multi: dict[bytes, int],
+    *,
+    head: bytes | Callable[[int], bytes] = b"",
+    make: Callable[[bytes], bytes] = bytes,
+) -> tuple[bytes, list[Keyed], list[Keyed]] | None:
+    """``data`` (a file of ``layout`` whose records are sorted by ``key_of``) without
+    ``removed`` and with ``added``; and the records that left it and those that came into
+    it (a record another group still gives stays; one it already holds is not listed
+    twice: see ``multi``). None when a record to take out is not there: the file is not
+    the one that held it. ``head`` is the new file's head line (or makes it from the
+    count of records it holds), ``make`` a new record's line (its prefix and it).
+
+    A record is found by ``key_of`` (of its line, prefix and all) and ``removed`` and
+    ``added`` give each one's key."""
+    body = layout.body(data)
+    if body is None:
+        return None
+    view = memoryview(body)
+    sep = layout.sep
+    found = _Records(layout, body, key_of)
+    first_not_below, holds = found.first_not_below, found.holds
+
+    cut: dict[int, int] = {}  # start -> end (separator included) of each record taken out
+    taken: dict[int, Keyed] = {}
+    for k, rec in removed:
+        n = multi.get(rec)
+        if n:
+            multi[rec] = n - 1
+            if n == 2:
+                del multi[rec]
+            continue
+        at = first_not_below(k)
+        end = holds(at, rec)
+        if end < 0 or at in cut:
+            return None
+        cut[at] = end
+        taken[at] = (k, rec)
+    put: dict[bytes, tuple[int, Any]] = {}  # each record put in: where, and its key
+    for k, rec in added:
+        at = -1 if rec in put else first_not_below(k)
+        there = at >= 0 and holds(at, rec) >= 0
+        if there and at in cut:
+            del cut[at]  # taken out and put back (a rebuild that moved nothing of it)
+        elif at < 0 or there:
+            multi[rec] = multi.get(rec, 1) + 1  # (another group gives it too)
+        else:
+            put[rec] = (at, k)
+    # at one place, what is put in (in key order) before what is taken out
+    edits = sorted(
+        [(at, 0, k, rec) for rec, (at, k) in put.items()] + [(at, 1, None, b"") for at in cut]
+    )
+    pieces: list[bytes | memoryview] = []
+    done = 0
+    for at, kind, _, rec in edits:
+        if at > done:
+            pieces.append(view[done:at])
+        if kind:
+            done = cut[at]
+        else:
+            pieces.append(make(rec) + sep)
+            done = at
+    pieces.append(view[done:])
+    dropped = [taken[at] for at in sorted(cut)]
+    came = [(k, rec) for rec, (_, k) in put.items()]
+    if callable(head):
+        head = head(body.count(b"\n") - len(cut) + len(put))
+    return layout.join(head, [p for p in pieces if len(p)]), dropped, came
+
+
+def repeated(records: list[bytes]) -> dict[bytes, int]:
+    """How many times each record given more than once is in ``records`` (sorted: equal
+    records are neighbours), for :func:`patch`.
+
+    >>> repeated([b"a", b"b", b"b", b"c", b"c", b"c"]), repeated([b"a", b"b"])
+    ({b'b': 2, b'c': 3}, {})
+    """
+    out: dict[bytes, int] = {}
+    if not any(map(operator.eq, records, islice(records, 1, None))):
+        return out  # (one C-level look: one profile per distribution, the common case)
+    last = None
+    for record in records:
+        if record == last:
+            out[record] = out.get(record, 1) + 1
+        last = record
+    return out
