@@ -169,14 +169,17 @@ def test_incremental_renders_write_what_a_full_render_writes(
     state = State(site, 150, random.Random(7))
     now = NOW
     render(site, state.views(now), now=now)
-    monkeypatch.setattr(aggregates, "_all_lines", _not_called)  # the v0 lists are patched
     for round_ in range(3):
         keys = state.change(12)
         now += dt.timedelta(hours=1)  # a new pass: new "now" and one more history point
         state.history.append(history_point(now, state.records.values()))
         views = state.views(now)
         started.clear()
-        stats = render(site, views, now=now, changed=keys)
+        with monkeypatch.context() as m:  # the v0 and v1 lists are patched, not made anew
+            m.setattr(aggregates, "_all_lines", _not_called)
+            if not beside:  # (where packages ask for the ids others hold, v1 is made anew)
+                m.setattr(api_v1, "write_packages", _not_called)
+            stats = render(site, views, now=now, changed=keys)
         assert started == ([2] if beside else []), round_
         assert stats.skipped > 100, round_  # the others were taken from the cache
         # the driver's phases, in order, account for no more than the render's time
@@ -210,20 +213,28 @@ def test_incremental_renders_write_what_a_full_render_writes(
 
 
 def _not_called(*args: object) -> None:
-    raise AssertionError("the v0 lists were made anew, not patched")
+    raise AssertionError("the lists were made anew, not patched")
+
+
+LISTS = {  # a list an incremental render patches, and what it logs when it cannot
+    "v0": ("debian/all/api/v0/pkgs/list", "v0 lists are not as the last render left them"),
+    "v1": ("debian/api/v1/packages/binary", "the v1 list cannot be patched"),
+}
 
 
 @pytest.mark.parametrize("damage", ["copied", "touched", "shorter", "gone", "index"])
-def test_v0_lists_not_as_the_last_render_left_them_are_made_anew(
-    tmp_path: Path, damage: str, caplog
+@pytest.mark.parametrize("which", sorted(LISTS))
+def test_lists_not_as_the_last_render_left_them_are_made_anew(
+    tmp_path: Path, which: str, damage: str, caplog
 ) -> None:
-    """An incremental render patches the v0 lists the last render wrote only when each
-    is that file still (its size, time and inode); else, or when a line it would take
+    """An incremental render patches the v0 and v1 lists the last render wrote only when
+    each is that file still (its size, time and inode); else, or when a line it would take
     out is not there, it makes them anew from the parts: the site is a full render's."""
     site = tmp_path / "site"
     state = State(site, 80, random.Random(21))
     render(site, state.views(NOW), now=NOW)
-    target = site / "debian/all/api/v0/pkgs/list"
+    rel, said = LISTS[which]
+    target = site / rel
     data = target.read_bytes()
     if damage == "copied":  # the same bytes, another file (cp, rsync)
         target.unlink()
@@ -231,12 +242,13 @@ def test_v0_lists_not_as_the_last_render_left_them_are_made_anew(
     elif damage == "touched":
         os.utime(target, ns=(1, 1))
     elif damage == "shorter":
-        target.write_bytes(data[: data.rindex(b",\n")] + b"\n]\n")
+        cut = data.rindex(b",\n")
+        target.write_bytes(data[:cut] + data[data.index(b"\n", cut + 2) :])
     elif damage == "gone":
         target.unlink()
     else:  # the lists are as they were, but the cache has no index of them
         last = cache.load(str(site))
-        del last.lists["debian"]
+        del last.lists[which]["debian"]
         cache._save(str(site), last)
     keys = state.change(6)
     arm = site_group("newarch", "1.0-1", arch="arm64", bins=("newarch",))  # a new list
@@ -244,9 +256,37 @@ def test_v0_lists_not_as_the_last_render_left_them_are_made_anew(
     views = state.views(NOW)
     with caplog.at_level(logging.INFO, logger="rebuilder.site"):
         render(site, views, now=NOW, changed=keys | {arm.key})
-    assert "v0 lists are not as the last render left them" in caplog.text
+    assert said in caplog.text
+    assert all(t not in caplog.text for w, (_, t) in LISTS.items() if w != which)
     _same_as_full(tmp_path, site, views, NOW)
     assert (site / "debian/arm64/api/v0/pkgs/list").exists()
+
+
+def test_the_v1_list_is_patched_beside_packages_that_could_not_have_their_own_id(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A few packages ask for an id another one holds (ids drawn from fewer): a change
+    that moves none of them is patched in, the others deal every id anew; either way the
+    site is a full render's."""
+    monkeypatch.setattr(api_v1, "ID_SPACE", 3_000)
+    seen: list[tuple[bool, bool]] = []  # (some package moved off its id, patched)
+    patch = api_v1.patch_packages
+
+    def counted(out, distro, data, index, removed, added):
+        done = patch(out, distro, data, index, removed, added)
+        seen.append((bool(index["moved"]), done is not None))
+        return done
+
+    monkeypatch.setattr(api_v1, "patch_packages", counted)
+    site = tmp_path / "site"
+    state = State(site, 150, random.Random(9))
+    render(site, state.views(NOW), now=NOW)
+    for _ in range(6):
+        keys = state.change(4)
+        views = state.views(NOW)
+        render(site, views, now=NOW, changed=keys)
+        _same_as_full(tmp_path, site, views, NOW)
+    assert (True, True) in seen, seen
 
 
 def test_a_small_change_saves_only_the_difference_of_the_cache(tmp_path: Path, monkeypatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from itertools import compress
@@ -21,9 +20,9 @@ from rebuilder.site.output import Output
 from rebuilder.site.walk import (
     FEED_ITEMS,
     Collected,
+    ListPatch,
     ProfileView,
     Settings,
-    V0Patch,
     render_page,
 )
 from rebuilder.state import history_point
@@ -78,18 +77,18 @@ def _made(got: Collected, distro: str, lines: list[api_v0.PkgLine]) -> dict[str 
     return lists
 
 
-def _all_lines(patch: V0Patch) -> list[api_v0.PkgLine]:
+def _all_lines(patch: ListPatch) -> list[api_v0.PkgLine]:
     log.info("site: the v0 lists are not as the last render left them: made anew")
     return [line for blob in patch.blobs for line in api_v0.lines_of(blob)]
 
 
 def _patched(
-    out: Output, got: Collected, distro: str, patch: V0Patch
+    out: Output, got: Collected, distro: str, patch: ListPatch
 ) -> dict[str | None, bytes | None] | None:
     """A distribution's lists, the last render's patched with the lines of the groups
     redone (None for a list left as it was); None when they are not as it left them."""
     index = got.v0_index.get(distro)
-    data = _read_list(out, got, f"{paths.api_base(distro)}/pkgs/list")
+    data = splice.read_same(out.root, f"{paths.api_base(distro)}/pkgs/list", got.list_files)
     if index is None or data is None:
         return None
     multi = dict(index["multi"])
@@ -119,7 +118,7 @@ def _patched(
         if arch not in by_arch:
             lists[arch] = None  # (nothing of it moved)
             continue
-        own = _read_list(out, got, f"{arch_base}/pkgs/list")
+        own = splice.read_same(out.root, f"{arch_base}/pkgs/list", got.list_files)
         if own is None and not any(a == arch for a, _, _ in last):
             own = layout.empty  # (a list new to this render)
         mine = (
@@ -140,24 +139,6 @@ def _index(got: Collected, distro: str, multi: dict[bytes, int]) -> None:
     got.v0_index[distro] = {"multi": multi, "counts": [[*k, n] for k, n in counts]}
 
 
-def _read_list(out: Output, got: Collected, rel: str) -> bytes | None:
-    """A v0 list the last render wrote (None: not as it left it)."""
-    try:
-        fd = os.open(f"{out.root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if got.v0_files.get(rel) != [st.st_size, st.st_mtime_ns, st.st_ino]:
-            return None
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _list(lists: Mapping[str | None, bytes | None] | None, arch: str | None) -> bytes | None:
     return None if lists is None else lists.get(arch)
 
@@ -173,11 +154,10 @@ def _write_v0(
     rel = f"{base}/pkgs/list"
     if data is not None:
         out.write(rel, data)
-    elif rel in got.v0_files:  # (None: the last render's list stands)
+    elif rel in got.list_files:  # (None: the last render's list stands)
         out.keep([rel])
     if rel in out.expected:  # what the next render checks before it patches the list
-        st = os.stat(f"{out.root}/{rel}")
-        got.v0_files_now[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        got.list_files_now[rel] = splice.identity(out.root, rel)
     out.write(f"{base}/dashboard", api_v0.dumps(dashboard))
     out.write(f"{base}/public-keys", keys)
     for name in ("pkgs/list", "dashboard", "public-keys"):  # .json names beside them
@@ -204,10 +184,26 @@ def render_queues(
 
 
 def render_v1(out: Output, got: Collected) -> None:
-    """Each distribution's list of v1 packages (rebuildctl's), from the walk."""
+    """Each distribution's list of v1 packages (rebuildctl's), from the walk: an
+    incremental render patches the last render's (:func:`api_v1.patch_packages`)."""
     for distro in sorted(got.pkgs):
-        gone = None if got.gone_v1 is None else got.gone_v1[distro]
-        api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
+        rel = f"{paths.api_v1_base(distro)}/packages/binary"
+        patch = None if got.v1_patch is None else got.v1_patch.get(distro)
+        index = None
+        if patch is not None and distro in got.v1_index:
+            data = splice.read_same(out.root, rel, got.list_files)
+            if data is not None:
+                last = got.v1_index[distro]
+                index = api_v1.patch_packages(out, distro, data, last, patch.removed, patch.added)
+        if index is None:
+            rows = got.v1[distro]
+            if patch is not None:
+                log.info("site: the v1 list cannot be patched: made anew")
+                rows = [row for blob in patch.blobs for row in api_v1.rows_of(blob)]
+            gone = None if got.gone_v1 is None else got.gone_v1[distro]
+            index = api_v1.write_packages(out, distro, rows, got.fresh_v1[distro], gone)
+        got.v1_index[distro] = index
+        got.list_files_now[rel] = splice.identity(out.root, rel)
 
 
 def arch_trees(got: Collected) -> dict[str, list[tuple[str, str]]]:

@@ -36,6 +36,8 @@ import json
 import logging
 import operator
 import os
+import re
+from array import array
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from itertools import compress, islice
@@ -45,7 +47,7 @@ from typing import Any, NamedTuple, TypeVar
 from rebuilder import attest
 from rebuilder.api import v0, v1
 from rebuilder.model import Artifact, Attempt, BuildGroup, GroupRecord, Status
-from rebuilder.site import paths
+from rebuilder.site import paths, splice
 from rebuilder.site.output import Output
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,39 @@ EncodedRow = tuple[str, int, str, bytes, int]  # (sort, build_id, name, tail, it
 
 
 _NO_ID = '{"id":0,'
+
+
+def blob(rows: Sequence[EncodedRow]) -> bytes:
+    """A group's rows as the render cache keeps them: their tails, one per line (what
+    :func:`rows_of` reads back; see :func:`rebuilder.site.api_v0.blob`)."""
+    return b"\n".join(map(itemgetter(3), rows))
+
+
+def rows_of(data: bytes) -> list[EncodedRow]:
+    """The rows of :func:`blob`'s ``data``."""
+    return [row_of(tail) for tail in data.split(b"\n")] if data else []
+
+
+def row_of(tail: bytes) -> EncodedRow:
+    """An :data:`EncodedRow` from its tail (its JSON but for the id)."""
+    d = json.loads("{" + tail.decode("utf-8", "surrogatepass"))
+    fields = ("name", "version", "architecture", "release", "component", "url", "status")
+    sort = "\0".join(d[f] or "" for f in fields)
+    return (sort, d["build_id"] or 0, d["name"], tail, _digest_id(sort))
+
+
+_ID = re.compile(rb'\{"id":(\d+),')
+
+
+def line_key(line: bytes) -> tuple[str, int, str, bytes]:
+    """What the list sorts a line of ``packages/binary`` by (its id aside)."""
+    found = _ID.match(line)
+    sort, build_id, name, tail, _ = row_of(line[found.end() if found else 0 :])
+    return sort, build_id, name, tail
+
+
+# how ``packages/binary`` holds its records (:func:`numbered_page`), for splice.patch
+ROWS = splice.Layout(b'{"total": ', b",\n", b"\n]}\n", b'{"total": 0, "records": []}\n', _ID)
 _Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 
@@ -191,8 +226,10 @@ def write_packages(
     rows: Iterable[EncodedRow],
     fresh: Container[str],
     gone: Iterable[str] | None = None,
-) -> None:
-    """``packages/binary``, the by-name pages and ``page-end`` of one distribution.
+) -> dict[str, Any]:
+    """``packages/binary``, the by-name pages and ``page-end`` of one distribution, made
+    from all its rows; returns what the next render patches them from (see
+    :func:`patch_packages`).
 
     ``fresh``: the names of the packages whose rows were made anew by this render (the
     rest are the last render's, byte for byte). Only their pages can differ while no
@@ -202,7 +239,10 @@ def write_packages(
     by-name folder is then not pruned, so every page this render leaves is kept."""
     base = paths.api_v1_base(distro)
     # a group in overlapping profiles: once; then by sort key, build id (and the rest)
-    ordered = sorted_unique(rows)
+    ordered = sorted(rows)
+    multi = splice.repeated(list(map(itemgetter(3), ordered)))
+    if multi:
+        ordered = sorted_unique(ordered)
     names = list(map(itemgetter(2), ordered))
     tails = list(map(itemgetter(3), ordered))
     ids, moved = package_ids(list(map(itemgetter(4), ordered)))
@@ -232,14 +272,71 @@ def write_packages(
     for i in places:
         by_name[names[i]].append(b'{"id":%d,%s' % (ids[i], tails[i]))
     for name, own in by_name.items():
-        files = paths.by_name(name)
-        if files is None:
-            log.warning("site: no v1 by-name page for a package named %.60r", name)
-            continue
-        encoded, plain = files
-        out.write_known(folder + encoded, _page(own))
-        if plain is not None:
-            out.symlink(folder + plain, encoded)
+        _write_by_name(out, folder, name, own)
+    moved_ids = {tails[i]: ids[i] for i in moved}
+    return {"multi": multi, "moved": moved_ids, "ids": array("i", sorted(ids)).tobytes()}
+
+
+def patch_packages(
+    out: Output,
+    distro: str,
+    data: bytes,
+    index: Mapping[str, Any],
+    removed: Sequence[EncodedRow],
+    added: Sequence[EncodedRow],
+) -> dict[str, Any] | None:
+    """:func:`write_packages` of an incremental render: ``data``, the last render's
+    ``packages/binary`` (``index``: what it returned), without the rows of the groups
+    redone as that render had them (``removed``) and with them as they are (``added``);
+    only the by-name pages of the names whose rows moved are made again. None (nothing
+    written) when that is not what a render of every row would write: the file is not
+    the one ``index`` is of, or a package asks for an id another one holds, or frees
+    the id one that could not have its own asked for (then every id is dealt anew)."""
+    base = paths.api_v1_base(distro)
+    multi, moved = dict(index["multi"]), index["moved"]
+    own_id = {row[3]: row[4] for row in (*removed, *added)}
+    done = splice.patch(
+        ROWS, data, line_key,
+        [(row[:4], row[3]) for row in removed], [(row[:4], row[3]) for row in added], multi,
+        head=lambda n: b'{"total": %d, "records": [\n' % n,
+        make=lambda tail: b'{"id":%d,' % own_id[tail] + tail,
+    )  # fmt: skip
+    if done is None:
+        return None
+    new, dropped, came = done
+    if any(tail in moved for _, tail in dropped):
+        return None
+    freed = {own_id[tail] for _, tail in dropped}
+    ids = set(array("i", index["ids"])).difference(freed)
+    asked = [own_id[tail] for _, tail in came]
+    if len(set(asked)) < len(asked) or not ids.isdisjoint(asked):
+        return None  # (about one package in 10,000 new ones)
+    if any(row_of(tail)[4] in freed for tail in moved):
+        return None
+    out.write(f"{base}/packages/binary", new)
+    out.write(f"{base}/{PAGE_END}", _page([], total=0))
+    folder = f"{base}/packages/by-name/"
+    names = sorted({k[2] for k, _ in (*dropped, *came)})
+    ranges = [((name + "\0",), (name + "\x01",)) for name in names]  # (NUL is in no name)
+    for name, own in zip(names, splice.between(ROWS, new, line_key, ranges), strict=True):
+        if own:
+            _write_by_name(out, folder, name, own)
+        else:
+            for page in _by_name_files(folder, name):
+                out.remove(page)
+    ids.update(asked)
+    return {"multi": multi, "moved": moved, "ids": array("i", sorted(ids)).tobytes()}
+
+
+def _write_by_name(out: Output, folder: str, name: str, lines: list[bytes]) -> None:
+    files = paths.by_name(name)
+    if files is None:
+        log.warning("site: no v1 by-name page for a package named %.60r", name)
+        return
+    encoded, plain = files
+    out.write_known(folder + encoded, _page(lines))
+    if plain is not None:
+        out.symlink(folder + plain, encoded)
 
 
 def sorted_unique(rows: Iterable[_Row]) -> list[_Row]:

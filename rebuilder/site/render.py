@@ -140,7 +140,8 @@ def _render(
     lap("touched+templates")
     got = Collected()
     if last.code == code:  # what the v0 lists are patched from (see aggregates.render_v0)
-        got.v0_index, got.v0_files = dict(last.lists), last.list_files
+        got.v0_index, got.v1_index = dict(last.lists.get("v0", {})), dict(last.lists.get("v1", {}))
+        got.list_files = last.list_files
     # Leaves first, indexes last: a page is written only after what it links down to, so
     # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
     aggregates.copy_static(out, templates)
@@ -175,8 +176,11 @@ def _render(
     if changed is not None:
         aggregates.render_v1(out, got)
     aggregates.render_v0(out, got, when, public_keys)
-    now_cache.lists = {d: got.v0_index[d] for d in got.pkgs}
-    now_cache.list_files = got.v0_files_now
+    now_cache.lists = {
+        "v0": {d: got.v0_index[d] for d in got.pkgs},
+        "v1": {d: got.v1_index[d] for d in got.pkgs},
+    }
+    now_cache.list_files = got.list_files_now
     lap("v1+v0 lists")
     found = search.build(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)

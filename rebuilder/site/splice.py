@@ -32,8 +32,9 @@ b'[]\\n'
 from __future__ import annotations
 
 import operator
+import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -45,23 +46,15 @@ Keyed = tuple[Any, bytes]  # a record and its sort key (which sorts equal record
 class Layout:
     """How a list file holds its records: a head line (it starts with ``opening``), the
     records (one line of JSON each: no newline in them) joined by ``sep`` (which ends in
-    a newline), then ``tail``; ``empty`` is the file of no record. A record may start
-    with what ``prefix`` matches and is not the record's own (v1's ids)."""
+    a newline), then ``tail`` (which starts with one); ``empty`` is the file of no record.
+    A record may start with what ``prefix`` matches and is not the record's own (v1's
+    ids)."""
 
     opening: bytes
     sep: bytes
     tail: bytes
     empty: bytes
     prefix: re.Pattern[bytes] | None = None
-
-    def body(self, data: bytes) -> bytes | None:
-        """The records of ``data`` joined by ``sep``, with one ``sep`` more after the
-        last (so that every record is followed by one); None: not such a file."""
-        if data == self.empty:
-            return b""
-        if not (data.startswith(self.opening) and data.endswith(self.tail)):
-            return None
-        return data[data.index(b"\n") + 1 : len(data) - len(self.tail)] + self.sep
 
     def join(self, head: bytes, pieces: Sequence[bytes | memoryview]) -> bytes:
         """The file of ``head`` and the records in ``pieces`` (each run of them followed by
@@ -71,34 +64,43 @@ class Layout:
         last = pieces[-1][: len(pieces[-1]) - len(self.sep)]  # (no separator after it)
         return b"".join([head, *pieces[:-1], last, self.tail])
 
-    def own(self, body: bytes, at: int) -> int:
-        """Where the record at ``at`` starts but for its prefix (-1: none where one must be)."""
-        if self.prefix is None:
-            return at
-        found = self.prefix.match(body, at)
-        return -1 if found is None else found.end()
-
 
 class _Records:
-    """The records of a file's body (:meth:`Layout.body`), found by bisection."""
+    """The records of a file, found by bisection in its bytes (not copied: 26 MB).
 
-    def __init__(self, layout: Layout, body: bytes, key_of: Callable[[bytes], Any]) -> None:
-        self.layout, self.body, self.key_of = layout, body, key_of
+    Places are offsets in the file. The last record is taken to be followed by a
+    separator too, past the end of the records (``stop``): so is every record, and a run
+    of them is a slice of the file (:meth:`run`)."""
+
+    def __init__(self, layout: Layout, data: bytes, key_of: Callable[[bytes], Any]) -> None:
+        self.layout, self.data, self.key_of = layout, data, key_of
         self.memo: dict[int, tuple[int, Any]] = {}  # start of a record -> its end, its key
+        if data == layout.empty:
+            self.start = self.end = self.stop = 0
+        elif data.startswith(layout.opening) and data.endswith(layout.tail):
+            self.start = data.index(b"\n") + 1
+            self.end = len(data) - len(layout.tail)  # (where the tail's newline is)
+            self.stop = self.end + len(layout.sep)
+        else:
+            raise ValueError("not a list file of this layout")
+
+    def count(self) -> int:
+        return self.data.count(b"\n", self.start, self.end) + 1 if self.stop else 0
 
     def record(self, at: int) -> tuple[int, int, Any]:
-        """The record that holds byte ``at``: its start, end and key."""
-        body = self.body
-        start = body.rfind(b"\n", 0, at) + 1
+        """The record that holds byte ``at`` (of the records): its start, end and key."""
+        data = self.data
+        start = data.rfind(b"\n", 0, min(at, self.end - 1)) + 1
         found = self.memo.get(start)
         if found is None:
-            end = body.index(b"\n", start) + 1 - len(self.layout.sep)
-            found = self.memo[start] = (end, self.key_of(body[start:end]))
+            end = data.index(b"\n", start)
+            end -= len(self.layout.sep) - 1 if end < self.end else 0
+            found = self.memo[start] = (end, self.key_of(data[start:end]))
         return start, *found
 
     def first_not_below(self, k: Any) -> int:
-        """Where the first record whose key is not below ``k`` starts (or the end)."""
-        lo, hi, step = 0, len(self.body), len(self.layout.sep)
+        """Where the first record whose key is not below ``k`` starts (else ``stop``)."""
+        lo, hi, step = self.start, self.stop, len(self.layout.sep)
         while lo < hi:
             start, end, key = self.record((lo + hi) // 2)
             if key < k:
@@ -108,24 +110,43 @@ class _Records:
         return lo
 
     def holds(self, at: int, rec: bytes) -> int:
-        """Where the record at ``at`` ends (its separator included) if it is ``rec``,
+        """Where the record at ``at`` ends, its separator included, if it is ``rec``;
         else -1."""
-        start = self.layout.own(self.body, at) if at < len(self.body) else -1
-        found = start >= 0 and self.body.startswith(rec + self.layout.sep, start)
-        return start + len(rec) + len(self.layout.sep) if found else -1
+        if at >= self.stop:
+            return -1
+        start = at
+        if self.layout.prefix is not None:
+            found = self.layout.prefix.match(self.data, at)
+            start = -1 if found is None else found.end()
+        end = start + len(rec)
+        if start < 0 or not self.data.startswith(rec, start):
+            return -1
+        if end == self.end or self.data.startswith(self.layout.sep, end):
+            return end + len(self.layout.sep)
+        return -1
+
+    def run(self, start: int, stop: int) -> list[bytes | memoryview]:
+        """The records from ``start`` to ``stop`` (places of records, or ``stop``), each
+        followed by a separator."""
+        if stop <= start:
+            return []
+        if stop <= self.end:
+            return [memoryview(self.data)[start:stop]]
+        return [memoryview(self.data)[start : self.end], self.layout.sep]
 
 
 def between(
-    layout: Layout, data: bytes, key_of: Callable[[bytes], Any], lo: Any, hi: Any
-) -> list[bytes]:
-    """The records of ``data`` (as the file has them, prefix and all) whose keys are not
-    below ``lo`` and below ``hi``."""
-    body = layout.body(data)
-    if not body:
-        return []
-    found = _Records(layout, body, key_of)
-    start, end = found.first_not_below(lo), found.first_not_below(hi)
-    return body[start:end].split(layout.sep)[:-1] if end > start else []
+    layout: Layout, data: bytes, key_of: Callable[[bytes], Any], ranges: Sequence[tuple[Any, Any]]
+) -> list[list[bytes]]:
+    """For each (low, high) of ``ranges``: the records of ``data`` (as the file has them,
+    prefix and all) whose keys are not below ``low`` and below ``high``."""
+    found = _Records(layout, data, key_of)
+    out = []
+    for lo, hi in ranges:
+        start, stop = found.first_not_below(lo), found.first_not_below(hi)
+        records = data[start : min(stop, found.end)].split(layout.sep) if stop > start else []
+        out.append(records[:-1] if records and not records[-1] else records)
+    return out
 
 
 def patch(
@@ -148,14 +169,11 @@ def patch(
 
     A record is found by ``key_of`` (of its line, prefix and all) and ``removed`` and
     ``added`` give each one's key."""
-    body = layout.body(data)
-    if body is None:
+    try:
+        found = _Records(layout, data, key_of)
+    except ValueError:
         return None
-    view = memoryview(body)
-    sep = layout.sep
-    found = _Records(layout, body, key_of)
     first_not_below, holds = found.first_not_below, found.holds
-
     cut: dict[int, int] = {}  # start -> end (separator included) of each record taken out
     taken: dict[int, Keyed] = {}
     for k, rec in removed:
@@ -186,21 +204,48 @@ def patch(
         [(at, 0, k, rec) for rec, (at, k) in put.items()] + [(at, 1, None, b"") for at in cut]
     )
     pieces: list[bytes | memoryview] = []
-    done = 0
+    done = found.start
     for at, kind, _, rec in edits:
-        if at > done:
-            pieces.append(view[done:at])
+        pieces += found.run(done, at)
         if kind:
             done = cut[at]
         else:
-            pieces.append(make(rec) + sep)
+            pieces.append(make(rec) + layout.sep)
             done = at
-    pieces.append(view[done:])
+    pieces += found.run(done, found.stop)
     dropped = [taken[at] for at in sorted(cut)]
     came = [(k, rec) for rec, (_, k) in put.items()]
     if callable(head):
-        head = head(body.count(b"\n") - len(cut) + len(put))
-    return layout.join(head, [p for p in pieces if len(p)]), dropped, came
+        head = head(found.count() - len(cut) + len(put))
+    return layout.join(head, pieces), dropped, came
+
+
+def read_same(root: str, rel: str, known: Mapping[str, list[int]]) -> bytes | None:
+    """The bytes of the list file ``rel`` of the site at ``root`` while it is the one a
+    render wrote (its size, time and inode as :func:`identity` gave them in ``known``);
+    None when it is not (changed since, copied, gone) or cannot be read."""
+    try:
+        fd = os.open(f"{root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if known.get(rel) != _identity(os.fstat(fd)):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def identity(root: str, rel: str) -> list[int]:
+    """What :func:`read_same` checks of a file a render just wrote."""
+    return _identity(os.stat(f"{root}/{rel}"))
+
+
+def _identity(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def repeated(records: list[bytes]) -> dict[bytes, int]:

@@ -124,14 +124,14 @@ class ProfileWalk:
 
 
 @dataclass
-class V0Patch:
-    """What an incremental render changes in a distribution's v0 lines: the lines of the
-    groups redone as the last render had them, and as they are now; and every seen
-    group's lines as the cache keeps them (:func:`api_v0.blob`), to make the lists anew
-    from when the last render's files are not as it left them."""
+class ListPatch:
+    """What an incremental render changes in a distribution's v0 lines (or v1 rows): those
+    of the groups redone as the last render had them, and as they are now; and every seen
+    group's as the cache keeps them (:func:`api_v0.blob`, :func:`api_v1.blob`), to make
+    the lists anew from when the last render's files are not as it left them."""
 
-    removed: list[api_v0.PkgLine] = field(default_factory=list)
-    added: list[api_v0.PkgLine] = field(default_factory=list)
+    removed: list[Any] = field(default_factory=list)
+    added: list[Any] = field(default_factory=list)
     blobs: list[bytes] = field(default_factory=list)
 
 
@@ -143,15 +143,19 @@ class Collected:
     # the counts of each distribution's v0 lines (render_v0's, or the last render's when
     # this one walks no group: see rebuilder.site.quiet)
     v0_counts: dict[str, api_v0.LineCounts] = field(default_factory=dict)
-    # in an incremental render, each distribution's v0 lines to patch its lists with (see
-    # aggregates.render_v0); None in a full render, which sorts ``pkgs``
-    v0_patch: dict[str, V0Patch] | None = None
-    # each distribution's index of its v0 lists (see aggregates._index): the last render's,
-    # then this one's; and the size, time and inode of each list file it wrote, and this
-    # one wrote (an incremental render patches a list only if it is the same file)
+    # in an incremental render, each distribution's v0 lines and v1 rows to patch its lists
+    # with (see aggregates.render_v0 and render_v1); None in a full render, which sorts
+    # ``pkgs`` and ``v1``
+    v0_patch: dict[str, ListPatch] | None = None
+    v1_patch: dict[str, ListPatch] | None = None
+    # each distribution's index of its v0 lists (see aggregates._index) and of its v1 list
+    # (api_v1.write_packages): the last render's, then this one's; and the size, time and
+    # inode of each list file the last render wrote, and this one wrote (an incremental
+    # render patches a list only while it is that file: splice.read_same)
     v0_index: dict[str, dict[str, Any]] = field(default_factory=dict)
-    v0_files: dict[str, list[int]] = field(default_factory=dict)
-    v0_files_now: dict[str, list[int]] = field(default_factory=dict)
+    v1_index: dict[str, dict[str, Any]] = field(default_factory=dict)
+    list_files: dict[str, list[int]] = field(default_factory=dict)
+    list_files_now: dict[str, list[int]] = field(default_factory=dict)
     v1: dict[str, list[api_v1.EncodedRow]] = field(default_factory=lambda: defaultdict(list))
     # names of the binary packages whose v1 rows were made anew (not the last render's)
     fresh_v1: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -217,19 +221,26 @@ def walk_profile(
     suite_ids: dict[tuple[str, str, str], int] = {}
     changed = cfg.changed
     pkgs, v1, fresh = got.pkgs[distro], got.v1[distro], got.fresh_v1[distro]
-    patch: V0Patch | None = None
+    patch: ListPatch | None = None  # (the v0 lines')
     if changed is not None:
-        if got.gone_v1 is None:
-            got.gone_v1 = defaultdict(set)
-        if got.v0_patch is None:
-            got.v0_patch = {}
-        patch = got.v0_patch.setdefault(distro, V0Patch())
+        if got.gone_v1 is None or got.v0_patch is None or got.v1_patch is None:
+            got.gone_v1, got.v0_patch, got.v1_patch = defaultdict(set), {}, {}
+        patch = got.v0_patch.setdefault(distro, ListPatch())
+        v1_patch = got.v1_patch.setdefault(distro, ListPatch())
         gone = got.gone_v1[distro]
+
+        def drop(old: cache.Part) -> None:
+            """The last render's part of a group redone: what it listed goes."""
+            assert patch is not None
+            got.gone_dirs.update(old[_PART_DIRS])
+            patch.removed += api_v0.lines_of(old[_PART_LINES])
+            rows = api_v1.rows_of(old[_PART_V1])
+            v1_patch.removed += rows
+            gone.update(row[2] for row in rows)  # (sort, build id, name, tail)
+
         for key in changed.union(cached.keys() - view.records.keys()):
             if (old := cached.get(key)) is not None:
-                gone.update(row[2] for row in old[_PART_V1])  # (sort, build id, name, tail)
-                got.gone_dirs.update(old[_PART_DIRS])
-                patch.removed += api_v0.lines_of(old[_PART_LINES])
+                drop(old)
     kept: set[str] = set()  # suite folders of groups not redone
     kept_builds: list[str] = []  # their build folders
     least = result.least()
@@ -245,17 +256,17 @@ def walk_profile(
         raw = None if redo else cached.get(key)
         token = _token(record)
         tokens.append(token)
-        new_lines = None
+        new: tuple[list[api_v0.PkgLine], list[api_v1.EncodedRow]] | None = None
         if raw is None or raw[0] != token:
-            if raw is not None:  # not of this record after all: its folders may be stale
+            if raw is not None and patch is not None:  # not of this record after all
+                drop(raw)
+            elif raw is not None:  # (its folders may be stale)
                 got.gone_dirs.update(raw[_PART_DIRS])
-                if patch is not None:
-                    patch.removed += api_v0.lines_of(raw[_PART_LINES])
             stem = paths.group_page(name, key)
-            raw, new_lines = part(record, token, distro, stem + ".html", name, cfg.now)
+            raw, new = part(record, token, distro, stem + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
-        _, index, page, row, blob, v1_rows, dirs, entries, maintainers, steps, cell, shard = raw
+        _, index, page, row, blob, v1_blob, dirs, entries, maintainers, steps, cell, shard = raw
         attempt = record.attempts[index] if index >= 0 else None
         if record.seen:
             where = (g.release, g.component, g.architecture)
@@ -266,13 +277,15 @@ def walk_profile(
                 suite_id = suite_ids[where] = len(got.search_suites)
                 suite_dir = paths.suite_dir(name, *where)
                 got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
-            if patch is None:
-                pkgs += new_lines or ()  # (a full render makes every part anew)
+            if patch is None:  # (a full render makes every part anew)
+                pkgs += new[0] if new else ()
+                v1 += new[1] if new else ()
             else:
-                if new_lines is not None:
-                    patch.added += new_lines
+                if new is not None:
+                    patch.added += new[0]
+                    v1_patch.added += new[1]
                 patch.blobs.append(blob)
-            v1 += v1_rows
+                v1_patch.blobs.append(v1_blob)
             entries_ += [(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries]
             for m, m_key in maintainers:
                 maintainers_[m_key].append((m, name, item))
@@ -347,7 +360,7 @@ class Part(NamedTuple):
     page: str  # the group page's site path
     row: tuple[Any, ...]  # its list row (html.Row, ``built`` in ISO format), () unseen
     lines: bytes  # one per artifact (api_v0.blob: the lines read back from it)
-    v1: list[api_v1.EncodedRow]  # one per artifact
+    v1: bytes  # one per artifact (api_v1.blob: the rows read back from it)
     dirs: list[str]  # folders of its build files
     entries: list[tuple[str, ...]]  # search.Entry's fields but the suite
     maintainers: list[tuple[str, str]]  # (as written, html.maintainer_key)
@@ -375,14 +388,14 @@ def part(
     page: str,
     profile: str,
     now: _dt.datetime,
-) -> tuple[cache.Part, list[api_v0.PkgLine]]:
+) -> tuple[cache.Part, tuple[list[api_v0.PkgLine], list[api_v1.EncodedRow]]]:
     """A record's :class:`Part`, as the plain tuple the cache keeps (``token``: its
-    :func:`_token`, which the walk made), and its v0 lines (which the part keeps as
-    one :func:`api_v0.blob`)."""
+    :func:`_token`, which the walk made), and its v0 lines and v1 rows (which the part
+    keeps as one blob each: :func:`api_v0.blob`, :func:`api_v1.blob`)."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (token, index, page, (), b"", [], [], [], [], (0, 0, 0), "", ""), []
+        return (token, index, page, (), b"", b"", [], [], [], (0, 0, 0), "", ""), ([], [])
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -398,21 +411,9 @@ def part(
     built, build_id = (attempt.ended_at.isoformat(), attempt.build_id) if attempt else (None, None)
     shard = api_v0.suite_row(r.name, r.version, r.status, built, build_id, page)
     steps = _steps(record)
-    blob = api_v0.blob(lines)
-    return (
-        kept,
-        index,
-        page,
-        row,
-        blob,
-        v1_rows,
-        dirs,
-        entries,
-        maintainers,
-        steps,
-        cell,
-        shard,
-    ), lines
+    blobs = api_v0.blob(lines), api_v1.blob(v1_rows)
+    made = (kept, index, page, row, *blobs, dirs, entries, maintainers, steps, cell, shard)
+    return made, (lines, v1_rows)
 
 
 def _index(record: GroupRecord, attempt: Attempt) -> int:
