@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import json
 import re
 import uuid
@@ -31,11 +32,14 @@ from rebuilder.site import paths
 from rebuilder.site.history import Change
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_TO_ESCAPE = re.compile('[<>&"\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 _NS = uuid.UUID("1b6d9a52-6f6e-4b39-9c55-1a0c8e2b6a10")  # this tool's namespace for entry ids
 
 
 def xml_text(s: str) -> str:
     """``s`` safe as XML character data and attribute values."""
+    if _TO_ESCAPE.search(s) is None:
+        return s  # (most: a maintainer's feeds escape some 17,000 texts each pass)
     return escape(_NOT_XML.sub("\ufffd", s), {'"': "&quot;"})
 
 
@@ -50,7 +54,17 @@ def entry_id(c: Change) -> str:
 
 @functools.lru_cache(maxsize=1024)  # each entry is in an Atom feed and a JSON Feed, in turn
 def _entry_id(profile: str, key: str, build_id: int) -> str:
-    return "urn:uuid:" + str(uuid.uuid5(_NS, f"{profile}\x00{key}\x00{build_id}"))
+    r"""``uuid.uuid5(_NS, ...)``, without making a UUID object (a few times faster).
+
+    >>> _entry_id("p", "k", 7) == "urn:uuid:" + str(uuid.uuid5(_NS, "p\x00k\x007"))
+    True
+    """
+    name = f"{profile}\x00{key}\x00{build_id}".encode()
+    digest = bytearray(hashlib.sha1(_NS.bytes + name, usedforsecurity=False).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"urn:uuid:{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def title(c: Change) -> str:
