@@ -1,12 +1,12 @@
 """Time the lists an incremental render still builds from every group, at Debian's size.
 
-They are v1's ``packages/binary`` with its by-name pages (``api_v1.write_packages``), v0's
+They are v1's ``packages/binary`` with its by-name pages (``aggregates.render_v1``), v0's
 ``pkgs/list`` and dashboards of the distribution and of each architecture
 (``aggregates.render_v0``), and the search index with its shards written
 (``search.build``). The bench synthesizes bench/render.py's profile (45,000 groups), walks it
 once the way a full render does, changes 100 groups and walks it again with the first
-walk's parts (what a render told ``changed=<100 keys>`` collects). No page is rendered.
-It then times:
+walk's parts (what a render told ``changed=<100 keys>`` collects: the v0 and v1 lists are
+then patched, see rebuilder.site.splice). No page is rendered. It then times:
 
 1. each list written into an empty site (a full render's cost of it);
 2. each list after the 100 changes, over that site (an incremental render's), cold: the
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import logging
 import os
 import random
 import shutil
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render import change, change_every_kind, synthesize  # (bench/render.py)
 
 from rebuilder.config import Profile, Release
-from rebuilder.site import ProfileView, aggregates, api_v1, cache, html, paths, search
+from rebuilder.site import ProfileView, aggregates, cache, html, paths, search
 from rebuilder.site.output import Output
 from rebuilder.site.walk import Collected, Settings, Touched, walk_profile
 
@@ -66,9 +67,7 @@ def lists(out: Output, got: Collected) -> dict[str, Callable[[], None]]:
     """The three phases, as a render runs them."""
 
     def v1() -> None:
-        for distro in sorted(got.pkgs):
-            gone = None if got.gone_v1 is None else got.gone_v1[distro]
-            api_v1.write_packages(out, distro, got.v1[distro], got.fresh_v1[distro], gone)
+        aggregates.render_v1(out, got)
 
     def v0() -> None:
         aggregates.render_v0(out, got, NOW, [])
@@ -104,6 +103,7 @@ def main() -> int:
         help="changes of every kind (new packages, gone, new versions, rebuilds), not rebuilds",
     )
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # (a list made anew says so)
     # as a render runs: no collector walking the millions of live objects (see site.render)
     gc.disable()
     work = Path(tempfile.mkdtemp(prefix="lists-bench-"))
@@ -126,23 +126,34 @@ def main() -> int:
         keys = changer(site, records, args.changes, random.Random(2))
         first: dict[str, float] = {}
         best: dict[str, float] = {}
+        patched = list(got.list_files_now)  # the files an incremental render patches
         for _ in range(1 + args.repeat):
             # a new walk each time: objects as cold as a render's (not timed)
             incr, _ = collect(site, ProfileView(profile, records, 42, NOW), keys, parts)
+            incr.v0_index, incr.v1_index = dict(got.v0_index), dict(got.v1_index)
+            incr.list_files = got.list_files_now
+            for rel in patched:  # (the full walk's files, put back after each run)
+                os.link(site / rel, site / f"{rel}.full")
             gc.freeze()
             inc_out = Output(str(site))
             inc_out.known = out.digests
+            inc_out.digests.update(out.digests)  # (an incremental render starts from them)
             for label, run in lists(inc_out, incr).items():
                 t = time.perf_counter()
                 run()
                 secs = time.perf_counter() - t
                 first.setdefault(label, secs)
                 best[label] = min(secs, best.get(label, secs))
+            written = {rel: (site / rel).read_bytes() for rel in patched}
+            for rel in patched:
+                os.replace(site / f"{rel}.full", site / rel)
         rels = [f"{b}/pkgs/list" for b in _v0_bases(incr)]
         rels += [f"{paths.api_v1_base(d)}/packages/binary" for d in sorted(incr.pkgs)]
         rels += [f"{paths.SEARCH}/{e.name}" for e in os.scandir(site / paths.SEARCH)]
+        for rel, data in written.items():  # (what the floor writes: the patched files)
+            (site / rel).write_bytes(data)
         low = floor(site, rels, work / "floor")
-        print(f"{args.groups} groups, {sum(map(len, incr.v1.values()))} v1 rows, "
+        print(f"{args.groups} groups, {sum(map(len, got.v1.values()))} v1 rows, "
               f"{len(incr.entries)} search entries; floor (writing their "
               f"{len(rels)} files once) {low:.3f} s")  # fmt: skip
         print(

@@ -4,10 +4,12 @@ A file is written only when its bytes change (atomically: temp file + rename), s
 render of an unchanged state writes nothing, and a web server or rsync mirror sees
 only real changes. ``changed`` narrows a render to the group pages that can differ,
 and to the suite lists and maintainer pages those groups are or were on; the other
-aggregates (dashboard, search index, feeds, pkgs/list...) are always recomputed
-because every change can move them. When no group changed (``changed=set()``), only
-the pages that move with the time, the queue and the pass history are made, from what
-the last render kept of the walk (:mod:`rebuilder.site.quiet`): no group is walked.
+aggregates (dashboard, search index, feeds...) are always recomputed because every
+change can move them, and the v0 and v1 package lists are patched where the changed
+groups' records go and come (:mod:`rebuilder.site.splice`). When no group changed
+(``changed=set()``), only the pages that move with the time, the queue and the pass
+history are made, from what the last render kept of the walk
+(:mod:`rebuilder.site.quiet`): no group is walked.
 """
 
 from __future__ import annotations
