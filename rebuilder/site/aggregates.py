@@ -92,9 +92,8 @@ def _patched(
     if index is None or data is None:
         return None
     multi = dict(index["multi"])
-    keyed = lambda lines: [((t[api_v0.SORT], t[api_v0.LINE]), t[api_v0.LINE]) for t in lines]  # noqa: E731
     layout, key = api_v0.PKGS_LIST, api_v0.line_key
-    removed, added = keyed(patch.removed), keyed(patch.added)
+    removed, added = _keyed(patch.removed), _keyed(patch.added)
     done = splice.patch(layout, data, key, removed, added, multi, head=b"[\n")
     if done is None:
         return None
@@ -130,6 +129,11 @@ def _patched(
     got.v0_counts[distro] = +counts  # (the architectures and suites left with a line)
     _index(got, distro, multi)
     return lists
+
+
+def _keyed(lines: Sequence[api_v0.PkgLine]) -> list[splice.Keyed]:
+    """Lines as :func:`splice.patch` takes them: each with its key (``api_v0.line_key``)."""
+    return [((sort, line), line) for sort, _, _, _, line in lines]
 
 
 def _index(got: Collected, distro: str, multi: dict[bytes, int]) -> None:

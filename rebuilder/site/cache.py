@@ -51,11 +51,11 @@ FILE = ".render-cache"  # a leading dot: no site path can be it (paths.segment e
 DELTA = f"{FILE}.delta"  # what changed since FILE was written
 QUIET = f"{FILE}.quiet"  # what a render that walks no group needs (see :mod:`quiet`)
 QUEUE = f"{FILE}.queue"  # the queue's memo (see :mod:`queue`)
-FILES = f"{FILE}.files"  # which files the v0 lists are (see RenderCache.list_files)
+FILES = f"{FILE}.files"  # which files the v0 and v1 lists are (RenderCache.list_files)
 OWN = (FILE, DELTA, QUIET, QUEUE, FILES)  # the cache's files, none of them published
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
 VERSION = 10  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE; 9: columns
-# 10: v0 lines as one blob per part, and the lists' index
+# 10: v0 lines and v1 rows as one blob each per part, and the lists' index
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
@@ -70,9 +70,10 @@ class RenderCache:
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
     queue: Memo = field(default_factory=dict)  # in QUEUE (see site.queue)
     summary: dict[str, Any] | None = None  # in QUIET (see site.quiet); None: a render must walk
-    # each distribution's index of its v0 lists (see aggregates.render_v0)
+    # "v0" and "v1": each distribution's index of those lists (see aggregates.render_v0
+    # and api_v1.write_packages)
     lists: dict[str, Any] = field(default_factory=dict)
-    # the size, time and inode of each v0 list file the render wrote, in FILES: of this
+    # the size, time and inode of each list file the render wrote, in FILES: of this
     # site's files, not of what a render makes (a copy of the site has other ones)
     list_files: dict[str, list[int]] = field(default_factory=dict, compare=False)
     # what the file on disk holds: its id, and the changes since (see :func:`finish`)

@@ -141,7 +141,7 @@ def _render(
     cfg = Settings(env, changed, touched, site_url, pages, when)
     lap("touched+templates")
     got = Collected()
-    if last.code == code:  # what the v0 lists are patched from (see aggregates.render_v0)
+    if last.code == code:  # what the v0 and v1 lists are patched from (see splice)
         got.v0_index, got.v1_index = dict(last.lists.get("v0", {})), dict(last.lists.get("v1", {}))
         got.list_files = last.list_files
     # Leaves first, indexes last: a page is written only after what it links down to, so
