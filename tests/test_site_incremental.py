@@ -262,6 +262,27 @@ def test_lists_not_as_the_last_render_left_them_are_made_anew(
     assert (site / "debian/arm64/api/v0/pkgs/list").exists()
 
 
+@pytest.mark.parametrize("how", ["incremental", "full"])
+def test_an_architecture_whose_last_package_left_leaves_no_tree(tmp_path: Path, how: str) -> None:
+    """A client of one architecture's v0 tree (debian-repro-status) must not read its last
+    list for ever once the architecture's last package is gone (an operator dropped it):
+    the tree goes, whether the render is told what changed or not."""
+    site = tmp_path / "site"
+    state = State(site, 40, random.Random(3))
+    arm = site_group("armonly", "1.0-1", arch="arm64", bins=("armonly",))
+    built = [state._build(arm, Status.GOOD)]
+    state.records[arm.key] = GroupRecord(arm, Status.GOOD, built, first_seen=NOW, last_seen=NOW)
+    render(site, state.views(NOW), now=NOW)
+    tree = site / "debian/arm64"
+    assert (tree / "api/v0/pkgs/list").exists()
+    del state.records[arm.key]
+    views = state.views(NOW)
+    render(site, views, now=NOW, changed={arm.key} if how == "incremental" else None)
+    assert not tree.exists()
+    assert (site / "debian/amd64/api/v0/pkgs/list").exists()
+    _same_as_full(tmp_path, site, views, NOW)
+
+
 def test_the_v1_list_is_patched_beside_packages_that_could_not_have_their_own_id(
     tmp_path: Path, monkeypatch
 ) -> None:

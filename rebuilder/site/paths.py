@@ -218,6 +218,11 @@ def maintainer_badge(key: str, suffix: str) -> str:
     return f"{BADGES}/{MAINTAINERS}/{segment(key)}{suffix}"
 
 
+def distro_dir(distro: str) -> str:
+    """``<distro>``: a distribution's API trees, its own (``api/``) and one per architecture."""
+    return api_base(distro).partition("/")[0]
+
+
 def arch_api_base(distro: str, architecture: str) -> str | None:
     """``<distro>/<arch>/api/v0``: one architecture's v0 tree (None for an arch named ``api``)."""
     seg = segment(architecture)

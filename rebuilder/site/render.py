@@ -195,12 +195,16 @@ def _render(
     if changed is not None:
         _remove_stale_groups(out, views, changed)
     if not empty:
+        # a distribution's folder holds its per-architecture trees, those of an
+        # architecture whose last package left too (their lists would be read for ever);
+        # its own API trees below it are pruned as such (their build folders)
+        own = {f"{paths.distro_dir(d)}/{paths.API}" for d in got.pkgs}
         out.prune(
             [paths.profile_dir(v.profile.name) for v in views]
             + [paths.MAINTAINERS, paths.SEARCH, paths.FEEDS, paths.BADGES]
-            + [b for bases in aggregates.arch_trees(got).values() for _, b in bases],
+            + [paths.distro_dir(d) for d in got.pkgs],
             [b(d) for d in got.pkgs for b in (paths.api_base, paths.api_v1_base, paths.views_base)],
-            skip=keep_dirs if changed is not None else (),
+            skip=own | (keep_dirs if changed is not None else set()),
             gone=got.gone_dirs if changed is not None else None,
         )
     out.report_missing()
