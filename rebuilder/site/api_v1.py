@@ -253,10 +253,13 @@ def write_packages(
     # was or is now moved off its own by another asking for the same. The key is no site
     # path; NUL is in no name.
     moved_key = f"\0moved {base}"
-    out.digests[moved_key] = hashlib.blake2b(
-        "".join(f"{names[i]}\0{ids[i]}\0" for i in moved).encode("utf-8", "surrogatepass"),
-        digest_size=16,
-    ).digest()
+    out.set_digest(
+        moved_key,
+        hashlib.blake2b(
+            "".join(f"{names[i]}\0{ids[i]}\0" for i in moved).encode("utf-8", "surrogatepass"),
+            digest_size=16,
+        ).digest(),
+    )
     folder = f"{base}/packages/by-name/"
     if gone is not None and out.known.get(moved_key) == out.digests[moved_key]:
         # the other pages are as the last render left them (and so are their digests, which

@@ -66,6 +66,9 @@ class Output:
         # incremental render's start as the last one's; a file removed loses its own)
         self.known: Mapping[str, bytes] = {}
         self.digests: dict[str, bytes] = {}
+        # the keys of ``digests`` set or dropped, when a render starts from the last one's
+        # (what the render cache compares: see cache.RenderCache.moved_digests)
+        self.moved: set[str] | None = None
 
     def _path(self, rel: str) -> str:
         parts = rel.split("/")
@@ -83,7 +86,8 @@ class Output:
             return None
 
     def remove(self, rel: str) -> None:
-        self.digests.pop(rel, None)
+        if self.digests.pop(rel, None) is not None and self.moved is not None:
+            self.moved.add(rel)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(rel))
             self.stats.removed += 1
@@ -133,12 +137,18 @@ class Output:
         """:meth:`write`, for one of many small files the render cache keeps a digest of:
         one whose bytes are the last render's is not read again."""
         digest = hashlib.blake2b(data, digest_size=16).digest()
-        self.digests[rel] = digest
+        self.set_digest(rel, digest)
         if self.known.get(rel) == digest and os.path.lexists(self._path(rel)):
             self.expected.add(rel)
             self.stats.unchanged += 1
             return False
         return self.write(rel, data)
+
+    def set_digest(self, key: str, digest: bytes) -> None:
+        """Keep ``digest`` under ``key`` for the next render (:attr:`known` then)."""
+        self.digests[key] = digest
+        if self.moved is not None:
+            self.moved.add(key)
 
     def _is_new(self, rel: str, path: str) -> bool:
         """Whether ``path`` (``rel``) is in a folder this render made and not written yet:

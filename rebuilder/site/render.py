@@ -136,6 +136,8 @@ def _render(
         out.known = last.digests
         if changed is not None:  # the files it leaves keep their digests (one C-level copy)
             out.digests.update(last.digests)
+            out.moved = now_cache.moved_digests = set()
+            now_cache.moved_parts = {}
     touched = None if changed is None else _touched(out, views, changed)
     env = html.environment(templates, f"{out.root}/{cache.COMPILED}")
     cfg = Settings(env, changed, touched, site_url, pages, when)
@@ -161,7 +163,10 @@ def _render(
         mine = f"{view.profile.name}\0{view.profile.distro}"
         cached = last.parts.get(mine, {}) if last.code == code else {}
         parts = now_cache.parts[mine] = {}
-        got.profiles.append(walk.walk_profile(out, cfg, view, got, keep_dirs, cached, parts))
+        profile_walk = walk.walk_profile(out, cfg, view, got, keep_dirs, cached, parts)
+        got.profiles.append(profile_walk)
+        if now_cache.moved_parts is not None:
+            now_cache.moved_parts[mine] = profile_walk.moved
     if changed is not None:  # see api_v1.write_packages
         keep_dirs.update(f"{paths.api_v1_base(d)}/packages/by-name" for d in got.pkgs)
     lap("walk")

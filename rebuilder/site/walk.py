@@ -91,6 +91,7 @@ class ProfileWalk:
     new_fail: history.Newest = field(default_factory=lambda: history.Newest(DASHBOARD_CHANGES))
     changes: history.Newest = field(default_factory=lambda: history.Newest(FEED_ITEMS))
     fingerprint: str = ""  # of the records walked (see :func:`fingerprint`)
+    moved: set[str] = field(default_factory=set)  # keys whose part it made, or dropped
 
     def news_lists(self) -> tuple[tuple[int, history.Newest], ...]:
         """The dashboard lists with the mask of Part.steps that offers a change to each."""
@@ -238,7 +239,9 @@ def walk_profile(
             v1_patch.removed += rows
             gone.update(row[2] for row in rows)  # (sort, build id, name, tail)
 
-        for key in changed.union(cached.keys() - view.records.keys()):
+        left = cached.keys() - view.records.keys()
+        result.moved.update(left)
+        for key in changed.union(left):
             if (old := cached.get(key)) is not None:
                 drop(old)
     kept: set[str] = set()  # suite folders of groups not redone
@@ -265,6 +268,7 @@ def walk_profile(
             stem = paths.group_page(name, key)
             raw, new = part(record, token, distro, stem + ".html", name, cfg.now)
             fresh.update(a.name for a in g.artifacts)
+            result.moved.add(key)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
         _, index, page, row, blob, v1_blob, dirs, entries, maintainers, steps, cell, shard = raw
         attempt = record.attempts[index] if index >= 0 else None
