@@ -138,3 +138,34 @@ def test_the_render_cache_carries_the_memo_and_an_incremental_render_equals_a_fu
     render(site, [view(kept)], now=NOW + dt.timedelta(hours=2), changed=set())
     after = (site / cache.QUEUE).stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_queue_that_moved_a_little_leaves_the_memo_file_as_it_was(tmp_path: Path) -> None:
+    """A pass that queues a job or two does not write the memo again (62 MB at Debian's
+    first queue): the next render encodes those jobs anew and the files are the same; a
+    queue that moved by more than the share has it written again."""
+    profile = Profile("p", "debian", (Release("sid", "https://mirror.example/debian"),))
+
+    def jobs(names: list[str]) -> list[tuple[Job, GroupRecord | None]]:
+        return [(Job("p", _group(n), "new"), None) for n in names]
+
+    def render_queue(site: Path, queued: list[tuple[Job, GroupRecord | None]]) -> None:
+        view = ProfileView(profile, {}, len(queued), NOW, (), [j for j, _ in queued])
+        render(site, [view], now=NOW, changed=set())
+
+    names = [f"pkg{i:02d}" for i in range(40)]
+    site = tmp_path / "site"
+    render_queue(site, jobs(names))
+    before = (site / cache.QUEUE).stat()
+    for n, queued in enumerate([jobs([*names, "one"]), jobs([*names[1:], "one", "two"])]):
+        render_queue(site, queued)
+        after = (site / cache.QUEUE).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), n
+        fresh = tmp_path / f"fresh{n}"
+        render(fresh, [ProfileView(profile, {}, len(queued), NOW, (), [j for j, _ in queued])],
+               now=NOW)  # fmt: skip
+        for rel in ("debian/api/v0/queue/list", "debian/api/v1/queue"):
+            assert (site / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+    render_queue(site, jobs(names[:20]))  # half the jobs gone: written again, theirs only
+    assert (site / cache.QUEUE).stat().st_ino != before.st_ino
+    assert len(cache.load(str(site)).queue) == 20

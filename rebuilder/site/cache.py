@@ -68,7 +68,9 @@ class RenderCache:
     inputs: str = ""
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)  # profile -> key -> part
     digests: dict[str, bytes] = field(default_factory=dict)  # see Output.write_known
-    queue: Memo = field(default_factory=dict)  # in QUEUE (see site.queue)
+    # in QUEUE (see site.queue): not compared, as a memo that holds other jobs' entries
+    # too, or lacks some, makes the same files (see _memo_moved)
+    queue: Memo = field(default_factory=dict, compare=False)
     summary: dict[str, Any] | None = None  # in QUIET (see site.quiet); None: a render must walk
     # "v0" and "v1": each distribution's index of those lists (see aggregates.render_v0
     # and api_v1.write_packages)
@@ -143,7 +145,8 @@ def load_queue(root: str, code: str) -> Memo:
 
     Its own file, apart from what a render sets aside: each entry is good for as long as
     its job's fields (its key) are the same, whatever became of the site since, and the
-    file (62 MB for Debian's first queue) is written only when the memo changed."""
+    file (62 MB for Debian's first queue) is written only when the memo moved by more than a
+    share of it (:func:`_memo_moved`)."""
     try:
         with open(f"{root}/{QUEUE}", "rb") as f:
             head, payload = _split(f.read(), _QUEUE_MAGIC)
@@ -385,9 +388,9 @@ def _save_files(root: str, cache: RenderCache) -> None:
 
 
 def _save_small(root: str, cache: RenderCache, last_queue: Memo) -> None:
-    """QUEUE when the memo changed, then QUIET, whole and last, so that its head names
-    the inputs of a render that finished (:func:`inputs_of`)."""
-    if cache.queue != last_queue:
+    """QUEUE when the memo moved (:func:`_memo_moved`), then QUIET, whole and last, so that
+    its head names the inputs of a render that finished (:func:`inputs_of`)."""
+    if _memo_moved(cache.queue, last_queue):
         try:
             payload = marshal.dumps(cache.queue)
             head = f"- {cache.code} -\n".encode("ascii")  # (the code alone: see load_queue)
@@ -410,6 +413,22 @@ def _save_small(root: str, cache: RenderCache, last_queue: Memo) -> None:
         log.warning("site: cannot save the render cache: %s", e)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(last)
+
+
+def _memo_moved(memo: Memo, last: Memo) -> bool:
+    """Whether the queue's memo is worth writing over the file's (``last``): when the jobs
+    they hold differ by more than a share of them. A memo is keyed by all that its entries
+    are made of, so one that lacks a few of this render's jobs costs the next render their
+    encoding (about a millisecond for a hundred), and one that holds a few gone jobs their
+    room; writing it whole would cost every pass that moves the queue a little (62 MB at
+    Debian's first queue).
+
+    >>> _memo_moved({("a",): (b"", b"")}, {}), _memo_moved({}, {})
+    (True, False)
+    """
+    if memo.keys() == last.keys():  # (the same keys, the same entries: the same code)
+        return False
+    return len(memo.keys() ^ last.keys()) > REWRITE_SHARE * len(memo)
 
 
 def code_digest() -> str:
