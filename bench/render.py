@@ -427,7 +427,7 @@ def main() -> int:
         if cached.exists():
             sizes = "; ".join(
                 f"{name}: {(site / name).stat().st_size / 1e6:.2f} MB"
-                for name in (cache.QUEUE, cache.QUIET) if (site / name).exists()
+                for name in (cache.BLOBS, cache.QUEUE, cache.QUIET) if (site / name).exists()
             )  # fmt: skip
             print(f"render cache ({cache.FILE}): {cached.stat().st_size / 1e6:.1f} MB; {sizes}")
         pages = sum(1 for _ in (site / "p").rglob("*"))

@@ -45,7 +45,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
             patch = None if got.v0_patch is None else got.v0_patch.get(distro)
             lists = None if patch is None else _patched(out, got, distro, patch)
             if lists is None:
-                lines = got.pkgs[distro] if patch is None else _all_lines(patch)
+                lines = got.pkgs[distro] if patch is None else _all_lines(got, patch)
                 lists = _made(got, distro, lines)
         counts, queue = got.v0_counts[distro], got.queues[distro]
         _write_v0(out, got, base, _list(lists, None), api_v0.dashboard(counts, queue, now), keys)
@@ -77,9 +77,9 @@ def _made(got: Collected, distro: str, lines: list[api_v0.PkgLine]) -> dict[str 
     return lists
 
 
-def _all_lines(patch: ListPatch) -> list[api_v0.PkgLine]:
+def _all_lines(got: Collected, patch: ListPatch) -> list[api_v0.PkgLine]:
     log.info("site: the v0 lists are not as the last render left them: made anew")
-    return [line for blob in patch.blobs for line in api_v0.lines_of(blob)]
+    return [line for blob in patch.blobs for line in api_v0.lines_of(got.blob(blob))]
 
 
 def _patched(
@@ -203,7 +203,7 @@ def render_v1(out: Output, got: Collected) -> None:
             rows = got.v1[distro]
             if patch is not None:
                 log.info("site: the v1 list cannot be patched: made anew")
-                rows = [row for blob in patch.blobs for row in api_v1.rows_of(blob)]
+                rows = [row for blob in patch.blobs for row in api_v1.rows_of(got.blob(blob))]
             gone = None if got.gone_v1 is None else got.gone_v1[distro]
             index = api_v1.write_packages(out, distro, rows, got.fresh_v1[distro], gone)
         got.v1_index[distro] = index

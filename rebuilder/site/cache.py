@@ -19,6 +19,10 @@ them (:func:`inputs_of`) without reading the rest, some 100 MB at Debian's size.
 queue's memo (:mod:`rebuilder.site.queue`) is a file of its own, ``.render-cache.queue``
 (:func:`load_queue`).
 
+Each part's v0 lines and v1 rows (one blob each, 60 % of the bytes) are in a file of
+their own, ``.render-cache.blobs`` (:class:`Blobs`), written with the whole file: a render
+reads only those of the groups it redoes.
+
 The file is derived data like the rest of the site: it is set aside when a render
 starts and written when it ends, so a render that stops half-way leaves none, and
 one that is missing, unreadable or of another version means a full walk. marshal:
@@ -34,16 +38,20 @@ once the difference grows past a share of it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import marshal
+import operator
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rebuilder import _fs
+from rebuilder.site.paths import SiteError
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +60,17 @@ DELTA = f"{FILE}.delta"  # what changed since FILE was written
 QUIET = f"{FILE}.quiet"  # what a render that walks no group needs (see :mod:`quiet`)
 QUEUE = f"{FILE}.queue"  # the queue's memo (see :mod:`queue`)
 FILES = f"{FILE}.files"  # which files the v0 and v1 lists are (RenderCache.list_files)
-OWN = (FILE, DELTA, QUIET, QUEUE, FILES)  # the cache's files, none of them published
+BLOBS = f"{FILE}.blobs"  # the parts' v0 lines and v1 rows, read one at a time (Blobs)
+OWN = (FILE, DELTA, QUIET, QUEUE, FILES, BLOBS)  # the cache's files, none of them published
 COMPILED = ".render-templates"  # the templates compiled (Jinja2's bytecode cache)
-VERSION = 10  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE; 9: columns
-# 10: v0 lines and v1 rows as one blob each per part, and the lists' index
+VERSION = 11  # 6: what a file is of, in a line before its payload; 8: QUIET, QUEUE; 9: columns
+# 10: v0 lines and v1 rows as one blob each per part, and the lists' index; 11: those in BLOBS
 REWRITE_SHARE = 0.1  # a delta holding this share of the entries: the whole file again
 
 Part = tuple[Any, ...]  # a walk.Part, as a plain tuple (see walk.part)
+# walk.Part's fields kept in BLOBS: in a part read from FILE, each is its blob's number there
+# (see Blobs), in one made or read from a delta, the blob
+BLOB_FIELDS = (4, 5)  # lines, v1
 Memo = dict[tuple[str, ...], tuple[bytes, bytes]]  # the queue's (see site.queue)
 
 
@@ -86,6 +98,104 @@ class RenderCache:
     # every entry is compared; see :func:`finish`)
     moved_parts: dict[str, set[str]] | None = field(default=None, compare=False)
     moved_digests: set[str] | None = field(default=None, compare=False)
+    # where the blobs of the parts read from FILE are (None: FILE named none)
+    blobs: Blobs | None = field(default=None, compare=False, repr=False)
+
+    def blob(self, held: bytes | int) -> bytes:
+        """A part's blob field (see BLOB_FIELDS) as bytes: read from BLOBS when a number."""
+        if isinstance(held, bytes):
+            return held
+        try:
+            if self.blobs is None:
+                raise ValueError("a part names a blob, and the cache has no blob file")
+            return self.blobs.read(held)
+        except (
+            OSError,
+            ValueError,
+            TypeError,
+        ) as e:  # changed under the render: the next walks all
+            raise SiteError(f"{BLOBS}: the render cache cannot be read: {e}") from None
+
+    def resolved(self) -> RenderCache:
+        """This cache with every blob as bytes (what two caches that describe the same
+        site compare equal by: the numbers of their blobs differ)."""
+        blob = self.blob
+        parts = {
+            p: {k: _with_blobs(part, blob) for k, part in by_key.items()}
+            for p, by_key in self.parts.items()
+        }
+        return replace(self, parts=parts)
+
+
+def _same_part(blob: Callable[[bytes | int], bytes], a: Part, b: Part) -> bool:
+    """Whether two parts are the same, their blobs as bytes or as numbers (``blob`` reads
+    one): a part made again as it was is no change to save."""
+    if len(a) != len(b) or any(
+        x != y for i, (x, y) in enumerate(zip(a, b, strict=True)) if i not in BLOB_FIELDS
+    ):
+        return False
+    return all(a[i] == b[i] or blob(a[i]) == blob(b[i]) for i in BLOB_FIELDS)
+
+
+def _with_blobs(part: Part, blob: Callable[[bytes | int], bytes]) -> Part:
+    out = list(part)
+    for i in BLOB_FIELDS:
+        out[i] = blob(out[i])
+    return tuple(out)
+
+
+class Blobs:
+    """BLOBS, the blobs of the parts a whole cache file holds, side by side after a head
+    line naming that file (its digest). Kept apart because a render needs few of them:
+    those of the groups it redoes (the v0 lines and v1 rows it takes out of the lists), or
+    all of them only when a list must be made anew or the whole cache is saved again; they
+    are 60 % of the cache's bytes, read and freed on every render when they were in it.
+
+    A part read from FILE holds each blob's number (a small int: cheap to read back and
+    free, unlike 90,000 offsets); FILE holds where each one starts in BLOBS. A blob is read
+    when asked for; past :data:`READS_ALONE` of them, the whole file once."""
+
+    READS_ALONE = 1_000
+
+    def __init__(self, root: str, base: str, starts: bytes) -> None:
+        """The blob file of the cache file whose digest is ``base``; ``starts``: where
+        each blob starts in it, then where the last one ends (``array("Q")``'s bytes).
+        ``ValueError`` when it is not that file: the cache is then not used."""
+        self._path, self._base = f"{root}/{BLOBS}", base
+        self._start = len(_BLOBS_MAGIC) + len(_blobs_head(base))
+        self._starts = array("Q", starts)
+        self._reads = 0
+        self._whole: memoryview | None = None
+        with open(self._path, "rb") as f:
+            self._check(f)
+            size = self._starts[-1] if self._starts else 0
+            if os.fstat(f.fileno()).st_size != self._start + size:
+                raise ValueError("the blob file is not as long as the cache file says")
+
+    def read(self, number: int) -> bytes:
+        if not 0 <= number < len(self._starts) - 1:
+            raise ValueError("a blob's number is not one of the blob file's")
+        start = self._starts[number]
+        length = self._starts[number + 1] - start
+        self._reads += 1
+        if self._whole is None and self._reads > self.READS_ALONE:
+            with open(self._path, "rb") as f:
+                self._check(f)  # (which reads the head: the rest is the blobs)
+                self._whole = memoryview(f.read())
+        if self._whole is not None:
+            data = bytes(self._whole[start : start + length])
+        else:
+            with open(self._path, "rb") as f:
+                self._check(f)
+                data = os.pread(f.fileno(), length, self._start + start)
+        if len(data) != length:
+            raise ValueError("the blob file is shorter than the cache file says")
+        return data
+
+    def _check(self, f: BinaryIO) -> None:
+        head, _ = _split(f.read(self._start), _BLOBS_MAGIC)
+        if head is None or head[0] != self._base:
+            raise ValueError("the blob file is not that of the cache file")
 
 
 def load(root: str) -> RenderCache:
@@ -96,6 +206,7 @@ def load(root: str) -> RenderCache:
             head, payload, delta, changes = found
             doc = marshal.loads(payload)
             last = RenderCache(head[1], head[2], _by_key(doc["parts"]), doc["digests"])
+            last.blobs = Blobs(root, head[0], doc["blobs"])
             last.lists, last.list_files = doc["lists"], _load_files(root)
             last.base = head[0]
             if delta is not None:
@@ -196,6 +307,10 @@ def _split(data: bytes, magic: bytes) -> tuple[Head | None, memoryview]:
     return (fields[0], fields[1], fields[2]), memoryview(data)[end + 1 :]
 
 
+def _blobs_head(base: str) -> bytes:
+    return f"{base} - -\n".encode("ascii")
+
+
 def _head(base: str, cache: RenderCache) -> bytes:
     # (digests are hex: no space, no newline)
     return f"{base} {cache.code} {cache.inputs}\n".encode("ascii")
@@ -281,9 +396,10 @@ def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None
     parts: dict[str, dict[str, Any]] = {p: dict(c) for p, c in before.get("parts", {}).items()}
     moved = 0
     by_profile = cache.moved_parts or {}
+    same = functools.partial(_same_part, cache.blob)
     for profile in last.parts.keys() | cache.parts.keys():
         old, new = last.parts.get(profile, {}), cache.parts.get(profile, {})
-        moved += _diff(old, new, parts, profile, by_profile.get(profile))
+        moved += _diff(old, new, parts, profile, by_profile.get(profile), same)
     digests: dict[str, dict[str, Any]] = {"": dict(before.get("digests", {}))}
     moved += _diff(last.digests, cache.digests, digests, "", cache.moved_digests)
     moved += last.lists != cache.lists
@@ -303,6 +419,7 @@ def _diff(
     into: dict[str, dict[str, Any]],
     at: str,
     keys: set[str] | None = None,
+    same: Callable[[Any, Any], bool] = operator.eq,
 ) -> int:
     """Record in ``into[at]`` what differs from ``old`` to ``new`` (None: gone), and
     count it; ``keys``: the only ones that can differ (None: any). Values taken over from
@@ -314,13 +431,13 @@ def _diff(
     if keys is not None:
         for k in keys:
             v, was = new.get(k), old.get(k)
-            if was is not v and was != v:
+            if was is not v and (was is None or v is None or not same(was, v)):
                 changes[k] = v  # (None when gone)
                 n += 1
         return n
     for k, v in new.items():
         was = old.get(k)
-        if was is not v and was != v:
+        if was is not v and (was is None or not same(was, v)):
             changes[k] = v
             n += 1
     for k in old.keys() - new.keys():
@@ -330,6 +447,7 @@ def _diff(
 
 
 _MAGIC = b"rebuilder render cache %d\n" % VERSION
+_BLOBS_MAGIC = b"rebuilder render cache blobs %d\n" % VERSION
 _DELTA_MAGIC = b"rebuilder render cache delta %d\n" % VERSION
 _QUIET_MAGIC = b"rebuilder render cache quiet %d\n" % VERSION
 _QUEUE_MAGIC = b"rebuilder render cache queue %d\n" % VERSION
@@ -337,15 +455,44 @@ _PEEK = 512  # bytes that hold a file's head
 
 
 def _save(root: str, cache: RenderCache) -> None:
-    doc = {"parts": _by_column(cache.parts), "digests": cache.digests}
-    payload = marshal.dumps(doc | {"lists": cache.lists})
-    # the digest names this file for a delta (a delta made for another is not applied),
-    # and the same cache makes the same file
-    base = hashlib.blake2b(payload, digest_size=16).hexdigest()
+    """FILE and its BLOBS, whole (a part's blobs that are numbers in the last BLOBS are read
+    from it: ``cache.blobs``, open since the last render's cache was read)."""
     try:
+        parts, blobs, starts = _placed(cache)
+        doc = {"parts": _by_column(parts), "digests": cache.digests, "blobs": starts}
+        payload = marshal.dumps(doc | {"lists": cache.lists})
+        # the digest names this file for a delta (a delta made for another is not applied)
+        # and for its blobs, and the same cache makes the same file
+        base = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        _fs.write_atomic(f"{root}/{BLOBS}", _BLOBS_MAGIC + _blobs_head(base) + blobs)
         _fs.write_atomic(f"{root}/{FILE}", _MAGIC + _head(base, cache) + payload)
     except (OSError, ValueError) as e:  # a missing cache costs the next render time, no more
         log.warning("site: cannot save the render cache: %s", e)
+
+
+def _placed(cache: RenderCache) -> tuple[dict[str, dict[str, Part]], bytes, bytes]:
+    """The parts with each blob replaced by its number in the blob file, that file's blobs
+    (each one once: the empty blob of every unseen group, a blob of the last file), and
+    where each starts (``array("Q")``'s bytes, see :class:`Blobs`)."""
+    pieces: list[bytes] = []
+    starts = array("Q", [0])
+    seen: dict[bytes | int, int] = {}
+    parts: dict[str, dict[str, Part]] = {}
+    for profile, by_key in cache.parts.items():
+        out = parts[profile] = {}
+        for key, part in by_key.items():
+            fields = list(part)
+            for i in BLOB_FIELDS:
+                held = fields[i]
+                number = seen.get(held)
+                if number is None:
+                    data = cache.blob(held)
+                    number = seen[held] = len(pieces)
+                    pieces.append(data)
+                    starts.append(starts[-1] + len(data))
+                fields[i] = number
+            out[key] = tuple(fields)
+    return parts, b"".join(pieces), starts.tobytes()
 
 
 Columns = dict[str, tuple[list[str], list[tuple[Any, ...]]]]

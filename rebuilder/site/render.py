@@ -132,6 +132,7 @@ def _render(
         changed = None
     cache.begin(out.root)
     now_cache = cache.RenderCache(code, inputs, digests=out.digests)
+    now_cache.blobs = last.blobs  # (of the parts it takes over: see cache.BLOB_FIELDS)
     if last.code == code:
         out.known = last.digests
         if changed is not None:  # the files it leaves keep their digests (one C-level copy)
@@ -142,7 +143,7 @@ def _render(
     env = html.environment(templates, f"{out.root}/{cache.COMPILED}")
     cfg = Settings(env, changed, touched, site_url, pages, when)
     lap("touched+templates")
-    got = Collected()
+    got = Collected(blob=last.blob)
     if last.code == code:  # what the v0 and v1 lists are patched from (see splice)
         got.v0_index, got.v1_index = dict(last.lists.get("v0", {})), dict(last.lists.get("v1", {}))
         got.list_files = last.list_files

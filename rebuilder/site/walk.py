@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -133,7 +133,7 @@ class ListPatch:
 
     removed: list[Any] = field(default_factory=list)
     added: list[Any] = field(default_factory=list)
-    blobs: list[bytes] = field(default_factory=list)
+    blobs: list[bytes | int] = field(default_factory=list)  # (see Collected.blob)
 
 
 @dataclass
@@ -177,6 +177,9 @@ class Collected:
         default_factory=lambda: defaultdict(list)
     )
     profiles: list[ProfileWalk] = field(default_factory=list)
+    # a cached part's blob field as bytes (cache.RenderCache.blob: it may be its place in
+    # the cache's blob file)
+    blob: Callable[[bytes | int], bytes] = field(default=cache.RenderCache().blob)
 
 
 @dataclass
@@ -234,8 +237,8 @@ def walk_profile(
             """The last render's part of a group redone: what it listed goes."""
             assert patch is not None
             got.gone_dirs.update(old[_PART_DIRS])
-            patch.removed += api_v0.lines_of(old[_PART_LINES])
-            rows = api_v1.rows_of(old[_PART_V1])
+            patch.removed += api_v0.lines_of(got.blob(old[_PART_LINES]))
+            rows = api_v1.rows_of(got.blob(old[_PART_V1]))
             v1_patch.removed += rows
             gone.update(row[2] for row in rows)  # (sort, build id, name, tail)
 
