@@ -686,6 +686,13 @@ def test_the_parts_blobs_are_read_from_their_own_file_and_only_those_needed(
     _same_as_full(tmp_path, site, state.views(NOW), NOW)
 
 
+def test_the_cache_keeps_in_its_blob_file_the_parts_v0_lines_and_v1_rows() -> None:
+    # cache.py cannot import walk.py (which imports it): the fields are named there by place
+    from rebuilder.site.walk import Part
+
+    assert (Part._fields.index("lines"), Part._fields.index("v1")) == cache.BLOB_FIELDS
+
+
 def _counted(fn, calls: list[int]):
     def counted(self, number: int) -> bytes:
         calls.append(number)

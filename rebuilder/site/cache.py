@@ -109,11 +109,8 @@ class RenderCache:
             if self.blobs is None:
                 raise ValueError("a part names a blob, and the cache has no blob file")
             return self.blobs.read(held)
-        except (
-            OSError,
-            ValueError,
-            TypeError,
-        ) as e:  # changed under the render: the next walks all
+        # (changed under the render, which set the cache aside: the next one walks all)
+        except (OSError, ValueError, TypeError) as e:
             raise SiteError(f"{BLOBS}: the render cache cannot be read: {e}") from None
 
     def resolved(self) -> RenderCache:

@@ -177,7 +177,7 @@ class Collected:
         default_factory=lambda: defaultdict(list)
     )
     profiles: list[ProfileWalk] = field(default_factory=list)
-    # a cached part's blob field as bytes (cache.RenderCache.blob: it may be its place in
+    # a cached part's blob field as bytes (cache.RenderCache.blob: it may be its number in
     # the cache's blob file)
     blob: Callable[[bytes | int], bytes] = field(default=cache.RenderCache().blob)
 
