@@ -58,3 +58,74 @@ def test_a_ground_floor_module() -> None:
     )
     ours = {m for m in r.stdout.split() if m.startswith("rebuilder")}
     assert ours <= {"rebuilder", "rebuilder.errors", "rebuilder._fs"}, ours
+
+
+def test_a_replaced_file_is_swapped_in_and_its_old_version_removed(tmp_path: Path) -> None:
+    """Where the target exists, the new file takes its place by an exchange (no wait for
+    ext4 to write it out): readers see one whole version, an old hard link keeps the old
+    bytes, and within removing_later the old file is gone by the end of the block."""
+    target, other = tmp_path / "f", tmp_path / "link"
+    _fs.write_atomic(target, b"one")  # (no file there yet: a rename)
+    os.link(target, other)
+    before = target.stat().st_ino
+    with _fs.removing_later():
+        for i in range(50):
+            _fs.write_atomic(target, b"version %d" % i)
+        with _fs.replacing(target) as out:
+            out.file.write(b"last")
+        _fs.wait_removed()
+        assert sorted(os.listdir(tmp_path)) == ["f", "link"]
+    assert target.read_bytes() == b"last" and target.stat().st_ino != before
+    assert other.read_bytes() == b"one"  # as os.replace leaves a hard link of the old file
+    assert _fs._exchanger() is not None, "renameat2 should be found on Linux with glibc"
+
+
+def test_a_folder_in_the_way_is_left_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "inside").write_bytes(b"x")
+    with pytest.raises(IsADirectoryError) as e, _fs.removing_later():
+        _fs.write_atomic(tmp_path / "d", b"new")
+    assert e.value.filename == str(tmp_path / "d")
+    assert os.listdir(tmp_path) == ["d"] and (tmp_path / "d" / "inside").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("why", ["no renameat2", "not on this file system"])
+def test_without_an_exchange_a_rename_replaces_the_file(
+    tmp_path: Path, monkeypatch, why: str
+) -> None:
+    import ctypes
+    import errno
+
+    def refused(*args: object) -> int:
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(_fs, "_exchanger", lambda: None if why == "no renameat2" else refused)
+    target = tmp_path / "f"
+    for data in (b"one", b"two"):
+        _fs.write_atomic(target, data)
+    assert target.read_bytes() == b"two" and os.listdir(tmp_path) == ["f"]
+
+
+def test_a_forked_process_removes_its_own_old_files(tmp_path: Path) -> None:
+    """The parent's thread is not in a forked process: the child's block has its own."""
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    with _fs.removing_later():
+        pid = os.fork()
+        if pid == 0:  # the child: its removals must not wait on the parent's thread
+            code = 1
+            try:
+                with _fs.removing_later():
+                    _fs.write_atomic(target, b"child's")
+                code = 0 if os.listdir(tmp_path) == ["f"] else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert target.read_bytes() == b"child's" and os.listdir(tmp_path) == ["f"]
+
+
+def test_the_boot_id_tells_this_run_of_the_machine() -> None:
+    first = _fs.boot_id()
+    assert first == _fs.boot_id() and len(first) == 36  # a UUID, the kernel's

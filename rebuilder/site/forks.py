@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from rebuilder import _fs
 from rebuilder.site.output import Done, Output
 
 Work = Callable[[Output], None]  # a piece of a render: pages written into the site
@@ -83,7 +84,8 @@ def write(out: Output, work: Sequence[Work], *, fork: bool) -> Callable[[], None
 
 def _write(root: str, work: Work) -> Done:
     out = Output(root)
-    work(out)
+    with _fs.removing_later():  # (the driver's thread is not in this process)
+        work(out)
     return out.done()
 
 

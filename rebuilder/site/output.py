@@ -246,7 +246,7 @@ class Output:
             self._path(rel)
             self.expected_dirs.add(rel.rpartition("/")[0])
         fresh = any(self._is_new(rel, f"{self.root}/{rel}") for rel in rels)
-        if not fresh and all(_newer(f"{self.root}/{rel}", src_stat.st_mtime_ns) for rel in rels):
+        if not fresh and all(_newer(f"{self.root}/{rel}", src_stat) for rel in rels):
             self.expected.update(rels)
             self.stats.unchanged += len(rels)
             return True
@@ -350,11 +350,14 @@ class Output:
             )  # fmt: skip
 
 
-def _newer(path: str, mtime_ns: int) -> bool:
+def _newer(path: str, src: os.stat_result) -> bool:
+    """Whether ``path`` was made from the store file of ``src`` as it is now: newer than it,
+    and not empty unless it is (a system crash may leave a file empty: see _fs.swap_in)."""
     try:
-        return os.stat(path).st_mtime_ns >= mtime_ns
+        st = os.stat(path)
     except FileNotFoundError:
         return False
+    return st.st_mtime_ns >= src.st_mtime_ns and (st.st_size > 0 or src.st_size == 0)
 
 
 def _same_content(path: str, data: bytes) -> bool:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from rebuilder import _gc
+from rebuilder import _fs, _gc
 from rebuilder.model import Job, utcnow
 from rebuilder.site import (
     aggregates,
@@ -79,8 +79,9 @@ def render(
     """
     # The records, the last render's cache and what the walk collects are millions of
     # objects that live through the render (forked workers, which render many pages,
-    # turn the collector on again: see forks).
-    with _gc.paused():
+    # turn the collector on again: see forks). The old versions of the files it rewrites
+    # are removed beside it (see _fs.swap_in).
+    with _gc.paused(), _fs.removing_later():
         return _render(
             site_dir, views, now, changed, templates, public_keys, site_url, package_pages
         )
@@ -104,8 +105,11 @@ def _render(
     when = now or max((v.last_pass for v in views if v.last_pass), default=None) or utcnow()
     pages = links.PACKAGE_PAGES if package_pages is None else package_pages
     dirs = html.template_dirs(templates)
-    # what makes a page of a record: the code, and the templates (static files included)
-    code = cache.files_digest([cache.code_digest(), *(f for d in dirs for f in d.rglob("*"))])
+    # what makes a page of a record: the code, and the templates (static files included);
+    # and what the last render's files are trusted for: this run of the machine (a system
+    # crash may have emptied what it wrote, see _fs.swap_in)
+    templates_ = (f for d in dirs for f in d.rglob("*"))
+    code = cache.files_digest([cache.code_digest(), _fs.boot_id(), *templates_])
     inputs = _inputs(code, views, when, dirs, public_keys, site_url, pages)
     if changed is not None and not changed:
         if cache.inputs_of(out.root) == (code, inputs):
@@ -125,10 +129,11 @@ def _render(
     last = cache.load(out.root)
     lap("cache read")
     if changed is not None and last.code != code:
-        # an upgrade, other templates, or no cache (a first render, a trimmed site, one
-        # stopped half-way): the pages of groups outside ``changed`` are not as this code
-        # would make them (or not known to be), so every page is redone
-        log.info("site: code or templates changed since the last render: a full render")
+        # an upgrade, other templates, a restart, or no cache (a first render, a trimmed
+        # site, one stopped half-way): the pages of groups outside ``changed`` are not as
+        # this code would make them (or not known to be), so every page is redone
+        log.info("site: the code, the templates or the machine's boot changed since the last "
+                 "render (or it left no cache): a full render")  # fmt: skip
         changed = None
     cache.begin(out.root)
     now_cache = cache.RenderCache(code, inputs, digests=out.digests)
@@ -200,6 +205,7 @@ def _render(
     aggregates.render_dashboard(out, cfg, got, public_keys)
     if changed is not None:
         _remove_stale_groups(out, views, changed)
+    _fs.wait_removed()  # (the prune would meet them)
     if not empty:
         # a distribution's folder holds its per-architecture trees, those of an
         # architecture whose last package left too (their lists would be read for ever);
