@@ -736,3 +736,39 @@ def test_after_a_restart_nothing_the_last_render_wrote_is_trusted(
     stats = render(site, views, now=NOW, changed=set())
     assert stats.skipped == 0 and (page.read_bytes(), served.read_bytes()) == whole
     _same_as_full(tmp_path, site, views, NOW)
+
+
+def test_only_the_search_shards_whose_entries_moved_are_made_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Every render digests the index's shards; it makes (dumps) only those whose entries
+    differ from what the last render made its file from, and a shard's file that is gone
+    is made again."""
+    from rebuilder.site import search
+
+    monkeypatch.setattr(search, "LEAF", 20)  # many shards from a few hundred names
+    site = tmp_path / "site"
+    state = State(site, 200, random.Random(11))
+    render(site, state.views(NOW), now=NOW)
+    made: list[bytes] = []
+    dump = search._dump
+    monkeypatch.setattr(search, "_dump", lambda doc: made.append(dump(doc)) or made[-1])
+    shards = sorted((site / "search").glob("[0-9]*.json"))
+    assert len(shards) > 20
+    render(site, state.views(NOW), now=NOW, changed=set(state.records))  # every group redone
+    assert made == [dump(json.loads((site / "search/index.json").read_bytes()))]  # the manifest
+    made.clear()
+    shards[3].unlink()
+    key = next(k for k, r in state.records.items() if r.seen and r.status is not Status.GOOD)
+    r = state.records[key]
+    state.records[key] = built_record(r.group, Status.GOOD, 999, {}, last_seen=NOW)
+    views = state.views(NOW)
+    render(site, views, now=NOW, changed={key})
+    moved = {d: json.loads(d)["e"] for d in made if json.loads(d).keys() == {"e"}}
+    names = {r.group.name, *(a.name for a in r.group.artifacts)}
+    assert [r.group.name, r.group.version, "GOOD"] in [e[:3] for es in moved.values() for e in es]
+    lost = moved.pop(shards[3].read_bytes())  # the file that was lost is made again
+    # the others: those of the group's names, and of maintainers (their BAD/FAIL counts)
+    assert all(any(e[0] in names or e[3] == search.MAINTAINER for e in es) for es in moved.values())
+    assert lost and len(moved) + 1 < len(shards) / 2, (len(moved), len(shards))
+    _same_as_full(tmp_path, site, views, NOW)

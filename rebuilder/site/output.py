@@ -29,6 +29,9 @@ from rebuilder.site.paths import SiteError
 
 log = logging.getLogger(__name__)
 
+# what Output.write_made keeps a file's inputs' digest under, beside the file's own
+_MADE_FROM = "\0made-from"
+
 MAX_SERVED = 256 * 1024 * 1024  # bytes of a decompressed store file served; guards gzip bombs
 
 Transform = Callable[[bytes], bytes]
@@ -86,8 +89,9 @@ class Output:
             return None
 
     def remove(self, rel: str) -> None:
-        if self.digests.pop(rel, None) is not None and self.moved is not None:
-            self.moved.add(rel)
+        for key in (rel, f"{rel}{_MADE_FROM}"):
+            if self.digests.pop(key, None) is not None and self.moved is not None:
+                self.moved.add(key)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(rel))
             self.stats.removed += 1
@@ -143,6 +147,20 @@ class Output:
             self.stats.unchanged += 1
             return False
         return self.write(rel, data)
+
+    def write_made(self, rel: str, source: bytes, make: Callable[[], bytes]) -> bool:
+        """:meth:`write_known`, for a file ``make`` makes from inputs whose digest is
+        ``source``: when the last render made it from the same inputs, it is not made."""
+        key, last = f"{rel}{_MADE_FROM}", self.known.get(rel)
+        if self.known.get(key) == source and last is not None:
+            self.set_digest(key, source)
+            self.set_digest(rel, last)  # (a full render's digests start empty)
+            if os.path.lexists(self._path(rel)):
+                self.expected.add(rel)
+                self.stats.unchanged += 1
+                return False
+        self.set_digest(key, source)
+        return self.write_known(rel, make())
 
     def set_digest(self, key: str, digest: bytes) -> None:
         """Keep ``digest`` under ``key`` for the next render (:attr:`known` then)."""

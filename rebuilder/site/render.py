@@ -195,13 +195,13 @@ def _render(
     }
     now_cache.list_files = got.list_files_now
     lap("v1+v0 lists")
-    found = search.build(got.entries, got.search_suites)
+    found = search.shards(got.entries, got.search_suites)
     aggregates.render_feeds(out, cfg, got)
     lap("search+feeds")
     finish_lists()
     lap("lists wait")
-    for name, data in found.items():
-        out.write_known(f"{paths.SEARCH}/{name}", data)
+    for name, (source, make) in found.items():
+        out.write_made(f"{paths.SEARCH}/{name}", source, make)
     aggregates.render_dashboard(out, cfg, got, public_keys)
     if changed is not None:
         _remove_stale_groups(out, views, changed)

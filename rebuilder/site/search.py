@@ -37,9 +37,11 @@ not match its fields). URLs are relative to the site root and already quoted.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
+import marshal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -104,6 +106,19 @@ def build(
     entries: Sequence[Fields], suites: Sequence[Sequence[str]], *, leaf: int | None = None
 ) -> dict[str, bytes]:
     """The files of the index, by name relative to ``search/`` (``leaf``: :data:`LEAF`)."""
+    return {name: make() for name, (_, make) in shards(entries, suites, leaf=leaf).items()}
+
+
+# a file of the index yet to be made: a digest of what it is made from, and what makes it
+Shard = tuple[bytes, Callable[[], bytes]]
+
+
+def shards(
+    entries: Sequence[Fields], suites: Sequence[Sequence[str]], *, leaf: int | None = None
+) -> dict[str, Shard]:
+    """:func:`build`'s files, each made only when asked: a render makes again only those
+    whose entries moved (a change touches a few of the 500-odd shards at Debian's size; the
+    JSON of all of them costs more than their digests)."""
     leaf = leaf or LEAF
     lower = list(map(str.lower, map(itemgetter(0), entries)))
     order = sorted(range(len(entries)), key=lower.__getitem__)  # stable: ties keep their order
@@ -112,7 +127,7 @@ def build(
     ordered = list(map(entries.__getitem__, order))
     key = lower.__getitem__
     nodes: dict[str, list[int]] = {}
-    files: dict[str, bytes] = {}
+    files: dict[str, Shard] = {}
 
     stack = [("", 0, len(order))]  # a loop, not recursion: hostile names can be long
     while stack:
@@ -121,13 +136,13 @@ def build(
         count = hi - lo
         if count <= leaf or len(prefix) >= MAX_PREFIX:  # long shared prefixes: hostile names
             nodes[prefix] = [shard, count, 1]
-            files[f"{shard}.json"] = _dump({"e": ordered[lo:hi]})  # a tuple dumps as a list
+            files[f"{shard}.json"] = _shard(ordered[lo:hi])
             continue
         depth = len(prefix)
         exact = bisect.bisect_right(order, prefix, lo, hi, key=key)  # the prefix sorts first
         head = ordered[lo : min(hi, max(lo + HEAD, exact))]
         nodes[prefix] = [shard, count, 0]
-        files[f"{shard}.json"] = _dump({"e": head})
+        files[f"{shard}.json"] = _shard(head)
         children = []
         start = exact
         while start < hi:
@@ -140,5 +155,17 @@ def build(
         stack.extend(reversed(children))
 
     manifest = {"v": VERSION, "head": HEAD, "suites": [list(s) for s in suites], "nodes": nodes}
-    files["index.json"] = _dump(manifest)
+    data = _dump(manifest)
+    files["index.json"] = (_digest(data), lambda: data)
     return files
+
+
+def _shard(entries: list[Fields]) -> Shard:
+    # marshal's first version: the same entries, the same bytes (see walk._fingerprint);
+    # it takes no tuple of a subclass (an Entry), and tuple() of a tuple is that tuple
+    source = marshal.dumps(list(map(tuple, entries)), 0)
+    return _digest(source), lambda: _dump({"e": entries})  # (tuples dump as JSON lists)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()

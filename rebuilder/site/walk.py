@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import marshal
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,8 +355,10 @@ def fingerprint(records: Mapping[str, GroupRecord]) -> str:
 
 
 def _fingerprint(keys: list[str], tokens: list[tuple[Any, ...]]) -> str:
-    text = repr((keys, tokens))  # (builtin types only: the same records, the same text)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    # marshal's first version marks no string interned and refers to no earlier object: the
+    # same values, the same bytes, however they were made (and a third of repr's time)
+    data = marshal.dumps((keys, tokens), 0)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class Part(NamedTuple):
