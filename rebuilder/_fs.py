@@ -59,9 +59,11 @@ def replacing(path: str | os.PathLike[str], *, durable: bool = False) -> Iterato
     end of the block it replaces ``path`` in one rename (unless discarded, or the block
     raised). Errors of the block itself pass through unchanged.
 
-    The temporary file is ``.<name>.<pid>.<thread>.tmp`` in the same folder (a rename
+    The temporary file is ``.<name>.<pid>.<thread>.<n>.tmp`` in the same folder (a rename
     cannot cross file systems; the ids keep two writers of one path apart, e.g. two
-    threads downloading one file, and a crash leaves at most one such file per writer).
+    threads downloading one file, and each write's own: the old file it swaps out may
+    wait there for its removal, :func:`removing_later`). A crash leaves at most one such
+    file per writer, and those still waiting for their removal.
     Its mode follows the umask, as ``open`` does.
     ``durable``: fsync the file before the rename and the folder after it, so that the new
     content survives a crash (the state); without, a system crash may lose the write or
@@ -168,6 +170,8 @@ def swap_in(tmp: str, target: str) -> None:
     new file's data to be written out (see the module's text); where that is not to be had
     (no such file yet, another system, a file system without it), a rename. A folder at
     ``target`` is left as it is (:class:`IsADirectoryError`), as by :func:`os.replace`.
+    ``tmp`` must be a name no later write takes (:func:`temp_path`'s): the old file may
+    wait there for its removal.
     """
     exchange = _exchanger()
     if exchange is not None:
@@ -207,18 +211,8 @@ _later: _Remover | None = None  # within removing_later
 def _remove(path: str) -> None:
     if _later is None:
         _unlink_quietly(path)
-        return
-    # a name of its own first: the writer's next temporary file of that target has its name
-    gone = f"{path}.{next(_gone)}"
-    try:
-        os.rename(path, gone)
-    except OSError:
-        _unlink_quietly(path)
-    else:
-        _later.queue.put(gone)
-
-
-_gone = itertools.count()
+    else:  # (no later write uses its name: see temp_path)
+        _later.queue.put(path)
 
 
 @contextlib.contextmanager
@@ -286,10 +280,15 @@ def boot_id() -> str:
 
 
 def temp_path(target: str) -> str:
-    """Where a new version of ``target`` is made before it is renamed over it (see
-    :func:`replacing`; also for a hard link replacing a file)."""
+    """Where a new version of ``target`` is made before it takes its place (see
+    :func:`replacing`; also for a hard link replacing a file): a name no other write
+    has."""
     folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_native_id()}.tmp")
+    ids = f"{os.getpid()}.{threading.get_native_id()}.{next(_writes)}"
+    return os.path.join(folder, f".{name}.{ids}.tmp")
+
+
+_writes = itertools.count()
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -30,6 +30,7 @@ one artifact's piece of an attestation that links several is a file of its own.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import hashlib
 import json
@@ -310,9 +311,13 @@ def patch_packages(
     if any(tail in moved for _, tail in dropped):
         return None
     freed = {own_id[tail] for _, tail in dropped}
-    ids = set(array("i", index["ids"])).difference(freed)
+    ids = array("i")  # every id held, sorted: patched in place (sorting 82,000: 0.1 s)
+    ids.frombytes(index["ids"])
+    for i in sorted(freed, reverse=True):
+        if _holds(ids, i):
+            del ids[bisect.bisect_left(ids, i)]
     asked = [own_id[tail] for _, tail in came]
-    if len(set(asked)) < len(asked) or not ids.isdisjoint(asked):
+    if len(set(asked)) < len(asked) or any(_holds(ids, i) for i in asked):
         return None  # (at Debian's size, about one new package in 26,000)
     if any(row_of(tail)[4] in freed for tail in moved):
         return None
@@ -327,8 +332,15 @@ def patch_packages(
         else:
             for page in _by_name_files(folder, name):
                 out.remove(page)
-    ids.update(asked)
-    return {"multi": multi, "moved": moved, "ids": array("i", sorted(ids)).tobytes()}
+    for i in asked:
+        bisect.insort(ids, i)
+    return {"multi": multi, "moved": moved, "ids": ids.tobytes()}
+
+
+def _holds(ids: array[int], i: int) -> bool:
+    """Whether the sorted ``ids`` hold ``i``."""
+    at = bisect.bisect_left(ids, i)
+    return at < len(ids) and ids[at] == i
 
 
 def _write_by_name(out: Output, folder: str, name: str, lines: list[bytes]) -> None:
