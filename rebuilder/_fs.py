@@ -191,13 +191,13 @@ class _Remover:
     kernel (its journal), little of it on the processor, which the writer need not."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.queue: queue.Queue[Callable[[], object] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="rebuilder-remover", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        while (path := self.queue.get()) is not None:
-            _unlink_quietly(path)  # (else a temp name that the site's prune removes)
+        while (remove := self.queue.get()) is not None:
+            remove()  # (what it leaves has a temp name, which the site's prune removes)
             self.queue.task_done()
 
     def close(self) -> None:
@@ -212,7 +212,21 @@ def _remove(path: str) -> None:
     if _later is None:
         _unlink_quietly(path)
     else:  # (no later write uses its name: see temp_path)
-        _later.queue.put(path)
+        _later.queue.put(functools.partial(_unlink_quietly, path))
+
+
+def remove_tree(path: str) -> None:
+    """Remove the folder ``path`` and all it holds: within :func:`removing_later`, it is
+    given a temporary name beside it at once (:func:`temp_path`'s) and removed by the
+    thread. :class:`FileNotFoundError` when there is no such folder."""
+    import shutil
+
+    if _later is None:
+        shutil.rmtree(path)
+        return
+    gone = temp_path(path)
+    os.rename(path, gone)
+    _later.queue.put(functools.partial(shutil.rmtree, gone, ignore_errors=True))
 
 
 @contextlib.contextmanager

@@ -129,3 +129,19 @@ def test_a_forked_process_removes_its_own_old_files(tmp_path: Path) -> None:
 def test_the_boot_id_tells_this_run_of_the_machine() -> None:
     first = _fs.boot_id()
     assert first == _fs.boot_id() and len(first) == 36  # a UUID, the kernel's
+
+
+def test_a_folder_removed_later_is_out_of_the_way_at_once(tmp_path: Path) -> None:
+    tree = tmp_path / "builds" / "12"
+    (tree / "artifacts" / "1").mkdir(parents=True)
+    for f in ("log", "artifacts/1/attestation"):
+        (tree / f).write_bytes(b"x")
+    with _fs.removing_later():
+        _fs.remove_tree(str(tree))
+        assert not tree.exists()  # renamed away before the thread removes it
+        with pytest.raises(FileNotFoundError):
+            _fs.remove_tree(str(tree))
+    assert os.listdir(tmp_path / "builds") == []
+    (tree / "sub").mkdir(parents=True)
+    _fs.remove_tree(str(tree))  # (outside the block: here and now)
+    assert os.listdir(tmp_path / "builds") == []

@@ -89,9 +89,7 @@ class Output:
             return None
 
     def remove(self, rel: str) -> None:
-        for key in (rel, f"{rel}{_MADE_FROM}"):
-            if self.digests.pop(key, None) is not None and self.moved is not None:
-                self.moved.add(key)
+        self._forget(rel)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(rel))
             self.stats.removed += 1
@@ -303,10 +301,51 @@ class Output:
             if gone is None:
                 self._prune_builds(builds)
         for folder in sorted(gone or ()):
-            if folder not in self.expected_dirs:
+            if folder not in self.expected_dirs and not self._drop(folder):
                 self._prune_tree(folder)
                 with contextlib.suppress(OSError):
                     os.rmdir(f"{self.root}/{folder}")
+
+    def _forget(self, rel: str) -> None:
+        """The digests of a file removed (see write_known, write_made)."""
+        for key in (rel, f"{rel}{_MADE_FROM}"):
+            if self.digests.pop(key, None) is not None and self.moved is not None:
+                self.moved.add(key)
+
+    def _drop(self, rel: str) -> bool:
+        """Remove the folder ``rel`` whole, beside the render (see _fs.remove_tree), when
+        nothing in it belongs to the site now; False when something does (or it cannot be
+        read), for the prune to look into it."""
+        files: list[str] = []
+        try:
+            if not self._files_of(rel, files):
+                return False
+            for child in files:
+                self._forget(child)
+            _fs.remove_tree(f"{self.root}/{rel}")
+        except FileNotFoundError:
+            return True  # (gone already)
+        except OSError:
+            return False
+        self.stats.removed += len(files)
+        return True
+
+    def _files_of(self, rel: str, files: list[str]) -> bool:
+        """Add the files under ``rel`` to ``files``; False if one of them, or of its
+        folders, belongs to the site now."""
+        if rel in self.expected_dirs:
+            return False
+        with os.scandir(f"{self.root}/{rel}") as it:
+            for e in it:
+                child = f"{rel}/{e.name}"
+                if e.is_dir(follow_symlinks=False):
+                    if not self._files_of(child, files):
+                        return False
+                elif child in self.expected:
+                    return False
+                else:
+                    files.append(child)
+        return True
 
     def _prune_tree(self, rel: str, skip: Collection[str] = ()) -> None:
         try:
