@@ -197,8 +197,12 @@ class _Remover:
 
     def _run(self) -> None:
         while (remove := self.queue.get()) is not None:
-            remove()  # (what it leaves has a temp name, which the site's prune removes)
-            self.queue.task_done()
+            try:
+                remove()
+            except OSError:
+                pass  # (left under its temp name, which the site's prune removes)
+            finally:
+                self.queue.task_done()  # (else wait_removed would wait for ever)
 
     def close(self) -> None:
         self.queue.put(None)

@@ -145,3 +145,17 @@ def test_a_folder_removed_later_is_out_of_the_way_at_once(tmp_path: Path) -> Non
     (tree / "sub").mkdir(parents=True)
     _fs.remove_tree(str(tree))  # (outside the block: here and now)
     assert os.listdir(tmp_path / "builds") == []
+
+
+def test_a_removal_that_fails_does_not_stop_the_others(tmp_path: Path) -> None:
+    def refused() -> None:
+        raise PermissionError("not allowed")
+
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    with _fs.removing_later():
+        assert _fs._later is not None
+        _fs._later.queue.put(refused)
+        _fs.write_atomic(target, b"new")
+        _fs.wait_removed()  # returns: the failure was counted done
+        assert os.listdir(tmp_path) == ["f"]
