@@ -140,9 +140,7 @@ class Output:
         one whose bytes are the last render's is not read again."""
         digest = hashlib.blake2b(data, digest_size=16).digest()
         self.set_digest(rel, digest)
-        if self.known.get(rel) == digest and os.path.lexists(self._path(rel)):
-            self.expected.add(rel)
-            self.stats.unchanged += 1
+        if self.known.get(rel) == digest and self._stands(rel):
             return False
         return self.write(rel, data)
 
@@ -150,15 +148,21 @@ class Output:
         """:meth:`write_known`, for a file ``make`` makes from inputs whose digest is
         ``source``: when the last render made it from the same inputs, it is not made."""
         key, last = f"{rel}{_MADE_FROM}", self.known.get(rel)
-        if self.known.get(key) == source and last is not None:
-            self.set_digest(key, source)
-            self.set_digest(rel, last)  # (a full render's digests start empty)
-            if os.path.lexists(self._path(rel)):
-                self.expected.add(rel)
-                self.stats.unchanged += 1
-                return False
         self.set_digest(key, source)
+        if self.known.get(key) == source and last is not None:
+            self.set_digest(rel, last)  # (a full render's digests start empty)
+            if self._stands(rel):
+                return False
         return self.write_known(rel, make())
+
+    def _stands(self, rel: str) -> bool:
+        """Whether the file the last render wrote at ``rel`` is still there: then it is
+        this render's too, unchanged."""
+        if not os.path.lexists(self._path(rel)):
+            return False
+        self.expected.add(rel)
+        self.stats.unchanged += 1
+        return True
 
     def set_digest(self, key: str, digest: bytes) -> None:
         """Keep ``digest`` under ``key`` for the next render (:attr:`known` then)."""
