@@ -51,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rebuilder import plan
+from rebuilder import _gc, plan
 from rebuilder.config import Profile, Release, Settings
 from rebuilder.model import (
     Artifact,
@@ -305,16 +305,19 @@ def _timed(label: str, fn) -> RenderStats:
     _settle()
     t, cpu = time.perf_counter(), _cpu()
     stats = fn()
-    secs, cpu = time.perf_counter() - t, _cpu() - cpu
+    secs = time.perf_counter() - t
+    _gc.wait_freed()  # (a thread frees what the render built once it has returned)
+    freed, cpu = time.perf_counter() - t - secs, _cpu() - cpu
     _SECONDS[label] = secs
     print(
         f"{label:<48} {secs:6.2f} s (cpu {cpu:5.2f})  written {stats.written:>6}  "
         f"unchanged {stats.unchanged:>6}  removed {stats.removed:>4}  skipped {stats.skipped:>5}",
         flush=True,
     )
-    if stats.phases:  # the driver's time by phase; then what freeing the render's objects took
+    if stats.phases:  # the driver's time by phase; then what returning and freeing took
         laps = [f"{k} {v:.2f}" for k, v in stats.phases.items()]
         laps.append(f"after it returned {max(0.0, secs - stats.seconds):.2f}")
+        laps.append(f"freed after it {freed:.2f}")
         print(f"{'':<4}{' · '.join(laps)}", flush=True)
     return stats
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from rebuilder import _gc
 from rebuilder.model import GroupRecord, Job, Status
 from rebuilder.site import ProfileView, SiteError, aggregates, api_v1, cache, forks, render
 from rebuilder.state import history_point
@@ -776,4 +777,31 @@ def test_only_the_search_shards_whose_entries_moved_are_made_again(
     # the others: those of the group's names, and of maintainers (their BAD/FAIL counts)
     assert all(any(e[0] in names or e[3] == search.MAINTAINER for e in es) for es in moved.values())
     assert lost and len(moved) + 1 < len(shards) / 2, (len(moved), len(shards))
+    _same_as_full(tmp_path, site, views, NOW)
+
+
+def test_what_the_render_built_is_freed_after_it_and_what_it_was_given_is_left(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The render returns before what it built is freed (a thread frees it, see
+    rebuilder._gc); the records, views and keys it was given stay whole."""
+    freed: list[int] = []
+    real = _gc._take_apart
+
+    def counted(objects: list[object]) -> None:
+        freed.append(len(objects))
+        real(objects)
+
+    monkeypatch.setattr(_gc, "_take_apart", counted)
+    site = tmp_path / "site"
+    state = State(site, 120, random.Random(3))
+    render(site, state.views(NOW), now=NOW)
+    keys = state.change(10)
+    views = state.views(NOW)
+    given = (sorted(keys), dict(views[0].records), list(views[0].history))
+    render(site, views, now=NOW, changed=keys)
+    _gc.wait_freed()
+    assert freed and all(freed)  # each render left its objects to the thread
+    assert (sorted(keys), dict(views[0].records), list(views[0].history)) == given
+    assert len(keys) >= 10
     _same_as_full(tmp_path, site, views, NOW)

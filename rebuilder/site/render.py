@@ -79,11 +79,13 @@ def render(
     """
     # The records, the last render's cache and what the walk collects are millions of
     # objects that live through the render (forked workers, which render many pages,
-    # turn the collector on again: see forks). The old versions of the files it rewrites
-    # are removed beside it (see _fs.swap_in).
-    with _gc.paused(), _fs.removing_later():
+    # turn the collector on again: see forks); a thread frees what it built once it has
+    # returned (``built``). The old versions of the files it rewrites are removed beside
+    # it (see _fs.swap_in).
+    built: list[object] = []
+    with _gc.paused(freed_later=built), _fs.removing_later():
         return _render(
-            site_dir, views, now, changed, templates, public_keys, site_url, package_pages
+            site_dir, views, now, changed, templates, public_keys, site_url, package_pages, built
         )
 
 
@@ -96,6 +98,7 @@ def _render(
     public_keys: Sequence[str],
     site_url: str,
     package_pages: Mapping[str, str] | None,
+    built: list[object],
 ) -> RenderStats:
     started = time.monotonic()
     _check_views(views)
@@ -224,6 +227,9 @@ def _render(
     now_cache.summary = quiet.summary(got, now_cache.parts)
     cache.finish(out.root, last, now_cache)
     lap("cache saved")
+    # (its own: each list, dict and set in them is emptied as it is freed; not cfg, which
+    # holds the caller's ``changed``)
+    built += [out, last, now_cache, got, touched, keep_dirs, found]
     return _done(out, started)
 
 
