@@ -19,7 +19,8 @@ with ``--browser`` it types queries into the dashboard's search box in
 headless Chromium and prints the time from key to results.
 
 Under each render, the driver's time by phase (``RenderStats.phases``), and the time the
-render took to return after its last phase (freeing what it built). Each row is printed
+render took to return after its last phase, then the time a thread took to free what it
+built (rebuilder._gc: the render returns before that is done). Each row is printed
 as a ratio to its floor measured in the same run: the full render to the time of writing
 the same files, the incremental ones to the full render and to the time the driver took to
 make the changed groups' own pages (the issue's floor for them).
