@@ -90,9 +90,11 @@ def _free_later(objects: list[object], enabled: bool) -> None:
     def free() -> None:
         global _pending
         time.sleep(0.001)  # (the caller goes on first: start() waits for the thread)
-        _take_apart(objects)
-        _restore(enabled)
-        _pending = None
+        try:
+            _take_apart(objects)
+        finally:  # (the collector comes back whatever happens)
+            _restore(enabled)
+            _pending = None
 
     _pending = enabled
     # not a daemon: the interpreter's exit waits for it, as it would have freed them

@@ -98,3 +98,17 @@ def test_a_process_forked_while_the_thread_frees_has_its_collector_back(monkeypa
         go.set()
         _gc.wait_freed()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_collector_comes_back_even_if_freeing_fails(monkeypatch) -> None:
+    def broken(objects: list[object]) -> None:
+        raise MemoryError
+
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr(_gc, "_take_apart", broken)
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_type))
+    with _gc.paused(freed_later=[[1]]):
+        pass
+    _gc.wait_freed()
+    assert seen == [MemoryError]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
