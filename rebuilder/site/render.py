@@ -227,8 +227,8 @@ def _render(
     now_cache.summary = quiet.summary(got, now_cache.parts)
     cache.finish(out.root, last, now_cache)
     lap("cache saved")
-    # (its own: each list, dict and set in them is emptied as it is freed; not cfg, which
-    # holds the caller's ``changed``)
+    # (what the render made; the thread takes apart only the lists, dicts and sets in them
+    # that nothing else holds, so the caller's records and ``changed`` are left whole)
     built += [out, last, now_cache, got, touched, keep_dirs, found]
     return _done(out, started)
 
