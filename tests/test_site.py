@@ -690,6 +690,55 @@ def test_changes_no_list_keeps_are_still_counted(tmp_path: Path, monkeypatch) ->
         assert f'<h3>{title} <span class="meta">(2 newest of {total})</span></h3>' in text
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_capped_lists_keep_the_newest_changes_whatever_order_the_groups_come_in(
+    tmp_path: Path, monkeypatch, seed: int
+) -> None:
+    """The walk offers a change only when it may be among the newest a list keeps (the
+    n-th newest end among the groups each list is offered): the lists hold the newest
+    changes of all, whether the walk meets the groups oldest first, newest first or in
+    no order."""
+    import random
+
+    import rebuilder.site.walk as site_mod
+
+    monkeypatch.setattr(site_mod, "DASHBOARD_CHANGES", 2)
+    monkeypatch.setattr(site_mod, "FEED_ITEMS", 3)
+    rng = random.Random(seed)
+    # the newest changes are of groups whose standing change no dashboard list takes (a
+    # new version not rebuilt yet): the feed alone may keep them
+    newest_ages, ages = rng.sample(range(12), 12), rng.sample(range(12, 60), 48)
+    recs, ends = {}, {}
+    for i in range(60):
+        g = site_group(f"pkg{i:02d}")
+        kind = [[Status.GOOD], [Status.BAD], [Status.FAIL], [Status.GOOD, Status.BAD],
+                [Status.FAIL, Status.GOOD]][i % 5]  # fmt: skip
+        when = T0 - dt.timedelta(days=newest_ages.pop() if i % 5 == 4 else ages.pop())
+        attempts = [
+            replace(site_attempt(g, 10 * i + j, st, {}), started_at=when + dt.timedelta(hours=j))
+            for j, st in enumerate(kind)
+        ]
+        status = Status.UNKWN if i % 5 == 4 else kind[-1]
+        recs[g.key] = GroupRecord(g, status, attempts)
+        ends[g.name] = (attempts[-1].ended_at, kind if i % 5 != 4 else [])
+    site = tmp_path / "site"
+    render(site, [ProfileView(site_profile(), recs)], now=NOW)
+    text = (site / "index.html").read_text()
+    blocks = dict(re.findall(r"<h3>([\w ]+)(?: <span[^<]*</span>)?</h3>(.*?)</div>", text, re.S))
+
+    def newest(pick) -> list[str]:
+        found = sorted((e, n) for n, (e, kind) in ends.items() if pick(kind))
+        return [n for _, n in reversed(found)][:2]
+
+    assert re.findall(r'html">(\w+)</a>', blocks["Regressions"]) == newest(lambda k: len(k) == 2)
+    assert re.findall(r'html">(\w+)</a>', blocks["Newly FAIL"]) == newest(
+        lambda k: k == [Status.FAIL]
+    )
+    feed = json.loads((site / "feeds/debian-main.json").read_text())
+    every = sorted((a.ended_at, r.group.name) for r in recs.values() for a in r.attempts)
+    assert [i["title"].split()[0] for i in feed["items"]] == [n for _, n in every[::-1][:3]]
+
+
 def test_chart_is_drawn_from_the_pass_history(tmp_path: Path) -> None:
     site = tmp_path / "site"
     recs = _history_records()

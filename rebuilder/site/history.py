@@ -106,7 +106,7 @@ def standing(record: GroupRecord, found: Sequence[Step]) -> Step | None:
     return last
 
 
-_ANY = -(1 << 63)  # an end (µs) older than any time can have: every change may be kept
+ANY = -(1 << 63)  # an end (µs) older than any time can have: every change may be kept
 
 
 class Newest:
@@ -129,7 +129,7 @@ class Newest:
 
     def least(self) -> int:
         """The oldest end (µs) a change may have to be kept (any, while the list is not full)."""
-        return _ANY if len(self._heap) < self.n else self._heap[0][0][0]
+        return ANY if len(self._heap) < self.n else self._heap[0][0][0]
 
     def skip(self, n: int) -> None:
         self.total += n

@@ -34,7 +34,7 @@ def start(out: Output, cfg: Settings, got: Collected) -> tuple[list[Work], Calla
     for key, items in sorted(got.maintainers.items()):
         page = paths.maintainer_page(key)
         names = sorted({m for m, _, _ in items})
-        statuses = [it.record.status for _, _, it in items]
+        statuses = [it.status for _, _, it in items]
         attention = statuses.count(Status.BAD) + statuses.count(Status.FAIL)
         if cfg.touched is None or key in cfg.touched.maintainers:
             redo.append((key, items))
@@ -72,7 +72,7 @@ def _render_pages(out: Output, *, cfg: Settings, redo: Sequence[Maintainer]) -> 
         names = sorted({m for m, _, _ in items})
         counts = {s: 0 for s in Status}
         for _, _, it in items:
-            counts[it.record.status] += 1
+            counts[it.status] += 1
         files = _files(key)
         _feeds_and_badge(out, cfg, names[0], page, items, counts, files)
         rows = html.maintainer_rows([_row(p, it) for _, p, it in items])
@@ -119,4 +119,4 @@ def _row(profile: str, it: Item) -> tuple[html.Row, Status]:
     where = f"{g.release}/{g.component}/{g.architecture}"
     extra = f"<td>{html.e(profile)}</td><td>{html.e(where)}</td>"
     # (its link from m/, the maintainer pages' folder)
-    return shown_row(it)._replace(url="../" + paths.url(it.page), extra=extra), it.record.status
+    return shown_row(it)._replace(url="../" + paths.url(it.page), extra=extra), it.status

@@ -16,7 +16,6 @@ from rebuilder.site.walk import (
     ProfileWalk,
     Settings,
     Suite,
-    bad_causes,
     render_page,
 )
 
@@ -75,14 +74,14 @@ def _render_suite(out: Output, cfg: Settings, profile: str, suite: Suite) -> Non
         for status in Status:
             lists[sort, status] = []
         for it, h in rows:
-            lists[sort, it.record.status].append(h)
+            lists[sort, it.status].append(h)
     for name, sort, only, n, pages in _list_pages(suite):
         chunk = lists[sort, only][(n - 1) * html.PAGE_SIZE : n * html.PAGE_SIZE]
         ctx = html.list_context(profile, s, f"{s.dir}/{name}", chunk, only, sort, n, pages)
         out.write(f"{s.dir}/{name}", render_page(cfg.env, "suite.html", ctx))
     by_cause: dict[str, list[str]] = defaultdict(list)
     for it, h in by_name:
-        for c in bad_causes(it):
+        for c in it.causes:
             by_cause[c].append(h)
     for name, cause, n, pages in _cause_pages(suite):
         chunk = by_cause[cause][(n - 1) * html.PAGE_SIZE : n * html.PAGE_SIZE]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import heapq
 import marshal
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,17 +62,21 @@ class ProfileView:
 
 
 NAME = {s: s.value for s in Status}  # Enum.value is a slow property; this is a dict
+BAD = Status.BAD
 
 
 @dataclass(slots=True)
 class Item:
-    """One seen group, as the lists need it."""
+    """One seen group, as the lists need it. The suite lists read nothing of its record:
+    a process forked to make them would copy each memory page of a record it touched
+    (CPython writes a reference count into every object it reads)."""
 
     key: str
     record: GroupRecord
     page: str  # site path of its page, with .html
     row: tuple[Any, ...]  # its html.Row as its part keeps it (Part.row): see shown_row
-    attempt: Attempt | None  # the one rebuilderd's v0 names
+    status: Status  # the record's
+    causes: tuple[str, ...]  # a BAD group's, as its current attempt was classified
     cell: str  # the row's HTML in its suite's lists (Part.cell)
     shard: str  # its row of its suite's JSON (Part.shard)
 
@@ -101,13 +106,23 @@ class ProfileWalk:
             (_NEW_BAD, self.new_bad), (_NEW_FAIL, self.new_fail),
         )  # fmt: skip
 
-    def least(self) -> list[int]:
-        """At each mask of Part.steps, the oldest end (µs) a change may have to be kept by
-        the feed or a list of that mask: an older one is only counted (:meth:`skipped`),
-        without looking at its group's attempts."""
-        feed = self.changes.least()
-        ends = [(bit, news.least()) for bit, news in self.news_lists()]
-        return [min([feed] + [end for bit, end in ends if mask & bit]) for mask in range(16)]
+    def least(self, changing: Sequence[tuple[tuple[int, int, int], Any, Any]]) -> list[int]:
+        """At each mask of Part.steps, the oldest end (µs) a change of the groups in
+        ``changing`` (their Part.steps first) may have to be kept by the feed or a list of
+        that mask: an older one is only counted (:meth:`skipped`), without looking at its
+        group's attempts. A list keeps its ``n`` newest, and each group's newest change
+        is one of its changes, so the ``n``-th newest end among the groups a list is
+        offered is the oldest it can end up keeping (the feed, which takes every change of
+        a group, keeps no older either)."""
+        by_mask: list[list[int]] = [[] for _ in range(16)]
+        for steps, *_ in changing:
+            by_mask[steps[2]].append(steps[1])
+        feed = _nth_newest([e for ends in by_mask for e in ends], self.changes.n)
+        floors = [
+            (bit, _nth_newest([e for m, ends in enumerate(by_mask) if m & bit for e in ends], n))
+            for bit, n in ((bit, news.n) for bit, news in self.news_lists())
+        ]
+        return [min([feed] + [end for bit, end in floors if mask & bit]) for mask in range(16)]
 
     def skipped(self, counts: Sequence[int]) -> None:
         """Count what was not offered: ``counts[0]`` status changes, and at each other mask
@@ -250,8 +265,7 @@ def walk_profile(
                 drop(old)
     kept: set[str] = set()  # suite folders of groups not redone
     kept_builds: list[str] = []  # their build folders
-    least = result.least()
-    skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
+    changing: list[tuple[tuple[int, int, int], GroupRecord, Item]] = []  # (offered after)
     entries_, maintainers_ = got.entries, got.maintainers  # (the hot loop's)
     not_redone = 0
     keys = sorted(view.records)
@@ -275,10 +289,11 @@ def walk_profile(
             result.moved.add(key)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
         _, index, page, row, blob, v1_blob, dirs, entries, maintainers, steps, cell, shard = raw
-        attempt = record.attempts[index] if index >= 0 else None
         if record.seen:
             where = (g.release, g.component, g.architecture)
-            item = Item(key, record, page, row, attempt, cell, shard)
+            status = record.status
+            causes = record.attempts[index].causes if status is BAD and index >= 0 else ()
+            item = Item(key, record, page, row, status, causes, cell, shard)
             by_suite[where].append(item)
             suite_id = suite_ids.get(where)
             if suite_id is None:
@@ -298,12 +313,7 @@ def walk_profile(
             for m, m_key in maintainers:
                 maintainers_[m_key].append((m, name, item))
             if steps[0]:
-                if steps[1] >= least[steps[2]]:
-                    _offer(result, record, item, steps)
-                    least = result.least()
-                else:  # no list may keep it (the most, once they are full): only counted
-                    skipped[0] += steps[0]
-                    skipped[steps[2]] += 1
+                changing.append((steps, record, item))
         if not redo:
             kept.add(page.rpartition("/pkg/")[0])  # (one suite's for most: made a set first)
             kept_builds += dirs
@@ -312,7 +322,7 @@ def walk_profile(
     for suite_dir in kept:
         keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
     out.keep_dirs(kept_builds)
-    result.skipped(skipped)
+    _offer_newest(result, changing)
     result.suites = [_suite(name, where, items) for where, items in sorted(by_suite.items())]
     result.fingerprint = _fingerprint(keys, tokens)
     return result
@@ -322,8 +332,8 @@ def _suite(profile: str, where: tuple[str, str, str], items: list[Item]) -> Suit
     counts = {s: 0 for s in Status}
     causes: dict[str, int] = defaultdict(int)
     for it in items:
-        counts[it.record.status] += 1
-        for c in bad_causes(it):
+        counts[it.status] += 1
+        for c in it.causes:
             causes[c] += 1
     summary = html.SuiteSummary(*where, counts, paths.suite_dir(profile, *where), dict(causes))
     return Suite(summary, items)
@@ -493,6 +503,28 @@ def _steps(record: GroupRecord) -> tuple[int, int, int]:
     return (len(found), history.end_us(found[-1][0]), goes)
 
 
+def _offer_newest(
+    result: ProfileWalk, changing: Sequence[tuple[tuple[int, int, int], GroupRecord, Item]]
+) -> None:
+    """Offer the status changes of the groups in ``changing`` that a list may keep, and
+    count the others (most: at Debian's size, some 150 groups of 42,000 are offered)."""
+    least = result.least(changing)
+    skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
+    for steps, record, item in changing:
+        if steps[1] >= least[steps[2]]:
+            _offer(result, record, item, steps)
+        else:
+            skipped[0] += steps[0]
+            skipped[steps[2]] += 1
+    result.skipped(skipped)
+
+
+def _nth_newest(ends: list[int], n: int) -> int:
+    """The ``n``-th largest of ``ends`` (the oldest of the ``n`` newest), or an end older
+    than any when there are fewer."""
+    return heapq.nlargest(n, ends)[-1] if len(ends) >= n else history.ANY
+
+
 def _offer(result: ProfileWalk, record: GroupRecord, item: Item, steps: Sequence[int]) -> None:
     """Offer a seen group's status changes to the feed and its standing one to the
     dashboard lists it goes to; its steps are only looked up when one may be kept."""
@@ -570,13 +602,6 @@ def _older(record: GroupRecord, v0: Attempt | None, distro: str) -> dict[int, di
         for a in record.attempts
         if a is not v0 and (files := _served(a, distro, record.group.name, api=False))
     }
-
-
-def bad_causes(it: Item) -> tuple[str, ...]:
-    """The causes a BAD group's current attempt was classified with."""
-    if it.record.status is not Status.BAD or it.attempt is None:
-        return ()
-    return it.attempt.causes
 
 
 def render_page(env: jinja2.Environment, template: str, ctx: Mapping[str, Any]) -> bytes:
