@@ -530,6 +530,27 @@ def test_nothing_changed_reads_only_the_small_file_of_the_cache(tmp_path: Path) 
     _same_as_full(tmp_path, site, state.views(later), later)
 
 
+def test_inputs_marshal_cannot_take_are_digested_the_same_way_each_time(tmp_path: Path) -> None:
+    """The render's inputs are digested as marshal's bytes; a pass history of another
+    mapping type than dict (which marshal refuses) is digested as JSON: a render of the
+    same inputs is still skipped, and one of other inputs is not."""
+    from types import MappingProxyType
+
+    site = tmp_path / "site"
+    state = State(site, 12, random.Random(8))
+
+    def views(good: int) -> list[ProfileView]:
+        point = MappingProxyType({"at": NOW.isoformat(), "counts": {"GOOD": good}})
+        return [replace(v, history=[point]) for v in state.views(NOW)]
+
+    render(site, views(3), now=NOW)
+    same = render(site, views(3), now=NOW, changed=set())
+    assert (same.written, same.unchanged) == (0, 0)
+    assert same.skipped == sum(len(v.records) for v in views(3))
+    other = render(site, views(4), now=NOW, changed=set())
+    assert other.unchanged > 0  # the pages that move with the pass history were looked at
+
+
 def test_the_next_pass_over_records_as_a_sync_leaves_them_redoes_no_package(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import logging
+import marshal
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -359,14 +360,23 @@ def _inputs(
     package_pages: Mapping[str, str],
 ) -> str:
     """A digest of everything a render reads but the records (see :mod:`cache`); ``code``
-    covers the package's modules and the templates' files."""
-    parts: list[object] = [code, [str(d) for d in template_dirs], now, list(public_keys)]
-    parts.append(site_url)
-    parts.append(sorted(package_pages.items()))
+    covers the package's modules and the templates' files.
+
+    Digested as marshal's bytes (4 ms for a year of pass history and a queue of 9,000
+    jobs, where JSON took 40 ms of every render); JSON when something is not of the
+    builtin types marshal takes. Two equal inputs with their keys in another order give
+    two digests: a render that could have been skipped is made, which costs time only."""
+    parts: list[object] = [code, [str(d) for d in template_dirs], now.isoformat()]
+    parts += [list(public_keys), site_url, sorted(package_pages.items())]
     for v in views:
-        parts += [v.profile, v.queue_length, v.last_pass, list(v.history), _queue(v.queue)]
-    text = json.dumps(parts, default=repr, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        when = v.last_pass.isoformat() if v.last_pass else None
+        parts += [repr(v.profile), v.queue_length, when, list(v.history), _queue(v.queue)]
+    try:
+        data = b"m" + marshal.dumps(parts, 0)  # (version 0: no references, same bytes)
+    except ValueError:  # (a history point of another mapping type, say)
+        text = json.dumps(parts, default=repr, sort_keys=True)
+        data = b"j" + text.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _queue(jobs: Sequence[Job]) -> list[tuple[object, ...]]:
