@@ -395,7 +395,7 @@ def main() -> int:
                 v = view()
                 run = functools.partial(render, site, v, now=now, changed=keys)
                 stats = _timed(f"{label} #{i}", run)
-                group_pages.append(stats.phases.get("static+group pages", 0))
+                group_pages.append(stats.phases.get("group pages", 0))
                 seconds.append(_SECONDS[f"{label} #{i}"])
             return seconds
 

@@ -12,6 +12,7 @@ import marshal
 import os
 import random
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from rebuilder import _gc
 from rebuilder.model import GroupRecord, Job, Status
-from rebuilder.site import ProfileView, SiteError, aggregates, api_v1, cache, forks, render
+from rebuilder.site import ProfileView, SiteError, aggregates, api_v1, cache, forks, groups, render
 from rebuilder.state import history_point
 
 from .fixtures.site import (
@@ -213,6 +214,58 @@ def test_incremental_renders_write_what_a_full_render_writes(
         moved = render(site, views, now=now, changed=set())
         assert moved.written > 0, jobs
         _same_as_full(tmp_path, site, views, now)
+
+
+def _log_writes(monkeypatch, log: Path) -> None:
+    """Every page written, with the time it was (one clock for every process), into ``log``."""
+    from rebuilder.site import output
+
+    write = output.Output.write
+
+    def logged(self: output.Output, rel: str, data: bytes) -> bool:
+        wrote = write(self, rel, data)
+        with open(log, "a") as f:  # (once it is on disk)
+            f.write(f"{time.monotonic_ns()} {rel}\n")
+        return wrote
+
+    monkeypatch.setattr(output.Output, "write", logged)
+
+
+def _is_list(rel: str) -> bool:
+    """A suite's list page or JSON, or a maintainer's page."""
+    return (rel.startswith("p/") and rel.count("/") == 5) or rel.startswith("m/")
+
+
+def test_lists_forked_first_are_written_after_the_changed_groups_pages(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Leaves first, with the touched lists' processes forked before the driver writes the
+    changed groups' pages: they wait at a gate, so no list page comes before a group page.
+    When the group pages fail, the processes write nothing and the render stops."""
+    monkeypatch.setattr(site_render, "LISTS_PARALLEL_MIN", 1)
+    monkeypatch.setattr(forks.os, "sched_getaffinity", lambda pid: {0, 1})
+    site = tmp_path / "site"
+    state = State(site, 60, random.Random(9))
+    render(site, state.views(NOW), now=NOW)
+    log = tmp_path / "writes"
+    _log_writes(monkeypatch, log)
+    keys = state.change(8)
+    render(site, state.views(NOW), now=NOW, changed=keys)
+    rows = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    pages = [int(t) for t, rel in rows if "/pkg/" in rel]
+    lists = [int(t) for t, rel in rows if _is_list(rel)]
+    assert len(pages) >= 8 and len(lists) > 8
+    assert max(pages) < min(lists)
+    _same_as_full(tmp_path, site, state.views(NOW), NOW)
+
+    def broken(*args: object) -> None:
+        raise SiteError("a template is broken")
+
+    log.unlink()
+    monkeypatch.setattr(groups, "_render_group", broken)
+    with pytest.raises(SiteError, match="a template is broken"):
+        render(site, state.views(NOW), now=NOW, changed=state.change(8))
+    assert not any(_is_list(line.split(" ", 1)[1]) for line in log.read_text().splitlines())
 
 
 def _not_called(*args: object) -> None:

@@ -18,8 +18,33 @@ from typing import Any
 
 from rebuilder import _fs
 from rebuilder.site.output import Done, Output
+from rebuilder.site.paths import SiteError
 
 Work = Callable[[Output], None]  # a piece of a render: pages written into the site
+
+
+class Gate:
+    """What processes forked before the pages theirs link down to are written wait for at
+    their first write (:meth:`Output.hold`): the driver opens it once those pages are
+    written, or shuts it when it failed first (then they write nothing and stop)."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("fork")
+        self._done = context.Event()
+        self._open = context.Value("b", 0, lock=False)
+
+    def open(self) -> None:
+        self._open.value = 1
+        self._done.set()
+
+    def shut(self) -> None:
+        self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+        if not self._open.value:
+            raise SiteError("the render stopped before the pages this process links to")
+
 
 _calls: dict[int, Callable[[], Any]] = {}  # what forked processes inherit, by id
 _ids = itertools.count()
@@ -65,15 +90,17 @@ def start(calls: Sequence[Callable[[], Any]]) -> Callable[[], list[Any]]:
     return finish
 
 
-def write(out: Output, work: Sequence[Work], *, fork: bool) -> Callable[[], None]:
+def write(
+    out: Output, work: Sequence[Work], *, fork: bool, gate: Gate | None = None
+) -> Callable[[], None]:
     """Do each piece of ``work``: with ``fork``, each in a forked process of its own,
-    writing into ``out``'s site; else here and now. Returns the function that waits for
-    them and takes in what they wrote."""
+    writing into ``out``'s site (once ``gate`` is open, when given); else here and now.
+    Returns the function that waits for them and takes in what they wrote."""
     if not fork or not work:
         for w in work:
             w(out)
         return lambda: None
-    wait = start([functools.partial(_write, out.root, w) for w in work])
+    wait = start([functools.partial(_write, out.root, w, gate) for w in work])
 
     def finish() -> None:
         for done in wait():
@@ -82,8 +109,10 @@ def write(out: Output, work: Sequence[Work], *, fork: bool) -> Callable[[], None
     return finish
 
 
-def _write(root: str, work: Work) -> Done:
+def _write(root: str, work: Work, gate: Gate | None) -> Done:
     out = Output(root)
+    if gate is not None:
+        out.hold(gate.wait)
     with _fs.removing_later():  # (the driver's thread is not in this process)
         work(out)
     return out.done()

@@ -72,8 +72,17 @@ class Output:
         # the keys of ``digests`` set or dropped, when a render starts from the last one's
         # (what the render cache compares: see cache.RenderCache.moved_digests)
         self.moved: set[str] | None = None
+        self._until: Callable[[], None] | None = None  # see hold
+
+    def hold(self, until: Callable[[], None]) -> None:
+        """Call ``until`` before the first file is written, read or removed here (see
+        :class:`rebuilder.site.forks.Gate`)."""
+        self._until = until
 
     def _path(self, rel: str) -> str:
+        if self._until is not None:
+            until, self._until = self._until, None
+            until()
         parts = rel.split("/")
         if parts[0] in ("", paths.STORE) or ".." in parts or "\x00" in rel:
             raise SiteError(f"refusing to write {rel!r} (outside the site's own files)")

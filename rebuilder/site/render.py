@@ -14,6 +14,7 @@ history are made, from what the last render kept of the walk
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -162,8 +163,11 @@ def _render(
     aggregates.render_viewer(out, cfg)
     aggregates.render_status_badges(out)
     page_work, fork = groups.work(cfg, views)
-    finish_groups = forks.write(out, page_work, fork=fork)  # forked: beside the walk
-    lap("static+group pages" + (" started" if fork else ""))
+    if changed is None:  # forked: beside the walk
+        finish_groups = forks.write(out, page_work, fork=fork)
+        lap("static+group pages" + (" started" if fork else ""))
+    else:  # (once the lists that link to them are started: see _start_lists)
+        lap("static")
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     _queues(got, views)
     queues = (last.queue if last.code == code else {}, now_cache.queue)
@@ -186,10 +190,17 @@ def _render(
     # size); in an incremental one, beside the suite lists and maintainer pages
     if changed is None:
         aggregates.render_v1(out, got)
-    finish_groups()
-    lap("v1 lists+group pages" if changed is None else "badges")
-    finish_lists = _start_lists(out, cfg, got)  # they link to group pages
-    lap("lists started")
+        finish_groups()
+        lap("v1 lists+group pages")
+        finish_lists = _start_lists(out, cfg, got)  # they link to group pages
+        lap("lists started")
+    else:
+        lap("badges")
+
+        def group_pages() -> None:
+            forks.write(out, page_work, fork=fork)()
+
+        finish_lists = _start_lists(out, cfg, got, group_pages, lap)
     if changed is not None:
         aggregates.render_v1(out, got)
     aggregates.render_v0(out, got, when, public_keys)
@@ -271,25 +282,51 @@ def _queues(got: Collected, views: Sequence[ProfileView]) -> None:
 LISTS_PARALLEL_MIN = 5_000  # rows of the touched lists worth a process beside the driver
 
 
-def _start_lists(out: Output, cfg: Settings, got: Collected) -> Callable[[], None]:
+def _start_lists(
+    out: Output,
+    cfg: Settings,
+    got: Collected,
+    group_pages: Callable[[], None] = lambda: None,
+    lap: Callable[[str], None] = lambda phase: None,
+) -> Callable[[], None]:
     """Start the suite lists and the maintainer pages (those a changed group is on, in an
     incremental render); returns the function that waits for them and then writes the
-    index of maintainers.
+    index of maintainers. ``group_pages`` writes the pages they link down to (an
+    incremental render's changed groups': a full render's are written before).
 
     A full render forks the maintainer pages and writes the suite lists here. In an
     incremental one, the lists that a hundred changes touch are seconds of work at
     Debian's size: the maintainer pages and the suite lists are each made by a process
-    of their own (about a second each) while the driver goes on with the v1 and v0 lists
-    and the search index."""
+    of their own (about a second each) while the driver writes the changed groups' pages,
+    then goes on with the v1 and v0 lists and the search index. The processes make their
+    first page meanwhile, and wait for the group pages before they write it (a gate)."""
     pages, write_index = maintainers.start(out, cfg, got)
     lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
     if cfg.touched is None:
+        group_pages()
         wait = forks.write(out, pages, fork=len(pages) > 1)
         lists(out)
     else:
         rows = _touched_rows(cfg.touched, got)
         fork = forks.workers(rows, LISTS_PARALLEL_MIN, 2) > 1
-        wait = forks.write(out, [*pages, lists], fork=fork)
+        if not fork:
+            group_pages()
+            lap("group pages")
+            wait = forks.write(out, [*pages, lists], fork=False)
+            lap("lists")
+        else:
+            gate = forks.Gate()
+            wait = forks.write(out, [*pages, lists], fork=True, gate=gate)
+            lap("lists started")
+            try:
+                group_pages()
+            except BaseException:
+                gate.shut()  # (they must not write lists that link to pages not written)
+                with contextlib.suppress(Exception):
+                    wait()  # (they stop at the gate: their error is not the render's)
+                raise
+            gate.open()
+            lap("group pages")
 
     def finish() -> None:
         wait()
