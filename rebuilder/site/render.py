@@ -399,7 +399,7 @@ def _inputs(
     """A digest of everything a render reads but the records (see :mod:`cache`); ``code``
     covers the package's modules and the templates' files.
 
-    Digested as marshal's bytes (4 ms for a year of pass history and a queue of 9,000
+    Digested as marshal's bytes (28 ms for a year of pass history and a queue of 11,000
     jobs, where JSON took 40 ms of every render); JSON when something is not of the
     builtin types marshal takes. Two equal inputs with their keys in another order give
     two digests: a render that could have been skipped is made, which costs time only."""
