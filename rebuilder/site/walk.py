@@ -14,7 +14,7 @@ import hashlib
 import heapq
 import marshal
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -106,22 +106,22 @@ class ProfileWalk:
             (_NEW_BAD, self.new_bad), (_NEW_FAIL, self.new_fail),
         )  # fmt: skip
 
-    def least(self, changing: Sequence[tuple[tuple[int, int, int], Any, Any]]) -> list[int]:
-        """At each mask of Part.steps, the oldest end (µs) a change of the groups in
-        ``changing`` (their Part.steps first) may have to be kept by the feed or a list of
-        that mask: an older one is only counted (:meth:`skipped`), without looking at its
-        group's attempts. A list keeps its ``n`` newest, and each group's newest change
-        is one of its changes, so the ``n``-th newest end among the groups a list is
-        offered is the oldest it can end up keeping (the feed, which takes every change of
-        a group, keeps no older either)."""
+    def least(self, steps: Iterable[tuple[int, int, int]]) -> list[int]:
+        """At each mask of Part.steps, the oldest end (µs) a change of the groups whose
+        Part.steps are ``steps`` may have to be kept by the feed or a list of that mask: an
+        older one is only counted (:meth:`skipped`), without looking at its group's
+        attempts. A list keeps its ``n`` newest, and each group's newest change is one of
+        its changes, so the ``n``-th newest end among the groups a list is offered is the
+        oldest it can end up keeping (the feed, which takes every change of a group, keeps
+        no older either)."""
         by_mask: list[list[int]] = [[] for _ in range(16)]
-        for steps, *_ in changing:
-            by_mask[steps[2]].append(steps[1])
+        for _, newest, mask in steps:
+            by_mask[mask].append(newest)
         feed = _nth_newest([e for ends in by_mask for e in ends], self.changes.n)
-        floors = [
-            (bit, _nth_newest([e for m, ends in enumerate(by_mask) if m & bit for e in ends], n))
-            for bit, n in ((bit, news.n) for bit, news in self.news_lists())
-        ]
+        floors = []
+        for bit, news in self.news_lists():
+            offered = [e for m, ends in enumerate(by_mask) if m & bit for e in ends]
+            floors.append((bit, _nth_newest(offered, news.n)))
         return [min([feed] + [end for bit, end in floors if mask & bit]) for mask in range(16)]
 
     def skipped(self, counts: Sequence[int]) -> None:
@@ -507,8 +507,8 @@ def _offer_newest(
     result: ProfileWalk, changing: Sequence[tuple[tuple[int, int, int], GroupRecord, Item]]
 ) -> None:
     """Offer the status changes of the groups in ``changing`` that a list may keep, and
-    count the others (most: at Debian's size, some 150 groups of 42,000 are offered)."""
-    least = result.least(changing)
+    count the others (most: of the bench's 42,000 with status changes, 113 are offered)."""
+    least = result.least(steps for steps, _, _ in changing)
     skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
     for steps, record, item in changing:
         if steps[1] >= least[steps[2]]:
