@@ -159,3 +159,28 @@ def test_a_removal_that_fails_does_not_stop_the_others(tmp_path: Path) -> None:
         _fs.write_atomic(target, b"new")
         _fs.wait_removed()  # returns: the failure was counted done
         assert os.listdir(tmp_path) == ["f"]
+
+
+def test_pieces_are_written_in_order_whatever_each_call_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file written from pieces (a patched list: slices of the old file and new records),
+    # more of them than one call takes, through a writev that stops short now and then (a
+    # signal, a disk nearly full), as the kernel may
+    rng = __import__("random").Random(5)
+    pieces = [bytes([65 + i % 26]) * rng.randrange(0, 9) for i in range(2_500)]
+    pieces += [memoryview(b"0123456789")[2:7], b""]
+    real, calls = os.writev, []
+
+    def short(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(len(buffers))
+        whole = b"".join(buffers)
+        return real(fd, [whole[: max(1, len(whole) * rng.randrange(1, 4) // 4)]])
+
+    monkeypatch.setattr(os, "writev", short)
+    monkeypatch.setattr(_fs, "_IOV_MAX", 1024)
+    _fs.write_atomic(tmp_path / "f", pieces)
+    _fs.write_new(tmp_path / "g", pieces)
+    want = b"".join(pieces)
+    assert (tmp_path / "f").read_bytes() == want == (tmp_path / "g").read_bytes()
+    assert max(calls) == 1024 and len(calls) > 2 * len(want) // sum(map(len, pieces[:1024]))

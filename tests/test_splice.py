@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_a_patched_list_is_the_list_made_anew(layout: splice.Layout, seed: int) 
         make=lambda r: r if layout is PLAIN else b"<%d>%s" % (len(r), r),
     )  # fmt: skip
     assert done is not None
-    new, dropped, came = done
+    new, dropped, came = done.join(), done.dropped, done.came
     assert new == _file(layout, sorted(+after))
     assert multi == {r: n for r, n in after.items() if n > 1}
     assert {r for _, r in dropped} == set(+given) - set(+after)
@@ -62,6 +63,7 @@ def test_a_patched_list_is_the_list_made_anew(layout: splice.Layout, seed: int) 
     found = splice.between(layout, new, lambda line: _key(layout, line), ranges)
     for (lo, hi), lines in zip(ranges, found, strict=True):
         assert [_key(layout, x) for x in lines] == sorted(r for r in +after if lo <= r < hi)
+    assert done.between(ranges) == found  # (found in the old file and what moved)
 
 
 def test_a_record_that_is_not_there_is_no_patch() -> None:
@@ -70,3 +72,26 @@ def test_a_record_that_is_not_there_is_no_patch() -> None:
     assert splice.patch(PLAIN, b"not a list", bytes, [], [(b'"b"', b'"b"')], {}) is None
     # (a record that only starts like the one asked for is not it)
     assert splice.patch(PLAIN, data, bytes, [(b'"a', b'"a')], [], {}) is None
+
+
+def test_a_patched_file_is_written_from_its_pieces_and_compared_without_joining(
+    tmp_path: Path,
+) -> None:
+    from rebuilder.site.output import Output
+
+    out = Output(str(tmp_path))
+    data = _file(PLAIN, [b'"a"', b'"bb"', b'"c"'])
+    out.write("list", data)
+    same = splice.patch(
+        PLAIN, data, bytes, [(b'"bb"', b'"bb"')], [(b'"bb"', b'"bb"')], {}, head=b"[\n"
+    )
+    other = splice.patch(
+        PLAIN, data, bytes, [(b'"bb"', b'"bb"')], [(b'"bx"', b'"bx"')], {}, head=b"[\n"
+    )
+    assert same is not None and other is not None and len(other.pieces) > 1
+    assert len(same.join()) == len(other.join())  # (the same size: compared piece by piece)
+    assert not out.write("list", same.pieces) and out.stats.unchanged == 1
+    assert out.write("list", other.pieces)
+    assert (
+        (tmp_path / "list").read_bytes() == other.join() == _file(PLAIN, [b'"a"', b'"bx"', b'"c"'])
+    )

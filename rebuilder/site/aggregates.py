@@ -12,6 +12,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from rebuilder import _fs
 from rebuilder.api import v0
 from rebuilder.model import Status
 from rebuilder.site import api_v0, api_v1, badges, cache, feeds, history, html, paths, queue, splice
@@ -40,7 +41,7 @@ def render_v0(out: Output, got: Collected, now: _dt.datetime, public_keys: Seque
     keys = api_v0.dumps(api_v0.public_keys(public_keys))
     for distro in sorted(got.pkgs.keys() | got.v0_counts.keys()):
         base = paths.api_base(distro)
-        lists: Mapping[str | None, bytes | None] | None = None
+        lists: Mapping[str | None, _fs.Data | None] | None = None
         if distro in got.pkgs:
             patch = None if got.v0_patch is None else got.v0_patch.get(distro)
             lists = None if patch is None else _patched(out, got, distro, patch)
@@ -84,7 +85,7 @@ def _all_lines(got: Collected, patch: ListPatch) -> list[api_v0.PkgLine]:
 
 def _patched(
     out: Output, got: Collected, distro: str, patch: ListPatch
-) -> dict[str | None, bytes | None] | None:
+) -> dict[str | None, _fs.Data | None] | None:
     """A distribution's lists, the last render's patched with the lines of the groups
     redone (None for a list left as it was); None when they are not as it left them."""
     index = got.v0_index.get(distro)
@@ -97,15 +98,14 @@ def _patched(
     done = splice.patch(layout, data, key, removed, added, multi, head=b"[\n")
     if done is None:
         return None
-    lists: dict[str | None, bytes | None] = {None: done[0]}
+    lists: dict[str | None, _fs.Data | None] = {None: done.pieces}
     line = {t[api_v0.LINE]: t for t in (*patch.removed, *patch.added)}
     last = Counter({(a, suite, st): n for a, suite, st, n in index["counts"]})
     counts = last.copy()
     by_arch: dict[str, tuple[list[splice.Keyed], list[splice.Keyed]]] = defaultdict(
         lambda: ([], [])
     )
-    _, dropped, came = done
-    for side, sign, moved in ((0, -1, dropped), (1, 1, came)):
+    for side, sign, moved in ((0, -1, done.dropped), (1, 1, done.came)):
         for k, text in moved:
             _, suite, status, arch, _ = line[text]
             counts[arch, suite, status] += sign
@@ -125,7 +125,7 @@ def _patched(
         )
         if mine is None:
             return None
-        lists[arch] = mine[0]
+        lists[arch] = mine.pieces
     got.v0_counts[distro] = +counts  # (the architectures and suites left with a line)
     _index(got, distro, multi)
     return lists
@@ -143,7 +143,7 @@ def _index(got: Collected, distro: str, multi: dict[bytes, int]) -> None:
     got.v0_index[distro] = {"multi": multi, "counts": [[*k, n] for k, n in counts]}
 
 
-def _list(lists: Mapping[str | None, bytes | None] | None, arch: str | None) -> bytes | None:
+def _list(lists: Mapping[str | None, _fs.Data | None] | None, arch: str | None) -> _fs.Data | None:
     return None if lists is None else lists.get(arch)
 
 
@@ -151,7 +151,7 @@ def _write_v0(
     out: Output,
     got: Collected,
     base: str,
-    data: bytes | None,
+    data: _fs.Data | None,
     dashboard: dict[str, Any],
     keys: bytes,
 ) -> None:

@@ -307,7 +307,7 @@ def patch_packages(
     )  # fmt: skip
     if done is None:
         return None
-    new, dropped, came = done
+    dropped, came = done.dropped, done.came
     if any(tail in moved for _, tail in dropped):
         return None
     freed = {own_id[tail] for _, tail in dropped}
@@ -321,12 +321,12 @@ def patch_packages(
         return None  # (at Debian's size, about one new package in 26,000)
     if any(row_of(tail)[4] in freed for tail in moved):
         return None
-    out.write(f"{base}/packages/binary", new)
+    out.write(f"{base}/packages/binary", done.pieces)
     out.write(f"{base}/{PAGE_END}", _page([], total=0))
     folder = f"{base}/packages/by-name/"
     names = sorted({k[2] for k, _ in (*dropped, *came)})
     ranges = [((name + "\0",), (name + "\x01",)) for name in names]  # (NUL is in no name)
-    for name, own in zip(names, splice.between(ROWS, new, line_key, ranges), strict=True):
+    for name, own in zip(names, done.between(ranges), strict=True):
         if own:
             _write_by_name(out, folder, name, own)
         else:

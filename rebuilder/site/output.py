@@ -124,8 +124,9 @@ class Output:
     def keep_dirs(self, rels: Iterable[str]) -> None:
         self.expected_dirs.update(rels)
 
-    def write(self, rel: str, data: bytes) -> bool:
-        """Write ``data`` at ``rel`` unless the file already holds exactly it."""
+    def write(self, rel: str, data: _fs.Data) -> bool:
+        """Write ``data`` (bytes, or pieces of them: see :data:`_fs.Data`) at ``rel`` unless
+        the file already holds exactly it."""
         path = self._path(rel)
         new = self._is_new(rel, path)
         self.expected.add(rel)
@@ -210,7 +211,7 @@ class Output:
                 self._new_dirs.add(directory)
         self._dirs.add(directory)
 
-    def _replace(self, path: str, data: bytes) -> None:
+    def _replace(self, path: str, data: _fs.Data) -> None:
         try:
             self._ensure_dir(os.path.dirname(path))
             # not durable: the site is derived data, re-rendered from the state at will
@@ -430,16 +431,24 @@ def _newer(path: str, src: os.stat_result) -> bool:
     return st.st_mtime_ns >= src.st_mtime_ns and (st.st_size > 0 or src.st_size == 0)
 
 
-def _same_content(path: str, data: bytes) -> bool:
+def _same_content(path: str, data: _fs.Data) -> bool:
+    pieces = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+    size = sum(map(len, pieces))
     try:
-        if os.stat(path).st_size != len(data):
+        if os.stat(path).st_size != size:
             return False
         with open(path, "rb") as f:
-            return f.read() == data
+            old = f.read()
     except FileNotFoundError:
         return False
     except OSError as e:
         raise SiteError(f"{path}: cannot read: {e.strerror or e}") from None
+    at, view = 0, memoryview(old)
+    for piece in pieces:  # (compared where they lie, not joined)
+        if view[at : at + len(piece)] != piece:
+            return False
+        at += len(piece)
+    return at == len(old)
 
 
 def _read_store(src: str, size: int) -> bytes | None:

@@ -6,7 +6,8 @@ cost more than the rest of such a render, and keeping each one in the render cac
 objects cost as much to read back. So the file the last render wrote is patched: the
 records of the groups redone are found by bisection in its bytes (a record is one line
 of JSON, and only the lines a search lands on are parsed), taken out, and their new ones
-put in where the sort puts them; the rest of the file is copied once.
+put in where the sort puts them; the rest of the file is not copied at all: the new file is
+written from slices of the old one's bytes and the new records, never joined into one.
 
 A record that two groups give (the same package in two profiles of one distribution) is
 listed once; ``multi`` counts the records given more than once, so that one group that
@@ -18,14 +19,17 @@ drops it leaves it listed.
 >>> multi = {b'"c"': 2}
 >>> gone = [(b'"c"', b'"c"'), (b'"e"', b'"e"')]
 >>> new = [(b'"d"', b'"d"'), (b'"a"', b'"a"'), (b'"0"', b'"0"')]
->>> data, dropped, added = patch(f, b'[\\n"a",\\n"c",\\n"e"\\n]\\n', key, gone, new, multi, **kw)
+>>> done = patch(f, b'[\\n"a",\\n"c",\\n"e"\\n]\\n', key, gone, new, multi, **kw)
+>>> data = done.join()
 >>> data
 b'[\\n"0",\\n"a",\\n"c",\\n"d"\\n]\\n'
->>> dropped, added, multi
+>>> done.dropped, done.came, multi
 ([(b'"e"', b'"e"')], [(b'"d"', b'"d"'), (b'"0"', b'"0"')], {b'"a"': 2})
+>>> done.between([(b'"a"', b'"d"'), (b'"d"', b'"z"')])  # as between() of data
+[[b'"a"', b'"c"'], [b'"d"']]
 >>> patch(f, data, key, [(b'"z"', b'"z"')], [], {}, **kw) is None  # not the list it was
 True
->>> patch(f, data, key, [(k, k) for k in (b'"0"', b'"a"', b'"c"', b'"d"')], [], {}, **kw)[0]
+>>> patch(f, data, key, [(k, k) for k in (b'"0"', b'"a"', b'"c"', b'"d"')], [], {}, **kw).join()
 b'[]\\n'
 """
 
@@ -37,6 +41,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 Keyed = tuple[Any, bytes]  # a record and its sort key (which sorts equal records together)
@@ -56,13 +61,13 @@ class Layout:
     empty: bytes
     prefix: re.Pattern[bytes] | None = None
 
-    def join(self, head: bytes, pieces: Sequence[bytes | memoryview]) -> bytes:
+    def file(self, head: bytes, pieces: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
         """The file of ``head`` and the records in ``pieces`` (each run of them followed by
-        ``sep``)."""
+        ``sep``), in pieces."""
         if not any(map(len, pieces)):
-            return self.empty
+            return [self.empty]
         last = pieces[-1][: len(pieces[-1]) - len(self.sep)]  # (no separator after it)
-        return b"".join([head, *pieces[:-1], last, self.tail])
+        return [head, *pieces[:-1], last, self.tail]
 
 
 class _Records:
@@ -140,13 +145,51 @@ def between(
 ) -> list[list[bytes]]:
     """For each (low, high) of ``ranges``: the records of ``data`` (as the file has them,
     prefix and all) whose keys are not below ``low`` and below ``high``."""
-    found = _Records(layout, data, key_of)
-    out = []
+    return _between(_Records(layout, data, key_of), ranges)
+
+
+def _between(found: _Records, ranges: Sequence[tuple[Any, Any]]) -> list[list[bytes]]:
+    """:func:`between` of the records of a file already looked into."""
+    out, data, sep = [], found.data, found.layout.sep
     for lo, hi in ranges:
         start, stop = found.first_not_below(lo), found.first_not_below(hi)
-        records = data[start : min(stop, found.end)].split(layout.sep) if stop > start else []
+        records = data[start : min(stop, found.end)].split(sep) if stop > start else []
         out.append(records[:-1] if records and not records[-1] else records)
     return out
+
+
+@dataclass(frozen=True)
+class Patched:
+    """A list file patched (:func:`patch`): the new file as ``pieces`` (to write as they
+    are: most are slices of the old file's bytes), the records that left it and those
+    that came into it."""
+
+    pieces: list[bytes | memoryview]
+    dropped: list[Keyed]
+    came: list[Keyed]
+    old: _Records
+    make: Callable[[bytes], bytes]
+
+    def join(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def between(self, ranges: Sequence[tuple[Any, Any]]) -> list[list[bytes]]:
+        """:func:`between` of the new file, found in the old one and what moved (the new
+        one is never joined to be searched)."""
+        layout, key_of = self.old.layout, self.old.key_of
+        gone = {rec for _, rec in self.dropped}
+        out = []
+        for (lo, hi), records in zip(ranges, _between(self.old, ranges), strict=True):
+            kept = [(key_of(r), r) for r in records if _own(layout, r) not in gone]
+            kept += [(k, self.make(rec)) for k, rec in self.came if lo <= k < hi]
+            out.append([r for _, r in sorted(kept, key=itemgetter(0))])
+        return out
+
+
+def _own(layout: Layout, record: bytes) -> bytes:
+    """A record of a file without its prefix (as :func:`patch` is given it)."""
+    found = layout.prefix.match(record) if layout.prefix is not None else None
+    return record[found.end() :] if found else record
 
 
 def patch(
@@ -159,13 +202,14 @@ def patch(
     *,
     head: bytes | Callable[[int], bytes] = b"",
     make: Callable[[bytes], bytes] = bytes,
-) -> tuple[bytes, list[Keyed], list[Keyed]] | None:
+) -> Patched | None:
     """``data`` (a file of ``layout`` whose records are sorted by ``key_of``) without
     ``removed`` and with ``added``; and the records that left it and those that came into
     it (a record another group still gives stays; one it already holds is not listed
     twice: see ``multi``). None when a record to take out is not there: the file is not
     the one that held it. ``head`` is the new file's head line (or makes it from the
-    count of records it holds), ``make`` a new record's line (its prefix and it).
+    count of records it holds), ``make`` a new record's line (its prefix and it). The
+    pieces refer to ``data``, which must not change while they are in use.
 
     A record is found by ``key_of`` (of its line, prefix and all) and ``removed`` and
     ``added`` give each one's key."""
@@ -217,7 +261,7 @@ def patch(
     came = [(k, rec) for rec, (_, k) in put.items()]
     if callable(head):
         head = head(found.count() - len(cut) + len(put))
-    return layout.join(head, pieces), dropped, came
+    return Patched(layout.file(head, pieces), dropped, came, found, make)
 
 
 def read_same(root: str, rel: str, known: Mapping[str, list[int]]) -> bytes | None:
