@@ -518,11 +518,16 @@ def _suite_site(tmp_path: Path, n: int) -> tuple[Path, dict[str, GroupRecord]]:
     return site, recs
 
 
-def test_list_pages_are_paged_and_sorted_by_name_and_date(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("keys", ["own", "reversed"])
+def test_list_pages_are_paged_and_sorted_by_name_and_date(
+    tmp_path: Path, monkeypatch, keys: str
+) -> None:
     from rebuilder.site import html
 
     monkeypatch.setattr(html, "PAGE_SIZE", 2)
     site, recs = _suite_site(tmp_path, 5)
+    if keys == "reversed":  # keys that sort the other way from the names (the walk's order)
+        recs = {f"bookworm/main/amd64/k{9 - i}": r for i, r in enumerate(recs.values())}
     render(site, [ProfileView(site_profile(), recs)], now=NOW)
     suite = site / "p/debian-main/bookworm/main/amd64"
 
