@@ -879,3 +879,29 @@ def test_what_the_render_built_is_freed_after_it_and_what_it_was_given_is_left(
     assert (sorted(keys), dict(views[0].records), list(views[0].history)) == given
     assert len(keys) >= 10
     _same_as_full(tmp_path, site, views, NOW)
+
+
+def test_a_suite_new_to_the_search_index_before_the_others_renumbers_theirs(
+    tmp_path: Path,
+) -> None:
+    # the search entries kept in the cache carry their suite's number in the index: a suite
+    # that comes before the others (in the walk's order) moves every other suite's number
+    site = tmp_path / "site"
+    state = State(site, 40, random.Random(3))
+    render(site, state.views(NOW), now=NOW)
+    first = site_group("aardvark", component="a-first", maintainers=("M1 <m1@example.org>",))
+    state.records[first.key] = GroupRecord(first, Status.UNKWN, [], first_seen=NOW, last_seen=NOW)
+    other = max(state.records)  # (a group of the last suite, rebuilt in the second round)
+    for round_ in range(2):
+        changed = {first.key} if round_ == 0 else {other}
+        if round_:
+            r = state.records[other]
+            attempts = [*r.attempts, state._build(r.group, Status.GOOD)]
+            state.records[other] = replace(r, status=Status.GOOD, attempts=attempts)
+        render(site, state.views(NOW), now=NOW, changed=changed)
+        _same_as_full(tmp_path, site, state.views(NOW), NOW)
+        manifest = json.loads((site / "search/index.json").read_text())
+        assert manifest["suites"][0][1] == "bookworm/a-first/amd64"
+    del state.records[first.key]  # and gone again: the others move back
+    render(site, state.views(NOW), now=NOW, changed={first.key})
+    _same_as_full(tmp_path, site, state.views(NOW), NOW)

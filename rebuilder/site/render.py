@@ -157,6 +157,7 @@ def _render(
     if last.code == code:  # what the v0 and v1 lists are patched from (see splice)
         got.v0_index, got.v1_index = dict(last.lists.get("v0", {})), dict(last.lists.get("v1", {}))
         got.list_files = last.list_files
+        got.last_suites = last.lists.get("search", [])
     # Leaves first, indexes last: a page is written only after what it links down to, so
     # a visitor (or a crawler) never meets a link to a page not written yet mid-render.
     aggregates.copy_static(out, templates)
@@ -207,6 +208,7 @@ def _render(
     now_cache.lists = {
         "v0": {d: got.v0_index[d] for d in got.pkgs},
         "v1": {d: got.v1_index[d] for d in got.pkgs},
+        "search": got.search_suites,  # (how the parts' search entries are numbered)
     }
     now_cache.list_files = got.list_files_now
     lap("v1+v0 lists")

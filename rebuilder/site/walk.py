@@ -13,15 +13,17 @@ import datetime as _dt
 import hashlib
 import heapq
 import marshal
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import and_, ge, itemgetter, not_
 from typing import Any, NamedTuple
 
 import jinja2
 
 from rebuilder.config import Profile
-from rebuilder.model import Attempt, GroupRecord, Job, Status
+from rebuilder.model import Attempt, BuildGroup, GroupRecord, Job, Status
 from rebuilder.site import api_v0, api_v1, cache, history, html, paths, search
 from rebuilder.site.output import Output
 from rebuilder.site.paths import SiteError
@@ -106,30 +108,28 @@ class ProfileWalk:
             (_NEW_BAD, self.new_bad), (_NEW_FAIL, self.new_fail),
         )  # fmt: skip
 
-    def least(self, steps: Iterable[tuple[int, int, int]]) -> list[int]:
+    def least(self, ends: Sequence[int], masks: Sequence[int]) -> list[int]:
         """At each mask of Part.steps, the oldest end (µs) a change of the groups whose
-        Part.steps are ``steps`` may have to be kept by the feed or a list of that mask: an
-        older one is only counted (:meth:`skipped`), without looking at its group's
-        attempts. A list keeps its ``n`` newest, and each group's newest change is one of
-        its changes, so the ``n``-th newest end among the groups a list is offered is the
-        oldest it can end up keeping (the feed, which takes every change of a group, keeps
-        no older either)."""
-        by_mask: list[list[int]] = [[] for _ in range(16)]
-        for _, newest, mask in steps:
-            by_mask[mask].append(newest)
-        feed = _nth_newest([e for ends in by_mask for e in ends], self.changes.n)
+        Part.steps have ``ends`` (newest) and ``masks`` may have to be kept by the feed or a
+        list of that mask: an older one is only counted (:meth:`skipped`), without looking
+        at its group's attempts. A list keeps its ``n`` newest, and each group's newest
+        change is one of its changes, so the ``n``-th newest end among the groups a list
+        is offered is the oldest it can end up keeping (the feed, which takes every change
+        of a group, keeps no older either). (C-level passes: 42,000 groups in the bench.)"""
+        feed = _nth_newest(ends, self.changes.n)
         floors = []
         for bit, news in self.news_lists():
-            offered = [e for m, ends in enumerate(by_mask) if m & bit for e in ends]
+            offered = list(compress(ends, map(and_, masks, repeat(bit))))
             floors.append((bit, _nth_newest(offered, news.n)))
         return [min([feed] + [end for bit, end in floors if mask & bit]) for mask in range(16)]
 
-    def skipped(self, counts: Sequence[int]) -> None:
-        """Count what was not offered: ``counts[0]`` status changes, and at each other mask
-        of Part.steps, how many groups' standing change went to the lists of that mask."""
-        self.changes.skip(counts[0])
+    def skipped(self, changes: int, masks: Iterable[int]) -> None:
+        """Count what was not offered: ``changes`` status changes, and for each group whose
+        standing change was not, its mask of Part.steps (the lists it went to)."""
+        self.changes.skip(changes)
+        by_mask = Counter(masks)
         for bit, news in self.news_lists():
-            news.skip(sum(n for mask, n in enumerate(counts) if mask & bit))
+            news.skip(sum(n for mask, n in by_mask.items() if mask & bit))
 
     @property
     def counts(self) -> dict[Status, int]:
@@ -188,6 +188,9 @@ class Collected:
     queues: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     entries: list[search.Fields] = field(default_factory=list)
     search_suites: list[list[str]] = field(default_factory=list)
+    # the last render's search_suites: a cached part's entries carry its suite's number
+    # then, which they keep while the suite has the same one (see walk_profile)
+    last_suites: list[list[str]] = field(default_factory=list)
     # maintainer key -> (the name as written, profile, item) of each of their groups
     maintainers: dict[str, list[tuple[str, str, Item]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -267,6 +270,8 @@ def walk_profile(
     kept_builds: list[str] = []  # their build folders
     changing: list[tuple[tuple[int, int, int], GroupRecord, Item]] = []  # (offered after)
     entries_, maintainers_ = got.entries, got.maintainers  # (the hot loop's)
+    last_ids = {(p, where): i for i, (p, where, _) in enumerate(got.last_suites)}
+    numbered: dict[tuple[str, str, str], bool] = {}  # each suite's: the same number as then
     not_redone = 0
     keys = sorted(view.records)
     tokens: list[tuple[Any, ...]] = []
@@ -284,7 +289,8 @@ def walk_profile(
             elif raw is not None:  # (its folders may be stale)
                 got.gone_dirs.update(raw[_PART_DIRS])
             stem = paths.group_page(name, key)
-            raw, new = part(record, token, distro, stem + ".html", name, cfg.now)
+            suite = _suite_id(got, suite_ids, numbered, last_ids, name, g) if record.seen else -1
+            raw, new = part(record, token, distro, stem + ".html", name, cfg.now, suite)
             fresh.update(a.name for a in g.artifacts)
             result.moved.add(key)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
@@ -297,9 +303,7 @@ def walk_profile(
             by_suite[where].append(item)
             suite_id = suite_ids.get(where)
             if suite_id is None:
-                suite_id = suite_ids[where] = len(got.search_suites)
-                suite_dir = paths.suite_dir(name, *where)
-                got.search_suites.append([name, "/".join(where), paths.url(suite_dir) + "/"])
+                suite_id = _suite_id(got, suite_ids, numbered, last_ids, name, g)
             if patch is None:  # (a full render makes every part anew)
                 pkgs += new[0] if new else ()
                 v1 += new[1] if new else ()
@@ -309,7 +313,11 @@ def walk_profile(
                     v1_patch.added += new[1]
                 patch.blobs.append(blob)
                 v1_patch.blobs.append(v1_blob)
-            entries_ += [(n, v, st, suite_id, ref, src) for n, v, st, ref, src in entries]
+            if new is None and not numbered[where]:  # (a suite new to the index before it)
+                entries = [(n, v, st, suite_id, ref, src) for n, v, st, _, ref, src in entries]
+                raw = parts[key] = (*raw[:_PART_ENTRIES], entries, *raw[_PART_ENTRIES + 1 :])
+                result.moved.add(key)
+            entries_ += entries
             for m, m_key in maintainers:
                 maintainers_[m_key].append((m, name, item))
             if steps[0]:
@@ -326,6 +334,28 @@ def walk_profile(
     result.suites = [_suite(name, where, items) for where, items in sorted(by_suite.items())]
     result.fingerprint = _fingerprint(keys, tokens)
     return result
+
+
+def _suite_id(
+    got: Collected,
+    suite_ids: dict[tuple[str, str, str], int],
+    numbered: dict[tuple[str, str, str], bool],
+    last_ids: Mapping[tuple[str, str], int],
+    profile: str,
+    g: BuildGroup,
+) -> int:
+    """The number of a group's suite in the search index (``suite_ids``: the numbers given
+    so far, in the order the walk meets the suites); ``numbered``: whether each suite has
+    the number it had in the last render (``last_ids``)."""
+    where = (g.release, g.component, g.architecture)
+    found = suite_ids.get(where)
+    if found is None:
+        found = suite_ids[where] = len(got.search_suites)
+        joined = "/".join(where)
+        suite_dir = paths.suite_dir(profile, *where)
+        got.search_suites.append([profile, joined, paths.url(suite_dir) + "/"])
+        numbered[where] = last_ids.get((profile, joined)) == found
+    return found
 
 
 def _suite(profile: str, where: tuple[str, str, str], items: list[Item]) -> Suite:
@@ -382,14 +412,16 @@ class Part(NamedTuple):
     lines: bytes  # one per artifact (api_v0.blob: the lines read back from it)
     v1: bytes  # one per artifact (api_v1.blob: the rows read back from it)
     dirs: list[str]  # folders of its build files
-    entries: list[tuple[str, ...]]  # search.Entry's fields but the suite
+    entries: list[tuple[Any, ...]]  # search.Fields, numbered as the render that made it did
     maintainers: list[tuple[str, str]]  # (as written, html.maintainer_key)
     steps: tuple[int, int, int]  # history.steps' count, newest end (µs), standing's list
     cell: str  # its list row's HTML, from its suite's folder (html.row_html)
     shard: str  # its row of its suite's JSON (api_v0.suite_row)
 
 
-_PART_LINES, _PART_V1, _PART_DIRS = (Part._fields.index(f) for f in ("lines", "v1", "dirs"))
+_PART_LINES, _PART_V1, _PART_DIRS, _PART_ENTRIES = (
+    Part._fields.index(f) for f in ("lines", "v1", "dirs", "entries")
+)
 
 
 def page_job(profile: str, distro: str, key: str, record: GroupRecord) -> PageJob:
@@ -408,10 +440,12 @@ def part(
     page: str,
     profile: str,
     now: _dt.datetime,
+    suite: int = -1,
 ) -> tuple[cache.Part, tuple[list[api_v0.PkgLine], list[api_v1.EncodedRow]]]:
     """A record's :class:`Part`, as the plain tuple the cache keeps (``token``: its
-    :func:`_token`, which the walk made), and its v0 lines and v1 rows (which the part
-    keeps as one blob each: :func:`api_v0.blob`, :func:`api_v1.blob`)."""
+    :func:`_token`, which the walk made; ``suite``: its suite's number in the search
+    index), and its v0 lines and v1 rows (which the part keeps as one blob each:
+    :func:`api_v0.blob`, :func:`api_v1.blob`)."""
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
@@ -425,7 +459,7 @@ def part(
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now), attempt)
     kept = token if api_v1.last_seen(record) else None  # else v1 shows now: never taken
     dirs = list(_build_dirs(record, attempt, distro, served))
-    entries = _entries(record, page, r.url)
+    entries = _entries(record, page, r.url, suite)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
     cell = html.row_html(r, paths.root_prefix(f"{suite_dir}/index.html"))
     built, build_id = (attempt.ended_at.isoformat(), attempt.build_id) if attempt else (None, None)
@@ -463,9 +497,9 @@ def _row(record: GroupRecord, page: str, suite_dir: str, served: Mapping[str, st
 _ROW_FILES = (("log", "log.html"), ("diffoscope", "diffoscope_html"))
 
 
-def _entries(record: GroupRecord, page: str, link: str) -> list[tuple[str, ...]]:
-    """A seen group's search entries (:class:`search.Entry` but the suite): its source
-    name and each binary's. ``link`` is its list row's."""
+def _entries(record: GroupRecord, page: str, link: str, suite: int) -> list[search.Fields]:
+    """A seen group's search entries (:class:`search.Entry`'s fields, ``suite`` its suite's
+    number): its source name and each binary's. ``link`` is its list row's."""
     g = record.group
     status = NAME[record.status]
     if link.startswith("pkg/"):
@@ -473,9 +507,13 @@ def _entries(record: GroupRecord, page: str, link: str) -> list[tuple[str, ...]]
         page_ref = "" if seg == g.name else seg
     else:
         page_ref = "/" + paths.url(page)  # see search.py: relative to the site root
-    out: list[tuple[str, ...]] = [(g.name, g.version, status, page_ref, "")]
+    out: list[search.Fields] = [(g.name, g.version, status, suite, page_ref, "")]
     # duplicates are dropped by the index
-    out += [(a.name, g.version, status, page_ref, g.name) for a in g.artifacts if a.name != g.name]
+    out += [
+        (a.name, g.version, status, suite, page_ref, g.name)
+        for a in g.artifacts
+        if a.name != g.name
+    ]
     return out
 
 
@@ -508,18 +546,17 @@ def _offer_newest(
 ) -> None:
     """Offer the status changes of the groups in ``changing`` that a list may keep, and
     count the others (most: of the bench's 42,000 with status changes, 113 are offered)."""
-    least = result.least(steps for steps, _, _ in changing)
-    skipped = [0] * 16  # status changes not kept; then groups not kept, by Part.steps' mask
-    for steps, record, item in changing:
-        if steps[1] >= least[steps[2]]:
-            _offer(result, record, item, steps)
-        else:
-            skipped[0] += steps[0]
-            skipped[steps[2]] += 1
-    result.skipped(skipped)
+    steps = list(map(itemgetter(0), changing))
+    counts, ends, masks = (list(map(itemgetter(i), steps)) for i in range(3))
+    least = result.least(ends, masks)
+    kept = list(map(ge, ends, map(least.__getitem__, masks)))
+    for steps_, record, item in compress(changing, kept):
+        _offer(result, record, item, steps_)
+    left = list(map(not_, kept))
+    result.skipped(sum(compress(counts, left)), compress(masks, left))
 
 
-def _nth_newest(ends: list[int], n: int) -> int:
+def _nth_newest(ends: Sequence[int], n: int) -> int:
     """The ``n``-th largest of ``ends`` (the oldest of the ``n`` newest), or an end older
     than any when there are fewer."""
     return heapq.nlargest(n, ends)[-1] if len(ends) >= n else history.ANY
