@@ -198,6 +198,20 @@ def change_every_kind(
     return keys
 
 
+NOW = dt.datetime(2024, 6, 1)  # the synthesized state's "now"
+PROFILE = Profile("debian-trixie", "debian", (Release("trixie", "https://mirror.example/d"),))
+
+
+def views(
+    records: dict[str, GroupRecord], history: list[dict], when: dt.datetime
+) -> list[ProfileView]:
+    """The bench's one profile as a pass renders it: with the queue it publishes (the
+    groups not built yet, the retries due), planned before the render is timed, as the
+    pass does."""
+    jobs = plan.plan({PROFILE.name: records}, when, policies(Settings()))
+    return [ProfileView(PROFILE, records, len(jobs), when, history, jobs)]
+
+
 def _history(records: dict[str, GroupRecord], now: dt.datetime) -> list[dict]:
     """A year of daily passes, GOOD growing towards today's counts (as the state keeps them)."""
     last = history_point(now, records.values())
@@ -357,18 +371,11 @@ def main() -> int:
             f"in {time.perf_counter() - t:.1f} s",
             flush=True,
         )
-        profile = Profile(
-            "debian-trixie", "debian", (Release("trixie", "https://mirror.example/d"),)
-        )
-        now = dt.datetime(2024, 6, 1)
-
+        now = NOW
         history = _history(records, now)
 
         def view(when: dt.datetime = now) -> list[ProfileView]:
-            # the queue as a pass publishes it (the groups not built yet, the retries due),
-            # planned before the render is timed, as the pass does
-            jobs = plan.plan({profile.name: records}, when, policies(Settings()))
-            return [ProfileView(profile, records, len(jobs), when, history, jobs)]
+            return views(records, history, when)
 
         v = view()
         _timed("full render (empty site)", lambda: render(site, v, now=now))

@@ -27,7 +27,6 @@ be alike.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import os
 import pickle
@@ -37,7 +36,6 @@ import sys
 import time
 from pathlib import Path
 
-NOW = dt.datetime(2024, 6, 1)
 HERE = Path(__file__).resolve().parent
 
 
@@ -55,10 +53,8 @@ def main() -> int:
     importlib.import_module("rebuilder.site")
     sys.path.insert(1, str(HERE))
     bench = importlib.import_module("render")  # bench/render.py
-    from rebuilder import _gc, plan
-    from rebuilder.config import Profile, Release, Settings
-    from rebuilder.pipeline import policies
-    from rebuilder.site import ProfileView, render
+    from rebuilder import _gc
+    from rebuilder.site import render
 
     code = Path(sys.modules["rebuilder"].__file__ or "").parent.parent
     print(f"code: {code}", file=sys.stderr)
@@ -69,19 +65,17 @@ def main() -> int:
     else:
         rng = random.Random(1)
         records = bench.synthesize(site, args.groups, rng)
-        history = bench._history(records, NOW)
+        history = bench._history(records, bench.NOW)
         full = True
     changed = None
     if not full:
         make = bench.change_every_kind if args.every else bench.change
         changed = make(site, records, args.changes, rng)
-    profile = Profile("debian-trixie", "debian", (Release("trixie", "https://mirror.example/d"),))
-    jobs = plan.plan({profile.name: records}, NOW, policies(Settings()))
-    views = [ProfileView(profile, records, len(jobs), NOW, history, jobs)]
+    views = bench.views(records, history, bench.NOW)
     os.sync()  # (what the last call wrote is not this one's to wait for)
     faults, cpu = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, bench._cpu()
     started = time.perf_counter()
-    stats = render(site, views, now=NOW, changed=changed)
+    stats = render(site, views, now=bench.NOW, changed=changed)
     wall = time.perf_counter() - started
     _gc.wait_freed()
     freed = time.perf_counter() - started - wall
