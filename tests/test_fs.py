@@ -4,6 +4,7 @@ HTTP cache and downloads share."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -167,8 +168,10 @@ def test_pieces_are_written_in_order_whatever_each_call_takes(
     # a file written from pieces (a patched list: slices of the old file and new records),
     # more of them than one call takes, through a writev that stops short now and then (a
     # signal, a disk nearly full), as the kernel may
-    rng = __import__("random").Random(5)
-    pieces = [bytes([65 + i % 26]) * rng.randrange(0, 9) for i in range(2_500)]
+    rng = random.Random(5)
+    pieces: list[bytes | memoryview] = [
+        bytes([65 + i % 26]) * rng.randrange(0, 9) for i in range(2_500)
+    ]
     pieces += [memoryview(b"0123456789")[2:7], b""]
     real, calls = os.writev, []
 
