@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import jinja2
 
 from rebuilder.config import Profile
-from rebuilder.model import Attempt, BuildGroup, GroupRecord, Job, Status
+from rebuilder.model import Attempt, GroupRecord, Job, Status
 from rebuilder.site import api_v0, api_v1, cache, history, html, paths, search
 from rebuilder.site.output import Output
 from rebuilder.site.paths import SiteError
@@ -278,6 +278,7 @@ def walk_profile(
     for key in keys:
         record = view.records[key]
         g = record.group
+        where = (g.release, g.component, g.architecture)
         redo = changed is None or key in changed
         raw = None if redo else cached.get(key)
         token = _token(record)
@@ -289,21 +290,22 @@ def walk_profile(
             elif raw is not None:  # (its folders may be stale)
                 got.gone_dirs.update(raw[_PART_DIRS])
             stem = paths.group_page(name, key)
-            suite = _suite_id(got, suite_ids, numbered, last_ids, name, g) if record.seen else -1
+            suite = (
+                _suite_id(got, suite_ids, numbered, last_ids, name, where) if record.seen else -1
+            )
             raw, new = part(record, token, distro, stem + ".html", name, cfg.now, suite)
             fresh.update(a.name for a in g.artifacts)
             result.moved.add(key)
         parts[key] = raw  # (one of token None is never taken: only its v1 names are)
         _, index, page, row, blob, v1_blob, dirs, entries, maintainers, steps, cell, shard = raw
         if record.seen:
-            where = (g.release, g.component, g.architecture)
             status = record.status
             causes = record.attempts[index].causes if status is BAD and index >= 0 else ()
             item = Item(key, record, page, row, status, causes, cell, shard)
             by_suite[where].append(item)
             suite_id = suite_ids.get(where)
             if suite_id is None:
-                suite_id = _suite_id(got, suite_ids, numbered, last_ids, name, g)
+                suite_id = _suite_id(got, suite_ids, numbered, last_ids, name, where)
             if patch is None:  # (a full render makes every part anew)
                 pkgs += new[0] if new else ()
                 v1 += new[1] if new else ()
@@ -342,12 +344,12 @@ def _suite_id(
     numbered: dict[tuple[str, str, str], bool],
     last_ids: Mapping[tuple[str, str], int],
     profile: str,
-    g: BuildGroup,
+    where: tuple[str, str, str],
 ) -> int:
-    """The number of a group's suite in the search index (``suite_ids``: the numbers given
-    so far, in the order the walk meets the suites); ``numbered``: whether each suite has
-    the number it had in the last render (``last_ids``)."""
-    where = (g.release, g.component, g.architecture)
+    """The number of a suite (``where``: release, component, architecture) in the search
+    index (``suite_ids``: the numbers given so far, in the order the walk meets the
+    suites); ``numbered``: whether each suite has the number it had in the last render
+    (``last_ids``)."""
     found = suite_ids.get(where)
     if found is None:
         found = suite_ids[where] = len(got.search_suites)
