@@ -147,20 +147,27 @@ def rows_of(data: bytes) -> list[EncodedRow]:
 
 def row_of(tail: bytes) -> EncodedRow:
     """An :data:`EncodedRow` from its tail (its JSON but for the id)."""
+    sort, build_id, name, tail = _key(tail)
+    return (sort, build_id, name, tail, _digest_id(sort))
+
+
+_SORTED_BY = ("name", "version", "architecture", "release", "component", "url", "status")
+
+
+def _key(tail: bytes) -> tuple[str, int, str, bytes]:
     d = json.loads("{" + tail.decode("utf-8", "surrogatepass"))
-    fields = ("name", "version", "architecture", "release", "component", "url", "status")
-    sort = "\0".join(d[f] or "" for f in fields)
-    return (sort, d["build_id"] or 0, d["name"], tail, _digest_id(sort))
+    sort = "\0".join([d[f] or "" for f in _SORTED_BY])
+    return sort, d["build_id"] or 0, d["name"], tail
 
 
 _ID = re.compile(rb'\{"id":(\d+),')
 
 
 def line_key(line: bytes) -> tuple[str, int, str, bytes]:
-    """What the list sorts a line of ``packages/binary`` by (its id aside)."""
+    """What the list sorts a line of ``packages/binary`` by (its id aside: a bisection
+    over the list reads a dozen lines for each package it looks for, and needs no id)."""
     found = _ID.match(line)
-    sort, build_id, name, tail, _ = row_of(line[found.end() if found else 0 :])
-    return sort, build_id, name, tail
+    return _key(line[found.end() if found else 0 :])
 
 
 # how ``packages/binary`` holds its records (:func:`numbered_page`), for splice.patch
