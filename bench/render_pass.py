@@ -8,7 +8,7 @@ the driver, the time the freeing thread took after it, and the driver's phases.
 
 A single render moves by a few tenths of a second with the load of other work here, and the
 machine's speed moves by half within a day: to compare two codes, render one site each,
-alternately, and compare the medians::
+alternately, and compare the medians (``bench/render_ab.py`` does it and prints them)::
 
     git worktree add ../old <commit>
     python bench/render_pass.py /tmp/a && cp -a /tmp/a /tmp/b
