@@ -18,6 +18,7 @@ CPU, the driver's page faults and each of the driver's phases.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -30,11 +31,18 @@ PASS = HERE / "render_pass.py"
 
 @dataclass
 class Run:
-    line: str  # render_pass.py's first line, as it printed it
     wall: float
     cpu: float
     faults: float
+    freed: float
+    written: int
     phases: dict[str, float]
+
+    def __str__(self) -> str:
+        return (
+            f"wall {self.wall:.3f} s  cpu {self.cpu:.3f} s  faults {self.faults:.0f}  "
+            f"freed after {self.freed:.3f} s  written {self.written}"
+        )
 
 
 def main() -> int:
@@ -50,14 +58,13 @@ def main() -> int:
     full = set() if args.no_full else set(sites)
     if not a.exists():  # (synthesized, and rendered whole by this tree)
         args.dir.mkdir(parents=True, exist_ok=True)
-        print(f"this: first render  {_render(a, HERE.parent, ['--full']).line}", flush=True)
+        print(f"this: first render  {_render(*sites['this'], ['--full'])}", flush=True)
         full.discard("this")
     if not b.exists():  # (a copy of this tree's render)
         subprocess.run(["cp", "-a", str(a), str(b)], check=True)  # (hard links kept)
         full.add("old")
     for name in [n for n in sites if n in full]:
-        site, code = sites[name]
-        print(f"{name}: full render  {_render(site, code, ['--full']).line}", flush=True)
+        print(f"{name}: full render  {_render(*sites[name], ['--full'])}", flush=True)
     runs: dict[str, list[Run]] = {name: [] for name in sites}
     extra = ["--every"] if args.every else []
     for i in range(args.rounds):
@@ -65,24 +72,18 @@ def main() -> int:
             site, code = sites[name]
             run = _render(site, code, extra)
             runs[name].append(run)
-            print(f"round {i + 1} {name}: {run.line}", flush=True)
+            print(f"round {i + 1} {name}: {run}", flush=True)
     _medians(runs)
     return 0
 
 
 def _render(site: Path, code: Path, extra: list[str]) -> Run:
     """One render_pass.py call, and its figures."""
-    argv = [sys.executable, str(PASS), str(site), "--code", str(code), *extra]
+    argv = [sys.executable, str(PASS), str(site), "--code", str(code), "--json", *extra]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    lines = done.stdout.splitlines()
-    if done.returncode != 0 or len(lines) < 2:
+    if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
-    words = lines[0].split()  # wall X s  cpu Y s  faults N  freed after Z s  written W
-    phases = {}
-    for part in lines[1].split(" · "):
-        name, _, seconds = part.rpartition(" ")
-        phases[name] = float(seconds)
-    return Run(lines[0], float(words[1]), float(words[4]), float(words[7]), phases)
+    return Run(**json.loads(done.stdout))
 
 
 def _medians(runs: dict[str, list[Run]]) -> None:

@@ -8,26 +8,24 @@ the driver, the time the freeing thread took after it, and the driver's phases.
 
 A single render moves by a few tenths of a second with the load of other work here, and the
 machine's speed moves by half within a day: to compare two codes, render one site each,
-alternately, and compare the medians (``bench/render_ab.py`` does it and prints them)::
+alternately, each on its own copy (``cp -a``) of one site, and compare the medians:
+``bench/render_ab.py`` does that with this script::
 
     git worktree add ../old <commit>
-    python bench/render_pass.py /tmp/a && cp -a /tmp/a /tmp/b
-    python bench/render_pass.py /tmp/b --full --code ../old   # the old code's own render
-    for i in $(seq 10); do
-        python bench/render_pass.py /tmp/b --code ../old; python bench/render_pass.py /tmp/a
-    done
+    python bench/render_ab.py ../old /tmp/ab
 
 ``--code`` is the tree whose ``rebuilder`` renders (default: this one's, not an installed one;
 it says which on stderr). The two trees read one pickle of the records: their models must
-be alike.
+be alike. ``--json``: the same figures as one JSON object on stdout.
 
-    python bench/render_pass.py DIR [--every] [--changes 100] [--full] [--code TREE]
+    python bench/render_pass.py DIR [--every] [--changes 100] [--full] [--code TREE] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import pickle
 import random
@@ -47,6 +45,7 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="render the whole site, no change")
     ap.add_argument("--groups", type=int, default=45_000, help="for the first call")
     ap.add_argument("--code", type=Path, default=HERE.parent, help="the tree that renders")
+    ap.add_argument("--json", action="store_true", help="the figures as JSON")
     args = ap.parse_args()
     # that tree's rebuilder first: bench/render.py then finds it imported
     sys.path.insert(0, str(args.code.resolve()))
@@ -82,6 +81,11 @@ def main() -> int:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     cpu = bench._cpu() - cpu  # (the render's and its thread's, not the pickling's below)
     kept.write_bytes(pickle.dumps((records, history, rng)))  # (before printing: a closed pipe)
+    if args.json:
+        figures = {"wall": wall, "cpu": cpu, "faults": faults, "freed": freed}
+        json.dump({**figures, "written": stats.written, "phases": stats.phases}, sys.stdout)
+        print(flush=True)
+        return 0
     print(
         f"wall {wall:.3f} s  cpu {cpu:.3f} s  faults {faults}  "
         f"freed after {freed:.3f} s  written {stats.written}",
