@@ -112,6 +112,8 @@ def write_atomic(path: str | os.PathLike[str], data: Data, *, durable: bool = Fa
     a file object, which costs more than the write itself for the site's small pages)."""
     target = os.fspath(path)
     tmp = temp_path(target)
+    if _size(data) >= DROP_OLD_MIN:
+        _drop_cached(target)
     _write_file(tmp, os.O_TRUNC, data, target, durable=durable)
     try:
         if durable:
@@ -125,6 +127,35 @@ def write_atomic(path: str | os.PathLike[str], data: Data, *, durable: bool = Fa
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+# bytes of a new version from which the old one's cached pages are dropped before it is
+# written (see _drop_cached)
+DROP_OLD_MIN = 1 << 20
+
+
+def _size(data: Data) -> int:
+    return len(data) if isinstance(data, bytes | bytearray) else sum(map(len, data))
+
+
+def _drop_cached(target: str) -> None:
+    """Free the page cache of ``target``'s old version before its new one is written.
+
+    The kernel hands a write pages that were freed just before it for a tenth of what it
+    takes to provide others (on this project's VMs, 31 MB in 0.01 s instead of 0.12 s):
+    the old version's pages, dropped first, are those. A reader of the old file meanwhile
+    reads it back from the disk, whole as before. Only its written-out pages are dropped
+    (the old version of a list a render wrote the same minute is written out first, as the
+    kernel would within half a minute anyway), so it is done for large files only."""
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # (no old version, or none to read: nothing to drop)
+    try:
+        with contextlib.suppress(OSError, AttributeError):  # (no fadvise: no gain, no harm)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def write_new(path: str | os.PathLike[str], data: Data) -> None:

@@ -187,3 +187,47 @@ def test_pieces_are_written_in_order_whatever_each_call_takes(
     want = b"".join(pieces)
     assert (tmp_path / "f").read_bytes() == want == (tmp_path / "g").read_bytes()
     assert max(calls) == 1024 and len(calls) > 2 * len(want) // sum(map(len, pieces[:1024]))
+
+
+def _cached_pages(fd: int) -> int:
+    """How many pages of the file open at ``fd`` the page cache holds (mincore(2) on a
+    mapping not touched: a file mapping's answer is the page cache's)."""
+    import ctypes
+    import mmap
+
+    size = os.fstat(fd).st_size
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    m = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    try:
+        start = ctypes.c_char.from_buffer(m)
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = ctypes.create_string_buffer(pages)
+        got = libc.mincore(ctypes.addressof(start), size, vec)
+        del start
+        assert got == 0, os.strerror(ctypes.get_errno())
+        return sum(b & 1 for b in vec.raw)
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("big", [True, False])
+def test_a_large_file_s_old_version_leaves_the_page_cache_before_the_new_one_is_written(
+    tmp_path: Path, big: bool
+) -> None:
+    # the pages it frees are those the new version is written into, which the kernel hands
+    # out for a tenth of the time others take (see _fs._drop_cached)
+    target = tmp_path / "list"
+    size = _fs.DROP_OLD_MIN if big else _fs.DROP_OLD_MIN // 2
+    _fs.write_atomic(target, os.urandom(size))
+    old = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(old)  # (written out: only such pages can be dropped)
+        assert len(os.read(old, size + 1)) == size
+        assert _cached_pages(old) == size // os.sysconf("SC_PAGE_SIZE")
+        with _fs.removing_later():
+            _fs.write_atomic(target, [os.urandom(size // 2), os.urandom(size - size // 2)])
+        assert target.stat().st_size == size and os.fstat(old).st_nlink == 0
+        assert (_cached_pages(old) == 0) is big
+    finally:
+        os.close(old)
