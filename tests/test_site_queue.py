@@ -8,6 +8,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
+
 from rebuilder.api import v0, v1
 from rebuilder.config import Profile, Release
 from rebuilder.model import Artifact, BuildGroup, GroupRecord, Job
@@ -169,3 +171,21 @@ def test_a_queue_that_moved_a_little_leaves_the_memo_file_as_it_was(tmp_path: Pa
     render_queue(site, jobs(names[:20]))  # half the jobs gone: written again, theirs only
     assert (site / cache.QUEUE).stat().st_ino != before.st_ino
     assert len(cache.load(str(site)).queue) == 20
+
+
+def test_a_render_by_other_code_leaves_a_memo_the_next_render_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an upgrade: the memo of the old code is of no use to the new one, which must write its
+    # own (the same jobs, the same keys: compared with the old one, it looked unmoved, and
+    # every render after an upgrade encoded the whole queue once more)
+    profile = Profile("p", "debian", (Release("sid", "https://mirror.example/debian"),))
+    records = {r.group.key: r for _, r in _jobs() if r is not None}
+    view = ProfileView(profile, records, 3, NOW, (), [j for j, _ in _jobs()])
+    site = tmp_path / "site"
+    render(site, [view], now=NOW)
+    real = cache.code_digest
+    monkeypatch.setattr(cache, "code_digest", lambda: "upgraded " + real())
+    render(site, [view], now=NOW, changed=set())
+    code = cache.load(str(site)).code
+    assert len(cache.load_queue(str(site), code)) == 3

@@ -357,6 +357,10 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
     same (a render that changes nothing changes no file), with the difference beside
     the whole while that is small, else the whole of it again."""
     old, old_delta = f"{root}/{FILE}.last", f"{root}/{DELTA}.last"
+    # the memo in QUEUE: the last render's code's, which this one's replaces whole (the
+    # same jobs, other entries: compared with it, the memo would look unmoved, and the next
+    # render would find one of other code, none, and encode every job again)
+    on_disk = last.queue if last.code == cache.code else {}
     if last.base and os.path.exists(old):
         delta, moved = _delta(last, cache)
         same = not moved and (last.code, last.inputs) == (cache.code, cache.inputs)
@@ -371,7 +375,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
                 os.replace(old, f"{root}/{FILE}")
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(old_delta)
-                _save_small(root, cache, last.queue)
+                _save_small(root, cache, on_disk)
                 return
             except (OSError, ValueError) as e:
                 log.info("site: cannot save the render cache's difference: %s", e)
@@ -382,7 +386,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
     for path in (old, old_delta):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    _save_small(root, cache, last.queue)
+    _save_small(root, cache, on_disk)
 
 
 def _delta(last: RenderCache, cache: RenderCache) -> tuple[dict[str, Any] | None, int]:
