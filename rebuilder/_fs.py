@@ -112,7 +112,7 @@ def write_atomic(path: str | os.PathLike[str], data: Data, *, durable: bool = Fa
     a file object, which costs more than the write itself for the site's small pages)."""
     target = os.fspath(path)
     tmp = temp_path(target)
-    if _size(data) >= DROP_OLD_MIN:
+    if data_size(data) >= DROP_OLD_MIN:
         _drop_cached(target)
     _write_file(tmp, os.O_TRUNC, data, target, durable=durable)
     try:
@@ -134,8 +134,13 @@ def write_atomic(path: str | os.PathLike[str], data: Data, *, durable: bool = Fa
 DROP_OLD_MIN = 1 << 20
 
 
-def _size(data: Data) -> int:
-    return len(data) if isinstance(data, bytes | bytearray) else sum(map(len, data))
+def pieces(data: Data) -> Sequence[bytes | bytearray | memoryview]:
+    """``data`` as the pieces it is written from: itself alone when it is one buffer."""
+    return (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+
+
+def data_size(data: Data) -> int:
+    return sum(map(len, pieces(data)))
 
 
 def _drop_cached(target: str) -> None:

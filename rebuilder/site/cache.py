@@ -365,7 +365,7 @@ def finish(root: str, last: RenderCache, cache: RenderCache) -> None:
         delta, moved = _delta(last, cache)
         same = not moved and (last.code, last.inputs) == (cache.code, cache.inputs)
         if same and list(last.parts) == list(cache.parts):
-            finish_quiet(root, cache, last.queue)
+            finish_quiet(root, cache, on_disk)
             return
         if delta is not None:
             try:

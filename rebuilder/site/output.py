@@ -432,8 +432,8 @@ def _newer(path: str, src: os.stat_result) -> bool:
 
 
 def _same_content(path: str, data: _fs.Data) -> bool:
-    pieces = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
-    size = sum(map(len, pieces))
+    pieces = _fs.pieces(data)
+    size = _fs.data_size(data)
     try:
         if os.stat(path).st_size != size:
             return False
