@@ -281,9 +281,6 @@ def _queues(got: Collected, views: Sequence[ProfileView]) -> None:
         got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
 
 
-LISTS_PARALLEL_MIN = 5_000  # rows of the touched lists worth a process beside the driver
-
-
 def _start_lists(
     out: Output,
     cfg: Settings,
@@ -296,39 +293,43 @@ def _start_lists(
     index of maintainers. ``group_pages`` writes the pages they link down to (an
     incremental render's changed groups': a full render's are written before).
 
-    A full render forks the maintainer pages and writes the suite lists here. In an
-    incremental one, the lists that a hundred changes touch are seconds of work at
-    Debian's size: the maintainer pages and the suite lists are each made by a process
-    of their own (about a second each) while the driver writes the changed groups' pages,
-    then goes on with the v1 and v0 lists and the search index. The processes make their
-    first page meanwhile, and wait for the group pages before they write it (a gate)."""
+    A full render forks the maintainer pages and writes the suite lists here. An
+    incremental one makes them here too, unless it redoes enough maintainers' pages to
+    fork them (:data:`maintainers.PARALLEL_MIN`, as a full render does, a thousand changes
+    at Debian's size): then the maintainer pages and the suite lists are each made by a
+    process of their own while the driver writes the changed groups' pages and goes on
+    with the v1 and v0 lists and the search index. The processes make their first page
+    meanwhile, and wait for the group pages before they write it (a gate).
+
+    A hundred changes are not worth the processes: every memory page the driver writes
+    once it has forked costs it a copy (the walk's millions of objects, whose reference
+    counts it writes as it reads them), more than the lists' half second they take off it
+    (bench/render_ab.py: 1.81 s without, 2.02 s with, and a quarter less CPU)."""
     pages, write_index = maintainers.start(out, cfg, got)
     lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
+    fork = len(pages) > 1  # (maintainers.start split them: worth processes)
     if cfg.touched is None:
         group_pages()
-        wait = forks.write(out, pages, fork=len(pages) > 1)
+        wait = forks.write(out, pages, fork=fork)
         lists(out)
+    elif not fork:
+        group_pages()
+        lap("group pages")
+        wait = forks.write(out, [*pages, lists], fork=False)
+        lap("lists")
     else:
-        rows = _touched_rows(cfg.touched, got)
-        fork = forks.workers(rows, LISTS_PARALLEL_MIN, 2) > 1
-        if not fork:
+        gate = forks.Gate()
+        wait = forks.write(out, [*pages, lists], fork=True, gate=gate)
+        lap("lists started")
+        try:
             group_pages()
-            lap("group pages")
-            wait = forks.write(out, [*pages, lists], fork=False)
-            lap("lists")
-        else:
-            gate = forks.Gate()
-            wait = forks.write(out, [*pages, lists], fork=True, gate=gate)
-            lap("lists started")
-            try:
-                group_pages()
-            except BaseException:
-                gate.shut()  # (they must not write lists that link to pages not written)
-                with contextlib.suppress(Exception):
-                    wait()  # (they stop at the gate: their error is not the render's)
-                raise
-            gate.open()
-            lap("group pages")
+        except BaseException:
+            gate.shut()  # (they must not write lists that link to pages not written)
+            with contextlib.suppress(Exception):
+                wait()  # (they stop at the gate: their error is not the render's)
+            raise
+        gate.open()
+        lap("group pages")
 
     def finish() -> None:
         wait()
@@ -340,15 +341,6 @@ def _start_lists(
 def _suite_lists(out: Output, *, cfg: Settings, profiles: Sequence[walk.ProfileWalk]) -> None:
     for p in profiles:
         suites.render_suites(out, cfg, p)
-
-
-def _touched_rows(touched: Touched, got: Collected) -> int:
-    """Rows of the suite lists and maintainer pages an incremental render redoes."""
-    rows = sum(len(got.maintainers.get(m, ())) for m in touched.maintainers)
-    for p in got.profiles:
-        name = p.view.profile.name
-        rows += sum(len(s.items) for s in p.suites if touched.has_suite(name, s.summary))
-    return rows
 
 
 def _holds_nothing(site_dir: Path) -> bool:
