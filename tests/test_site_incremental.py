@@ -27,9 +27,12 @@ from rebuilder.site import (
     aggregates,
     api_v1,
     cache,
+    feeds,
     forks,
     groups,
+    html,
     maintainers,
+    paths,
     render,
 )
 from rebuilder.state import history_point
@@ -916,3 +919,36 @@ def test_a_suite_new_to_the_search_index_before_the_others_renumbers_theirs(
     del state.records[first.key]  # and gone again: the others move back
     render(site, state.views(NOW), now=NOW, changed={first.key})
     _same_as_full(tmp_path, site, state.views(NOW), NOW)
+
+
+def test_a_change_that_moves_no_status_leaves_its_maintainers_feeds_unmade(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A rebuild with the same verdict changes its maintainer's page (the row's build) but
+    no entry of their feeds: the feeds are not made again (Output.write_made). A new
+    verdict is a new entry: they are."""
+    site = tmp_path / "site"
+    state = State(site, 40, random.Random(3))
+    render(site, state.views(NOW), now=NOW)
+    made: list[str] = []
+    atom = feeds.atom
+
+    def counted(*args, **kwargs):
+        made.append(kwargs["feed"])
+        return atom(*args, **kwargs)
+
+    monkeypatch.setattr(feeds, "atom", counted)
+    key, r = next((k, r) for k, r in sorted(state.records.items()) if r.status is Status.GOOD)
+    mine = {paths.maintainer_feed(html.maintainer_key(m), ".atom") for m in r.group.maintainers}
+    page = site / paths.maintainer_page(html.maintainer_key(r.group.maintainers[0]))
+    before = page.read_bytes()
+    for verdict, remade in ((Status.GOOD, False), (Status.BAD, True)):
+        made.clear()
+        r = state.records[key]
+        attempts = [*r.attempts, state._build(r.group, verdict)]
+        state.records[key] = replace(r, status=verdict, attempts=attempts)
+        render(site, state.views(NOW), now=NOW, changed={key})
+        assert bool(mine & set(made)) is remade, verdict
+        assert page.read_bytes() != before  # (the page itself is made again)
+        before = page.read_bytes()
+        _same_as_full(tmp_path, site, state.views(NOW), NOW)

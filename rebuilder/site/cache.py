@@ -460,7 +460,9 @@ def _save(root: str, cache: RenderCache) -> None:
     from it: ``cache.blobs``, open since the last render's cache was read)."""
     try:
         parts, blobs, starts = _placed(cache)
-        doc = {"parts": _by_column(parts), "digests": cache.digests, "blobs": starts}
+        # (digests sorted: forked processes hand theirs in after the driver set its own)
+        digests = dict(sorted(cache.digests.items()))
+        doc = {"parts": _by_column(parts), "digests": digests, "blobs": starts}
         payload = marshal.dumps(doc | {"lists": cache.lists})
         # the digest names this file for a delta (a delta made for another is not applied)
         # and for its blobs, and the same cache makes the same file

@@ -12,7 +12,7 @@ import gc
 import itertools
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -100,7 +100,7 @@ def write(
         for w in work:
             w(out)
         return lambda: None
-    wait = start([functools.partial(_write, out.root, w, gate) for w in work])
+    wait = start([functools.partial(_write, out.root, out.known, w, gate) for w in work])
 
     def finish() -> None:
         for done in wait():
@@ -109,8 +109,9 @@ def write(
     return finish
 
 
-def _write(root: str, work: Work, gate: Gate | None) -> Done:
+def _write(root: str, known: Mapping[str, bytes], work: Work, gate: Gate | None) -> Done:
     out = Output(root)
+    out.known = known  # (the last render's digests: inherited, not copied)
     if gate is not None:
         out.hold(gate.wait)
     with _fs.removing_later():  # (the driver's thread is not in this process)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
+import marshal
 from collections.abc import Callable, Mapping, Sequence
 
 from rebuilder.model import Status
@@ -102,16 +104,35 @@ def _feeds_and_badge(
     # touch the maintainer leaves the feed as it is, and a full one must make the same
     first = [it.record.first_seen for _, _, it in items if it.record.first_seen is not None]
     updated = max(first, default=_dt.datetime(1970, 1, 1))
-    out.write(files["feed"], feeds.atom(
+    # a change to a group that moves no status (a rebuild with the same verdict, a new
+    # version not built yet) leaves its maintainers' feeds as they were: not made again
+    source = _feed_source(title, found, files, page, cfg.site_url, updated)
+    out.write_made(files["feed"], source, lambda: feeds.atom(
         title, found, feed=files["feed"], page=page, site_url=cfg.site_url, updated=updated
     ))  # fmt: skip
-    out.write(files["json_feed"], feeds.json_feed(
+    out.write_made(files["json_feed"], source, lambda: feeds.json_feed(
         title, found, feed=files["json_feed"], page=page, site_url=cfg.site_url
     ))  # fmt: skip
     total = sum(counts.values())
     svg, endpoint = badges.share_badges(counts[Status.GOOD] / total if total else None)
     out.write(files["badge"], svg)
     out.write(files["shields"], endpoint)
+
+
+def _feed_source(
+    title: str,
+    found: Sequence[history.Change],
+    files: Mapping[str, str],
+    page: str,
+    site_url: str,
+    updated: _dt.datetime,
+) -> bytes:
+    """A digest of what a maintainer's two feeds are made of (see Output.write_made)."""
+    made = [(c.at.isoformat(), *c[1:]) for c in found]
+    data = marshal.dumps(
+        (title, sorted(files.items()), page, site_url, updated.isoformat(), made), 0
+    )
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _row(profile: str, it: Item) -> tuple[html.Row, Status]:

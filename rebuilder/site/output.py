@@ -35,7 +35,8 @@ _MADE_FROM = "\0made-from"
 MAX_SERVED = 256 * 1024 * 1024  # bytes of a decompressed store file served; guards gzip bombs
 
 Transform = Callable[[bytes], bytes]
-Done = tuple[set[str], set[str], "RenderStats", list[str]]  # what a process wrote: Output.done
+# what a process wrote: Output.done
+Done = tuple[set[str], set[str], "RenderStats", list[str], dict[str, bytes]]
 
 
 @dataclass
@@ -105,15 +106,23 @@ class Output:
 
     def done(self) -> Done:
         """What this render wrote here, for :meth:`merge` in the process that drives it."""
-        return self.expected, self.expected_dirs, self.stats, self.missing
+        return self.expected, self.expected_dirs, self.stats, self.missing, self.digests
 
     def merge(
-        self, expected: set[str], dirs: set[str], stats: RenderStats, missing: list[str]
+        self,
+        expected: set[str],
+        dirs: set[str],
+        stats: RenderStats,
+        missing: list[str],
+        digests: dict[str, bytes],
     ) -> None:
-        """Take in what another process wrote for this render (:meth:`done`)."""
+        """Take in what another process wrote for this render (:meth:`done`): a digest it
+        kept replaces the one this process took over from the last render."""
         self.expected |= expected
         self.expected_dirs |= dirs
         self.missing += missing
+        for key, digest in digests.items():
+            self.set_digest(key, digest)
         for name in ("written", "unchanged", "removed", "skipped"):
             setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
 
