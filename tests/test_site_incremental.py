@@ -162,20 +162,23 @@ def _same_as_full(tmp_path: Path, site: Path, views: list[ProfileView], now: dt.
     shutil.rmtree(full)
 
 
-@pytest.mark.parametrize("beside", [False, True], ids=["here", "beside"])
+@pytest.mark.parametrize("beside", [0, 1, 3], ids=["here", "lists-beside", "all-beside"])
 def test_incremental_renders_write_what_a_full_render_writes(
-    tmp_path: Path, monkeypatch, beside: bool
+    tmp_path: Path, monkeypatch, beside: int
 ) -> None:
-    """``beside``: the touched suite lists and maintainer pages are made by forked
-    processes while the driver writes the rest (as when a pass redoes hundreds of
-    maintainers' pages at Debian's size); and v1 ids are drawn
-    from so few that many packages ask for the same and are moved to the next free one."""
+    """``beside``: the processes forked for the touched lists while the driver writes the
+    rest: one for the suite lists (as after a hundred changes at Debian's size), or that
+    one and two for the maintainer pages (as when a pass redoes hundreds of maintainers'
+    pages); and v1 ids are drawn from so few that many packages ask for the same and are
+    moved to the next free one."""
     started: list[int] = []
     if beside:
         monkeypatch.setattr(api_v1, "ID_SPACE", 1000)
-    if beside:
-        monkeypatch.setattr(maintainers, "PARALLEL_MIN", 1)
+        monkeypatch.setattr(site_render, "LISTS_PARALLEL_MIN", 1)
         monkeypatch.setattr(forks.os, "sched_getaffinity", lambda pid: {0, 1})
+    if beside == 3:
+        monkeypatch.setattr(maintainers, "PARALLEL_MIN", 1)
+    if beside:
         run = forks.start
 
         def counted(calls):
@@ -198,7 +201,7 @@ def test_incremental_renders_write_what_a_full_render_writes(
             if not beside:  # (where packages ask for the ids others hold, v1 is made anew)
                 m.setattr(api_v1, "write_packages", _not_called)
             stats = render(site, views, now=now, changed=keys)
-        assert started == ([3] if beside else []), round_
+        assert started == ([beside] if beside else []), round_
         assert stats.skipped > 100, round_  # the others were taken from the cache
         # the driver's phases, in order, account for no more than the render's time
         phases = list(stats.phases)
@@ -256,6 +259,7 @@ def test_lists_forked_first_are_written_after_the_changed_groups_pages(
     """Leaves first, with the touched lists' processes forked before the driver writes the
     changed groups' pages: they wait at a gate, so no list page comes before a group page.
     When the group pages fail, the processes write nothing and the render stops."""
+    monkeypatch.setattr(site_render, "LISTS_PARALLEL_MIN", 1)
     monkeypatch.setattr(maintainers, "PARALLEL_MIN", 1)
     monkeypatch.setattr(forks.os, "sched_getaffinity", lambda pid: {0, 1})
     site = tmp_path / "site"

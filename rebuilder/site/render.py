@@ -281,6 +281,9 @@ def _queues(got: Collected, views: Sequence[ProfileView]) -> None:
         got.jobs[view.profile.distro] += [(j, view.records.get(j.group.key)) for j in view.queue]
 
 
+LISTS_PARALLEL_MIN = 5_000  # rows of the touched suite lists worth a process of their own
+
+
 def _start_lists(
     out: Output,
     cfg: Settings,
@@ -294,42 +297,49 @@ def _start_lists(
     incremental render's changed groups': a full render's are written before).
 
     A full render forks the maintainer pages and writes the suite lists here. An
-    incremental one makes them here too, unless it redoes enough maintainers' pages to
-    fork them (:data:`maintainers.PARALLEL_MIN`, as a full render does, a thousand changes
-    at Debian's size): then the maintainer pages and the suite lists are each made by a
-    process of their own while the driver writes the changed groups' pages and goes on
-    with the v1 and v0 lists and the search index. The processes make their first page
-    meanwhile, and wait for the group pages before they write it (a gate).
+    incremental one gives the suite lists a process of their own when they hold 5,000
+    rows or more (at Debian's size a hundred changes touch most suites, a few tenths of a
+    second of work), and the maintainer pages processes when it redoes as many as a full
+    render forks (:data:`maintainers.PARALLEL_MIN`, a thousand changes); the driver makes
+    the rest once it has written the changed groups' pages, then goes on with the v1 and
+    v0 lists and the search index. The processes are forked before those group pages
+    are written: they make their first page meanwhile, and wait for the group pages
+    before they write it (a gate).
 
-    A hundred changes are not worth the processes: every memory page the driver writes
-    once it has forked costs it a copy (the walk's millions of objects, whose reference
-    counts it writes as it reads them), more than the lists' half second they take off it
-    (bench/render_ab.py: 1.81 s without, 2.02 s with, and a quarter less CPU)."""
+    Processes cost the driver a copy of every memory page it writes while they run (the
+    walk's millions of objects, whose reference counts it writes as it reads them), so
+    only what is long is forked: a hundred changes' maintainer pages (0.2 s) are cheaper
+    made here (bench/render_ab.py: with them forked too, 2.36 s and 3.56 s of CPU; with
+    the suite lists alone, 2.29 s and 3.24 s; with none, 2.78 s, or 1.81 s against 2.02 s
+    an hour when the machine was faster)."""
     pages, write_index = maintainers.start(out, cfg, got)
     lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
-    fork = len(pages) > 1  # (maintainers.start split them: worth processes)
     if cfg.touched is None:
         group_pages()
-        wait = forks.write(out, pages, fork=fork)
+        wait = forks.write(out, pages, fork=len(pages) > 1)
         lists(out)
-    elif not fork:
-        group_pages()
-        lap("group pages")
-        wait = forks.write(out, [*pages, lists], fork=False)
-        lap("lists")
     else:
-        gate = forks.Gate()
-        wait = forks.write(out, [*pages, lists], fork=True, gate=gate)
-        lap("lists started")
+        long = forks.workers(_touched_rows(cfg.touched, got), LISTS_PARALLEL_MIN, 2) > 1
+        many = len(pages) > 1  # (maintainers.start split them: worth processes)
+        forked: list[forks.Work] = [*(pages if many else []), *([lists] if long else [])]
+        here: list[forks.Work] = [*([] if many else pages), *([] if long else [lists])]
+        gate = forks.Gate() if forked else None
+        wait = forks.write(out, forked, fork=True, gate=gate)  # (none: nothing to wait for)
+        if forked:
+            lap("lists started")
         try:
             group_pages()
         except BaseException:
-            gate.shut()  # (they must not write lists that link to pages not written)
-            with contextlib.suppress(Exception):
-                wait()  # (they stop at the gate: their error is not the render's)
+            if gate is not None:
+                gate.shut()  # (they must not write lists that link to pages not written)
+                with contextlib.suppress(Exception):
+                    wait()  # (they stop at the gate: their error is not the render's)
             raise
-        gate.open()
+        if gate is not None:
+            gate.open()
         lap("group pages")
+        forks.write(out, here, fork=False)
+        lap("lists")
 
     def finish() -> None:
         wait()
@@ -341,6 +351,15 @@ def _start_lists(
 def _suite_lists(out: Output, *, cfg: Settings, profiles: Sequence[walk.ProfileWalk]) -> None:
     for p in profiles:
         suites.render_suites(out, cfg, p)
+
+
+def _touched_rows(touched: Touched, got: Collected) -> int:
+    """Rows of the suite lists an incremental render redoes."""
+    rows = 0
+    for p in got.profiles:
+        name = p.view.profile.name
+        rows += sum(len(s.items) for s in p.suites if touched.has_suite(name, s.summary))
+    return rows
 
 
 def _holds_nothing(site_dir: Path) -> bool:
