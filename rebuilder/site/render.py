@@ -308,10 +308,8 @@ def _start_lists(
 
     Processes cost the driver a copy of every memory page it writes while they run (the
     walk's millions of objects, whose reference counts it writes as it reads them), so
-    only what is long is forked: a hundred changes' maintainer pages (0.2 s) are cheaper
-    made here (bench/render_ab.py: with them forked too, 2.36 s and 3.56 s of CPU; with
-    the suite lists alone, 2.29 s and 3.24 s; with none, 2.78 s, or 1.81 s against 2.02 s
-    an hour when the machine was faster)."""
+    only what is long is forked: a hundred changes' maintainer pages (0.2 s) cost less
+    made here than beside (docs/site.md, the session 22 paragraph, compares the ways)."""
     pages, write_index = maintainers.start(out, cfg, got)
     lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
     if cfg.touched is None:
