@@ -255,7 +255,7 @@ def walk_profile(
         def drop(old: cache.Part) -> None:
             """The last render's part of a group redone: what it listed goes."""
             assert patch is not None
-            got.gone_dirs.update(old[_PART_DIRS])
+            got.gone_dirs.update(build_dirs(old))
             patch.removed += api_v0.lines_of(got.blob(old[_PART_LINES]))
             rows = api_v1.rows_of(got.blob(old[_PART_V1]))
             v1_patch.removed += rows
@@ -288,7 +288,7 @@ def walk_profile(
             if raw is not None and patch is not None:  # not of this record after all
                 drop(raw)
             elif raw is not None:  # (its folders may be stale)
-                got.gone_dirs.update(raw[_PART_DIRS])
+                got.gone_dirs.update(build_dirs(raw))
             stem = paths.group_page(name, key)
             suite = (
                 _suite_id(got, suite_ids, numbered, last_ids, name, where) if record.seen else -1
@@ -326,12 +326,12 @@ def walk_profile(
                 changing.append((steps, record, item))
         if not redo:
             kept.add(page.rpartition("/pkg/")[0])  # (one suite's for most: made a set first)
-            kept_builds += dirs
+            kept_builds.append(dirs)
             not_redone += 1
     out.stats.skipped += not_redone
     for suite_dir in kept:
         keep_dirs.update((suite_dir + "/pkg", suite_dir + "/badge"))
-    out.keep_dirs(kept_builds)
+    out.keep_dirs(_joined_dirs(kept_builds))
     _offer_newest(result, changing)
     result.suites = [_suite(name, where, items) for where, items in sorted(by_suite.items())]
     result.fingerprint = _fingerprint(keys, tokens)
@@ -413,7 +413,7 @@ class Part(NamedTuple):
     row: tuple[Any, ...]  # its list row (html.Row, ``built`` in ISO format), () unseen
     lines: bytes  # one per artifact (api_v0.blob: the lines read back from it)
     v1: bytes  # one per artifact (api_v1.blob: the rows read back from it)
-    dirs: list[str]  # folders of its build files
+    dirs: str  # folders of its build files, joined by NUL (one object: see build_dirs)
     entries: list[tuple[Any, ...]]  # search.Fields, numbered as the render that made it did
     maintainers: list[tuple[str, str]]  # (as written, html.maintainer_key)
     steps: tuple[int, int, int]  # history.steps' count, newest end (µs), standing's list
@@ -424,6 +424,24 @@ class Part(NamedTuple):
 _PART_LINES, _PART_V1, _PART_DIRS, _PART_ENTRIES = (
     Part._fields.index(f) for f in ("lines", "v1", "dirs", "entries")
 )
+# a part's folders are one string joined by NUL (which no site path holds: Output refuses
+# one), not a list of two or three: the render cache reads every part back on every render
+_DIRS_SEP = "\0"
+
+
+def build_dirs(part: cache.Part) -> list[str]:
+    r"""The folders of a part's build files (:attr:`Part.dirs`).
+
+    >>> build_dirs((None,) * _PART_DIRS + ("a/1\0b/1",)), build_dirs((None,) * _PART_DIRS + ("",))
+    (['a/1', 'b/1'], [])
+    """
+    dirs: str = part[_PART_DIRS]
+    return dirs.split(_DIRS_SEP) if dirs else []
+
+
+def _joined_dirs(dirs: list[str]) -> list[str]:
+    """The folders of many parts' :attr:`Part.dirs` (one C-level split of them all)."""
+    return list(filter(None, _DIRS_SEP.join(dirs).split(_DIRS_SEP)))
 
 
 def page_job(profile: str, distro: str, key: str, record: GroupRecord) -> PageJob:
@@ -451,7 +469,7 @@ def part(
     attempt = api_v0.v0_attempt(record) if record.seen else None
     index = -1 if attempt is None else _index(record, attempt)
     if not record.seen:
-        return (token, index, page, (), b"", b"", [], [], [], (0, 0, 0), "", ""), ([], [])
+        return (token, index, page, (), b"", b"", "", [], [], (0, 0, 0), "", ""), ([], [])
     g = record.group
     served = _served(attempt, distro, g.name)
     suite_dir = paths.suite_dir(profile, g.release, g.component, g.architecture)
@@ -460,7 +478,7 @@ def part(
     lines = api_v0.pkg_lines(record, attempt, served)
     v1_rows = api_v1.encoded_rows(api_v1.binary_rows(record, attempt, served, now), attempt)
     kept = token if api_v1.last_seen(record) else None  # else v1 shows now: never taken
-    dirs = list(_build_dirs(record, attempt, distro, served))
+    dirs = _DIRS_SEP.join(_build_dirs(record, attempt, distro, served))
     entries = _entries(record, page, r.url, suite)
     maintainers = [(m, html.maintainer_key(m)) for m in g.maintainers]
     cell = html.row_html(r, paths.root_prefix(f"{suite_dir}/index.html"))
