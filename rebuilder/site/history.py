@@ -52,6 +52,10 @@ class Change(NamedTuple):
     build_id: int
     page: str  # the group's page, site-relative
 
+    def plain(self) -> tuple[Any, ...]:
+        """Its fields as builtin types (``at`` in ISO format): what is kept or digested."""
+        return (self.at.isoformat(), *self[1:])
+
     @property
     def regression(self) -> bool:
         return self.before == Status.GOOD.value and self.after in _BROKEN
@@ -148,7 +152,7 @@ class Newest:
     def export(self) -> tuple[int, list[tuple[Any, ...]]]:
         """How many were offered and what is kept, as builtin types (the render cache's):
         :meth:`restore` makes the same list again."""
-        return self.total, [(key, (c.at.isoformat(), *c[1:])) for key, c in self._heap]
+        return self.total, [(key, c.plain()) for key, c in self._heap]
 
     def restore(self, total: int, kept: Sequence[tuple[Any, ...]]) -> None:
         """Be the list :meth:`export` gave ``total`` and ``kept``."""

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import hashlib
-import marshal
 from collections.abc import Callable, Mapping, Sequence
 
 from rebuilder.model import Status
 from rebuilder.site import badges, feeds, forks, history, html, paths, search
 from rebuilder.site.forks import Work
-from rebuilder.site.output import Output
+from rebuilder.site.output import Output, made_from
 from rebuilder.site.walk import FEED_ITEMS, Collected, Item, Settings, render_page, shown_row
 
 PARALLEL_MIN = 200  # maintainer pages worth forking worker processes for
@@ -128,11 +126,8 @@ def _feed_source(
     updated: _dt.datetime,
 ) -> bytes:
     """A digest of what a maintainer's two feeds are made of (see Output.write_made)."""
-    made = [(c.at.isoformat(), *c[1:]) for c in found]
-    data = marshal.dumps(
-        (title, sorted(files.items()), page, site_url, updated.isoformat(), made), 0
-    )
-    return hashlib.blake2b(data, digest_size=16).digest()
+    made = [c.plain() for c in found]
+    return made_from((title, sorted(files.items()), page, site_url, updated.isoformat(), made))
 
 
 def _row(profile: str, it: Item) -> tuple[html.Row, Status]:

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import marshal
 import os
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -37,6 +38,22 @@ MAX_SERVED = 256 * 1024 * 1024  # bytes of a decompressed store file served; gua
 Transform = Callable[[bytes], bytes]
 # what a process wrote: Output.done
 Done = tuple[set[str], set[str], "RenderStats", list[str], dict[str, bytes]]
+
+
+def content_digest(data: bytes) -> bytes:
+    """The digest the render cache keeps of a file's bytes (:meth:`Output.write_known`)."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def made_from(value: Any) -> bytes:
+    """The digest of what a file is made from (``source`` for :meth:`Output.write_made`):
+    builtin values as marshal's first version gives them, which marks no string interned
+    and refers to no earlier object: the same values, the same bytes, however made.
+
+    >>> made_from([("a", 1)]) == made_from([("".join(["a"]), 1)]) != made_from([("a", 2)])
+    True
+    """
+    return content_digest(marshal.dumps(value, 0))
 
 
 @dataclass
@@ -157,7 +174,7 @@ class Output:
     def write_known(self, rel: str, data: bytes) -> bool:
         """:meth:`write`, for one of many small files the render cache keeps a digest of:
         one whose bytes are the last render's is not read again."""
-        digest = hashlib.blake2b(data, digest_size=16).digest()
+        digest = content_digest(data)
         self.set_digest(rel, digest)
         if self.known.get(rel) == digest and self._stands(rel):
             return False

@@ -37,13 +37,13 @@ not match its fields). URLs are relative to the site root and already quoted.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
-import marshal
 import sys
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any, NamedTuple
+
+from rebuilder.site.output import content_digest, made_from
 
 LEAF = 800  # entries of a leaf shard at most: ~8 KB compressed
 HEAD = 50  # entries an inner shard shows for a query equal to its prefix
@@ -156,16 +156,11 @@ def shards(
 
     manifest = {"v": VERSION, "head": HEAD, "suites": [list(s) for s in suites], "nodes": nodes}
     data = _dump(manifest)
-    files["index.json"] = (_digest(data), lambda: data)
+    files["index.json"] = (content_digest(data), lambda: data)
     return files
 
 
 def _shard(entries: list[Fields]) -> Shard:
-    # marshal's first version: the same entries, the same bytes (see walk._fingerprint);
-    # it takes no tuple of a subclass (an Entry), and tuple() of a tuple is that tuple
-    source = marshal.dumps(list(map(tuple, entries)), 0)
-    return _digest(source), lambda: _dump({"e": entries})  # (tuples dump as JSON lists)
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    # (marshal takes no tuple of a subclass, an Entry, and tuple() of a tuple is that tuple)
+    source = made_from(list(map(tuple, entries)))
+    return source, lambda: _dump({"e": entries})  # (tuples dump as JSON lists)
