@@ -991,6 +991,52 @@ def test_forked_workers_render_the_same_site(tmp_path: Path, monkeypatch) -> Non
     assert render(forked, views, now=NOW).written == 0  # the workers' files were all expected
 
 
+def test_the_driver_makes_the_maintainer_pages_its_processes_have_not_taken(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The maintainer pages are handed out one at a time: the driver, once done with its
+    own work, makes those its processes have not taken, and none is made twice. (Here
+    each process holds its first page until the driver has taken one.)"""
+    import multiprocessing
+
+    from rebuilder.site import forks, maintainers
+
+    views = site_views(tmp_path / "serial")
+    render(tmp_path / "serial", views, now=NOW)
+    site = tmp_path / "forked"
+    shutil.copytree(tmp_path / "serial" / "builds", site / "builds")
+    monkeypatch.setattr(maintainers, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(forks.os, "sched_getaffinity", lambda pid: {0, 1})
+    driver, took = os.getpid(), multiprocessing.get_context("fork").Event()
+    render_pages = maintainers._render_pages
+    log = tmp_path / "made"
+
+    def held(out, *, cfg, redo):
+        def pages():
+            for key, items in redo:
+                if os.getpid() == driver:
+                    took.set()
+                else:
+                    assert took.wait(60), "the driver took no maintainer page"
+                with open(log, "a") as f:
+                    f.write(f"{os.getpid()} {key}\n")
+                yield key, items
+
+        render_pages(out, cfg=cfg, redo=pages())
+
+    monkeypatch.setattr(maintainers, "_render_pages", held)
+    render(site, views, now=NOW)
+    made = [line.split() for line in log.read_text().splitlines()]
+    keys = [key for _, key in made]
+    assert len(keys) == len(set(keys)) >= 3  # each page once
+    assert {m.name for m in (tmp_path / "serial" / "m").glob("*.html")} == {
+        m.name for m in (site / "m").glob("*.html")
+    }
+    by = {int(pid) for pid, _ in made}
+    assert driver in by and len(by) == 3  # the driver, and each of its two processes
+    assert render(site, views, now=NOW).written == 0  # (their files were all expected)
+
+
 def test_encoded_pkg_lines_are_exactly_the_json_encoder_s(rendered) -> None:
     _, views, _ = rendered
     encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode

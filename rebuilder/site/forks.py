@@ -12,7 +12,7 @@ import gc
 import itertools
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -44,6 +44,39 @@ class Gate:
         self._done.wait()
         if not self._open.value:
             raise SiteError("the render stopped before the pages this process links to")
+
+
+class Share:
+    """Numbers ``0 .. n-1`` handed out one at a time to whichever process asks first, the
+    processes forked after it was made and the one that made it: pieces of work of
+    uneven weight (maintainer pages of 3 groups or of 300) split between processes that
+    each have other work first, none of them waiting while another has pieces left.
+
+    >>> share = Share(3)
+    >>> next(share.take()), list(share.take()), list(share.take())
+    (0, [1, 2], [])
+    """
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        # (where processes cannot be forked, this process takes them all)
+        forked = "fork" in multiprocessing.get_all_start_methods()
+        self._next = multiprocessing.get_context("fork").Value("q", 0) if forked else None
+        self._here = 0
+
+    def take(self) -> Iterator[int]:
+        """The numbers this process takes, one each time it asks for the next."""
+        while (i := self._take()) < self._n:
+            yield i
+
+    def _take(self) -> int:
+        if self._next is None:
+            self._here += 1
+            return self._here - 1
+        with self._next.get_lock():
+            i = self._next.value
+            self._next.value = i + 1
+        return int(i)
 
 
 _calls: dict[int, Callable[[], Any]] = {}  # what forked processes inherit, by id

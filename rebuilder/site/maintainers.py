@@ -10,8 +10,7 @@ started once every group page is written, since each links to its maintainer's g
 from __future__ import annotations
 
 import datetime as _dt
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from rebuilder.model import Status
 from rebuilder.site import badges, feeds, forks, history, html, paths, search
@@ -25,11 +24,13 @@ MAX_WORKERS = 2  # beside the driver, which goes on with the suite lists and the
 Maintainer = tuple[str, list[tuple[str, str, Item]]]  # key, (name as written, profile, item)
 
 
-def start(out: Output, cfg: Settings, got: Collected) -> tuple[list[Work], Callable[[], None]]:
+def start(out: Output, cfg: Settings, got: Collected) -> tuple[Work, int, Callable[[], None]]:
     """The maintainer pages to redo (those of a changed group; all in a full render) as
-    pieces of work to run here or in other processes (:func:`rebuilder.site.forks.write`),
-    and the function that writes the index of maintainers once they are done. Their
-    search entries go into ``got`` now."""
+    one piece of work that any number of processes run at once (each makes the pages no
+    other has taken: :class:`rebuilder.site.forks.Share`), how many processes they are
+    worth beside the driver (1: none, it makes them itself), and the function that
+    writes the index of maintainers once they are done. Their search entries go into
+    ``got`` now."""
     index, redo = [], []
     for key, items in sorted(got.maintainers.items()):
         page = paths.maintainer_page(key)
@@ -44,17 +45,16 @@ def start(out: Output, cfg: Settings, got: Collected) -> tuple[list[Work], Calla
         index.append(html.MaintainerLink(names[0], url, len(items), attention))
         got.entries.extend(search.maintainer_entries(names, key, url, len(items), attention))
     index.sort(key=lambda m: (-m.attention, m.name.lower(), m.url))
-    workers = forks.workers(len(redo), PARALLEL_MIN, MAX_WORKERS)
-    work: list[Work] = [
-        functools.partial(_render_pages, cfg=cfg, redo=[redo[i] for i in part])
-        for part in forks.chunks(len(redo), workers)
-    ]
+    share = forks.Share(len(redo))
+
+    def pages(out: Output) -> None:
+        _render_pages(out, cfg=cfg, redo=(redo[i] for i in share.take()))
 
     def write_index() -> None:
         ctx = html.maintainers_context(index)
         out.write("maintainers.html", render_page(cfg.env, "maintainers.html", ctx))
 
-    return work, write_index
+    return pages, forks.workers(len(redo), PARALLEL_MIN, MAX_WORKERS), write_index
 
 
 def _files(key: str) -> dict[str, str]:
@@ -66,7 +66,7 @@ def _files(key: str) -> dict[str, str]:
     }
 
 
-def _render_pages(out: Output, *, cfg: Settings, redo: Sequence[Maintainer]) -> None:
+def _render_pages(out: Output, *, cfg: Settings, redo: Iterable[Maintainer]) -> None:
     for key, items in redo:
         page = paths.maintainer_page(key)
         names = sorted({m for m, _, _ in items})

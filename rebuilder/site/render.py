@@ -216,7 +216,7 @@ def _render(
     aggregates.render_feeds(out, cfg, got)
     lap("search+feeds")
     finish_lists()
-    lap("lists wait")
+    lap("maintainer pages+wait")
     for name, (source, make) in found.items():
         out.write_made(f"{paths.SEARCH}/{name}", source, make)
     aggregates.render_dashboard(out, cfg, got, public_keys)
@@ -292,35 +292,40 @@ def _start_lists(
     lap: Callable[[str], None] = lambda phase: None,
 ) -> Callable[[], None]:
     """Start the suite lists and the maintainer pages (those a changed group is on, in an
-    incremental render); returns the function that waits for them and then writes the
-    index of maintainers. ``group_pages`` writes the pages they link down to (an
-    incremental render's changed groups': a full render's are written before).
+    incremental render); returns the function that makes what is left of the maintainer
+    pages, waits for the processes and then writes the index of maintainers.
+    ``group_pages`` writes the pages they link down to (an incremental render's changed
+    groups': a full render's are written before).
 
-    A full render forks the maintainer pages and writes the suite lists here. An
-    incremental one gives the suite lists a process of their own when they hold 5,000
-    rows or more (at Debian's size a hundred changes touch most suites, a few tenths of a
-    second of work), and the maintainer pages processes when it redoes as many as a full
-    render forks (:data:`maintainers.PARALLEL_MIN`, a thousand changes); the driver makes
-    the rest once it has written the changed groups' pages, then goes on with the v1 and
-    v0 lists and the search index. The processes are forked before those group pages
-    are written: they make their first page meanwhile, and wait for the group pages
-    before they write it (a gate).
+    The maintainer pages are handed out one at a time (:class:`forks.Share`) to every
+    process that makes some: the processes forked for them, the one forked for the suite
+    lists once it has made those, and the driver once it has made the v1 and v0 lists,
+    the search index and the feeds. None waits while another has pages left, however
+    the work falls (a maintainer of 300 groups or of 3, a slow hour or a fast one).
+
+    A full render forks processes for the maintainer pages and writes the suite lists
+    here. An incremental one gives the suite lists a process of their own when they hold
+    5,000 rows or more (at Debian's size a hundred changes touch most suites, a few
+    tenths of a second of work), and the maintainer pages processes when it redoes as
+    many as a full render forks for (:data:`maintainers.PARALLEL_MIN`, a thousand
+    changes); else the driver makes them once it has written the changed groups' pages.
+    The processes are forked before those group pages are written: they make their first
+    page meanwhile, and wait for the group pages before they write it (a gate).
 
     Processes cost the driver a copy of every memory page it writes while they run (the
     walk's millions of objects, whose reference counts it writes as it reads them), so
-    only what is long is forked: a hundred changes' maintainer pages (0.2 s) cost less
-    made here than beside (docs/site.md, the session 22 paragraph, compares the ways)."""
-    pages, write_index = maintainers.start(out, cfg, got)
+    only what is long is forked (docs/site.md, the session 22 and 23 paragraphs, compare
+    the ways)."""
+    pages, processes, write_index = maintainers.start(out, cfg, got)
     lists = functools.partial(_suite_lists, cfg=cfg, profiles=got.profiles)
+    beside = [pages] * processes if processes > 1 else []
     if cfg.touched is None:
         group_pages()
-        wait = forks.write(out, pages, fork=len(pages) > 1)
+        wait = forks.write(out, beside, fork=True)
         lists(out)
     else:
         long = forks.workers(_touched_rows(cfg.touched, got), LISTS_PARALLEL_MIN, 2) > 1
-        many = len(pages) > 1  # (maintainers.start split them: worth processes)
-        forked: list[forks.Work] = [*(pages if many else []), *([lists] if long else [])]
-        here: list[forks.Work] = [*([] if many else pages), *([] if long else [lists])]
+        forked = [*beside, *([_then(lists, pages)] if long else [])]
         gate = forks.Gate() if forked else None
         wait = forks.write(out, forked, fork=True, gate=gate)  # (none: nothing to wait for)
         if forked:
@@ -336,14 +341,26 @@ def _start_lists(
         if gate is not None:
             gate.open()
         lap("group pages")
-        forks.write(out, here, fork=False)
-        lap("lists")
+        if not long:
+            lists(out)
+            lap("lists")
 
     def finish() -> None:
+        pages(out)  # (what no process has taken yet)
         wait()
         write_index()
 
     return finish
+
+
+def _then(*work: forks.Work) -> forks.Work:
+    """One piece of work that does each of ``work`` in turn."""
+
+    def run(out: Output) -> None:
+        for w in work:
+            w(out)
+
+    return run
 
 
 def _suite_lists(out: Output, *, cfg: Settings, profiles: Sequence[walk.ProfileWalk]) -> None:
