@@ -151,7 +151,8 @@ def test_v0_build_files_are_served_decompressed(rendered) -> None:
         "attestation.json",
         "log",
     ]
-    assert os.readlink(api / "1/attestation.json") == "attestation"
+    alias = api / "1/attestation.json"  # (the same file: a hard link, no symlink)
+    assert not alias.is_symlink() and alias.samefile(api / "1/attestation")
     assert json.loads((site / "debian/api/v0/pkgs/list.json").read_text()) == _pkgs(site)
     assert (site / "debian/api/v0/public-keys.json").is_file()
     page = (site / "p/debian-main/bookworm/main/amd64/pkg/hello.html").read_text()
@@ -302,6 +303,19 @@ def test_second_render_writes_nothing_and_builds_is_untouched(tmp_path: Path) ->
     assert second.unchanged == first.written + first.unchanged
     assert _tree(site) == tree
     assert _tree(site / "builds") == store_before
+
+
+def test_an_attestation_s_json_name_left_a_symlink_becomes_a_hard_link(tmp_path: Path) -> None:
+    """A site an older rebuilder made has the attestation's .json name as a symlink: the
+    next render makes it the same file (a hard link), not one that only leads to it."""
+    site = tmp_path / "site"
+    views = site_views(site)
+    render(site, views, now=NOW)
+    alias = site / "debian/api/v0/builds/1/attestation.json"
+    alias.unlink()
+    alias.symlink_to("attestation")
+    assert render(site, views, now=NOW).written == 1
+    assert not alias.is_symlink() and alias.samefile(alias.with_name("attestation"))
 
 
 def test_incremental_render_equals_full_render(tmp_path: Path) -> None:

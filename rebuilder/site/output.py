@@ -258,7 +258,7 @@ class Output:
         if ino is None:
             ino = self._inodes[target] = os.stat(src).st_ino
         try:
-            exists = None if new else os.stat(path).st_ino
+            exists = None if new else os.lstat(path).st_ino  # (a symlink is not that file)
         except FileNotFoundError:
             exists = None
         if exists == ino:
@@ -278,7 +278,7 @@ class Output:
                 self.stats.written += 1
                 return
             except OSError as e:
-                log.info("site: cannot hard-link (%s), copying badges instead", e)
+                log.info("site: cannot hard-link (%s), copying instead", e)
                 self._can_link = False
         with open(src, "rb") as f:
             self.write(rel, f.read())
