@@ -3,8 +3,9 @@ and the search index's entries for them.
 
 At Debian's size (a thousand maintainers, each page with two feeds of up to 100 status
 changes) the pages are seconds of work: a full render has them made by forked processes
-while it writes the suite lists, the v0 trees, the search index and the feeds. They are
-started once every group page is written, since each links to its maintainer's groups.
+while it writes the suite lists, the v0 trees, the search index and the feeds, then makes
+those they have not taken yet (they are handed out one at a time). They are started once
+every group page is written, since each links to its maintainer's groups.
 """
 
 from __future__ import annotations
