@@ -289,11 +289,38 @@ def _cpu() -> float:
 _SECONDS: dict[str, float] = {}
 
 
-def _settle() -> None:
+def _settle(where: Path | None = None) -> None:
     """Have the kernel write out what the last step wrote before the next is timed: a
     full render leaves gigabytes to write back, which the renders timed right after it
-    would otherwise compete with (a pass's render comes an hour after the last one)."""
+    would otherwise compete with (a pass's render comes an hour after the last one).
+    With ``where``, also wait for the discards of its device to end: a file system mounted
+    with ``discard`` tells the disk of every block freed, and files created while the
+    last run's gigabytes are still being discarded cost twice as much or more."""
     os.sync()
+    if where is not None:
+        _discards_done(where)
+
+
+def _discards_done(where: Path, most: float = 300.0) -> None:
+    """Wait (at most ``most`` seconds) until the device holding ``where`` has discarded
+    nothing for two seconds; quietly not where its counters cannot be read."""
+    dev = os.stat(where).st_dev
+    stat = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat")
+
+    def discarded() -> int | None:
+        try:
+            return int(stat.read_text().split()[13])  # (sectors discarded, Linux >= 4.18)
+        except (OSError, IndexError, ValueError):
+            return None
+
+    began, last, quiet = time.monotonic(), discarded(), 0
+    while last is not None and quiet < 2 and time.monotonic() - began < most:
+        time.sleep(1)
+        now = discarded()
+        quiet = quiet + 1 if now == last else 0
+        last = now
+    if time.monotonic() - began > 3:
+        print(f"(waited {time.monotonic() - began:.0f} s for the disk's discards)", flush=True)
 
 
 def write_floor(site: Path, dest: Path) -> float:
@@ -304,7 +331,7 @@ def write_floor(site: Path, dest: Path) -> float:
     ]
     blobs = [(str(dest / p.relative_to(site)), p.read_bytes()) for p in files]
     folders = sorted({os.path.dirname(path) for path, _ in blobs})
-    _settle()
+    _settle(site)
     t = time.perf_counter()  # the least it takes: each folder made once, plain descriptors
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
@@ -378,6 +405,7 @@ def main() -> int:
             return views(records, history, when)
 
         v = view()
+        _settle(site)  # (and the files this run or the last removed: see _discards_done)
         _timed("full render (empty site)", lambda: render(site, v, now=now))
         _timed("second render, no change, no change-set", lambda: render(site, v, now=now))
         _timed("second render, changed=set()", lambda: render(site, v, now=now, changed=set()))
