@@ -295,7 +295,8 @@ def _settle(where: Path | None = None) -> None:
     would otherwise compete with (a pass's render comes an hour after the last one).
     With ``where``, also wait for the discards of its device to end: a file system mounted
     with ``discard`` tells the disk of every block freed, and files created while the
-    last run's gigabytes are still being discarded cost twice as much or more."""
+    last run's gigabytes are still being discarded compete with that for the disk and
+    its journal."""
     os.sync()
     if where is not None:
         _discards_done(where)
