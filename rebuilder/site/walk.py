@@ -10,9 +10,7 @@ apart from the walk, a full render's beside it.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import heapq
-import marshal
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ import jinja2
 from rebuilder.config import Profile
 from rebuilder.model import Attempt, GroupRecord, Job, Status
 from rebuilder.site import api_v0, api_v1, cache, history, html, paths, search
-from rebuilder.site.output import Output
+from rebuilder.site.output import Output, made_from
 from rebuilder.site.paths import SiteError
 
 DASHBOARD_CHANGES = 30  # regressions and newly reproduced groups listed on the dashboard
@@ -397,10 +395,7 @@ def fingerprint(records: Mapping[str, GroupRecord]) -> str:
 
 
 def _fingerprint(keys: list[str], tokens: list[tuple[Any, ...]]) -> str:
-    # marshal's first version marks no string interned and refers to no earlier object: the
-    # same values, the same bytes, however they were made (and a third of repr's time)
-    data = marshal.dumps((keys, tokens), 0)
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return made_from((keys, tokens)).hex()  # (a third of repr's time)
 
 
 class Part(NamedTuple):
