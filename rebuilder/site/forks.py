@@ -62,7 +62,7 @@ class Share:
         # (where processes cannot be forked, this process takes them all)
         forked = "fork" in multiprocessing.get_all_start_methods()
         self._next = multiprocessing.get_context("fork").Value("q", 0) if forked else None
-        self._here = 0
+        self._here = itertools.count()
 
     def take(self) -> Iterator[int]:
         """The numbers this process takes, one each time it asks for the next."""
@@ -71,8 +71,7 @@ class Share:
 
     def _take(self) -> int:
         if self._next is None:
-            self._here += 1
-            return self._here - 1
+            return next(self._here)
         with self._next.get_lock():
             i = self._next.value
             self._next.value = i + 1
