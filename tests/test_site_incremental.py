@@ -235,18 +235,21 @@ def test_incremental_renders_write_what_a_full_render_writes(
 
 
 def _log_writes(monkeypatch, log: Path) -> None:
-    """Every page written, with the time it was (one clock for every process), into ``log``."""
-    from rebuilder.site import output
+    """Every file written into a folder named ``site``, with the time it was on disk (one
+    clock for every process), into ``log``; not when Output.write was called: a process
+    held by a gate keeps what it is given until the gate opens (Output.hold)."""
+    from rebuilder import _fs
 
-    write = output.Output.write
+    def logged(write):
+        def on_disk(path: str, data: object) -> None:
+            write(path, data)
+            with open(log, "a") as f:
+                f.write(f"{time.monotonic_ns()} {path.partition('/site/')[2]}\n")
 
-    def logged(self: output.Output, rel: str, data: bytes) -> bool:
-        wrote = write(self, rel, data)
-        with open(log, "a") as f:  # (once it is on disk)
-            f.write(f"{time.monotonic_ns()} {rel}\n")
-        return wrote
+        return on_disk
 
-    monkeypatch.setattr(output.Output, "write", logged)
+    for name in ("write_new", "write_atomic"):
+        monkeypatch.setattr(_fs, name, logged(getattr(_fs, name)))
 
 
 def _is_list(rel: str) -> bool:
@@ -284,7 +287,83 @@ def test_lists_forked_first_are_written_after_the_changed_groups_pages(
     monkeypatch.setattr(groups, "_render_group", broken)
     with pytest.raises(SiteError, match="a template is broken"):
         render(site, state.views(NOW), now=NOW, changed=state.change(8))
-    assert not any(_is_list(line.split(" ", 1)[1]) for line in log.read_text().splitlines())
+    written = log.read_text().splitlines() if log.exists() else []
+    assert not any(_is_list(line.split(" ", 1)[1]) for line in written)
+
+
+def test_a_process_held_by_the_gate_makes_its_pages_before_the_gate_opens(
+    tmp_path: Path,
+) -> None:
+    """A process forked before the pages its own link to makes its pages meanwhile (the
+    driver writes those then): it keeps them in memory and writes them once the gate is
+    open; when the gate is shut, it writes none and the driver's wait fails."""
+    import multiprocessing
+
+    from rebuilder.site.output import Output
+
+    for shut in (False, True):
+        site = tmp_path / str(shut)
+        site.mkdir()
+        made = multiprocessing.get_context("fork").Event()
+
+        def pages(out: Output, made=made) -> None:
+            for n in range(3):
+                out.write(f"p/list-{n}.html", b"page %d" % n)
+            made.set()  # (a process that waited at its first write would never get here)
+
+        gate = forks.Gate()
+        wait = forks.write(Output(str(site)), [pages], fork=True, gate=gate)
+        try:
+            assert made.wait(60), "the held process did not make its pages before the gate"
+            assert not (site / "p").exists()  # ...nor wrote any of them
+        finally:
+            gate.shut() if shut else gate.open()
+        if shut:
+            with pytest.raises(SiteError, match="stopped before the pages"):
+                wait()
+            assert not (site / "p").exists()
+        else:
+            wait()
+            assert [(site / f"p/list-{n}.html").read_bytes() for n in range(3)] == [
+                b"page 0",
+                b"page 1",
+                b"page 2",
+            ]
+
+
+def test_a_held_output_waits_for_the_gate_once_it_holds_its_bound(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """What a held Output keeps in memory is bounded: past the bound, a write waits for the
+    gate, then writes what it kept, in order; so does anything but a write."""
+    from rebuilder.site import output
+
+    class Closed:
+        waited = 0
+
+        def is_open(self) -> bool:
+            return False
+
+        def wait(self) -> None:
+            self.waited += 1
+
+    monkeypatch.setattr(output, "HELD_MAX", 10)
+    for first_else in ("write", "read"):
+        out, gate = output.Output(str(tmp_path / first_else)), Closed()
+        out.hold(gate)
+        out.write("a.html", b"123456")
+        assert gate.waited == 0 and not (tmp_path / first_else).exists()
+        with pytest.raises(SiteError, match="refusing"):
+            out.write("../b.html", b"1")  # (refused at once, not when the gate opens)
+        if first_else == "write":
+            out.write("b.html", [b"1234", b"56"])  # 12 bytes in all: over the bound
+        else:
+            assert out.read_json("c.json") is None
+        assert gate.waited == 1
+        assert (tmp_path / first_else / "a.html").read_bytes() == b"123456"
+        out.write("d.html", b"7")  # (released: written at once)
+        assert (tmp_path / first_else / "d.html").exists() and gate.waited == 1
+        assert out.stats.written == (3 if first_else == "write" else 2)
 
 
 def _not_called(*args: object) -> None:

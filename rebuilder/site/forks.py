@@ -24,9 +24,10 @@ Work = Callable[[Output], None]  # a piece of a render: pages written into the s
 
 
 class Gate:
-    """What processes forked before the pages theirs link down to are written wait for at
-    their first write (:meth:`Output.hold`): the driver opens it once those pages are
-    written, or shuts it when it failed first (then they write nothing and stop)."""
+    """What processes forked before the pages theirs link down to are written are held by
+    (:meth:`Output.hold`): they make their pages meanwhile, and write none until the
+    driver opens it, once those pages are written; when it failed first, it shuts it, and
+    they write nothing and stop."""
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")
@@ -39,6 +40,9 @@ class Gate:
 
     def shut(self) -> None:
         self._done.set()
+
+    def is_open(self) -> bool:
+        return bool(self._open.value)
 
     def wait(self) -> None:
         self._done.wait()
@@ -145,9 +149,10 @@ def _write(root: str, known: Mapping[str, bytes], work: Work, gate: Gate | None)
     out = Output(root)
     out.known = known  # (the last render's digests: inherited, not copied)
     if gate is not None:
-        out.hold(gate.wait)
+        out.hold(gate)
     with _fs.removing_later():  # (the driver's thread is not in this process)
         work(out)
+        out.release()
     return out.done()
 
 

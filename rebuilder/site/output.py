@@ -22,7 +22,7 @@ import os
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rebuilder import _fs
 from rebuilder.site import paths
@@ -35,7 +35,20 @@ _MADE_FROM = "\0made-from"
 
 MAX_SERVED = 256 * 1024 * 1024  # bytes of a decompressed store file served; guards gzip bombs
 
+HELD_MAX = 64 * 1024 * 1024  # bytes a held Output keeps in memory before it waits (hold)
+
 Transform = Callable[[bytes], bytes]
+
+
+class Gate(Protocol):
+    """What an Output is held by (:class:`rebuilder.site.forks.Gate`)."""
+
+    def is_open(self) -> bool: ...
+
+    def wait(self) -> None:
+        """Return once open; raise :class:`SiteError` when it was shut."""
+
+
 # what a process wrote: Output.done
 Done = tuple[set[str], set[str], "RenderStats", list[str], dict[str, bytes]]
 
@@ -90,17 +103,33 @@ class Output:
         # the keys of ``digests`` set or dropped, when a render starts from the last one's
         # (what the render cache compares: see cache.RenderCache.moved_digests)
         self.moved: set[str] | None = None
-        self._until: Callable[[], None] | None = None  # see hold
+        self._gate: Gate | None = None  # see hold
+        self._held: list[tuple[str, _fs.Data]] = []
+        self._held_bytes = 0
 
-    def hold(self, until: Callable[[], None]) -> None:
-        """Call ``until`` before the first file is written, read or removed here (see
-        :class:`rebuilder.site.forks.Gate`)."""
-        self._until = until
+    def hold(self, gate: Gate) -> None:
+        """Write nothing here, read or remove nothing, until ``gate`` is open (see
+        :class:`rebuilder.site.forks.Gate`): what :meth:`write` is given meanwhile is kept
+        in memory (up to :data:`HELD_MAX` bytes) and written once it is, so that a process
+        forked before the pages its own link to makes its pages while those are written;
+        anything else waits for it. :meth:`release` waits for it and writes what is kept."""
+        self._gate = gate
+
+    def release(self) -> None:
+        """Wait for the gate (see :meth:`hold`), then write what was kept for it."""
+        if self._gate is None:
+            return
+        gate, self._gate = self._gate, None
+        gate.wait()  # (shut: its SiteError, and what was kept is never written)
+        held, self._held, self._held_bytes = self._held, [], 0
+        for rel, data in held:
+            self.write(rel, data)
 
     def _path(self, rel: str) -> str:
-        if self._until is not None:
-            until, self._until = self._until, None
-            until()
+        self.release()
+        return self._checked(rel)
+
+    def _checked(self, rel: str) -> str:
         parts = rel.split("/")
         if parts[0] in ("", paths.STORE) or ".." in parts or "\x00" in rel:
             raise SiteError(f"refusing to write {rel!r} (outside the site's own files)")
@@ -153,6 +182,13 @@ class Output:
     def write(self, rel: str, data: _fs.Data) -> bool:
         """Write ``data`` (bytes, or pieces of them: see :data:`_fs.Data`) at ``rel`` unless
         the file already holds exactly it."""
+        if self._gate is not None:
+            size = len(data) if isinstance(data, bytes) else sum(map(len, data))
+            if not self._gate.is_open() and self._held_bytes + size <= HELD_MAX:
+                self._checked(rel)  # (refused now, not once the gate opens)
+                self._held.append((rel, data))
+                self._held_bytes += size
+                return True  # (it will be, unless it holds those bytes already)
         path = self._path(rel)
         new = self._is_new(rel, path)
         self.expected.add(rel)

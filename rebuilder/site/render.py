@@ -309,8 +309,8 @@ def _start_lists(
     tenths of a second of work), and the maintainer pages processes when it redoes as
     many as a full render forks for (:data:`maintainers.PARALLEL_MIN`, a thousand
     changes). The processes are forked before those group pages are written: they make
-    their first page meanwhile, and wait for the group pages before they write it (a
-    gate).
+    their pages meanwhile, kept in memory until the group pages are written (a gate,
+    :meth:`Output.hold`).
 
     Processes cost the driver a copy of every memory page it writes while they run (the
     walk's millions of objects, whose reference counts it writes as it reads them), so
