@@ -173,6 +173,25 @@ def test_a_queue_that_moved_a_little_leaves_the_memo_file_as_it_was(tmp_path: Pa
     assert len(cache.load(str(site)).queue) == 20
 
 
+def test_the_queue_counts_the_entries_its_memo_holds_that_the_last_one_lacks(
+    tmp_path: Path,
+) -> None:
+    """What tells the render cache whether to save the memo again, without comparing every
+    job's fields: the count is of keys, not jobs (a job twice in the queue, or the same
+    fields in two distributions' queues, is one key)."""
+    out = Output(str(tmp_path))
+    last: cache.Memo = {}
+    queue.write_queue(out, "debian", [(Job("p", _group(n), "new"), None) for n in "abc"], NOW,
+                      {}, last)  # fmt: skip
+    memo: cache.Memo = {}
+    kept_and_new = [(Job("p", _group(n), "new"), None) for n in ["b", "c", "d", "d", "e"]]
+    assert queue.write_queue(out, "debian", kept_and_new, NOW, last, memo) == 2
+    again = [(Job("p", _group(n), "new"), None) for n in ["e", "f"]]
+    assert queue.write_queue(out, "other", again, NOW, last, memo) == 1
+    assert len(memo.keys() - last.keys()) == 3
+    assert cache._memo_moved(memo, last, 3) == cache._memo_moved(memo, last) is True
+
+
 def test_a_render_by_other_code_leaves_a_memo_the_next_render_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -175,16 +175,19 @@ def render_queues(
     now: _dt.datetime,
     public_keys: Sequence[str],
     queues: tuple[cache.Memo, cache.Memo] | None = None,
-) -> None:
+) -> int:
     """Each distribution's build queue (v0's and v1's: ``queues`` holds the last render's
     memo of it, and the one of this render, see :mod:`queue`) and v1's dashboard and
     keys: made of the views alone, with no walk. (Written before it: a render then
     forks its lists, and every object the driver touches after the fork costs it a copy
-    of its memory page.)"""
+    of its memory page.) Returns how many entries this render's memo holds that the last
+    one's lacks (:func:`queue.write_queue`)."""
+    new = 0
     for distro in sorted({v.profile.distro for v in views}):
-        queue.write_queue(out, distro, got.jobs[distro], now, *(queues or ({}, None)))
+        new += queue.write_queue(out, distro, got.jobs[distro], now, *(queues or ({}, None)))
         records = [r for v in views if v.profile.distro == distro for r in v.records.values()]
         api_v1.write_meta(out, distro, records, got.queues[distro], now, public_keys)
+    return new
 
 
 def render_v1(out: Output, got: Collected) -> None:

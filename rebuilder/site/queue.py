@@ -45,15 +45,17 @@ def write_queue(
     now: _dt.datetime,
     last: Memo | None = None,
     memo: Memo | None = None,
-) -> None:
+) -> int:
     """v0's ``queue/list`` and v1's ``queue`` of one distribution, in queue order.
 
     ``last`` is the last render's memo (a job's fields, :func:`_fields` -> its v0 and v1
     entries without their leading id); the entries of this render's jobs go into
-    ``memo`` (the next render's)."""
+    ``memo`` (the next render's). Returns how many entries it put there that ``last``
+    lacks: what tells the render cache whether the memo is worth saving again."""
     last = last or {}
     if memo is None:
         memo = {}
+    new = 0
     v0_tails, v1_tails = [], []
     for job, record in jobs:
         g = job.group
@@ -62,7 +64,10 @@ def write_queue(
         fields = _fields(g, when, priority)
         rows = last.get(fields)
         if rows is None:
-            rows = _rows(g, when, priority)
+            rows = memo.get(fields)  # (the same job twice, or in two distributions)
+            if rows is None:
+                rows = _rows(g, when, priority)
+                new += 1
         memo[fields] = rows
         v0_tails.append(rows[0])
         v1_tails.append(rows[1])
@@ -73,6 +78,7 @@ def write_queue(
     v0_list = api_v1.join_numbered(head, (_V0_ID, _V0_NEXT), ids, v0_tails, _END)
     out.write(f"{paths.api_base(distro)}/queue/list", v0_list)
     out.write(f"{paths.api_v1_base(distro)}/queue", api_v1.numbered_page(ids, v1_tails))
+    return new
 
 
 def _fields(g: BuildGroup, when: _dt.datetime, priority: int) -> tuple[str, ...]:

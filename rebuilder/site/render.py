@@ -172,7 +172,7 @@ def _render(
     keep_dirs: set[str] = set()  # pkg/ and badge/ folders an incremental prune skips
     _queues(got, views)
     queues = (last.queue if last.code == code else {}, now_cache.queue)
-    aggregates.render_queues(out, got, views, when, public_keys, queues)
+    now_cache.queue_new = aggregates.render_queues(out, got, views, when, public_keys, queues)
     lap("queue")
     for view in views:
         mine = f"{view.profile.name}\0{view.profile.distro}"
@@ -265,7 +265,7 @@ def _render_quiet(
     aggregates.render_badges(out, got)
     last_queue = cache.load_queue(out.root, now_cache.code)
     queues = (last_queue, now_cache.queue)
-    aggregates.render_queues(out, got, views, cfg.now, public_keys, queues)
+    now_cache.queue_new = aggregates.render_queues(out, got, views, cfg.now, public_keys, queues)
     aggregates.render_v0(out, got, cfg.now, public_keys)
     aggregates.render_feeds(out, cfg, got)
     aggregates.render_dashboard(out, cfg, got, public_keys)
