@@ -186,7 +186,7 @@ class Output:
             size = len(data) if isinstance(data, bytes) else sum(map(len, data))
             if not self._gate.is_open() and self._held_bytes + size <= HELD_MAX:
                 self._checked(rel)  # (refused now, not once the gate opens)
-                self._held.append((rel, data))
+                self._held.append((rel, data if isinstance(data, bytes) else list(data)))
                 self._held_bytes += size
                 return True  # (it will be, unless it holds those bytes already)
         path = self._path(rel)
