@@ -576,11 +576,11 @@ def _memo_moved(memo: Memo, last: Memo, new: int | None = None) -> bool:
     room; writing it whole would cost every pass that moves the queue a little (62 MB at
     Debian's first queue).
 
-    ``new``: how many of the memo's keys ``last`` lacks, as the render counted them while it
-    filled the memo from ``last`` (:func:`site.queue.write_queue`); the others are keys of
-    ``last``, so the two differ by those and by the keys of ``last`` the memo lacks. None:
-    the keys are compared (each a tuple of a job's dozen fields: 40 ms for 18,000 jobs, on
-    every render).
+    ``new``: how many of the memo's keys ``last`` lacks, as the render counted them while
+    it filled the memo from ``last`` (:func:`rebuilder.site.queue.write_queue`); the others
+    are keys of ``last``, so the two differ by those and by the keys of ``last`` the memo
+    lacks. None: the keys are compared (each a tuple of a job's dozen fields: 40 ms for
+    18,000 jobs, on every render).
 
     >>> _memo_moved({("a",): (b"", b"")}, {}), _memo_moved({}, {})
     (True, False)

@@ -283,8 +283,10 @@ def walk_profile(
         tokens.append(token)
         new: tuple[list[api_v0.PkgLine], list[api_v1.EncodedRow]] | None = None
         if raw is None or raw[0] != token:
-            if raw is not None:  # not of this record after all (a part is taken, and its
-                drop(raw)  # token looked at, only in an incremental render: patch is set)
+            # a part not of this record after all (parts are taken only in an incremental
+            # render, where the patch it is dropped from is set)
+            if raw is not None:
+                drop(raw)
             stem = paths.group_page(name, key)
             suite = (
                 _suite_id(got, suite_ids, numbered, last_ids, name, where) if record.seen else -1
