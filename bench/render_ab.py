@@ -10,7 +10,15 @@ which ``OLD`` renders whole; a later call first renders each whole by its own co
 cache is its code's, and a tree edited since would render everything), unless ``--no-full``. Each
 round renders one pass of changes on each site (the two start as copies, so they see the same
 changes), the order swapped every round; it prints each render, then the medians of wall,
-CPU, the driver's page faults and each of the driver's phases.
+CPU, the driver's page faults and each of the driver's phases, and the two codes compared
+round by round (the median of this tree's wall less ``OLD``'s in the same round, and the
+rounds this tree was quicker in): the machine's speed drifts within a run, and a pair of
+renders a few seconds apart shares the drift.
+
+The two sites must have seen the same changes (each keeps its records and random state in
+``state.pickle``): a render of one of them alone (by ``bench/render_pass.py``, or a profile
+of it) makes them part, and the script refuses to compare them until ``DIR/b`` is removed
+(it is then copied from ``DIR/a`` again).
 
     python bench/render_ab.py OLD DIR [--rounds 10] [--every] [--no-full]
 """
@@ -63,6 +71,9 @@ def main() -> int:
     if not b.exists():  # (a copy of this tree's render)
         subprocess.run(["cp", "-a", str(a), str(b)], check=True)  # (hard links kept)
         full.add("old")
+    if (a / "state.pickle").read_bytes() != (b / "state.pickle").read_bytes():
+        sys.exit(f"{a} and {b} have seen different changes (their state.pickle differ): "
+                 f"remove {b} to copy {a} again")  # fmt: skip
     for name in [n for n in sites if n in full]:
         print(f"{name}: full render  {_render(*sites[name], ['--full'])}", flush=True)
     runs: dict[str, list[Run]] = {name: [] for name in sites}
@@ -73,7 +84,10 @@ def main() -> int:
             run = _render(site, code, extra)
             runs[name].append(run)
             print(f"round {i + 1} {name}: {run}", flush=True)
+        if runs["this"][-1].written != runs["old"][-1].written:
+            print(f"round {i + 1}: the two wrote other counts of files: other changes?")
     _medians(runs)
+    _paired(runs["this"], runs["old"])
     return 0
 
 
@@ -99,6 +113,18 @@ def _medians(runs: dict[str, list[Run]]) -> None:
             kept = [r.phases[phase] for r in runs[n] if phase in r.phases]
             cells.append(f"{statistics.median(kept):>12.3f}" if kept else f"{'-':>12}")
         print(f"  {phase:<34}" + "".join(cells))
+
+
+def _paired(this: list[Run], old: list[Run]) -> None:
+    """This tree's wall less the old one's, round by round: the median, and the rounds it
+    was quicker in."""
+    walls = [t.wall - o.wall for t, o in zip(this, old, strict=True)]
+    cpus = [t.cpu - o.cpu for t, o in zip(this, old, strict=True)]
+    quicker = sum(d < 0 for d in walls)
+    print(
+        f"round by round, this less old: wall {statistics.median(walls):+.3f} s (median), "
+        f"CPU {statistics.median(cpus):+.3f} s; this quicker in {quicker} of {len(walls)}"
+    )
 
 
 if __name__ == "__main__":
