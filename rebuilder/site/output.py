@@ -183,7 +183,7 @@ class Output:
         """Write ``data`` (bytes, or pieces of them: see :data:`_fs.Data`) at ``rel`` unless
         the file already holds exactly it."""
         if self._gate is not None:
-            size = len(data) if isinstance(data, bytes) else sum(map(len, data))
+            size = _fs.data_size(data)
             if not self._gate.is_open() and self._held_bytes + size <= HELD_MAX:
                 self._checked(rel)  # (refused now, not once the gate opens)
                 self._held.append((rel, data if isinstance(data, bytes) else list(data)))
