@@ -56,7 +56,7 @@ def main() -> int:
     from rebuilder.site import render
 
     code = Path(sys.modules["rebuilder"].__file__ or "").parent.parent
-    print(f"code: {code}", file=sys.stderr)
+    print(f"code: {code}; python: {bench.interpreter()}", file=sys.stderr)
     site, kept = args.dir / "site", args.dir / "state.pickle"
     full = args.full
     if kept.exists():
